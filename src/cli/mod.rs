@@ -1,0 +1,186 @@
+//! Command-line interface: clap definitions, one file per subcommand, each thin (parse, call, render).
+//!
+//! Global options resolve into a [`Ctx`] (configuration plus output settings); each subcommand's `run` takes it
+//! and returns `Result<()>`. The same [`Cli`] definition generates `--help`, the man pages and the completions.
+
+mod alias;
+mod alias_domain;
+mod completions;
+mod config_cmd;
+mod db;
+mod domain;
+mod export;
+mod import;
+mod mailbox;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+use crate::error::Result;
+use crate::output::Output;
+use crate::store::Store;
+
+/// Exit status section shared by `--help` and the man pages.
+pub const EXIT_STATUS: &str = "\
+Exit status:
+  0  success
+  1  the operation failed (not found, already exists, limit reached, refused)
+  2  usage error (bad arguments, invalid names, bad configuration or database URL)
+  3  the database or another backend could not be reached";
+
+/// mailctl: provision, run and audit a self-hosted mail server.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailctl",
+    version,
+    about = "Provision, run and audit a self-hosted mail server",
+    long_about = "mailctl provisions domains, mailboxes and aliases in postfixadmin's database schema \
+                  (SQLite by default, or MySQL/MariaDB), so a stock Postfix and Dovecot serve them unchanged.",
+    after_long_help = EXIT_STATUS,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Options that apply to every command.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]
+    #[arg(long, global = true, value_name = "FILE", env = "MAILCTL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the
+    /// user's data directory]
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Print data as JSON (one document per run) instead of tables
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print more detail on stderr
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print nothing but data and errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+/// Every subcommand.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage hosted domains
+    #[command(subcommand)]
+    Domain(domain::DomainCmd),
+    /// Manage mailboxes (alias: user)
+    #[command(subcommand, visible_alias = "user")]
+    Mailbox(mailbox::MailboxCmd),
+    /// Manage aliases, forwardings and catch-alls (@domain)
+    #[command(subcommand)]
+    Alias(alias::AliasCmd),
+    /// Manage alias domains (every address of one domain delivered to the same address of another)
+    #[command(subcommand, name = "alias-domain")]
+    AliasDomain(alias_domain::AliasDomainCmd),
+    /// Import domains, mailboxes and aliases from a CSV file, all or nothing
+    Import(import::ImportArgs),
+    /// Export every domain, mailbox and alias as CSV or JSON
+    Export(export::ExportArgs),
+    /// Generate lookup configuration for Postfix and Dovecot
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCmd),
+    /// Database schema: migrate, status
+    #[command(subcommand)]
+    Db(db::DbCmd),
+    /// Print a shell completion script
+    Completions(completions::CompletionsArgs),
+}
+
+/// What every command gets: resolved configuration and output settings.
+pub struct Ctx {
+    /// Resolved configuration.
+    pub config: Config,
+    /// How to print.
+    pub out: Output,
+}
+
+impl Ctx {
+    /// Opens the database, creating and migrating it on first use, and tells the user when it did.
+    pub async fn store(&self) -> Result<Store> {
+        let (store, opened) = Store::open(&self.config.database_url).await?;
+        if let Some(path) = &opened.created_file {
+            self.out
+                .note(format!("created new database at {}", path.display()));
+        }
+        for m in &opened.migrated {
+            self.out.detail(format!(
+                "applied schema migration {}: {}",
+                m.version, m.description
+            ));
+        }
+        Ok(store)
+    }
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let out = Output {
+        json: cli.global.json,
+        quiet: cli.global.quiet,
+        verbose: cli.global.verbose,
+    };
+    if let Command::Completions(args) = &cli.command {
+        return completions::run(args);
+    }
+    let overrides = Overrides {
+        config_path: cli.global.config.clone(),
+        database_url_flag: cli.global.database_url.clone(),
+        database_url_env: std::env::var("MAILCTL_DATABASE_URL").ok(),
+    };
+    let ctx = Ctx {
+        config: Config::load(&overrides)?,
+        out,
+    };
+    match cli.command {
+        Command::Domain(c) => domain::run(&ctx, c).await,
+        Command::Mailbox(c) => mailbox::run(&ctx, c).await,
+        Command::Alias(c) => alias::run(&ctx, c).await,
+        Command::AliasDomain(c) => alias_domain::run(&ctx, c).await,
+        Command::Import(a) => import::run(&ctx, a).await,
+        Command::Export(a) => export::run(&ctx, a).await,
+        Command::Config(c) => config_cmd::run(&ctx, c).await,
+        Command::Db(c) => db::run(&ctx, c).await,
+        Command::Completions(_) => Ok(()),
+    }
+}
+
+/// `--active` / `--inactive` pair, for commands that can switch a record on or off.
+#[derive(Debug, Args, Default)]
+pub struct ActiveFlags {
+    /// Mark as active
+    #[arg(long, conflicts_with = "inactive")]
+    pub active: bool,
+    /// Mark as inactive (kept, but mail is not accepted or delivered)
+    #[arg(long)]
+    pub inactive: bool,
+}
+
+impl ActiveFlags {
+    /// `Some(true)` for `--active`, `Some(false)` for `--inactive`, `None` when neither was given.
+    pub fn value(&self) -> Option<bool> {
+        match (self.active, self.inactive) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// Parses a command-line value with the model's parser, turning its message into a usage error.
+pub fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T> {
+    s.parse::<T>().map_err(crate::error::Error::Usage)
+}

@@ -1,0 +1,219 @@
+//! Configuration: TOML file, environment and flags, resolved once into [`Config`].
+//!
+//! Precedence for every setting: command-line flag, then environment (`MAILCTL_*`), then the config file, then
+//! the built-in default. The config file is `--config FILE` / `MAILCTL_CONFIG`, else `/etc/mailctl/mailctl.toml`
+//! when it exists; an explicitly named file that cannot be read is an error, a missing default file is not.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::password::Scheme;
+
+/// Where the system-wide configuration lives when no `--config` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/mailctl/mailctl.toml";
+
+/// The file as written by the admin; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `[database]`
+    #[serde(default)]
+    pub database: DatabaseSection,
+    /// `[passwords]`
+    #[serde(default)]
+    pub passwords: PasswordSection,
+    /// `[mail]`
+    #[serde(default)]
+    pub mail: MailSection,
+}
+
+/// `[database]`: which store to use.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `mysql://user:pass@host:port/db` or `sqlite:///path/to/file.db`.
+    pub url: Option<String>,
+}
+
+/// `[passwords]`: how new passwords are hashed and what is accepted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordSection {
+    /// `SHA512-CRYPT` (default), `BLF-CRYPT` or `ARGON2ID`.
+    pub scheme: Option<String>,
+    /// Minimum length of a new password (default 8).
+    pub min_length: Option<usize>,
+}
+
+/// `[mail]`: where Maildirs live and which system user owns them (used by the generated Dovecot config).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSection {
+    /// Root of all Maildirs (default `/var/vmail`); a mailbox lives at `<root>/<domain>/<local>/`.
+    pub vmail_root: Option<PathBuf>,
+    /// Numeric uid owning the Maildirs (default 5000).
+    pub vmail_uid: Option<u32>,
+    /// Numeric gid owning the Maildirs (default 5000).
+    pub vmail_gid: Option<u32>,
+}
+
+/// Where the database URL came from, reported by `db status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// `--database-url`
+    Flag,
+    /// `MAILCTL_DATABASE_URL`
+    Env,
+    /// the config file
+    ConfigFile,
+    /// the built-in SQLite default
+    Default,
+}
+
+/// Fully resolved settings for one run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Database URL (may contain a password; redact before printing).
+    pub database_url: String,
+    /// Where `database_url` came from.
+    pub database_source: Source,
+    /// The config file that was read, if any.
+    pub config_file: Option<PathBuf>,
+    /// Scheme for newly hashed passwords.
+    pub password_scheme: Scheme,
+    /// Minimum length of a new password.
+    pub min_password_length: usize,
+    /// Root of all Maildirs.
+    pub vmail_root: PathBuf,
+    /// Owner uid of the Maildirs.
+    pub vmail_uid: u32,
+    /// Owner gid of the Maildirs.
+    pub vmail_gid: u32,
+}
+
+/// The values that flags and environment may set, already merged by clap (flag beats env).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--config` / `MAILCTL_CONFIG`.
+    pub config_path: Option<PathBuf>,
+    /// `--database-url` (flag) value.
+    pub database_url_flag: Option<String>,
+    /// `MAILCTL_DATABASE_URL` value.
+    pub database_url_env: Option<String>,
+}
+
+impl Config {
+    /// Resolves the configuration from overrides, the config file and defaults.
+    pub fn load(o: &Overrides) -> Result<Config> {
+        let (file, config_file) = match &o.config_path {
+            Some(p) => (read_file(p)?, Some(p.clone())),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+                let p = PathBuf::from(DEFAULT_CONFIG_PATH);
+                (read_file(&p)?, Some(p))
+            }
+            None => (FileConfig::default(), None),
+        };
+        let non_empty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        let (database_url, database_source) = if let Some(u) = non_empty(&o.database_url_flag) {
+            (u, Source::Flag)
+        } else if let Some(u) = non_empty(&o.database_url_env) {
+            (u, Source::Env)
+        } else if let Some(u) = non_empty(&file.database.url) {
+            (u, Source::ConfigFile)
+        } else {
+            (default_database_url(), Source::Default)
+        };
+        let password_scheme = match &file.passwords.scheme {
+            Some(s) => s
+                .parse::<Scheme>()
+                .map_err(|e| config_error(&config_file, &e))?,
+            None => Scheme::default(),
+        };
+        Ok(Config {
+            database_url,
+            database_source,
+            config_file,
+            password_scheme,
+            min_password_length: file.passwords.min_length.unwrap_or(8),
+            vmail_root: file
+                .mail
+                .vmail_root
+                .unwrap_or_else(|| PathBuf::from("/var/vmail")),
+            vmail_uid: file.mail.vmail_uid.unwrap_or(5000),
+            vmail_gid: file.mail.vmail_gid.unwrap_or(5000),
+        })
+    }
+}
+
+fn config_error(file: &Option<PathBuf>, msg: &str) -> Error {
+    match file {
+        Some(p) => Error::usage(format!("config file {}: {msg}", p.display())),
+        None => Error::usage(msg.to_string()),
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::File {
+        action: "cannot read config file",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text).map_err(|e| Error::usage(format!("config file {}: {e}", path.display())))
+}
+
+/// Parses config text; the error is one line naming the offending key or position.
+pub fn parse(text: &str) -> std::result::Result<FileConfig, String> {
+    toml::from_str(text).map_err(|e| {
+        let msg = e.message().trim().to_string();
+        match e.span() {
+            Some(span) => {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                format!("line {line}: {msg}")
+            }
+            None => msg,
+        }
+    })
+}
+
+/// The embedded default: a SQLite file in the user's data directory.
+///
+/// `$XDG_DATA_HOME/mailctl/mailctl.db`, else `$HOME/.local/share/mailctl/mailctl.db`, else `./mailctl.db`.
+pub fn default_sqlite_path() -> PathBuf {
+    let env_dir = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(d) = env_dir("XDG_DATA_HOME") {
+        d.join("mailctl").join("mailctl.db")
+    } else if let Some(h) = env_dir("HOME") {
+        h.join(".local/share/mailctl/mailctl.db")
+    } else {
+        PathBuf::from("mailctl.db")
+    }
+}
+
+fn default_database_url() -> String {
+    format!("sqlite://{}", default_sqlite_path().display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_reported_with_their_line() {
+        let err = parse("[database]\nurl = \"sqlite://x\"\nulr = 1\n").unwrap_err();
+        assert!(err.starts_with("line 3:"), "{err}");
+        assert!(err.contains("ulr"), "{err}");
+    }
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let f = parse("").unwrap();
+        assert!(f.database.url.is_none());
+    }
+}

@@ -1,0 +1,119 @@
+//! The one error type of mailctl.
+//!
+//! Every failure that reaches the user passes through [`Error`]: each variant knows its exit code and renders as
+//! one line naming the thing that was wrong. Lower layers attach context (which domain, which file, which database)
+//! when they create the error, so `main` only prints `error: {err}` and exits with [`Error::exit_code`].
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Exit codes shared by every command (documented in README and the man page).
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// The operation failed: not found, already exists, limit reached, refused.
+    pub const FAILED: i32 = 1;
+    /// Usage error: bad flags or arguments, invalid names, bad configuration.
+    pub const USAGE: i32 = 2;
+    /// The database or another backend could not be reached.
+    pub const UNREACHABLE: i32 = 3;
+}
+
+/// Everything that can go wrong, grouped by what the user should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line, an input value or the configuration is wrong (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// A named object does not exist (exit 1).
+    #[error("{kind} {name} does not exist")]
+    NotFound { kind: &'static str, name: String },
+    /// A named object exists already (exit 1).
+    #[error("{kind} {name} already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    /// The operation was refused by a rule: a limit, a loop, a dependency (exit 1).
+    #[error("{0}")]
+    Refused(String),
+    /// A file could not be read or written (exit 1).
+    #[error("{action} {}: {source}", path.display())]
+    File {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database could not be reached at all (exit 3).
+    #[error("cannot reach the database {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    /// A query failed; `context` says what mailctl was doing (exit 3 when the connection was lost, else 1).
+    #[error("database error while {context}: {source}")]
+    Database {
+        context: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Several input records were wrong (CSV import); each message names its line (exit 1).
+    #[error("{summary}")]
+    Rows { summary: String, rows: Vec<String> },
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::Unreachable { .. } => exit::UNREACHABLE,
+            Error::Database { source, .. } if is_connection_error(source) => exit::UNREACHABLE,
+            _ => exit::FAILED,
+        }
+    }
+
+    /// Wraps a query error with what mailctl was doing when it happened.
+    pub fn db(context: impl Into<String>, source: sqlx::Error) -> Self {
+        Error::Database {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Shorthand for a usage error.
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Error::Usage(msg.into())
+    }
+
+    /// Shorthand for a refused operation.
+    pub fn refused(msg: impl Into<String>) -> Self {
+        Error::Refused(msg.into())
+    }
+
+    /// Shorthand for a missing object.
+    pub fn not_found(kind: &'static str, name: impl ToString) -> Self {
+        Error::NotFound {
+            kind,
+            name: name.to_string(),
+        }
+    }
+
+    /// Shorthand for a duplicate object.
+    pub fn exists(kind: &'static str, name: impl ToString) -> Self {
+        Error::AlreadyExists {
+            kind,
+            name: name.to_string(),
+        }
+    }
+}
+
+/// True when a query failed because the server went away rather than because of the query.
+pub fn is_connection_error(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_)
+    )
+}

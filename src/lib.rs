@@ -1,0 +1,42 @@
+//! # mailctl
+//!
+//! One binary that provisions, runs and audits a self-hosted mail server. This crate is the library behind the
+//! `mailctl` binary (`src/main.rs` only parses arguments, runs one command and maps the error to an exit code).
+//!
+//! ## The shape of the house
+//!
+//! ```text
+//! cli/            clap definitions, one file per subcommand; thin: parse, call, render
+//! config.rs       TOML config + flag/env/file/default precedence
+//! error.rs        the one Error type; each variant knows its exit code and one-line message
+//! output.rs       tables (comfy-table), --json, notes on stderr, progress bars on a TTY
+//! model.rs        names that parse: DomainName, LocalPart, Address, AliasAddress
+//! password.rs     Dovecot-compatible hashing ({SHA512-CRYPT}, {BLF-CRYPT}, {ARGON2ID}) and verification
+//! provision/      the rules of provisioning (limits, self-alias rows, loops, alias domains) over a Tx
+//! bulk.rs         the CSV layout of import/export
+//! lookup_config.rs  the Postfix maps and Dovecot SQL config that serve the rows mailctl writes
+//! store/          the ONLY place that speaks SQL: Store over SQLite and MySQL/MariaDB, migrations,
+//!                 one file per table family
+//! assets.rs       man pages and shell completions generated from the clap definition
+//! ```
+//!
+//! Data flows one way: `cli` -> `provision` / `bulk` / `lookup_config` -> `store`. Nothing below `cli` prints.
+//! Every command that writes runs in one store transaction ([`store::Tx`]) and commits once, so a failure
+//! anywhere leaves the database as it was.
+//!
+//! Differences from `DESIGN.md`: there is a library crate (`src/lib.rs`) so integration tests, the docs
+//! generator and later fuzz targets can reach the modules; provisioning rules live in `provision/` rather than
+//! inside `store/`, so that the store stays a thin SQL layer with one statement per method.
+
+pub mod assets;
+pub mod bulk;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod lookup_config;
+pub mod model;
+pub mod output;
+pub mod password;
+pub mod provision;
+pub mod store;
+pub mod time;

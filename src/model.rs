@@ -1,0 +1,301 @@
+//! Names that parse, never unchecked strings.
+//!
+//! A [`DomainName`] cannot hold an invalid or non-canonical name: it is lower-case ASCII, internationalized names
+//! already in their punycode (`xn--`) form, exactly as the postfixadmin schema stores them. Functions that take one
+//! never re-check it. The same holds for [`LocalPart`], [`Address`] and [`AliasAddress`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Serialize, Serializer};
+
+/// A fully qualified mail domain, lower-case ASCII (A-labels for IDNs), at least two labels, no trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DomainName(String);
+
+impl DomainName {
+    /// The canonical ASCII form, as stored in the database.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Parses a name already stored in the database; stored rows are trusted to be canonical.
+    pub fn from_stored(s: &str) -> Self {
+        DomainName(s.to_ascii_lowercase())
+    }
+}
+
+impl FromStr for DomainName {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, String> {
+        let bad = |why: &str| Err(format!("invalid domain name '{}': {why}", printable(input)));
+        if input.is_empty() {
+            return bad("it is empty");
+        }
+        if input.ends_with('.') {
+            return bad("remove the trailing dot");
+        }
+        if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return bad("it contains white space or control characters");
+        }
+        let ascii = if input.is_ascii() {
+            input.to_ascii_lowercase()
+        } else {
+            match idna::domain_to_ascii_strict(input) {
+                Ok(a) => a,
+                Err(_) => return bad("not a valid internationalized name"),
+            }
+        };
+        if ascii.len() > 253 {
+            return bad("longer than 253 characters");
+        }
+        let labels: Vec<&str> = ascii.split('.').collect();
+        if labels.len() < 2 {
+            return bad("a mail domain needs at least two labels, like example.org");
+        }
+        for label in &labels {
+            if label.is_empty() {
+                return bad("it has an empty label");
+            }
+            if label.len() > 63 {
+                return bad("a label is longer than 63 characters");
+            }
+            if !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                return bad("only letters, digits, hyphens and dots are allowed");
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return bad("a label starts or ends with a hyphen");
+            }
+        }
+        if ascii.contains("xn--") && idna::domain_to_ascii_strict(&ascii).is_err() {
+            return bad("an xn-- label is not valid punycode");
+        }
+        if labels
+            .last()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return bad("the top-level label is numeric (an IP address is not a domain)");
+        }
+        Ok(DomainName(ascii.to_ascii_lowercase()))
+    }
+}
+
+/// The part of an address before the `@`: a lower-case dot-atom without routing characters.
+///
+/// `%`, `!` and `/` are refused: the first two are old source-routing syntax that relays have been tricked with,
+/// and `/` would escape the mailbox's Maildir path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LocalPart(String);
+
+impl LocalPart {
+    /// The stored form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+const LOCAL_SPECIALS: &str = ".#$&'*+-=?^_`{|}~";
+
+impl FromStr for LocalPart {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, String> {
+        let bad = |why: &str| Err(format!("invalid local part '{}': {why}", printable(input)));
+        if input.is_empty() {
+            return bad("it is empty");
+        }
+        if input.len() > 64 {
+            return bad("longer than 64 characters");
+        }
+        if let Some(c) = input
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(*c)))
+        {
+            return bad(&format!(
+                "character '{}' is not allowed",
+                c.escape_default()
+            ));
+        }
+        if input.starts_with('.') || input.ends_with('.') || input.contains("..") {
+            return bad("dots may not lead, trail or repeat");
+        }
+        Ok(LocalPart(input.to_ascii_lowercase()))
+    }
+}
+
+/// A mailbox address `local@domain` in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Address {
+    /// The local part.
+    pub local: LocalPart,
+    /// The domain.
+    pub domain: DomainName,
+}
+
+impl Address {
+    /// Builds an address from a stored `username` / `address` column.
+    pub fn from_stored(s: &str) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl FromStr for Address {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, String> {
+        let Some((local, domain)) = input.rsplit_once('@') else {
+            return Err(format!(
+                "invalid address '{}': expected local@domain",
+                printable(input)
+            ));
+        };
+        let local = local.parse::<LocalPart>()?;
+        let domain = domain
+            .parse::<DomainName>()
+            .map_err(|e| format!("invalid address '{}': {e}", printable(input)))?;
+        Ok(Address { local, domain })
+    }
+}
+
+/// The address of an alias: an ordinary address or the catch-all `@domain` of a domain.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AliasAddress {
+    /// `local@domain`.
+    Address(Address),
+    /// `@domain`: takes every recipient of the domain that has no mailbox or alias of its own.
+    CatchAll(DomainName),
+}
+
+impl AliasAddress {
+    /// The domain the alias belongs to.
+    pub fn domain(&self) -> &DomainName {
+        match self {
+            AliasAddress::Address(a) => &a.domain,
+            AliasAddress::CatchAll(d) => d,
+        }
+    }
+}
+
+impl FromStr for AliasAddress {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, String> {
+        match input.strip_prefix('@') {
+            Some(domain) => Ok(AliasAddress::CatchAll(domain.parse()?)),
+            None => Ok(AliasAddress::Address(input.parse()?)),
+        }
+    }
+}
+
+macro_rules! display_and_serialize {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
+}
+display_and_serialize!(DomainName, LocalPart, Address, AliasAddress);
+
+impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for LocalPart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.local, self.domain)
+    }
+}
+
+impl fmt::Display for AliasAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AliasAddress::Address(a) => a.fmt(f),
+            AliasAddress::CatchAll(d) => write!(f, "@{d}"),
+        }
+    }
+}
+
+/// Renders user input safely inside a one-line message: control characters (CR, LF, NUL) are escaped.
+pub fn printable(input: &str) -> String {
+    input
+        .chars()
+        .flat_map(char::escape_debug)
+        .collect::<String>()
+        .replace("\\'", "'")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_names_are_canonicalized() {
+        let d: DomainName = "Example.ORG".parse().unwrap();
+        assert_eq!(d.as_str(), "example.org");
+        let idn: DomainName = "bücher.example".parse().unwrap();
+        assert_eq!(idn.as_str(), "xn--bcher-kva.example");
+    }
+
+    #[test]
+    fn bad_domain_names_are_refused() {
+        for bad in [
+            "",
+            "localhost",
+            "example..org",
+            "-a.org",
+            "a-.org",
+            "a_b.org",
+            "example.org.",
+            "1.2.3.4",
+            "a b.org",
+            "ex\nample.org",
+        ] {
+            assert!(bad.parse::<DomainName>().is_err(), "{bad:?} accepted");
+        }
+        let long = format!("{}.org", "a".repeat(64));
+        assert!(long.parse::<DomainName>().is_err());
+    }
+
+    #[test]
+    fn local_parts_refuse_routing_characters() {
+        for bad in [
+            "a%b", "a!b", "a/b", ".a", "a.", "a..b", "", "a b", "\"q\"", "a@b",
+        ] {
+            assert!(bad.parse::<LocalPart>().is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            "Alice.Smith+tag".parse::<LocalPart>().unwrap().as_str(),
+            "alice.smith+tag"
+        );
+    }
+
+    #[test]
+    fn alias_addresses_include_catch_all() {
+        assert_eq!(
+            "@Example.org".parse::<AliasAddress>().unwrap().to_string(),
+            "@example.org"
+        );
+        assert!("@".parse::<AliasAddress>().is_err());
+        let a: AliasAddress = "Bob@example.org".parse().unwrap();
+        assert_eq!(a.to_string(), "bob@example.org");
+    }
+
+    #[test]
+    fn printable_escapes_control_characters() {
+        assert_eq!(printable("a\r\nb"), "a\\r\\nb");
+    }
+}

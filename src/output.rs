@@ -1,0 +1,121 @@
+//! Everything mailctl prints goes through here: human tables, `--json`, notes on stderr, progress bars.
+//!
+//! Nothing below `cli` prints; commands build a value and hand it to [`Output`]. Data goes to stdout (a table, or
+//! exactly one JSON document with `--json`); notes and progress go to stderr so pipes stay clean.
+
+use std::io::{IsTerminal, Write};
+
+use comfy_table::{ContentArrangement, Table, presets};
+use serde::Serialize;
+
+/// A value that can be shown to a person as text (usually a table).
+pub trait Render {
+    /// The human rendering, ending without a newline.
+    fn render(&self) -> String;
+}
+
+/// Output settings for this run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Output {
+    /// `--json`: one JSON document on stdout instead of tables and messages.
+    pub json: bool,
+    /// `-q`: no notes, no confirmation messages.
+    pub quiet: bool,
+    /// `-v` count: extra notes.
+    pub verbose: u8,
+}
+
+impl Output {
+    /// Prints a data value: JSON with `--json`, else its human rendering.
+    pub fn emit<T: Serialize + Render>(&self, value: &T) {
+        if self.json {
+            print_json(value);
+        } else {
+            println!("{}", value.render());
+        }
+    }
+
+    /// Prints the result of a change: the affected record as JSON with `--json`, else `message` (unless `-q`).
+    pub fn done<T: Serialize>(&self, value: &T, message: impl std::fmt::Display) {
+        if self.json {
+            print_json(value);
+        } else if !self.quiet {
+            println!("{message}");
+        }
+    }
+
+    /// A note for the person at the terminal (stderr), suppressed by `-q`.
+    pub fn note(&self, message: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{message}");
+        }
+    }
+
+    /// A detail shown only with `-v`.
+    pub fn detail(&self, message: impl std::fmt::Display) {
+        if self.verbose > 0 && !self.quiet {
+            eprintln!("{message}");
+        }
+    }
+
+    /// A progress bar on stderr when it is a terminal and output is for a person; hidden otherwise.
+    pub fn progress(&self, len: u64, what: &str) -> indicatif::ProgressBar {
+        if self.json || self.quiet || !std::io::stderr().is_terminal() {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::new(len);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({eta})")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(what.to_string());
+        bar
+    }
+}
+
+fn print_json<T: Serialize>(value: &T) {
+    let mut out = std::io::stdout().lock();
+    // Serializing our own plain structs cannot fail; a closed stdout is not worth a panic.
+    let _ = serde_json::to_writer_pretty(&mut out, value);
+    let _ = writeln!(out);
+}
+
+/// A table with a header row. On a terminal it gets borders; in a pipe, plain aligned columns for awk and grep.
+pub fn table<I, R>(headers: &[&str], rows: I) -> String
+where
+    I: IntoIterator<Item = R>,
+    R: IntoIterator<Item = String>,
+{
+    let mut t = Table::new();
+    if std::io::stdout().is_terminal() {
+        t.load_preset(presets::UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic);
+    } else {
+        t.load_preset(presets::NOTHING);
+    }
+    t.set_header(headers.iter().copied());
+    for r in rows {
+        t.add_row(r);
+    }
+    t.to_string()
+}
+
+/// A two-column key/value table for `show` commands.
+pub fn key_values(pairs: Vec<(&str, String)>) -> String {
+    let mut t = Table::new();
+    if std::io::stdout().is_terminal() {
+        t.load_preset(presets::UTF8_FULL_CONDENSED);
+    } else {
+        t.load_preset(presets::NOTHING);
+    }
+    for (k, v) in pairs {
+        t.add_row(vec![k.to_string(), v]);
+    }
+    t.to_string()
+}
+
+/// `yes`/`no` for boolean columns in tables.
+pub fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_string()
+}

@@ -1,0 +1,63 @@
+//! Provisioning rules: what may be created, changed and deleted, on top of the store's rows.
+//!
+//! Every function here takes an open [`Tx`] and leaves committing to the caller, so a command (or a whole CSV
+//! import) is all-or-nothing. The rules are postfixadmin's: limits per domain (`0` unlimited, `-1` none allowed),
+//! a self-alias row for every mailbox, catch-alls as `@domain`, alias domains that must point at a real domain.
+
+mod aliases;
+mod domains;
+mod mailboxes;
+
+pub use aliases::{
+    add_alias, add_alias_domain, delete_alias, delete_alias_domain, set_alias, update_alias,
+};
+pub use domains::{DomainSettings, add_domain, delete_domain, require_domain, update_domain};
+pub use mailboxes::{
+    MailboxSettings, add_mailbox, delete_mailbox, require_mailbox, set_password, update_mailbox,
+};
+
+use crate::error::{Error, Result};
+use crate::store::Tx;
+
+/// Bytes per megabyte for `--quota-mb` and the domain's MB limits (MiB, as Dovecot counts).
+pub const MB: i64 = 1024 * 1024;
+
+/// Checks free text that ends up in the database and in generated mail headers: one line, at most 255 chars.
+pub fn free_text(field: &str, value: &str) -> Result<String> {
+    if value.chars().any(char::is_control) {
+        return Err(Error::usage(format!(
+            "{field} '{}' contains control characters (CR, LF, tab...)",
+            crate::model::printable(value)
+        )));
+    }
+    if value.chars().count() > 255 {
+        return Err(Error::usage(format!(
+            "{field} is longer than 255 characters"
+        )));
+    }
+    Ok(value.to_string())
+}
+
+/// Refuses to provision mailboxes or aliases inside a domain that is only an alias of another.
+async fn refuse_alias_domain(tx: &mut Tx, domain: &str, what: &str) -> Result<()> {
+    if let Some(ad) = tx.alias_domain(domain).await? {
+        return Err(Error::refused(format!(
+            "{domain} is an alias domain of {}; add the {what} in {} instead",
+            ad.target_domain, ad.target_domain
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a postfixadmin-style count limit (`0` unlimited, `-1` none allowed).
+fn check_count_limit(domain: &str, what: &str, limit: i64, have: i64) -> Result<()> {
+    if limit < 0 {
+        return Err(Error::refused(format!("domain {domain} allows no {what}")));
+    }
+    if limit > 0 && have >= limit {
+        return Err(Error::refused(format!(
+            "domain {domain} allows at most {limit} {what} and has {have}"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! The `mailbox` table (postfixadmin): one row per mailbox, read by Postfix and Dovecot.
+
+use sqlx::FromRow;
+
+use super::{Tx, on_conn};
+use crate::error::{Error, Result};
+
+/// A `mailbox` row. `quota` is in bytes (0 = unlimited); `maildir` is relative, like `example.com/alice/`.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct MailboxRow {
+    /// The full address, lower-case.
+    pub username: String,
+    /// Dovecot-style `{SCHEME}hash`.
+    pub password: String,
+    /// Display name.
+    pub name: String,
+    /// Maildir path relative to the vmail root.
+    pub maildir: String,
+    /// Quota in bytes, 0 for unlimited.
+    pub quota: i64,
+    /// Part before the `@`.
+    pub local_part: String,
+    /// Part after the `@`.
+    pub domain: String,
+    /// `YYYY-MM-DD HH:MM:SS` UTC.
+    pub created: String,
+    /// `YYYY-MM-DD HH:MM:SS` UTC.
+    pub modified: String,
+    /// Mail is delivered and IMAP login allowed.
+    pub active: bool,
+    /// SMTP AUTH allowed.
+    pub smtp_active: bool,
+}
+
+macro_rules! select {
+    () => {
+        "SELECT username, password, name, maildir, quota, local_part, domain, \
+     CAST(created AS CHAR) AS created, CAST(modified AS CHAR) AS modified, active, smtp_active FROM mailbox"
+    };
+}
+
+impl Tx {
+    /// One mailbox by address.
+    pub async fn mailbox(&mut self, username: &str) -> Result<Option<MailboxRow>> {
+        let sql = concat!(select!(), " WHERE username = ?");
+        on_conn!(self, |c| sqlx::query_as::<_, MailboxRow>(sql)
+            .bind(username)
+            .fetch_optional(&mut *c)
+            .await)
+        .map_err(|e| Error::db(format!("reading mailbox {username}"), e))
+    }
+
+    /// All mailboxes, or those of one domain, sorted by address.
+    pub async fn mailboxes(&mut self, domain: Option<&str>) -> Result<Vec<MailboxRow>> {
+        let err = |e| Error::db("listing mailboxes", e);
+        match domain {
+            Some(d) => {
+                let sql = concat!(select!(), " WHERE domain = ? ORDER BY domain, local_part");
+                on_conn!(self, |c| sqlx::query_as::<_, MailboxRow>(sql)
+                    .bind(d)
+                    .fetch_all(&mut *c)
+                    .await)
+                .map_err(err)
+            }
+            None => {
+                let sql = concat!(select!(), " ORDER BY domain, local_part");
+                on_conn!(self, |c| sqlx::query_as::<_, MailboxRow>(sql)
+                    .fetch_all(&mut *c)
+                    .await)
+                .map_err(err)
+            }
+        }
+    }
+
+    /// Inserts a new mailbox row (its self-alias is a separate row, see [`Tx::insert_alias`]).
+    pub async fn insert_mailbox(&mut self, m: &MailboxRow) -> Result<()> {
+        let sql = "INSERT INTO mailbox (username, password, name, maildir, quota, local_part, domain, created, \
+                   modified, active, smtp_active) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        on_conn!(self, |c| sqlx::query(sql)
+            .bind(&m.username)
+            .bind(&m.password)
+            .bind(&m.name)
+            .bind(&m.maildir)
+            .bind(m.quota)
+            .bind(&m.local_part)
+            .bind(&m.domain)
+            .bind(&m.created)
+            .bind(&m.modified)
+            .bind(m.active)
+            .bind(m.smtp_active)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(|e| Error::db(format!("adding mailbox {}", m.username), e))?;
+        Ok(())
+    }
+
+    /// Writes every mutable column of an existing mailbox row.
+    pub async fn update_mailbox(&mut self, m: &MailboxRow) -> Result<()> {
+        let sql = "UPDATE mailbox SET password = ?, name = ?, quota = ?, modified = ?, active = ?, \
+                   smtp_active = ? WHERE username = ?";
+        on_conn!(self, |c| sqlx::query(sql)
+            .bind(&m.password)
+            .bind(&m.name)
+            .bind(m.quota)
+            .bind(&m.modified)
+            .bind(m.active)
+            .bind(m.smtp_active)
+            .bind(&m.username)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))
+        .map_err(|e| Error::db(format!("updating mailbox {}", m.username), e))?;
+        Ok(())
+    }
+
+    /// Deletes a mailbox row and its self-alias row.
+    pub async fn delete_mailbox(&mut self, username: &str) -> Result<()> {
+        for sql in [
+            "DELETE FROM alias WHERE address = ?",
+            "DELETE FROM mailbox WHERE username = ?",
+        ] {
+            on_conn!(self, |c| sqlx::query(sql)
+                .bind(username)
+                .execute(&mut *c)
+                .await
+                .map(|r| r.rows_affected()))
+            .map_err(|e| Error::db(format!("deleting mailbox {username}"), e))?;
+        }
+        Ok(())
+    }
+}

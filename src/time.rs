@@ -1,0 +1,46 @@
+//! Timestamps as the postfixadmin schema stores them: `YYYY-MM-DD HH:MM:SS` in UTC.
+//!
+//! Storage and JSON are UTC (JSON in RFC 3339); only human tables show local time.
+
+use chrono::{DateTime, Local, NaiveDateTime, Utc};
+
+const DB_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+
+/// The current time in the database's column format.
+pub fn now_db() -> String {
+    Utc::now().format(DB_FORMAT).to_string()
+}
+
+fn parse_db(s: &str) -> Option<DateTime<Utc>> {
+    NaiveDateTime::parse_from_str(s.trim(), DB_FORMAT)
+        .ok()
+        .map(|n| n.and_utc())
+}
+
+/// A stored timestamp as RFC 3339 UTC for JSON; unparseable values pass through unchanged.
+pub fn db_to_rfc3339(s: &str) -> String {
+    parse_db(s).map_or_else(
+        || s.to_string(),
+        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
+}
+
+/// A stored timestamp in local time for human tables.
+pub fn db_to_local(s: &str) -> String {
+    parse_db(s).map_or_else(
+        || s.to_string(),
+        |t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_times_become_rfc3339() {
+        assert_eq!(db_to_rfc3339("2026-11-28 16:22:00"), "2026-11-28T16:22:00Z");
+        assert_eq!(db_to_rfc3339("garbage"), "garbage");
+        assert_eq!(now_db().len(), 19);
+    }
+}
