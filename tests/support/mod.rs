@@ -1,0 +1,304 @@
+//! Shared harness for the integration tests: a throw-away database per test (a SQLite file, or a uniquely named
+//! MariaDB database created and dropped around the test) and a way to run the real `mailctl` binary against it.
+//!
+//! MariaDB tests need `MAILCTL_TEST_MYSQL_URL` (a server URL without database, e.g.
+//! `mysql://root@127.0.0.1:3306`); `.ci/run` sets it. Without it they print a loud SKIPPED line and pass.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sqlx::Connection;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Which backend a test database uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Mariadb,
+}
+
+/// A database that exists for one test, plus a private HOME and config file.
+pub struct TestDb {
+    pub kind: Kind,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    mysql: Option<(String, String)>,
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts success and returns self.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts the exit code, that stderr is exactly one `error: ...` line, and that it contains `needle`.
+    #[track_caller]
+    pub fn fails(self, code: i32, needle: &str) -> Self {
+        assert_eq!(
+            self.code, code,
+            "wrong exit code\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one error line, got: {}",
+            self.stderr
+        );
+        assert!(
+            lines[0].starts_with("error: "),
+            "not an error line: {}",
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "error does not mention {needle:?}: {}",
+            self.stderr
+        );
+        self
+    }
+
+    /// Parses stdout as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+impl TestDb {
+    /// A fresh SQLite database file in a temporary directory.
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("mail.db").display());
+        TestDb::finish(Kind::Sqlite, url, dir, None)
+    }
+
+    /// A fresh MariaDB database, or None (after a loud note) when MAILCTL_TEST_MYSQL_URL is not set.
+    pub fn mariadb() -> Option<TestDb> {
+        let Ok(server) = std::env::var("MAILCTL_TEST_MYSQL_URL") else {
+            eprintln!(
+                "SKIPPED: MariaDB test not run because MAILCTL_TEST_MYSQL_URL is not set \
+                 (e.g. mysql://root@127.0.0.1:3306)"
+            );
+            return None;
+        };
+        let server = server.trim_end_matches('/').to_string();
+        let name = format!(
+            "mailctl_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        );
+        runtime().block_on(async {
+            let mut conn = sqlx::MySqlConnection::connect(&server)
+                .await
+                .unwrap_or_else(|e| panic!("cannot connect to {server}: {e}"));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
+                .execute(&mut conn)
+                .await
+                .expect("create database");
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("{server}/{name}");
+        Some(TestDb::finish(
+            Kind::Mariadb,
+            url,
+            dir,
+            Some((server, name)),
+        ))
+    }
+
+    fn finish(
+        kind: Kind,
+        url: String,
+        dir: tempfile::TempDir,
+        mysql: Option<(String, String)>,
+    ) -> TestDb {
+        std::fs::write(dir.path().join("mailctl.toml"), "").expect("config file");
+        TestDb {
+            kind,
+            url,
+            dir,
+            mysql,
+        }
+    }
+
+    /// Path inside the test's private directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The `mailctl` command with this database and a private HOME/config, not yet run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailctl"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("XDG_DATA_HOME", self.dir.path().join("data"))
+            .env("MAILCTL_CONFIG", self.path("mailctl.toml"))
+            .env("MAILCTL_DATABASE_URL", &self.url)
+            .env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// Runs mailctl with empty stdin.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_stdin(args, "")
+    }
+
+    /// Runs mailctl with `input` on stdin.
+    pub fn run_stdin(&self, args: &[&str], input: &str) -> Run {
+        run_command(self.command(args), input)
+    }
+
+    /// Every row mailctl manages, as the JSON export; used to prove a failed command changed nothing.
+    pub fn snapshot(&self) -> String {
+        self.run(&["export", "--format", "json"]).ok().stdout
+    }
+
+    /// Runs raw SQL against the test database and returns every row's columns as strings.
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        use sqlx::{Row, ValueRef};
+        let url = self.url.clone();
+        let sql = sql.to_string();
+        runtime().block_on(async move {
+            fn cell<R: Row>(row: &R, i: usize) -> Option<String>
+            where
+                usize: sqlx::ColumnIndex<R>,
+                for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+                for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+                for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+            {
+                if row.try_get_raw(i).map(|v| v.is_null()).unwrap_or(true) {
+                    return None;
+                }
+                row.try_get::<String, _>(i)
+                    .or_else(|_| row.try_get::<i64, _>(i).map(|v| v.to_string()))
+                    .or_else(|_| {
+                        row.try_get::<Vec<u8>, _>(i)
+                            .map(|v| String::from_utf8_lossy(&v).into_owned())
+                    })
+                    .ok()
+            }
+            match self.kind {
+                Kind::Sqlite => {
+                    let mut c = sqlx::SqliteConnection::connect(&url)
+                        .await
+                        .expect("connect");
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&mut c)
+                        .await
+                        .expect("query");
+                    rows.iter()
+                        .map(|r| (0..r.columns().len()).map(|i| cell(r, i)).collect())
+                        .collect()
+                }
+                Kind::Mariadb => {
+                    let mut c = sqlx::MySqlConnection::connect(&url).await.expect("connect");
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&mut c)
+                        .await
+                        .expect("query");
+                    rows.iter()
+                        .map(|r| (0..r.columns().len()).map(|i| cell(r, i)).collect())
+                        .collect()
+                }
+            }
+        })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((server, name)) = self.mysql.take() {
+            runtime().block_on(async move {
+                if let Ok(mut conn) = sqlx::MySqlConnection::connect(&server).await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS `{name}`"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        }
+    }
+}
+
+/// Runs a prepared command, feeding `input` on stdin.
+pub fn run_command(mut cmd: Command, input: &str) -> Run {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn mailctl");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let out = child.wait_with_output().expect("wait for mailctl");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The repository root (for generated files).
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Defines each listed scenario `fn name(db: &TestDb)` as two tests: `sqlite::name` and `mariadb::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&$crate::support::TestDb::sqlite());
+                }
+            )*
+        }
+        mod mariadb {
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(db) = $crate::support::TestDb::mariadb() {
+                        super::$name(&db);
+                    }
+                }
+            )*
+        }
+    };
+}
