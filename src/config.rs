@@ -156,11 +156,9 @@ fn config_error(file: &Option<PathBuf>, msg: &str) -> Error {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::File {
-        action: "cannot read config file",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    // A config file named on the command line that cannot be read is a usage error, like a bad flag.
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::usage(format!("cannot read config file {}: {e}", path.display())))?;
     parse(&text).map_err(|e| Error::usage(format!("config file {}: {e}", path.display())))
 }
 

@@ -1,5 +1,6 @@
 //! `mailctl import FILE.csv [--dry-run]`: all rows in one transaction, every row error reported with its line.
 
+use std::io::Read;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -83,16 +84,27 @@ async fn apply(ctx: &Ctx, tx: &mut Tx, record: Record, summary: &mut Summary) ->
     Ok(())
 }
 
+/// Reads the whole input first, so that any I/O failure (a missing file, a directory, a read error half-way)
+/// is a file error naming the path (exit 1), never mistaken for a malformed header or row.
 fn read_input(path: &PathBuf) -> Result<Vec<Line>> {
     if path.as_os_str() == "-" {
-        return bulk::parse(std::io::stdin().lock());
+        let mut data = Vec::new();
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut data)
+            .map_err(|source| Error::File {
+                action: "cannot read",
+                path: PathBuf::from("standard input"),
+                source,
+            })?;
+        return bulk::parse(data.as_slice());
     }
-    let file = std::fs::File::open(path).map_err(|source| Error::File {
+    let data = std::fs::read(path).map_err(|source| Error::File {
         action: "cannot read",
         path: path.clone(),
         source,
     })?;
-    bulk::parse(std::io::BufReader::new(file)).map_err(|e| match e {
+    bulk::parse(data.as_slice()).map_err(|e| match e {
         Error::Usage(m) => Error::usage(format!("{}: {m}", path.display())),
         other => other,
     })

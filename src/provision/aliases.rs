@@ -25,7 +25,7 @@ fn goto_string(goto: &[Address]) -> Result<String> {
 
 /// Where mail for `address` goes next inside this database, if anywhere: its alias row, its domain's alias
 /// domain mapping, or its domain's catch-all. A mailbox's plain self-alias ends the chain.
-async fn next_hops(tx: &mut Tx, address: &str) -> Result<Vec<String>> {
+async fn next_hops(tx: &mut Tx, address: &str, start: &str) -> Result<Vec<String>> {
     if let Some(row) = tx.alias(address).await? {
         return Ok(row.targets().into_iter().filter(|t| t != address).collect());
     }
@@ -35,10 +35,15 @@ async fn next_hops(tx: &mut Tx, address: &str) -> Result<Vec<String>> {
     if let Some(ad) = tx.alias_domain(domain).await? {
         return Ok(vec![format!("{local}@{}", ad.target_domain)]);
     }
-    if tx.mailbox(address).await?.is_none()
-        && let Some(catch_all) = tx.alias(&format!("@{domain}")).await?
-    {
-        return Ok(catch_all.targets());
+    if tx.mailbox(address).await?.is_none() {
+        let catch_all = format!("@{domain}");
+        // The alias being written is not stored yet: falling through to it is a hop back to the start.
+        if catch_all == start {
+            return Ok(vec![catch_all]);
+        }
+        if let Some(row) = tx.alias(&catch_all).await? {
+            return Ok(row.targets());
+        }
     }
     Ok(Vec::new())
 }
@@ -62,7 +67,7 @@ async fn refuse_loop(tx: &mut Tx, address: &str, goto: &str) -> Result<()> {
         if !seen.insert(hop.clone()) {
             continue;
         }
-        for next in next_hops(tx, &hop).await? {
+        for next in next_hops(tx, &hop, address).await? {
             let mut p = path.clone();
             p.push(next.clone());
             stack.push((next, p));

@@ -91,6 +91,18 @@ fn statements(sql: &str) -> impl Iterator<Item = String> + '_ {
     })
 }
 
+/// SQLite cannot declare indexes inside CREATE TABLE, so migrations add them separately; on a table that existed
+/// before mailctl (an adopted postfixadmin database) that would alter postfixadmin's schema, so it is skipped.
+fn indexes_foreign_table(stmt: &str, existing: &[String]) -> bool {
+    if !stmt.starts_with("CREATE INDEX") {
+        return false;
+    }
+    let table = stmt
+        .split_once(" ON ")
+        .map(|(_, rest)| rest.split(['(', ' ']).next().unwrap_or("").trim());
+    table.is_some_and(|t| !t.starts_with("mailctl_") && existing.iter().any(|e| e == t))
+}
+
 fn to_applied(rows: Vec<(i64, String, String)>) -> Vec<Applied> {
     rows.into_iter()
         .map(|(version, description, at)| Applied {
@@ -117,11 +129,19 @@ impl Store {
                     .fetch_all(&mut *tx)
                     .await
                     .map_err(err)?;
+                let existing: Vec<(String,)> =
+                    sqlx::query_as("SELECT name FROM sqlite_master WHERE type = 'table'")
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(err)?;
+                let existing: Vec<String> = existing.into_iter().map(|t| t.0).collect();
                 for m in MIGRATIONS
                     .iter()
                     .filter(|m| have.iter().all(|h| h.0 != m.version))
                 {
-                    for stmt in statements(m.sqlite) {
+                    for stmt in
+                        statements(m.sqlite).filter(|s| !indexes_foreign_table(s, &existing))
+                    {
                         tx.execute(sqlx::AssertSqlSafe(stmt)).await.map_err(err)?;
                     }
                     sqlx::query(RECORD_VERSION)
@@ -252,6 +272,23 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn indexes_on_adopted_tables_are_skipped() {
+        let existing = vec!["mailbox".to_string()];
+        assert!(indexes_foreign_table(
+            "CREATE INDEX IF NOT EXISTS m ON mailbox (domain)",
+            &existing
+        ));
+        assert!(!indexes_foreign_table(
+            "CREATE INDEX IF NOT EXISTS a ON alias (domain)",
+            &existing
+        ));
+        assert!(!indexes_foreign_table(
+            "CREATE TABLE IF NOT EXISTS mailbox (x int)",
+            &existing
+        ));
+    }
 
     #[test]
     fn migration_files_split_into_statements() {

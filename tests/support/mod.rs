@@ -214,7 +214,11 @@ impl TestDb {
             }
             match self.kind {
                 Kind::Sqlite => {
-                    let mut c = sqlx::SqliteConnection::connect(&url)
+                    use std::str::FromStr;
+                    let opts = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+                        .expect("sqlite url")
+                        .create_if_missing(true);
+                    let mut c = sqlx::SqliteConnection::connect_with(&opts)
                         .await
                         .expect("connect");
                     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -1,0 +1,940 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[mailctl] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'mailctl'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'mailctl'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand domain 'Manage hosted domains'
+            cand mailbox 'Manage mailboxes (alias: user)'
+            cand user 'Manage mailboxes (alias: user)'
+            cand alias 'Manage aliases, forwardings and catch-alls (@domain)'
+            cand alias-domain 'Manage alias domains (every address of one domain delivered to the same address of another)'
+            cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
+            cand export 'Export every domain, mailbox and alias as CSV or JSON'
+            cand config 'Generate lookup configuration for Postfix and Dovecot'
+            cand db 'Database schema: migrate, status'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;domain'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Add a hosted domain'
+            cand list 'List hosted domains with their usage'
+            cand show 'Show one domain with its limits and usage'
+            cand update 'Change a domain''s description, limits or flags'
+            cand delete 'Delete a domain (refused while it holds mailboxes or aliases, unless --force)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;domain;add'= {
+            cand --description 'Free-text description'
+            cand --max-mailboxes 'Most mailboxes allowed (0 unlimited, -1 none)'
+            cand --max-aliases 'Most aliases allowed, catch-all included (0 unlimited, -1 none)'
+            cand --max-quota-mb 'Largest quota of one mailbox in MB (0 unlimited); new mailboxes get it by default'
+            cand --domain-quota-mb 'Total quota of all mailboxes in MB (0 unlimited)'
+            cand --backup-mx 'This server is only a backup MX for the domain (relays to the primary)'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --active 'Mark as active'
+            cand --inactive 'Mark as inactive (kept, but mail is not accepted or delivered)'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;domain;list'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;domain;show'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;domain;update'= {
+            cand --description 'Free-text description'
+            cand --max-mailboxes 'Most mailboxes allowed (0 unlimited, -1 none)'
+            cand --max-aliases 'Most aliases allowed, catch-all included (0 unlimited, -1 none)'
+            cand --max-quota-mb 'Largest quota of one mailbox in MB (0 unlimited); new mailboxes get it by default'
+            cand --domain-quota-mb 'Total quota of all mailboxes in MB (0 unlimited)'
+            cand --backup-mx 'This server is only a backup MX for the domain (relays to the primary)'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --active 'Mark as active'
+            cand --inactive 'Mark as inactive (kept, but mail is not accepted or delivered)'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;domain;delete'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --force 'Also delete every mailbox, alias and alias-domain mapping of the domain'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;domain;help'= {
+            cand add 'Add a hosted domain'
+            cand list 'List hosted domains with their usage'
+            cand show 'Show one domain with its limits and usage'
+            cand update 'Change a domain''s description, limits or flags'
+            cand delete 'Delete a domain (refused while it holds mailboxes or aliases, unless --force)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;domain;help;add'= {
+        }
+        &'mailctl;domain;help;list'= {
+        }
+        &'mailctl;domain;help;show'= {
+        }
+        &'mailctl;domain;help;update'= {
+        }
+        &'mailctl;domain;help;delete'= {
+        }
+        &'mailctl;domain;help;help'= {
+        }
+        &'mailctl;mailbox'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Add a mailbox (and its self-alias row, as postfixadmin does)'
+            cand list 'List mailboxes, all or of one domain'
+            cand show 'Show one mailbox'
+            cand update 'Change a mailbox''s name, quota or flags'
+            cand passwd 'Set a new password'
+            cand enable 'Let the mailbox receive mail and log in again'
+            cand disable 'Stop delivery and logins for the mailbox, keeping its mail'
+            cand delete 'Delete the mailbox''s rows (its Maildir on disk is left for the admin to archive or remove)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;user'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Add a mailbox (and its self-alias row, as postfixadmin does)'
+            cand list 'List mailboxes, all or of one domain'
+            cand show 'Show one mailbox'
+            cand update 'Change a mailbox''s name, quota or flags'
+            cand passwd 'Set a new password'
+            cand enable 'Let the mailbox receive mail and log in again'
+            cand disable 'Stop delivery and logins for the mailbox, keeping its mail'
+            cand delete 'Delete the mailbox''s rows (its Maildir on disk is left for the admin to archive or remove)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;mailbox;add'= {
+            cand --name 'Display name'
+            cand --quota-mb 'Quota in MB (0 unlimited) [default: the domain''s max quota per mailbox]'
+            cand --scheme 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --inactive 'Create it inactive'
+            cand --password-stdin 'Read the password from the first line of standard input'
+            cand --random-password 'Generate a random password and print it once'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;add'= {
+            cand --name 'Display name'
+            cand --quota-mb 'Quota in MB (0 unlimited) [default: the domain''s max quota per mailbox]'
+            cand --scheme 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --inactive 'Create it inactive'
+            cand --password-stdin 'Read the password from the first line of standard input'
+            cand --random-password 'Generate a random password and print it once'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;list'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;list'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;show'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;show'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;update'= {
+            cand --name 'Display name'
+            cand --quota-mb 'Quota in MB (0 unlimited)'
+            cand --smtp 'Allow (true) or refuse (false) SMTP AUTH for this mailbox'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --active 'Mark as active'
+            cand --inactive 'Mark as inactive (kept, but mail is not accepted or delivered)'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;update'= {
+            cand --name 'Display name'
+            cand --quota-mb 'Quota in MB (0 unlimited)'
+            cand --smtp 'Allow (true) or refuse (false) SMTP AUTH for this mailbox'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --active 'Mark as active'
+            cand --inactive 'Mark as inactive (kept, but mail is not accepted or delivered)'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;passwd'= {
+            cand --scheme 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --password-stdin 'Read the password from the first line of standard input'
+            cand --random-password 'Generate a random password and print it once'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;passwd'= {
+            cand --scheme 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --password-stdin 'Read the password from the first line of standard input'
+            cand --random-password 'Generate a random password and print it once'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;enable'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;enable'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;disable'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;disable'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;delete'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;delete'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;help'= {
+            cand add 'Add a mailbox (and its self-alias row, as postfixadmin does)'
+            cand list 'List mailboxes, all or of one domain'
+            cand show 'Show one mailbox'
+            cand update 'Change a mailbox''s name, quota or flags'
+            cand passwd 'Set a new password'
+            cand enable 'Let the mailbox receive mail and log in again'
+            cand disable 'Stop delivery and logins for the mailbox, keeping its mail'
+            cand delete 'Delete the mailbox''s rows (its Maildir on disk is left for the admin to archive or remove)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;mailbox;help;add'= {
+        }
+        &'mailctl;mailbox;help;list'= {
+        }
+        &'mailctl;mailbox;help;show'= {
+        }
+        &'mailctl;mailbox;help;update'= {
+        }
+        &'mailctl;mailbox;help;passwd'= {
+        }
+        &'mailctl;mailbox;help;enable'= {
+        }
+        &'mailctl;mailbox;help;disable'= {
+        }
+        &'mailctl;mailbox;help;delete'= {
+        }
+        &'mailctl;mailbox;help;help'= {
+        }
+        &'mailctl;user;help'= {
+            cand add 'Add a mailbox (and its self-alias row, as postfixadmin does)'
+            cand list 'List mailboxes, all or of one domain'
+            cand show 'Show one mailbox'
+            cand update 'Change a mailbox''s name, quota or flags'
+            cand passwd 'Set a new password'
+            cand enable 'Let the mailbox receive mail and log in again'
+            cand disable 'Stop delivery and logins for the mailbox, keeping its mail'
+            cand delete 'Delete the mailbox''s rows (its Maildir on disk is left for the admin to archive or remove)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;user;help;add'= {
+        }
+        &'mailctl;user;help;list'= {
+        }
+        &'mailctl;user;help;show'= {
+        }
+        &'mailctl;user;help;update'= {
+        }
+        &'mailctl;user;help;passwd'= {
+        }
+        &'mailctl;user;help;enable'= {
+        }
+        &'mailctl;user;help;disable'= {
+        }
+        &'mailctl;user;help;delete'= {
+        }
+        &'mailctl;user;help;help'= {
+        }
+        &'mailctl;alias'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Add an alias forwarding to one or more destinations; @domain makes a catch-all'
+            cand list 'List aliases, all or of one domain'
+            cand show 'Show one alias'
+            cand update 'Replace an alias''s destinations and/or switch it on or off'
+            cand delete 'Delete an alias'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;alias;add'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --inactive 'Create it inactive'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;alias;list'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --all 'Also list mailboxes'' own alias rows (address = destination)'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;alias;show'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;alias;update'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --active 'Mark as active'
+            cand --inactive 'Mark as inactive (kept, but mail is not accepted or delivered)'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;alias;delete'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;alias;help'= {
+            cand add 'Add an alias forwarding to one or more destinations; @domain makes a catch-all'
+            cand list 'List aliases, all or of one domain'
+            cand show 'Show one alias'
+            cand update 'Replace an alias''s destinations and/or switch it on or off'
+            cand delete 'Delete an alias'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;alias;help;add'= {
+        }
+        &'mailctl;alias;help;list'= {
+        }
+        &'mailctl;alias;help;show'= {
+        }
+        &'mailctl;alias;help;update'= {
+        }
+        &'mailctl;alias;help;delete'= {
+        }
+        &'mailctl;alias;help;help'= {
+        }
+        &'mailctl;alias-domain'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Deliver every address of ALIAS_DOMAIN to the same address in TARGET_DOMAIN'
+            cand list 'List alias domains'
+            cand delete 'Remove an alias domain (and its domain row when it holds nothing else)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;alias-domain;add'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --inactive 'Create the mapping inactive'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;alias-domain;list'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;alias-domain;delete'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;alias-domain;help'= {
+            cand add 'Deliver every address of ALIAS_DOMAIN to the same address in TARGET_DOMAIN'
+            cand list 'List alias domains'
+            cand delete 'Remove an alias domain (and its domain row when it holds nothing else)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;alias-domain;help;add'= {
+        }
+        &'mailctl;alias-domain;help;list'= {
+        }
+        &'mailctl;alias-domain;help;delete'= {
+        }
+        &'mailctl;alias-domain;help;help'= {
+        }
+        &'mailctl;import'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --dry-run 'Check every row against the database and report, without changing anything'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;export'= {
+            cand --format 'Output format [default: csv, or json with --json]'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;config'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand postfix 'Postfix lookup maps (mysql: or sqlite:) and the main.cf lines that use them'
+            cand dovecot 'Dovecot passdb/userdb SQL configuration'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;config;postfix'= {
+            cand --out 'Write the files into DIR (created if needed) instead of printing them'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;config;dovecot'= {
+            cand --out 'Write the files into DIR (created if needed) instead of printing them'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;config;help'= {
+            cand postfix 'Postfix lookup maps (mysql: or sqlite:) and the main.cf lines that use them'
+            cand dovecot 'Dovecot passdb/userdb SQL configuration'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;config;help;postfix'= {
+        }
+        &'mailctl;config;help;dovecot'= {
+        }
+        &'mailctl;config;help;help'= {
+        }
+        &'mailctl;db'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand migrate 'Apply pending schema migrations (also done automatically on first use)'
+            cand status 'Show the database, its schema version and pending migrations (changes nothing)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;db;migrate'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;db;status'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;db;help'= {
+            cand migrate 'Apply pending schema migrations (also done automatically on first use)'
+            cand status 'Show the database, its schema version and pending migrations (changes nothing)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;db;help;migrate'= {
+        }
+        &'mailctl;db;help;status'= {
+        }
+        &'mailctl;db;help;help'= {
+        }
+        &'mailctl;completions'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;help'= {
+            cand domain 'Manage hosted domains'
+            cand mailbox 'Manage mailboxes (alias: user)'
+            cand alias 'Manage aliases, forwardings and catch-alls (@domain)'
+            cand alias-domain 'Manage alias domains (every address of one domain delivered to the same address of another)'
+            cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
+            cand export 'Export every domain, mailbox and alias as CSV or JSON'
+            cand config 'Generate lookup configuration for Postfix and Dovecot'
+            cand db 'Database schema: migrate, status'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;help;domain'= {
+            cand add 'Add a hosted domain'
+            cand list 'List hosted domains with their usage'
+            cand show 'Show one domain with its limits and usage'
+            cand update 'Change a domain''s description, limits or flags'
+            cand delete 'Delete a domain (refused while it holds mailboxes or aliases, unless --force)'
+        }
+        &'mailctl;help;domain;add'= {
+        }
+        &'mailctl;help;domain;list'= {
+        }
+        &'mailctl;help;domain;show'= {
+        }
+        &'mailctl;help;domain;update'= {
+        }
+        &'mailctl;help;domain;delete'= {
+        }
+        &'mailctl;help;mailbox'= {
+            cand add 'Add a mailbox (and its self-alias row, as postfixadmin does)'
+            cand list 'List mailboxes, all or of one domain'
+            cand show 'Show one mailbox'
+            cand update 'Change a mailbox''s name, quota or flags'
+            cand passwd 'Set a new password'
+            cand enable 'Let the mailbox receive mail and log in again'
+            cand disable 'Stop delivery and logins for the mailbox, keeping its mail'
+            cand delete 'Delete the mailbox''s rows (its Maildir on disk is left for the admin to archive or remove)'
+        }
+        &'mailctl;help;mailbox;add'= {
+        }
+        &'mailctl;help;mailbox;list'= {
+        }
+        &'mailctl;help;mailbox;show'= {
+        }
+        &'mailctl;help;mailbox;update'= {
+        }
+        &'mailctl;help;mailbox;passwd'= {
+        }
+        &'mailctl;help;mailbox;enable'= {
+        }
+        &'mailctl;help;mailbox;disable'= {
+        }
+        &'mailctl;help;mailbox;delete'= {
+        }
+        &'mailctl;help;alias'= {
+            cand add 'Add an alias forwarding to one or more destinations; @domain makes a catch-all'
+            cand list 'List aliases, all or of one domain'
+            cand show 'Show one alias'
+            cand update 'Replace an alias''s destinations and/or switch it on or off'
+            cand delete 'Delete an alias'
+        }
+        &'mailctl;help;alias;add'= {
+        }
+        &'mailctl;help;alias;list'= {
+        }
+        &'mailctl;help;alias;show'= {
+        }
+        &'mailctl;help;alias;update'= {
+        }
+        &'mailctl;help;alias;delete'= {
+        }
+        &'mailctl;help;alias-domain'= {
+            cand add 'Deliver every address of ALIAS_DOMAIN to the same address in TARGET_DOMAIN'
+            cand list 'List alias domains'
+            cand delete 'Remove an alias domain (and its domain row when it holds nothing else)'
+        }
+        &'mailctl;help;alias-domain;add'= {
+        }
+        &'mailctl;help;alias-domain;list'= {
+        }
+        &'mailctl;help;alias-domain;delete'= {
+        }
+        &'mailctl;help;import'= {
+        }
+        &'mailctl;help;export'= {
+        }
+        &'mailctl;help;config'= {
+            cand postfix 'Postfix lookup maps (mysql: or sqlite:) and the main.cf lines that use them'
+            cand dovecot 'Dovecot passdb/userdb SQL configuration'
+        }
+        &'mailctl;help;config;postfix'= {
+        }
+        &'mailctl;help;config;dovecot'= {
+        }
+        &'mailctl;help;db'= {
+            cand migrate 'Apply pending schema migrations (also done automatically on first use)'
+            cand status 'Show the database, its schema version and pending migrations (changes nothing)'
+        }
+        &'mailctl;help;db;migrate'= {
+        }
+        &'mailctl;help;db;status'= {
+        }
+        &'mailctl;help;completions'= {
+        }
+        &'mailctl;help;help'= {
+        }
+    ]
+    $completions[$command]
+}
