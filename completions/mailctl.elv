@@ -19,7 +19,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
     var completions = [
         &'mailctl'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -30,8 +30,8 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand domain 'Manage hosted domains'
-            cand mailbox 'Manage mailboxes (alias: user)'
-            cand user 'Manage mailboxes (alias: user)'
+            cand mailbox 'Manage mailboxes'
+            cand user 'Manage mailboxes'
             cand alias 'Manage aliases, forwardings and catch-alls (@domain)'
             cand alias-domain 'Manage alias domains (every address of one domain delivered to the same address of another)'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
@@ -43,7 +43,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;domain'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -68,7 +68,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --domain-quota-mb 'Total quota of all mailboxes in MB (0 unlimited)'
             cand --backup-mx 'This server is only a backup MX for the domain (relays to the primary)'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --active 'Mark as active'
             cand --inactive 'Mark as inactive (kept, but mail is not accepted or delivered)'
             cand --json 'Print data as JSON (one document per run) instead of tables'
@@ -83,7 +83,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;domain;list'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -96,7 +96,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;domain;show'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -115,7 +115,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --domain-quota-mb 'Total quota of all mailboxes in MB (0 unlimited)'
             cand --backup-mx 'This server is only a backup MX for the domain (relays to the primary)'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --active 'Mark as active'
             cand --inactive 'Mark as inactive (kept, but mail is not accepted or delivered)'
             cand --json 'Print data as JSON (one document per run) instead of tables'
@@ -130,7 +130,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;domain;delete'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --force 'Also delete every mailbox, alias and alias-domain mapping of the domain'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
@@ -164,7 +164,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;mailbox'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -186,7 +186,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;user'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -211,7 +211,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --quota-mb 'Quota in MB (0 unlimited) [default: the domain''s max quota per mailbox]'
             cand --scheme 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --inactive 'Create it inactive'
             cand --password-stdin 'Read the password from the first line of standard input'
             cand --random-password 'Generate a random password and print it once'
@@ -230,7 +230,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --quota-mb 'Quota in MB (0 unlimited) [default: the domain''s max quota per mailbox]'
             cand --scheme 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --inactive 'Create it inactive'
             cand --password-stdin 'Read the password from the first line of standard input'
             cand --random-password 'Generate a random password and print it once'
@@ -246,7 +246,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;mailbox;list'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -259,7 +259,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;user;list'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -272,7 +272,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;mailbox;show'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -285,7 +285,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;user;show'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -301,7 +301,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --quota-mb 'Quota in MB (0 unlimited)'
             cand --smtp 'Allow (true) or refuse (false) SMTP AUTH for this mailbox'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --active 'Mark as active'
             cand --inactive 'Mark as inactive (kept, but mail is not accepted or delivered)'
             cand --json 'Print data as JSON (one document per run) instead of tables'
@@ -319,7 +319,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --quota-mb 'Quota in MB (0 unlimited)'
             cand --smtp 'Allow (true) or refuse (false) SMTP AUTH for this mailbox'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --active 'Mark as active'
             cand --inactive 'Mark as inactive (kept, but mail is not accepted or delivered)'
             cand --json 'Print data as JSON (one document per run) instead of tables'
@@ -335,7 +335,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;mailbox;passwd'= {
             cand --scheme 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --password-stdin 'Read the password from the first line of standard input'
             cand --random-password 'Generate a random password and print it once'
             cand --json 'Print data as JSON (one document per run) instead of tables'
@@ -351,7 +351,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;user;passwd'= {
             cand --scheme 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --password-stdin 'Read the password from the first line of standard input'
             cand --random-password 'Generate a random password and print it once'
             cand --json 'Print data as JSON (one document per run) instead of tables'
@@ -366,7 +366,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;mailbox;enable'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -379,7 +379,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;user;enable'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -392,7 +392,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;mailbox;disable'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -405,7 +405,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;user;disable'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -418,7 +418,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;mailbox;delete'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -431,7 +431,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;user;delete'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -502,7 +502,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;alias'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -521,7 +521,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;alias;add'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --inactive 'Create it inactive'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
@@ -535,7 +535,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;alias;list'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --all 'Also list mailboxes'' own alias rows (address = destination)'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
@@ -549,7 +549,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;alias;show'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -562,7 +562,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;alias;update'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --active 'Mark as active'
             cand --inactive 'Mark as inactive (kept, but mail is not accepted or delivered)'
             cand --json 'Print data as JSON (one document per run) instead of tables'
@@ -577,7 +577,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;alias;delete'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -610,7 +610,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;alias-domain'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -627,7 +627,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;alias-domain;add'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --inactive 'Create the mapping inactive'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
@@ -641,7 +641,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;alias-domain;list'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -654,7 +654,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;alias-domain;delete'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -681,7 +681,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;import'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --dry-run 'Check every row against the database and report, without changing anything'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
@@ -696,7 +696,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;export'= {
             cand --format 'Output format [default: csv, or json with --json]'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -709,7 +709,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;config'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -726,7 +726,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;config;postfix'= {
             cand --out 'Write the files into DIR (created if needed) instead of printing them'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -740,7 +740,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;config;dovecot'= {
             cand --out 'Write the files into DIR (created if needed) instead of printing them'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -764,7 +764,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;db'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -780,7 +780,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;db;migrate'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -793,7 +793,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;db;status'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -817,7 +817,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;completions'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
-            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user''s data directory]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -830,7 +830,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;help'= {
             cand domain 'Manage hosted domains'
-            cand mailbox 'Manage mailboxes (alias: user)'
+            cand mailbox 'Manage mailboxes'
             cand alias 'Manage aliases, forwardings and catch-alls (@domain)'
             cand alias-domain 'Manage alias domains (every address of one domain delivered to the same address of another)'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'

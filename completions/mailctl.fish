@@ -25,15 +25,15 @@ function __fish_mailctl_using_subcommand
 end
 
 complete -c mailctl -n "__fish_mailctl_needs_command" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_needs_command" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_needs_command" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_needs_command" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_needs_command" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_needs_command" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailctl -n "__fish_mailctl_needs_command" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "domain" -d 'Manage hosted domains'
-complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "mailbox" -d 'Manage mailboxes (alias: user)'
-complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "user" -d 'Manage mailboxes (alias: user)'
+complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "mailbox" -d 'Manage mailboxes'
+complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "user" -d 'Manage mailboxes'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "alias" -d 'Manage aliases, forwardings and catch-alls (@domain)'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "alias-domain" -d 'Manage alias domains (every address of one domain delivered to the same address of another)'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "import" -d 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
@@ -43,7 +43,7 @@ complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "db" -d 'Database sc
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and not __fish_seen_subcommand_from add list show update delete help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and not __fish_seen_subcommand_from add list show update delete help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and not __fish_seen_subcommand_from add list show update delete help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and not __fish_seen_subcommand_from add list show update delete help" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and not __fish_seen_subcommand_from add list show update delete help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and not __fish_seen_subcommand_from add list show update delete help" -s q -l quiet -d 'Print nothing but data and errors'
@@ -63,7 +63,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from add" -l backup-mx -d 'This server is only a backup MX for the domain (relays to the primary)' -r -f -a "true\t''
 false\t''"
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from add" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from add" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from add" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from add" -l active -d 'Mark as active'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from add" -l inactive -d 'Mark as inactive (kept, but mail is not accepted or delivered)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from add" -l json -d 'Print data as JSON (one document per run) instead of tables'
@@ -72,14 +72,14 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from list" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from list" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from list" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from list" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from show" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from show" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from show" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from show" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing but data and errors'
@@ -93,7 +93,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from update" -l backup-mx -d 'This server is only a backup MX for the domain (relays to the primary)' -r -f -a "true\t''
 false\t''"
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from update" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from update" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from update" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from update" -l active -d 'Mark as active'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from update" -l inactive -d 'Mark as inactive (kept, but mail is not accepted or delivered)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from update" -l json -d 'Print data as JSON (one document per run) instead of tables'
@@ -102,7 +102,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from update" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from update" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from delete" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from delete" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from delete" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from delete" -l force -d 'Also delete every mailbox, alias and alias-domain mapping of the domain'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from delete" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from delete" -s v -l verbose -d 'Print more detail on stderr'
@@ -116,7 +116,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete a domain (refused while it holds mailboxes or aliases, unless --force)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -s q -l quiet -d 'Print nothing but data and errors'
@@ -135,7 +135,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l quota-mb -d 'Quota in MB (0 unlimited) [default: the domain\'s max quota per mailbox]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l scheme -d 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l inactive -d 'Create it inactive'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l password-stdin -d 'Read the password from the first line of standard input'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l random-password -d 'Generate a random password and print it once'
@@ -145,14 +145,14 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from list" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from list" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from list" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from list" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from show" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from show" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from show" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from show" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing but data and errors'
@@ -163,7 +163,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from update" -l smtp -d 'Allow (true) or refuse (false) SMTP AUTH for this mailbox' -r -f -a "true\t''
 false\t''"
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from update" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from update" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from update" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from update" -l active -d 'Mark as active'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from update" -l inactive -d 'Mark as inactive (kept, but mail is not accepted or delivered)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from update" -l json -d 'Print data as JSON (one document per run) instead of tables'
@@ -173,7 +173,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from update" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -l scheme -d 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -l password-stdin -d 'Read the password from the first line of standard input'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -l random-password -d 'Generate a random password and print it once'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -l json -d 'Print data as JSON (one document per run) instead of tables'
@@ -182,21 +182,21 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from enable" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from enable" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from enable" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from enable" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from enable" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from enable" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from enable" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from disable" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from disable" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from disable" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from disable" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from disable" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from disable" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from disable" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from delete" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from delete" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from delete" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from delete" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from delete" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from delete" -s q -l quiet -d 'Print nothing but data and errors'
@@ -212,7 +212,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete the mailbox\'s rows (its Maildir on disk is left for the admin to archive or remove)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -s q -l quiet -d 'Print nothing but data and errors'
@@ -231,7 +231,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_su
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l quota-mb -d 'Quota in MB (0 unlimited) [default: the domain\'s max quota per mailbox]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l scheme -d 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l inactive -d 'Create it inactive'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l password-stdin -d 'Read the password from the first line of standard input'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l random-password -d 'Generate a random password and print it once'
@@ -241,14 +241,14 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_su
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from list" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from list" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from list" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from list" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from show" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from show" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from show" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from show" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing but data and errors'
@@ -259,7 +259,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_su
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from update" -l smtp -d 'Allow (true) or refuse (false) SMTP AUTH for this mailbox' -r -f -a "true\t''
 false\t''"
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from update" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from update" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from update" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from update" -l active -d 'Mark as active'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from update" -l inactive -d 'Mark as inactive (kept, but mail is not accepted or delivered)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from update" -l json -d 'Print data as JSON (one document per run) instead of tables'
@@ -269,7 +269,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_su
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from update" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -l scheme -d 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -l password-stdin -d 'Read the password from the first line of standard input'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -l random-password -d 'Generate a random password and print it once'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -l json -d 'Print data as JSON (one document per run) instead of tables'
@@ -278,21 +278,21 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_su
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from enable" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from enable" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from enable" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from enable" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from enable" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from enable" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from enable" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from enable" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from disable" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from disable" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from disable" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from disable" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from disable" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from disable" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from disable" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from disable" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from delete" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from delete" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from delete" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from delete" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from delete" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from delete" -s q -l quiet -d 'Print nothing but data and errors'
@@ -308,7 +308,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_su
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete the mailbox\'s rows (its Maildir on disk is left for the admin to archive or remove)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and not __fish_seen_subcommand_from add list show update delete help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and not __fish_seen_subcommand_from add list show update delete help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and not __fish_seen_subcommand_from add list show update delete help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and not __fish_seen_subcommand_from add list show update delete help" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and not __fish_seen_subcommand_from add list show update delete help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and not __fish_seen_subcommand_from add list show update delete help" -s q -l quiet -d 'Print nothing but data and errors'
@@ -321,7 +321,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and not __fish_se
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and not __fish_seen_subcommand_from add list show update delete help" -f -a "delete" -d 'Delete an alias'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and not __fish_seen_subcommand_from add list show update delete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from add" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from add" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from add" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from add" -l inactive -d 'Create it inactive'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from add" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more detail on stderr'
@@ -329,7 +329,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_s
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from list" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from list" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from list" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from list" -l all -d 'Also list mailboxes\' own alias rows (address = destination)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from list" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr'
@@ -337,14 +337,14 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_s
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from show" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from show" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from show" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from show" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from update" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from update" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from update" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from update" -l active -d 'Mark as active'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from update" -l inactive -d 'Mark as inactive (kept, but mail is not accepted or delivered)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from update" -l json -d 'Print data as JSON (one document per run) instead of tables'
@@ -353,7 +353,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_s
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from update" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from update" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from delete" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from delete" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from delete" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from delete" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from delete" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from delete" -s q -l quiet -d 'Print nothing but data and errors'
@@ -366,7 +366,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_s
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete an alias'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and not __fish_seen_subcommand_from add list delete help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and not __fish_seen_subcommand_from add list delete help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and not __fish_seen_subcommand_from add list delete help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and not __fish_seen_subcommand_from add list delete help" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and not __fish_seen_subcommand_from add list delete help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and not __fish_seen_subcommand_from add list delete help" -s q -l quiet -d 'Print nothing but data and errors'
@@ -377,7 +377,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and not __
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and not __fish_seen_subcommand_from add list delete help" -f -a "delete" -d 'Remove an alias domain (and its domain row when it holds nothing else)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and not __fish_seen_subcommand_from add list delete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from add" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from add" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from add" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from add" -l inactive -d 'Create the mapping inactive'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from add" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more detail on stderr'
@@ -385,14 +385,14 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from add" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from add" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from list" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from list" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from list" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from list" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from delete" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from delete" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from delete" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from delete" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from delete" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from delete" -s q -l quiet -d 'Print nothing but data and errors'
@@ -403,7 +403,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Remove an alias domain (and its domain row when it holds nothing else)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand import" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand import" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand import" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand import" -l dry-run -d 'Check every row against the database and report, without changing anything'
 complete -c mailctl -n "__fish_mailctl_using_subcommand import" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand import" -s v -l verbose -d 'Print more detail on stderr'
@@ -413,14 +413,14 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand import" -s V -l version 
 complete -c mailctl -n "__fish_mailctl_using_subcommand export" -l format -d 'Output format [default: csv, or json with --json]' -r -f -a "csv\t'The import layout (README), with password hashes'
 json\t'One JSON document with domains, alias_domains, mailboxes and aliases'"
 complete -c mailctl -n "__fish_mailctl_using_subcommand export" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand export" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand export" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand export" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand export" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand export" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailctl -n "__fish_mailctl_using_subcommand export" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -s q -l quiet -d 'Print nothing but data and errors'
@@ -431,7 +431,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_s
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from postfix" -l out -d 'Write the files into DIR (created if needed) instead of printing them' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from postfix" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from postfix" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from postfix" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from postfix" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from postfix" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from postfix" -s q -l quiet -d 'Print nothing but data and errors'
@@ -439,7 +439,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from postfix" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from dovecot" -l out -d 'Write the files into DIR (created if needed) instead of printing them' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from dovecot" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from dovecot" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from dovecot" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from dovecot" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from dovecot" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from dovecot" -s q -l quiet -d 'Print nothing but data and errors'
@@ -449,7 +449,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "dovecot" -d 'Dovecot passdb/userdb SQL configuration'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status help" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status help" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status help" -s q -l quiet -d 'Print nothing but data and errors'
@@ -459,14 +459,14 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand db; and not __fish_seen_
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status help" -f -a "status" -d 'Show the database, its schema version and pending migrations (changes nothing)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from migrate" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from status" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from status" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from status" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from status" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from status" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Print nothing but data and errors'
@@ -476,14 +476,14 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subc
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show the database, its schema version and pending migrations (changes nothing)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "domain" -d 'Manage hosted domains'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "mailbox" -d 'Manage mailboxes (alias: user)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "mailbox" -d 'Manage mailboxes'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "alias" -d 'Manage aliases, forwardings and catch-alls (@domain)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "alias-domain" -d 'Manage alias domains (every address of one domain delivered to the same address of another)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "import" -d 'Import domains, mailboxes and aliases from a CSV file, all or nothing'

@@ -56,8 +56,8 @@ pub struct GlobalArgs {
     /// Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]
     #[arg(long, global = true, value_name = "FILE", env = "MAILCTL_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [default: a SQLite file in the
-    /// user's data directory]
+    /// Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL]
+    /// [default: a SQLite file in the user's data directory]
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
     /// Print data as JSON (one document per run) instead of tables
@@ -77,7 +77,7 @@ pub enum Command {
     /// Manage hosted domains
     #[command(subcommand)]
     Domain(domain::DomainCmd),
-    /// Manage mailboxes (alias: user)
+    /// Manage mailboxes
     #[command(subcommand, visible_alias = "user")]
     Mailbox(mailbox::MailboxCmd),
     /// Manage aliases, forwardings and catch-alls (@domain)
