@@ -20,8 +20,6 @@
 //! Booleans are `1`/`0`, `true`/`false` or `yes`/`no`; empty means the default. Records apply in the order
 //! domains, alias domains, mailboxes, aliases, whatever their order in the file.
 
-use std::io::Read;
-
 use crate::error::{Error, Result};
 use crate::model::{Address, AliasAddress, DomainName};
 use crate::provision::{DomainSettings, MB, MailboxSettings};
@@ -210,8 +208,24 @@ fn parse_row(row: &Row<'_>) -> std::result::Result<Record, String> {
     }
 }
 
+/// The file line a record starts on. csv reports where it started reading the record, which is before any
+/// blank lines it skipped on the way; those lines are counted here too.
+fn start_line(input: &[u8], pos: Option<&csv::Position>) -> u64 {
+    let Some(pos) = pos else { return 0 };
+    let rest = usize::try_from(pos.byte())
+        .ok()
+        .and_then(|b| input.get(b..))
+        .unwrap_or_default();
+    let blank = rest
+        .iter()
+        .take_while(|&&c| c == b'\r' || c == b'\n')
+        .filter(|&&c| c == b'\n')
+        .count();
+    pos.line() + blank as u64
+}
+
 /// Parses a whole CSV file. Returns every record, or every row error with its line number.
-pub fn parse(input: impl Read) -> Result<Vec<Line>> {
+pub fn parse(input: &[u8]) -> Result<Vec<Line>> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
@@ -241,7 +255,7 @@ pub fn parse(input: impl Read) -> Result<Vec<Line>> {
     for result in reader.records() {
         match result {
             Ok(fields) => {
-                let line = fields.position().map_or(0, csv::Position::line);
+                let line = start_line(input, fields.position());
                 match parse_row(&Row {
                     header: &header,
                     fields: &fields,
@@ -251,7 +265,7 @@ pub fn parse(input: impl Read) -> Result<Vec<Line>> {
                 }
             }
             Err(e) => {
-                let line = e.position().map_or(0, csv::Position::line);
+                let line = start_line(input, e.position());
                 let why = match e.kind() {
                     csv::ErrorKind::UnequalLengths {
                         expected_len, len, ..
@@ -317,6 +331,18 @@ mod tests {
         };
         assert!(rows[0].starts_with("line 2: expected 3 fields"), "{rows:?}");
         assert!(rows[1].starts_with("line 3:"), "{rows:?}");
+    }
+
+    #[test]
+    fn line_numbers_count_blank_lines_and_quoted_line_breaks() {
+        let csv = "kind,address,target,name\n\r\n\ndomain,x.org,,\"two\nlines\"\n\nmailbox,bad address,,\n\ndomain,y.org\n";
+        let Err(Error::Rows { rows, .. }) = parse(csv.as_bytes()) else {
+            panic!("expected row errors")
+        };
+        assert!(rows[0].starts_with("line 7: "), "{rows:?}");
+        assert!(rows[1].starts_with("line 9: expected 4 fields"), "{rows:?}");
+        let lines = parse("kind,address\n\n\ndomain,x.org\n".as_bytes()).unwrap();
+        assert_eq!(lines[0].line, 4);
     }
 
     #[test]

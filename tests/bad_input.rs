@@ -301,6 +301,30 @@ fn alias_loops_are_refused(db: &TestDb) {
         FAILED,
         "alias loop",
     );
+    // A mailbox that forwards and keeps a copy names itself: not a loop. Coming back through another alias is.
+    db.run(&[
+        "alias",
+        "update",
+        "alice@example.org",
+        "alice@example.org",
+        "fwd@elsewhere.example",
+    ])
+    .ok();
+    db.run(&["alias", "add", "x@example.org", "alice@example.org"])
+        .ok();
+    refused(
+        db,
+        &[
+            "alias",
+            "update",
+            "alice@example.org",
+            "alice@example.org",
+            "x@example.org",
+        ],
+        "",
+        FAILED,
+        "alias loop: alice@example.org -> x@example.org -> alice@example.org",
+    );
 }
 
 fn bad_passwords_are_refused(db: &TestDb) {
