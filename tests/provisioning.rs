@@ -119,8 +119,57 @@ fn internationalized_names_are_stored_as_punycode(db: &TestDb) {
     .fails(2, "invalid local part");
 }
 
+fn concurrent_adds_never_exceed_the_mailbox_limit(db: &TestDb) {
+    db.run(&["domain", "add", "example.org", "--max-mailboxes", "3"])
+        .ok();
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let address = format!("user{i}@example.org");
+            let mut cmd = db.command(&["mailbox", "add", &address, "--password-stdin"]);
+            cmd.stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = cmd.spawn().expect("spawn");
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"long enough\n")
+                .unwrap();
+            child
+        })
+        .collect();
+    let mut ok = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        match out.status.code() {
+            Some(0) => ok += 1,
+            Some(1) => assert!(
+                String::from_utf8_lossy(&out.stderr).contains("allows at most 3 mailboxes"),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            other => panic!(
+                "unexpected exit {other:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+    assert_eq!(ok, 3);
+    let count = db.query("SELECT COUNT(*) FROM mailbox");
+    assert_eq!(count[0][0].as_deref(), Some("3"));
+    let aliases = db.query("SELECT COUNT(*) FROM alias");
+    assert_eq!(
+        aliases[0][0].as_deref(),
+        Some("3"),
+        "every mailbox has exactly its self-alias"
+    );
+}
+
 on_both_backends!(
     newcomer_provisions_domain_mailboxes_alias_and_catch_all,
     pseudo_domain_all_is_never_shown,
     internationalized_names_are_stored_as_punycode,
+    concurrent_adds_never_exceed_the_mailbox_limit,
 );

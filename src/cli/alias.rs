@@ -131,7 +131,10 @@ fn destinations(list: &[String]) -> Result<Vec<Address>> {
 /// Runs an alias subcommand.
 pub async fn run(ctx: &Ctx, cmd: AliasCmd) -> Result<()> {
     let store = ctx.store().await?;
-    let mut tx = store.begin().await?;
+    let mut tx = match cmd {
+        AliasCmd::List { .. } | AliasCmd::Show { .. } => store.begin().await?,
+        _ => store.begin_write().await?,
+    };
     match cmd {
         AliasCmd::Add {
             address,

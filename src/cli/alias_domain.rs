@@ -82,7 +82,10 @@ impl Render for AliasDomainList {
 /// Runs an alias-domain subcommand.
 pub async fn run(ctx: &Ctx, cmd: AliasDomainCmd) -> Result<()> {
     let store = ctx.store().await?;
-    let mut tx = store.begin().await?;
+    let mut tx = match cmd {
+        AliasDomainCmd::List => store.begin().await?,
+        _ => store.begin_write().await?,
+    };
     match cmd {
         AliasDomainCmd::Add {
             alias_domain,

@@ -206,7 +206,10 @@ impl Render for DomainList {
 /// Runs a domain subcommand.
 pub async fn run(ctx: &Ctx, cmd: DomainCmd) -> Result<()> {
     let store = ctx.store().await?;
-    let mut tx = store.begin().await?;
+    let mut tx = match cmd {
+        DomainCmd::List | DomainCmd::Show { .. } => store.begin().await?,
+        _ => store.begin_write().await?,
+    };
     match cmd {
         DomainCmd::Add { domain, settings } => {
             let name: DomainName = parse(&domain)?;

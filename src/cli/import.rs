@@ -114,7 +114,7 @@ fn read_input(path: &PathBuf) -> Result<Vec<Line>> {
 pub async fn run(ctx: &Ctx, args: ImportArgs) -> Result<()> {
     let lines = read_input(&args.file)?;
     let store = ctx.store().await?;
-    let mut tx = store.begin().await?;
+    let mut tx = store.begin_write().await?;
     let mut summary = Summary {
         dry_run: args.dry_run,
         ..Default::default()

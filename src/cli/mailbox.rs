@@ -277,7 +277,30 @@ pub async fn run(ctx: &Ctx, cmd: MailboxCmd) -> Result<()> {
         | MailboxCmd::Delete { address } => Some(parse::<Address>(address)?),
     };
     let store = ctx.store().await?;
-    let mut tx = store.begin().await?;
+    // Ask for a password only once the target is known to be valid, and never while a transaction is open.
+    let new_password = match (&cmd, &address) {
+        (MailboxCmd::Add { password, .. }, Some(a)) => {
+            let mut tx = store.begin().await?;
+            provision::require_domain(&mut tx, &a.domain).await?;
+            if tx.mailbox(&a.to_string()).await?.is_some() {
+                return Err(Error::exists("mailbox", a));
+            }
+            tx.rollback().await?;
+            Some(password.obtain(ctx, a).await?)
+        }
+        (MailboxCmd::Passwd { password, .. }, Some(a)) => {
+            let mut tx = store.begin().await?;
+            provision::require_mailbox(&mut tx, a).await?;
+            tx.rollback().await?;
+            Some(password.obtain(ctx, a).await?)
+        }
+        _ => None,
+    };
+    let mut tx = match cmd {
+        MailboxCmd::List { .. } | MailboxCmd::Show { .. } => store.begin().await?,
+        _ => store.begin_write().await?,
+    };
+    let new_password = || new_password.ok_or_else(|| Error::usage("a password is required"));
     let addr = || {
         address
             .clone()
@@ -288,12 +311,10 @@ pub async fn run(ctx: &Ctx, cmd: MailboxCmd) -> Result<()> {
             name,
             quota_mb,
             inactive,
-            password,
             ..
         } => {
             let addr = addr()?;
-            provision::require_domain(&mut tx, &addr.domain).await?;
-            let pw = password.obtain(ctx, &addr).await?;
+            let pw = new_password()?;
             let settings = MailboxSettings {
                 name,
                 quota_bytes: quota_bytes(quota_mb)?,
@@ -338,10 +359,9 @@ pub async fn run(ctx: &Ctx, cmd: MailboxCmd) -> Result<()> {
             tx.commit().await?;
             announce(ctx, row, None, format!("updated mailbox {addr}"));
         }
-        MailboxCmd::Passwd { password, .. } => {
+        MailboxCmd::Passwd { .. } => {
             let addr = addr()?;
-            provision::require_mailbox(&mut tx, &addr).await?;
-            let pw = password.obtain(ctx, &addr).await?;
+            let pw = new_password()?;
             let row = provision::set_password(&mut tx, &addr, pw.hash).await?;
             tx.commit().await?;
             announce(

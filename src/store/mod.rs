@@ -235,6 +235,19 @@ impl Store {
         })
     }
 
+    /// Starts a transaction that will write. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`), so
+    /// a concurrent writer makes it wait (busy timeout) instead of failing halfway with a stale snapshot.
+    pub async fn begin_write(&self) -> Result<Tx> {
+        let err = |e| Error::db("starting a transaction", e);
+        match &self.pool {
+            Pool::Sqlite(p) => Ok(Tx {
+                inner: TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await.map_err(err)?),
+                backend: Backend::Sqlite,
+            }),
+            Pool::Mysql(_) => self.begin().await,
+        }
+    }
+
     /// Closes the pool, waiting for connections to finish (keeps SQLite's WAL tidy).
     pub async fn close(&self) {
         match &self.pool {
