@@ -34,6 +34,8 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand user 'Manage mailboxes'
             cand alias 'Manage aliases, forwardings and catch-alls (@domain)'
             cand alias-domain 'Manage alias domains (every address of one domain delivered to the same address of another)'
+            cand dkim 'DKIM keys: generate, rotate, publish, sign and verify'
+            cand dns 'The DNS records a domain must publish'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
             cand config 'Generate lookup configuration for Postfix and Dovecot'
@@ -679,6 +681,253 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;alias-domain;help;help'= {
         }
+        &'mailctl;dkim'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand generate 'Generate a key for a domain (the signing key if it has none yet, else pending) and print its TXT record'
+            cand list 'List keys with their state; --check-dns also asks DNS whether each key is published'
+            cand show 'Print a key''s DNS record (the active key unless --selector)'
+            cand rotate 'Generate a new pending key to replace the active one; publish it, then `dkim activate`'
+            cand activate 'Make a key the signing key once DNS serves it; the previous key becomes retiring'
+            cand retire 'Delete a pending or retiring key (its record can then leave DNS)'
+            cand export 'Write a private key as PEM (mode 0600) for another signer such as OpenDKIM or rspamd'
+            cand import 'Adopt an existing private key (RSA or Ed25519 PEM, PKCS#8 or PKCS#1)'
+            cand sign 'Sign a message from standard input and write it, signed, to standard output (CRLF line ends)'
+            cand verify 'Verify every DKIM-Signature of a message from standard input through DNS'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;dkim;generate'= {
+            cand --selector 'Selector ([a-z0-9-]) [default: mYYYYMM, with a letter appended if taken]'
+            cand --algorithm 'Key type'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;dkim;list'= {
+            cand --nameserver 'Ask this nameserver (IP or IP:PORT) instead of the system resolver'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --check-dns 'Look each key''s record up in DNS and compare it with the key'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;dkim;show'= {
+            cand --selector 'Selector [default: the active key]'
+            cand --format 'zone: BIND syntax, split in 255-byte strings; plain: name and value on two lines; json'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;dkim;rotate'= {
+            cand --selector 'Selector ([a-z0-9-]) [default: mYYYYMM, with a letter appended if taken]'
+            cand --algorithm 'Key type'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;dkim;activate'= {
+            cand --nameserver 'Ask this nameserver (IP or IP:PORT) instead of the system resolver'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --force 'Activate without checking DNS'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;dkim;retire'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;dkim;export'= {
+            cand --out 'File to write'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --force 'Overwrite FILE if it exists'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;dkim;import'= {
+            cand --key 'PEM file'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;dkim;sign'= {
+            cand --domain 'Domain whose key signs (d=)'
+            cand --selector 'Selector of the key [default: the active key]'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;dkim;verify'= {
+            cand --nameserver 'Ask this nameserver (IP or IP:PORT) instead of the system resolver'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;dkim;help'= {
+            cand generate 'Generate a key for a domain (the signing key if it has none yet, else pending) and print its TXT record'
+            cand list 'List keys with their state; --check-dns also asks DNS whether each key is published'
+            cand show 'Print a key''s DNS record (the active key unless --selector)'
+            cand rotate 'Generate a new pending key to replace the active one; publish it, then `dkim activate`'
+            cand activate 'Make a key the signing key once DNS serves it; the previous key becomes retiring'
+            cand retire 'Delete a pending or retiring key (its record can then leave DNS)'
+            cand export 'Write a private key as PEM (mode 0600) for another signer such as OpenDKIM or rspamd'
+            cand import 'Adopt an existing private key (RSA or Ed25519 PEM, PKCS#8 or PKCS#1)'
+            cand sign 'Sign a message from standard input and write it, signed, to standard output (CRLF line ends)'
+            cand verify 'Verify every DKIM-Signature of a message from standard input through DNS'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;dkim;help;generate'= {
+        }
+        &'mailctl;dkim;help;list'= {
+        }
+        &'mailctl;dkim;help;show'= {
+        }
+        &'mailctl;dkim;help;rotate'= {
+        }
+        &'mailctl;dkim;help;activate'= {
+        }
+        &'mailctl;dkim;help;retire'= {
+        }
+        &'mailctl;dkim;help;export'= {
+        }
+        &'mailctl;dkim;help;import'= {
+        }
+        &'mailctl;dkim;help;sign'= {
+        }
+        &'mailctl;dkim;help;verify'= {
+        }
+        &'mailctl;dkim;help;help'= {
+        }
+        &'mailctl;dns'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand records 'Print MX, A/AAAA, SPF, DKIM, DMARC, MTA-STS, TLS-RPT and PTR records for a domain'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;dns;records'= {
+            cand --format 'zone: a BIND zone fragment; json; table'
+            cand --mx-host 'MX host name [default: config server.hostname, else mail.DOMAIN]'
+            cand --ip 'Public IP of the mail server (repeat for several) [default: config server.public_ips]'
+            cand --dmarc-policy 'DMARC policy for mail that fails'
+            cand --report-address 'Address that receives DMARC and TLS-RPT reports [default: postmaster@DOMAIN]'
+            cand --mta-sts-mode 'MTA-STS mode; start with testing, move to enforce once TLS reports are clean'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;dns;help'= {
+            cand records 'Print MX, A/AAAA, SPF, DKIM, DMARC, MTA-STS, TLS-RPT and PTR records for a domain'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;dns;help;records'= {
+        }
+        &'mailctl;dns;help;help'= {
+        }
         &'mailctl;import'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
@@ -833,6 +1082,8 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand mailbox 'Manage mailboxes'
             cand alias 'Manage aliases, forwardings and catch-alls (@domain)'
             cand alias-domain 'Manage alias domains (every address of one domain delivered to the same address of another)'
+            cand dkim 'DKIM keys: generate, rotate, publish, sign and verify'
+            cand dns 'The DNS records a domain must publish'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
             cand config 'Generate lookup configuration for Postfix and Dovecot'
@@ -910,6 +1161,43 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;help;alias-domain;list'= {
         }
         &'mailctl;help;alias-domain;delete'= {
+        }
+        &'mailctl;help;dkim'= {
+            cand generate 'Generate a key for a domain (the signing key if it has none yet, else pending) and print its TXT record'
+            cand list 'List keys with their state; --check-dns also asks DNS whether each key is published'
+            cand show 'Print a key''s DNS record (the active key unless --selector)'
+            cand rotate 'Generate a new pending key to replace the active one; publish it, then `dkim activate`'
+            cand activate 'Make a key the signing key once DNS serves it; the previous key becomes retiring'
+            cand retire 'Delete a pending or retiring key (its record can then leave DNS)'
+            cand export 'Write a private key as PEM (mode 0600) for another signer such as OpenDKIM or rspamd'
+            cand import 'Adopt an existing private key (RSA or Ed25519 PEM, PKCS#8 or PKCS#1)'
+            cand sign 'Sign a message from standard input and write it, signed, to standard output (CRLF line ends)'
+            cand verify 'Verify every DKIM-Signature of a message from standard input through DNS'
+        }
+        &'mailctl;help;dkim;generate'= {
+        }
+        &'mailctl;help;dkim;list'= {
+        }
+        &'mailctl;help;dkim;show'= {
+        }
+        &'mailctl;help;dkim;rotate'= {
+        }
+        &'mailctl;help;dkim;activate'= {
+        }
+        &'mailctl;help;dkim;retire'= {
+        }
+        &'mailctl;help;dkim;export'= {
+        }
+        &'mailctl;help;dkim;import'= {
+        }
+        &'mailctl;help;dkim;sign'= {
+        }
+        &'mailctl;help;dkim;verify'= {
+        }
+        &'mailctl;help;dns'= {
+            cand records 'Print MX, A/AAAA, SPF, DKIM, DMARC, MTA-STS, TLS-RPT and PTR records for a domain'
+        }
+        &'mailctl;help;dns;records'= {
         }
         &'mailctl;help;import'= {
         }

@@ -36,6 +36,8 @@ complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "mailbox" -d 'Manage
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "user" -d 'Manage mailboxes'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "alias" -d 'Manage aliases, forwardings and catch-alls (@domain)'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "alias-domain" -d 'Manage alias domains (every address of one domain delivered to the same address of another)'
+complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "dkim" -d 'DKIM keys: generate, rotate, publish, sign and verify'
+complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "dns" -d 'The DNS records a domain must publish'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "import" -d 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "export" -d 'Export every domain, mailbox and alias as CSV or JSON'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "config" -d 'Generate lookup configuration for Postfix and Dovecot'
@@ -402,6 +404,158 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from help" -f -a "list" -d 'List alias domains'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Remove an alias domain (and its domain row when it holds nothing else)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias-domain; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -f -a "generate" -d 'Generate a key for a domain (the signing key if it has none yet, else pending) and print its TXT record'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -f -a "list" -d 'List keys with their state; --check-dns also asks DNS whether each key is published'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -f -a "show" -d 'Print a key\'s DNS record (the active key unless --selector)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -f -a "rotate" -d 'Generate a new pending key to replace the active one; publish it, then `dkim activate`'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -f -a "activate" -d 'Make a key the signing key once DNS serves it; the previous key becomes retiring'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -f -a "retire" -d 'Delete a pending or retiring key (its record can then leave DNS)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -f -a "export" -d 'Write a private key as PEM (mode 0600) for another signer such as OpenDKIM or rspamd'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -f -a "import" -d 'Adopt an existing private key (RSA or Ed25519 PEM, PKCS#8 or PKCS#1)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -f -a "sign" -d 'Sign a message from standard input and write it, signed, to standard output (CRLF line ends)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -f -a "verify" -d 'Verify every DKIM-Signature of a message from standard input through DNS'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and not __fish_seen_subcommand_from generate list show rotate activate retire export import sign verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from generate" -l selector -d 'Selector ([a-z0-9-]) [default: mYYYYMM, with a letter appended if taken]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from generate" -l algorithm -d 'Key type' -r -f -a "rsa2048\t'RSA 2048 bits (rsa-sha256), the default: verified by every receiver'
+rsa3072\t'RSA 3072 bits'
+rsa4096\t'RSA 4096 bits (the TXT record needs several strings)'
+ed25519\t'Ed25519 (RFC 8463); not every receiver verifies it yet, so pair it with an RSA key'"
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from generate" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from generate" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from generate" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from generate" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from generate" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from generate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from generate" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from list" -l nameserver -d 'Ask this nameserver (IP or IP:PORT) instead of the system resolver' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from list" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from list" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from list" -l check-dns -d 'Look each key\'s record up in DNS and compare it with the key'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from list" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from show" -l selector -d 'Selector [default: the active key]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from show" -l format -d 'zone: BIND syntax, split in 255-byte strings; plain: name and value on two lines; json' -r -f -a "zone\t'BIND zone syntax'
+json\t'JSON document'
+plain\t'Record name and value on two lines'"
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from show" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from show" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from show" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from show" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from show" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from rotate" -l selector -d 'Selector ([a-z0-9-]) [default: mYYYYMM, with a letter appended if taken]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from rotate" -l algorithm -d 'Key type' -r -f -a "rsa2048\t'RSA 2048 bits (rsa-sha256), the default: verified by every receiver'
+rsa3072\t'RSA 3072 bits'
+rsa4096\t'RSA 4096 bits (the TXT record needs several strings)'
+ed25519\t'Ed25519 (RFC 8463); not every receiver verifies it yet, so pair it with an RSA key'"
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from rotate" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from rotate" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from rotate" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from rotate" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from rotate" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from rotate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from rotate" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from activate" -l nameserver -d 'Ask this nameserver (IP or IP:PORT) instead of the system resolver' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from activate" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from activate" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from activate" -l force -d 'Activate without checking DNS'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from activate" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from activate" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from activate" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from activate" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from activate" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from retire" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from retire" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from retire" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from retire" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from retire" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from retire" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from retire" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from export" -l out -d 'File to write' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from export" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from export" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from export" -l force -d 'Overwrite FILE if it exists'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from export" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from export" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from export" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from export" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from export" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from import" -l key -d 'PEM file' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from import" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from import" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from import" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from import" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from import" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from import" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from import" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from sign" -l domain -d 'Domain whose key signs (d=)' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from sign" -l selector -d 'Selector of the key [default: the active key]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from sign" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from sign" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from sign" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from sign" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from sign" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from sign" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from sign" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from verify" -l nameserver -d 'Ask this nameserver (IP or IP:PORT) instead of the system resolver' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from verify" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from verify" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from verify" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from verify" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from verify" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from verify" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from help" -f -a "generate" -d 'Generate a key for a domain (the signing key if it has none yet, else pending) and print its TXT record'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from help" -f -a "list" -d 'List keys with their state; --check-dns also asks DNS whether each key is published'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from help" -f -a "show" -d 'Print a key\'s DNS record (the active key unless --selector)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from help" -f -a "rotate" -d 'Generate a new pending key to replace the active one; publish it, then `dkim activate`'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from help" -f -a "activate" -d 'Make a key the signing key once DNS serves it; the previous key becomes retiring'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from help" -f -a "retire" -d 'Delete a pending or retiring key (its record can then leave DNS)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from help" -f -a "export" -d 'Write a private key as PEM (mode 0600) for another signer such as OpenDKIM or rspamd'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from help" -f -a "import" -d 'Adopt an existing private key (RSA or Ed25519 PEM, PKCS#8 or PKCS#1)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from help" -f -a "sign" -d 'Sign a message from standard input and write it, signed, to standard output (CRLF line ends)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from help" -f -a "verify" -d 'Verify every DKIM-Signature of a message from standard input through DNS'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dkim; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and not __fish_seen_subcommand_from records help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and not __fish_seen_subcommand_from records help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and not __fish_seen_subcommand_from records help" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and not __fish_seen_subcommand_from records help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and not __fish_seen_subcommand_from records help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and not __fish_seen_subcommand_from records help" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and not __fish_seen_subcommand_from records help" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and not __fish_seen_subcommand_from records help" -f -a "records" -d 'Print MX, A/AAAA, SPF, DKIM, DMARC, MTA-STS, TLS-RPT and PTR records for a domain'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and not __fish_seen_subcommand_from records help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -l format -d 'zone: a BIND zone fragment; json; table' -r -f -a "zone\t'BIND zone fragment'
+json\t'JSON document'
+table\t'Table'"
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -l mx-host -d 'MX host name [default: config server.hostname, else mail.DOMAIN]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -l ip -d 'Public IP of the mail server (repeat for several) [default: config server.public_ips]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -l dmarc-policy -d 'DMARC policy for mail that fails' -r -f -a "none\t'Monitor only'
+quarantine\t'Failing mail goes to spam'
+reject\t'Failing mail is refused'"
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -l report-address -d 'Address that receives DMARC and TLS-RPT reports [default: postmaster@DOMAIN]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -l mta-sts-mode -d 'MTA-STS mode; start with testing, move to enforce once TLS reports are clean' -r -f -a "testing\t'Senders report failures but still deliver'
+enforce\t'Senders refuse to deliver without valid TLS'"
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from help" -f -a "records" -d 'Print MX, A/AAAA, SPF, DKIM, DMARC, MTA-STS, TLS-RPT and PTR records for a domain'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand import" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand import" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand import" -l dry-run -d 'Check every row against the database and report, without changing anything'
@@ -482,16 +636,18 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s v -l ver
 complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "domain" -d 'Manage hosted domains'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "mailbox" -d 'Manage mailboxes'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "alias" -d 'Manage aliases, forwardings and catch-alls (@domain)'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "alias-domain" -d 'Manage alias domains (every address of one domain delivered to the same address of another)'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "import" -d 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "export" -d 'Export every domain, mailbox and alias as CSV or JSON'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "config" -d 'Generate lookup configuration for Postfix and Dovecot'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "db" -d 'Database schema: migrate, status'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain import export config db completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "domain" -d 'Manage hosted domains'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "mailbox" -d 'Manage mailboxes'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "alias" -d 'Manage aliases, forwardings and catch-alls (@domain)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "alias-domain" -d 'Manage alias domains (every address of one domain delivered to the same address of another)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "dkim" -d 'DKIM keys: generate, rotate, publish, sign and verify'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "dns" -d 'The DNS records a domain must publish'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "import" -d 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "export" -d 'Export every domain, mailbox and alias as CSV or JSON'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "config" -d 'Generate lookup configuration for Postfix and Dovecot'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "db" -d 'Database schema: migrate, status'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from domain" -f -a "add" -d 'Add a hosted domain'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from domain" -f -a "list" -d 'List hosted domains with their usage'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from domain" -f -a "show" -d 'Show one domain with its limits and usage'
@@ -513,6 +669,17 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_su
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from alias-domain" -f -a "add" -d 'Deliver every address of ALIAS_DOMAIN to the same address in TARGET_DOMAIN'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from alias-domain" -f -a "list" -d 'List alias domains'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from alias-domain" -f -a "delete" -d 'Remove an alias domain (and its domain row when it holds nothing else)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from dkim" -f -a "generate" -d 'Generate a key for a domain (the signing key if it has none yet, else pending) and print its TXT record'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from dkim" -f -a "list" -d 'List keys with their state; --check-dns also asks DNS whether each key is published'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from dkim" -f -a "show" -d 'Print a key\'s DNS record (the active key unless --selector)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from dkim" -f -a "rotate" -d 'Generate a new pending key to replace the active one; publish it, then `dkim activate`'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from dkim" -f -a "activate" -d 'Make a key the signing key once DNS serves it; the previous key becomes retiring'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from dkim" -f -a "retire" -d 'Delete a pending or retiring key (its record can then leave DNS)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from dkim" -f -a "export" -d 'Write a private key as PEM (mode 0600) for another signer such as OpenDKIM or rspamd'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from dkim" -f -a "import" -d 'Adopt an existing private key (RSA or Ed25519 PEM, PKCS#8 or PKCS#1)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from dkim" -f -a "sign" -d 'Sign a message from standard input and write it, signed, to standard output (CRLF line ends)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from dkim" -f -a "verify" -d 'Verify every DKIM-Signature of a message from standard input through DNS'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from dns" -f -a "records" -d 'Print MX, A/AAAA, SPF, DKIM, DMARC, MTA-STS, TLS-RPT and PTR records for a domain'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "postfix" -d 'Postfix lookup maps (mysql: or sqlite:) and the main.cf lines that use them'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "dovecot" -d 'Dovecot passdb/userdb SQL configuration'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "migrate" -d 'Apply pending schema migrations (also done automatically on first use)'

@@ -27,6 +27,31 @@ pub struct FileConfig {
     /// `[mail]`
     #[serde(default)]
     pub mail: MailSection,
+    /// `[server]`
+    #[serde(default)]
+    pub server: ServerSection,
+    /// `[dns]`
+    #[serde(default)]
+    pub dns: DnsSection,
+}
+
+/// `[server]`: this mail server's identity on the network.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// The server's host name: MX target, SMTP banner and HELO name; must match the PTR of its public IPs.
+    pub hostname: Option<String>,
+    /// The public IPv4/IPv6 addresses mail leaves from (SPF, A/AAAA, PTR).
+    #[serde(default)]
+    pub public_ips: Vec<std::net::IpAddr>,
+}
+
+/// `[dns]`: how mailctl resolves names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSection {
+    /// Ask this nameserver (`IP` or `IP:PORT`) instead of the system resolver (`/etc/resolv.conf`).
+    pub nameserver: Option<String>,
 }
 
 /// `[database]`: which store to use.
@@ -92,6 +117,12 @@ pub struct Config {
     pub vmail_uid: u32,
     /// Owner gid of the Maildirs.
     pub vmail_gid: u32,
+    /// `server.hostname`, if set.
+    pub hostname: Option<String>,
+    /// `server.public_ips`.
+    pub public_ips: Vec<std::net::IpAddr>,
+    /// `dns.nameserver`, if set (a `--nameserver` flag overrides it).
+    pub nameserver: Option<String>,
 }
 
 /// The values that flags and environment may set, already merged by clap (flag beats env).
@@ -144,6 +175,9 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("/var/vmail")),
             vmail_uid: file.mail.vmail_uid.unwrap_or(5000),
             vmail_gid: file.mail.vmail_gid.unwrap_or(5000),
+            hostname: file.server.hostname,
+            public_ips: file.server.public_ips,
+            nameserver: file.dns.nameserver,
         })
     }
 }

@@ -54,6 +54,9 @@ pub enum Error {
         #[source]
         source: sqlx::Error,
     },
+    /// DNS could not answer (timeout, SERVFAIL, no nameserver reachable): the answer is unknown (exit 3).
+    #[error("DNS lookup of {name} failed: {reason}")]
+    Dns { name: String, reason: String },
     /// Several input records were wrong (CSV import); each message names its line (exit 1).
     #[error("{summary}")]
     Rows { summary: String, rows: Vec<String> },
@@ -64,7 +67,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => exit::USAGE,
-            Error::Unreachable { .. } => exit::UNREACHABLE,
+            Error::Unreachable { .. } | Error::Dns { .. } => exit::UNREACHABLE,
             Error::Database { source, .. } if is_connection_error(source) => exit::UNREACHABLE,
             _ => exit::FAILED,
         }

@@ -32,6 +32,8 @@ pub mod assets;
 pub mod bulk;
 pub mod cli;
 pub mod config;
+pub mod dkim;
+pub mod dns;
 pub mod error;
 pub mod lookup_config;
 pub mod model;

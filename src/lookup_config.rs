@@ -57,18 +57,22 @@ impl Connection {
         }
         let u = url::Url::parse(&url.replacen("mariadb:", "mysql:", 1))
             .map_err(|e| Error::usage(format!("invalid database URL '{shown}': {e}")))?;
-        let decode = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
+        let decode = |what: &str, s: &str| -> Result<String> {
+            let v = percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map_err(|_| {
+                    Error::usage(format!("database URL '{shown}': the {what} is not UTF-8"))
+                })?
+                .into_owned();
+            safe_value(what, &v)?;
+            Ok(v)
         };
         Ok(Connection::Mysql {
-            host: u.host_str().unwrap_or("localhost").to_string(),
+            host: decode("host", u.host_str().unwrap_or("localhost"))?,
             port: u.port().unwrap_or(3306),
-            user: decode(u.username()),
-            password: decode(u.password().unwrap_or("")),
-            dbname: u.path().trim_start_matches('/').to_string(),
+            user: decode("user name", u.username())?,
+            password: decode("password", u.password().unwrap_or(""))?,
+            dbname: decode("database name", u.path().trim_start_matches('/'))?,
         })
     }
 
@@ -178,7 +182,8 @@ pub fn postfix(config: &Config, dir: &Path) -> Result<Vec<File>> {
          virtual_mailbox_maps = {}, {}\n\
          virtual_alias_maps = {}, {}, {}\n\
          smtpd_sender_login_maps = {}\n\
-         smtpd_sender_restrictions = reject_sender_login_mismatch\n\
+         # On the submission service in master.cf (not here: it would replace your restrictions and apply\n\
+         # to port 25 too):  -o smtpd_sender_restrictions=reject_sender_login_mismatch,permit_sasl_authenticated,reject\n\
          virtual_mailbox_base = {}\n\
          virtual_uid_maps = static:{}\n\
          virtual_gid_maps = static:{}\n\
@@ -204,16 +209,22 @@ pub fn postfix(config: &Config, dir: &Path) -> Result<Vec<File>> {
     Ok(files)
 }
 
-fn sql_literal(s: &str) -> String {
-    s.replace('\'', "''")
+/// Refuses values that the line-based Postfix and Dovecot config formats cannot carry: a line break would
+/// inject a second setting, and Dovecot splits `connect` on white space and cuts `#` comments without quoting.
+fn safe_value(what: &str, v: &str) -> Result<()> {
+    if v.chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '#' || c == '"' || c == '\\')
+    {
+        return Err(Error::usage(format!(
+            "the database {what} contains white space, control characters, '#', '\"' or '\\', which \
+             Postfix and Dovecot config files cannot carry; choose another"
+        )));
+    }
+    Ok(())
 }
 
-fn dovecot_value(s: &str) -> String {
-    if s.is_empty() || s.contains([' ', '"', '\\']) {
-        format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-    } else {
-        s.to_string()
-    }
+fn sql_literal(s: &str) -> String {
+    s.replace('\'', "''")
 }
 
 /// `dovecot-sql.conf.ext` (password, user and iterate queries) and `auth-mailctl.conf.ext` (passdb/userdb).
@@ -226,18 +237,28 @@ pub fn dovecot(config: &Config, dir: &Path) -> Result<Vec<File>> {
             user,
             password,
             dbname,
-        } => (
-            "mysql",
-            format!(
-                "host={} port={port} dbname={} user={} password={}",
-                dovecot_value(host),
-                dovecot_value(dbname),
-                dovecot_value(user),
-                dovecot_value(password)
-            ),
-        ),
+        } => {
+            // Dovecot sends `password=` with nothing after it literally, so an empty one is left out.
+            let mut parts = vec![
+                format!("host={host}"),
+                format!("port={port}"),
+                format!("dbname={dbname}"),
+                format!("user={user}"),
+            ];
+            if !password.is_empty() {
+                parts.push(format!("password={password}"));
+            }
+            ("mysql", parts.join(" "))
+        }
         Connection::Sqlite(p) => ("sqlite", p.display().to_string()),
     };
+    let root_text = config.vmail_root.display().to_string();
+    if root_text.contains(['%', '\'', '\n', '\r', '#']) || root_text.contains(char::is_whitespace) {
+        return Err(Error::usage(format!(
+            "mail.vmail_root '{}' contains characters Dovecot would expand or cut ('%', quotes, '#', spaces)",
+            crate::model::printable(&root_text)
+        )));
+    }
     let root = sql_literal(&format!(
         "{}/",
         config
@@ -256,7 +277,7 @@ pub fn dovecot(config: &Config, dir: &Path) -> Result<Vec<File>> {
          driver = {driver}\n\
          connect = {connect}\n\
          default_pass_scheme = {scheme}\n\
-         password_query = SELECT mailbox.username AS user, mailbox.password AS password {from} WHERE {active}\n\
+         password_query = SELECT mailbox.username AS user, mailbox.password AS password {from} WHERE {active} AND ('%s' <> 'smtp' OR mailbox.smtp_active = '1')\n\
          user_query = SELECT {home} AS home, {mail} AS mail, {uid} AS uid, {gid} AS gid, {quota} AS quota_rule {from} WHERE {active}\n\
          iterate_query = SELECT mailbox.username AS user {from} WHERE mailbox.active = '1' AND domain.active = '1'\n",
         scheme = config.password_scheme,
@@ -295,7 +316,7 @@ mod tests {
             user,
             password,
             dbname,
-        } = Connection::from_url("mysql://mail%40x:p%20w@db.example:3307/postfix").unwrap()
+        } = Connection::from_url("mysql://mail%40x:p%2Fw@db.example:3307/postfix").unwrap()
         else {
             panic!()
         };
@@ -303,13 +324,19 @@ mod tests {
             (host.as_str(), port, user.as_str()),
             ("db.example", 3307, "mail@x")
         );
-        assert_eq!((password.as_str(), dbname.as_str()), ("p w", "postfix"));
+        assert_eq!((password.as_str(), dbname.as_str()), ("p/w", "postfix"));
     }
 
     #[test]
-    fn dovecot_values_with_spaces_are_quoted() {
-        assert_eq!(dovecot_value("a b"), "\"a b\"");
-        assert_eq!(dovecot_value(""), "\"\"");
-        assert_eq!(dovecot_value("plain"), "plain");
+    fn values_that_would_break_config_files_are_refused() {
+        assert!(Connection::from_url("mysql://u:a%0Aquery%20%3D%20x@h/db").is_err());
+        assert!(Connection::from_url("mysql://u:a%20b@h/db").is_err());
+        assert!(Connection::from_url("mysql://u:pa%23ss@h/db").is_err());
+        let Connection::Mysql { password, .. } =
+            Connection::from_url("mysql://u:a+b@h/db").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(password, "a+b", "+ is not a space in URL userinfo");
     }
 }

@@ -157,7 +157,15 @@ impl FromStr for Address {
         let domain = domain
             .parse::<DomainName>()
             .map_err(|e| format!("invalid address '{}': {e}", printable(input)))?;
-        Ok(Address { local, domain })
+        let address = Address { local, domain };
+        // RFC 5321's path limit; it also keeps every address inside postfixadmin's varchar(255) columns.
+        if address.to_string().len() > 254 {
+            return Err(format!(
+                "invalid address '{}': longer than 254 characters",
+                printable(input)
+            ));
+        }
+        Ok(address)
     }
 }
 
@@ -191,6 +199,52 @@ impl FromStr for AliasAddress {
     }
 }
 
+/// A DKIM selector: 1 to 63 characters of `[a-z0-9-]`, not starting or ending with a hyphen (one DNS label, so
+/// it can never reach outside `_domainkey`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Selector(String);
+
+impl Selector {
+    /// The selector as published.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The DNS name of the key record: `S._domainkey.DOMAIN.`
+    pub fn record_name(&self, domain: &DomainName) -> String {
+        format!("{}._domainkey.{}.", self.0, domain)
+    }
+}
+
+impl FromStr for Selector {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            Err(format!(
+                "invalid DKIM selector '{}': {why}",
+                printable(input)
+            ))
+        };
+        if input.is_empty() || input.len() > 63 {
+            return bad("it must be 1 to 63 characters");
+        }
+        if let Some(c) = input
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return bad(&format!(
+                "character '{}' is outside [a-z0-9-]",
+                c.escape_default()
+            ));
+        }
+        if input.starts_with('-') || input.ends_with('-') {
+            return bad("it may not start or end with a hyphen");
+        }
+        Ok(Selector(input.to_string()))
+    }
+}
+
 macro_rules! display_and_serialize {
     ($($t:ty),*) => {$(
         impl Serialize for $t {
@@ -200,9 +254,15 @@ macro_rules! display_and_serialize {
         }
     )*};
 }
-display_and_serialize!(DomainName, LocalPart, Address, AliasAddress);
+display_and_serialize!(DomainName, LocalPart, Address, AliasAddress, Selector);
 
 impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -292,6 +352,14 @@ mod tests {
         assert!("@".parse::<AliasAddress>().is_err());
         let a: AliasAddress = "Bob@example.org".parse().unwrap();
         assert_eq!(a.to_string(), "bob@example.org");
+    }
+
+    #[test]
+    fn selectors_stay_one_label() {
+        assert_eq!("m202611".parse::<Selector>().unwrap().as_str(), "m202611");
+        for bad in ["", "M2026", "a.b", "a_b", "-a", "a-", "sel ector", "ä"] {
+            assert!(bad.parse::<Selector>().is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -418,7 +418,106 @@ fn deleting_a_domain_with_contents_needs_force(db: &TestDb) {
     }
 }
 
+fn limits_below_current_usage_and_absurd_sizes_are_refused(db: &TestDb) {
+    setup(db);
+    db.run_stdin(
+        &[
+            "mailbox",
+            "add",
+            "bob@example.org",
+            "--password-stdin",
+            "--quota-mb",
+            "50",
+        ],
+        "long enough\n",
+    )
+    .ok();
+    refused(
+        db,
+        &["domain", "update", "example.org", "--max-mailboxes", "1"],
+        "",
+        FAILED,
+        "has 2 mailboxes",
+    );
+    refused(
+        db,
+        &["domain", "update", "example.org", "--max-quota-mb", "10"],
+        "",
+        FAILED,
+        "lower them first",
+    );
+    refused(
+        db,
+        &[
+            "domain",
+            "update",
+            "example.org",
+            "--max-quota-mb",
+            "99999999999999999",
+        ],
+        "",
+        USAGE,
+        "up to",
+    );
+    refused(
+        db,
+        &[
+            "domain",
+            "add",
+            "big.example",
+            "--domain-quota-mb",
+            "9223372036854775807",
+        ],
+        "",
+        USAGE,
+        "up to",
+    );
+    let long = format!(
+        "{}@{}.example.org",
+        "a".repeat(60),
+        ["b".repeat(60), "c".repeat(60), "d".repeat(60)].join(".")
+    );
+    refused(
+        db,
+        &["alias", "add", &long, "alice@example.org"],
+        "",
+        USAGE,
+        "longer than 254 characters",
+    );
+}
+
+fn alias_domains_cannot_close_a_loop(db: &TestDb) {
+    setup(db);
+    db.run(&["domain", "add", "example.net"]).ok();
+    db.run(&["alias", "add", "x@example.org", "x@example.net"])
+        .ok();
+    // example.net -> example.org would make x@example.org -> x@example.net -> x@example.org.
+    refused(
+        db,
+        &["alias-domain", "add", "example.net", "example.org"],
+        "",
+        FAILED,
+        "alias loop",
+    );
+}
+
+fn forced_domain_delete_takes_its_empty_alias_domains_along(db: &TestDb) {
+    setup(db);
+    db.run(&["alias-domain", "add", "example.net", "example.org"])
+        .ok();
+    db.run(&["domain", "delete", "example.org", "--force"]).ok();
+    let domains = db.run(&["--json", "domain", "list"]).ok().json();
+    assert_eq!(
+        domains,
+        serde_json::json!([]),
+        "example.net would accept mail for nothing"
+    );
+}
+
 on_both_backends!(
+    limits_below_current_usage_and_absurd_sizes_are_refused,
+    alias_domains_cannot_close_a_loop,
+    forced_domain_delete_takes_its_empty_alias_domains_along,
     invalid_domain_names_are_usage_errors,
     invalid_local_parts_are_usage_errors,
     addresses_in_missing_domains_are_refused,

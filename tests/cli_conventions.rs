@@ -250,11 +250,12 @@ fn mailbox_lifecycle_updates_postfixadmin_rows(db: &TestDb) {
     let row = db.query("SELECT name, quota, smtp_active, active FROM mailbox")[0].clone();
     assert_eq!(
         row,
-        ["Alice", "2097152", "0", "1"].map(|s| Some(s.to_string()))
+        ["Alice", "2048000", "0", "1"].map(|s| Some(s.to_string()))
     );
     db.run(&["mailbox", "disable", "alice@example.org"]).ok();
     let active = db.query("SELECT mailbox.active, alias.active FROM mailbox JOIN alias ON alias.address = mailbox.username");
-    assert_eq!(active[0], [Some("0".to_string()), Some("0".to_string())]);
+    // The self-alias stays active, so a catch-all cannot swallow a disabled mailbox's mail.
+    assert_eq!(active[0], [Some("0".to_string()), Some("1".to_string())]);
     db.run(&["user", "enable", "alice@example.org"]).ok();
     db.run(&["alias", "add", "info@example.org", "alice@example.org"])
         .ok();
@@ -273,11 +274,12 @@ fn mailbox_lifecycle_updates_postfixadmin_rows(db: &TestDb) {
 fn db_migrate_and_status_report_the_schema_version(db: &TestDb) {
     let status = db.run(&["--json", "db", "status"]).ok().json();
     assert_eq!(status["current_version"], 0);
-    assert_eq!(status["pending"], serde_json::json!([1]));
+    assert_eq!(status["pending"], serde_json::json!([1, 2]));
     let migrated = db.run(&["--json", "db", "migrate"]).ok().json();
     assert_eq!(migrated["applied"][0]["version"], 1);
+    assert_eq!(migrated["applied"][1]["version"], 2);
     let status = db.run(&["--json", "db", "status"]).ok().json();
-    assert_eq!(status["current_version"], 1);
+    assert_eq!(status["current_version"], 2);
     assert_eq!(status["pending"], serde_json::json!([]));
     let again = db.run(&["db", "migrate"]).ok().stdout;
     assert!(again.contains("up to date"), "{again}");
@@ -347,7 +349,7 @@ fn existing_postfixadmin_database_is_adopted_unaltered(db: &TestDb) {
 
     assert_eq!(before, show(db), "postfixadmin's table definitions changed");
     let version = db.query("SELECT MAX(version) FROM mailctl_schema_migrations");
-    assert_eq!(version[0][0].as_deref(), Some("1"));
+    assert_eq!(version[0][0].as_deref(), Some("2"));
 }
 
 fn a_postfixadmin_schema_missing_columns_is_reported_plainly(db: &TestDb) {

@@ -264,8 +264,8 @@ fn export_then_import_into_an_empty_database_round_trips(db: &TestDb) {
     let carol = copy.query("SELECT active FROM alias WHERE address = 'carol@example.org'");
     assert_eq!(
         carol[0][0].as_deref(),
-        Some("0"),
-        "a disabled mailbox's self-alias stays inactive"
+        Some("1"),
+        "a disabled mailbox's self-alias stays active (so no catch-all takes its mail)"
     );
 }
 
@@ -304,7 +304,7 @@ fn import_of_a_hand_written_csv_hashes_plain_passwords(db: &TestDb) {
             vec![
                 some("alice@hand.example"),
                 some("Alice"),
-                some(&(100 * 1024 * 1024).to_string()),
+                some(&(100 * 1_024_000).to_string()),
                 some("1"),
                 some("hand.example/alice/"),
             ],
@@ -312,7 +312,7 @@ fn import_of_a_hand_written_csv_hashes_plain_passwords(db: &TestDb) {
                 some("bob@hand.example"),
                 some(""),
                 // No quota given: the domain's maximum per mailbox, as with `mailbox add`.
-                some(&(500 * 1024 * 1024).to_string()),
+                some(&(500 * 1_024_000).to_string()),
                 some("0"),
                 some("hand.example/bob/"),
             ],

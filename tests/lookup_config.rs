@@ -123,6 +123,11 @@ fn expand_postfix(query: &str, key: &str) -> Option<String> {
 /// Expands Dovecot's `%u` (and `%n`, `%d`, `%%`) for user `user`.
 #[track_caller]
 fn expand_dovecot(query: &str, user: &str) -> String {
+    expand_dovecot_for(query, user, "imap")
+}
+
+/// Like [`expand_dovecot`] for a given service (`%s`): `imap`, `smtp` (Postfix SASL), `lmtp` ...
+fn expand_dovecot_for(query: &str, user: &str, service: &str) -> String {
     let (local, domain) = user.rsplit_once('@').unwrap_or((user, ""));
     let mut out = String::new();
     let mut chars = query.chars();
@@ -135,6 +140,7 @@ fn expand_dovecot(query: &str, user: &str) -> String {
             Some('u') => out.push_str(&sql_quoted(user)),
             Some('n') => out.push_str(&sql_quoted(local)),
             Some('d') => out.push_str(&sql_quoted(domain)),
+            Some('s') => out.push_str(&sql_quoted(service)),
             Some('%') => out.push('%'),
             other => panic!("unexpected Dovecot expansion %{other:?} in: {query}"),
         }
@@ -397,7 +403,6 @@ fn files_with_credentials_are_private_and_main_cf_names_every_map_by_absolute_pa
     }
     assert_eq!(referenced, maps, "{main_cf}");
     for line in [
-        "smtpd_sender_restrictions = reject_sender_login_mismatch",
         "virtual_mailbox_base = /var/vmail",
         "virtual_uid_maps = static:5000",
         "virtual_gid_maps = static:5000",
@@ -497,7 +502,69 @@ fn without_out_files_are_printed_with_headers_or_as_json(db: &TestDb) {
     }
 }
 
+fn disabled_mailboxes_are_refused_not_caught_and_smtp_auth_follows_smtp_active(db: &TestDb) {
+    db.run(&["domain", "add", "example.org"]).ok();
+    for user in ["alice@example.org", "dave@example.org"] {
+        db.run_stdin(
+            &["mailbox", "add", user, "--password-stdin"],
+            "long enough\n",
+        )
+        .ok();
+    }
+    db.run(&["alias", "add", "@example.org", "alice@example.org"])
+        .ok();
+    db.run(&["mailbox", "disable", "dave@example.org"]).ok();
+    db.run(&["mailbox", "update", "alice@example.org", "--smtp", "false"])
+        .ok();
+    let dir = generate(db, "postfix");
+    let maps = PostfixMaps { db, dir };
+    // Postfix asks virtual_alias_maps first: dave's own alias row answers (so the catch-all does not), then
+    // virtual_mailbox_maps finds no active mailbox and the recipient is refused as unknown.
+    maps.check(
+        "virtual_alias_maps",
+        "dave@example.org",
+        Some("dave@example.org"),
+    );
+    maps.check("virtual_mailbox_maps", "dave@example.org", None);
+    maps.check("virtual_alias_maps", "nobody@example.org", None);
+    maps.check(
+        "virtual_alias_maps",
+        "@example.org",
+        Some("alice@example.org"),
+    );
+
+    let dir = generate(db, "dovecot");
+    let conf = read(&dir, "dovecot-sql.conf.ext");
+    let query = setting(&conf, "password_query");
+    let rows =
+        |user: &str, service: &str| db.query(&expand_dovecot_for(&query, user, service)).len();
+    assert_eq!(
+        rows("alice@example.org", "imap"),
+        1,
+        "IMAP login still works"
+    );
+    assert_eq!(
+        rows("alice@example.org", "smtp"),
+        0,
+        "SMTP AUTH refused with smtp_active = 0"
+    );
+    assert_eq!(
+        rows("dave@example.org", "imap"),
+        0,
+        "disabled mailbox cannot log in"
+    );
+    let connect = setting(&conf, "connect");
+    if db.kind == support::Kind::Mariadb {
+        assert!(
+            !connect.contains("password="),
+            "an empty password must be left out: {connect}"
+        );
+        assert!(connect.contains("user=root"), "{connect}");
+    }
+}
+
 on_both_backends!(
+    disabled_mailboxes_are_refused_not_caught_and_smtp_auth_follows_smtp_active,
     postfix_and_dovecot_lookups_answer_for_mailbox_alias_catch_all_and_alias_domain,
     files_with_credentials_are_private_and_main_cf_names_every_map_by_absolute_path,
     without_out_files_are_printed_with_headers_or_as_json,

@@ -7,7 +7,7 @@ use super::Ctx;
 use crate::config::Source;
 use crate::error::Result;
 use crate::output::{Render, key_values};
-use crate::store::migrate::{Applied, Status};
+use crate::store::migrate::{Applied, MIGRATIONS, Status};
 use crate::store::{Backend, Store, redact_url};
 
 /// Database subcommands.
@@ -83,11 +83,26 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> Result<()> {
             });
         }
         DbCmd::Status => {
-            let (store, created) = Store::connect(&ctx.config.database_url).await?;
-            if let Some(p) = created {
+            // Status changes nothing: a SQLite file that does not exist yet is reported, not created.
+            if let Some(path) = crate::store::sqlite_path(&ctx.config.database_url)
+                && !path.exists()
+            {
                 ctx.out
-                    .note(format!("created new (empty) database at {}", p.display()));
+                    .note(format!("no database at {} yet", path.display()));
+                ctx.out.emit(&StatusView {
+                    backend: Backend::Sqlite,
+                    url: redact_url(&ctx.config.database_url),
+                    url_source: ctx.config.database_source,
+                    schema: Status {
+                        current_version: 0,
+                        latest_version: MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0),
+                        applied: Vec::new(),
+                        pending: MIGRATIONS.iter().map(|m| m.version).collect(),
+                    },
+                });
+                return Ok(());
             }
+            let (store, _) = Store::connect(&ctx.config.database_url).await?;
             let schema = store.migration_status().await?;
             ctx.out.emit(&StatusView {
                 backend: store.backend(),

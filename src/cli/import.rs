@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Ctx;
 use crate::bulk::{self, Line, Password, Record};
-use crate::error::{Error, Result, is_connection_error};
+use crate::error::{Error, Result};
 use crate::output::Render;
 use crate::provision;
 use crate::store::Tx;
@@ -124,10 +124,8 @@ pub async fn run(ctx: &Ctx, args: ImportArgs) -> Result<()> {
     for Line { line, record } in lines {
         match apply(ctx, &mut tx, record, &mut summary).await {
             Ok(()) => {}
-            Err(e @ Error::Unreachable { .. }) => return Err(e),
-            Err(Error::Database { context, source }) if is_connection_error(&source) => {
-                return Err(Error::Database { context, source });
-            }
+            // A failed statement may have ended the transaction (a deadlock rolls it back in InnoDB): stop.
+            Err(e @ (Error::Unreachable { .. } | Error::Database { .. })) => return Err(e),
             Err(e) => errors.push(format!("line {line}: {e}")),
         }
         bar.inc(1);

@@ -8,6 +8,8 @@ mod alias_domain;
 mod completions;
 mod config_cmd;
 mod db;
+mod dkim;
+mod dns;
 mod domain;
 mod export;
 mod import;
@@ -86,6 +88,12 @@ pub enum Command {
     /// Manage alias domains (every address of one domain delivered to the same address of another)
     #[command(subcommand, name = "alias-domain")]
     AliasDomain(alias_domain::AliasDomainCmd),
+    /// DKIM keys: generate, rotate, publish, sign and verify
+    #[command(subcommand)]
+    Dkim(dkim::DkimCmd),
+    /// The DNS records a domain must publish
+    #[command(subcommand)]
+    Dns(dns::DnsCmd),
     /// Import domains, mailboxes and aliases from a CSV file, all or nothing
     Import(import::ImportArgs),
     /// Export every domain, mailbox and alias as CSV or JSON
@@ -150,6 +158,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Mailbox(c) => mailbox::run(&ctx, c).await,
         Command::Alias(c) => alias::run(&ctx, c).await,
         Command::AliasDomain(c) => alias_domain::run(&ctx, c).await,
+        Command::Dkim(c) => dkim::run(&ctx, c).await,
+        Command::Dns(c) => dns::run(&ctx, c).await,
         Command::Import(a) => import::run(&ctx, a).await,
         Command::Export(a) => export::run(&ctx, a).await,
         Command::Config(c) => config_cmd::run(&ctx, c).await,

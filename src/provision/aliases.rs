@@ -232,6 +232,13 @@ pub async fn add_alias_domain(
         active,
     };
     tx.insert_alias_domain(&row).await?;
+    // The mapping adds hops (x@alias -> x@target): any alias that forwards into the alias domain may now loop.
+    let alias_suffix = format!("@{alias}");
+    for a in tx.aliases(None, true).await? {
+        if a.targets().iter().any(|t| t.ends_with(&alias_suffix)) {
+            refuse_loop(tx, &a.address, &a.goto).await?;
+        }
+    }
     Ok((row, created_domain))
 }
 

@@ -46,9 +46,10 @@ fn apply(row: &mut DomainRow, s: &DomainSettings) -> Result<()> {
         ("--domain-quota-mb", s.quota_mb, &mut row.quota),
     ] {
         if let Some(v) = value {
-            if v < 0 {
+            if !(0..=super::MAX_MB).contains(&v) {
                 return Err(Error::usage(format!(
-                    "{flag} must be 0 (unlimited) or a positive number, not {v}"
+                    "{flag} must be 0 (unlimited) or a positive number up to {}, not {v}",
+                    super::MAX_MB
                 )));
             }
             *target = v;
@@ -103,9 +104,49 @@ pub async fn update_domain(
     tx.lock_domain(name.as_str()).await?;
     let mut row = require_domain(tx, name).await?;
     apply(&mut row, s)?;
+    refuse_below_usage(tx, &row).await?;
     row.modified = crate::time::now_db();
     tx.update_domain(&row).await?;
     Ok(row)
+}
+
+/// A domain never holds more than its limits allow, so new limits may not be below what it holds already
+/// (this also keeps `export` followed by `import` working).
+async fn refuse_below_usage(tx: &mut Tx, row: &DomainRow) -> Result<()> {
+    let usage = tx.domain_usage(&row.domain).await?;
+    let name = &row.domain;
+    for (what, limit, have) in [
+        ("mailboxes", row.mailboxes, usage.mailboxes),
+        ("aliases", row.aliases, usage.aliases),
+    ] {
+        if (limit > 0 && have > limit) || (limit < 0 && have > 0) {
+            return Err(Error::refused(format!(
+                "domain {name} has {have} {what}; delete some before lowering its limit to {limit}"
+            )));
+        }
+    }
+    if row.quota > 0 && usage.quota_bytes > row.quota.saturating_mul(super::MB) {
+        return Err(Error::refused(format!(
+            "domain {name}'s mailboxes have {} MB of quota allocated, more than {} MB",
+            usage.quota_bytes / super::MB,
+            row.quota
+        )));
+    }
+    if row.maxquota > 0 {
+        let over = tx
+            .mailboxes(Some(name))
+            .await?
+            .into_iter()
+            .filter(|m| m.quota == 0 || m.quota > row.maxquota.saturating_mul(super::MB))
+            .count();
+        if over > 0 {
+            return Err(Error::refused(format!(
+                "{over} mailboxes of {name} have a quota above {} MB (or unlimited); lower them first",
+                row.maxquota
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Deletes a domain. One that holds mailboxes, aliases or alias-domain mappings is refused unless `force`;
@@ -122,6 +163,20 @@ pub async fn delete_domain(tx: &mut Tx, name: &DomainName, force: bool) -> Resul
             usage.mailboxes, usage.aliases, usage.alias_domains
         )));
     }
+    // Alias domains of this domain would be left accepting mail for nothing: remove the empty ones too.
+    let orphans: Vec<String> = tx
+        .alias_domains()
+        .await?
+        .into_iter()
+        .filter(|a| a.target_domain == name.as_str())
+        .map(|a| a.alias_domain)
+        .collect();
     tx.delete_domain_cascade(name.as_str()).await?;
+    for orphan in orphans {
+        let u = tx.domain_usage(&orphan).await?;
+        if u.mailboxes + u.aliases + u.alias_domains == 0 {
+            tx.delete_domain_cascade(&orphan).await?;
+        }
+    }
     Ok(usage)
 }

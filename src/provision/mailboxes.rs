@@ -41,7 +41,7 @@ fn check_quota(domain: &DomainRow, quota: i64, others: i64) -> Result<()> {
                 domain.maxquota
             )));
         }
-        if quota > domain.maxquota * MB {
+        if quota > domain.maxquota.saturating_mul(MB) {
             return Err(Error::refused(format!(
                 "quota {} MB is over domain {name}'s limit of {} MB per mailbox",
                 quota / MB,
@@ -56,7 +56,7 @@ fn check_quota(domain: &DomainRow, quota: i64, others: i64) -> Result<()> {
                 domain.quota
             )));
         }
-        if others + quota > domain.quota * MB {
+        if others.saturating_add(quota) > domain.quota.saturating_mul(MB) {
             return Err(Error::refused(format!(
                 "domain {name}'s total quota of {} MB would be exceeded ({} MB allocated, {} MB requested)",
                 domain.quota,
@@ -96,7 +96,9 @@ pub async fn add_mailbox(
         domain.mailboxes,
         usage.mailboxes,
     )?;
-    let quota = s.quota_bytes.unwrap_or(domain.maxquota.max(0) * MB);
+    let quota = s
+        .quota_bytes
+        .unwrap_or(domain.maxquota.max(0).saturating_mul(MB));
     check_quota(&domain, quota, usage.quota_bytes)?;
     let now = crate::time::now_db();
     let row = MailboxRow {
@@ -119,7 +121,7 @@ pub async fn add_mailbox(
         domain: domain.domain,
         created: now.clone(),
         modified: now,
-        active: row.active,
+        active: true,
     })
     .await?;
     Ok(row)
@@ -143,12 +145,9 @@ pub async fn update_mailbox(
         row.quota = q;
     }
     if let Some(a) = s.active {
+        // The self-alias stays active: were it switched off, Postfix would fall through to a catch-all and
+        // deliver a disabled mailbox's mail elsewhere instead of refusing it.
         row.active = a;
-        if let Some(mut alias) = tx.alias(&row.username).await? {
-            alias.active = a;
-            alias.modified = crate::time::now_db();
-            tx.update_alias(&alias).await?;
-        }
     }
     if let Some(a) = s.smtp_active {
         row.smtp_active = a;

@@ -5,6 +5,7 @@
 //! a self-alias row for every mailbox, catch-alls as `@domain`, alias domains that must point at a real domain.
 
 mod aliases;
+pub mod dkim;
 mod domains;
 mod mailboxes;
 
@@ -19,8 +20,12 @@ pub use mailboxes::{
 use crate::error::{Error, Result};
 use crate::store::Tx;
 
-/// Bytes per megabyte for `--quota-mb` and the domain's MB limits (MiB, as Dovecot counts).
-pub const MB: i64 = 1024 * 1024;
+/// Bytes per "MB" for `--quota-mb` and the domain's MB limits: postfixadmin's default `quota_multiplier`, so
+/// quotas mean the same to mailctl and to a postfixadmin sharing the database.
+pub const MB: i64 = 1_024_000;
+
+/// The largest MB value that still fits in bytes.
+pub const MAX_MB: i64 = i64::MAX / MB;
 
 /// Checks free text that ends up in the database and in generated mail headers: one line, at most 255 chars.
 pub fn free_text(field: &str, value: &str) -> Result<String> {

@@ -172,6 +172,7 @@ impl Tx {
             "DELETE FROM alias WHERE domain = ?",
             "DELETE FROM mailbox WHERE domain = ?",
             "DELETE FROM alias_domain WHERE alias_domain = ? OR target_domain = ?",
+            "DELETE FROM mailctl_dkim_keys WHERE domain = ?",
             "DELETE FROM domain WHERE domain = ?",
         ];
         for sql in statements {

@@ -9,6 +9,7 @@
 //! postfixadmin's (`domain`, `mailbox`, `alias`, `alias_domain`); mailctl's own tables carry a `mailctl_` prefix.
 
 mod aliases;
+mod dkim_keys;
 mod domains;
 mod mailboxes;
 pub mod migrate;
@@ -22,6 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{ConnectOptions, Connection, MySql, Sqlite, Transaction};
 
 pub use aliases::{AliasDomainRow, AliasRow};
+pub use dkim_keys::DkimKeyRow;
 pub use domains::{DomainRow, DomainUsage};
 pub use mailboxes::MailboxRow;
 
@@ -94,7 +96,18 @@ pub fn redact_url(url: &str) -> String {
             let _ = u.set_password(Some("***"));
             u.to_string()
         }
-        _ => url.to_string(),
+        Ok(_) => url.to_string(),
+        // Unparseable: mask whatever stands between "user:" and "@" by hand.
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(start), Some(at)) if at > start => {
+                let userinfo = &url[start + 3..at];
+                match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:***{}", &url[..start + 3], &url[at..]),
+                    None => url.to_string(),
+                }
+            }
+            _ => url.to_string(),
+        },
     }
 }
 
@@ -102,7 +115,11 @@ pub fn redact_url(url: &str) -> String {
 pub fn sqlite_path(url: &str) -> Option<PathBuf> {
     let rest = url.strip_prefix("sqlite:")?;
     let rest = rest.strip_prefix("//").unwrap_or(rest);
-    let path = rest.split('?').next().unwrap_or("");
+    let raw = rest.split('?').next().unwrap_or("");
+    // sqlx percent-decodes the path; so must we, or we would create and report another file.
+    let path = percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .into_owned();
     (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 

@@ -1,0 +1,179 @@
+//! `mailctl dns records DOMAIN`: every record the domain must publish.
+
+use std::net::IpAddr;
+
+use clap::{Subcommand, ValueEnum};
+
+use super::{Ctx, parse};
+use crate::dkim::KeyAlgorithm;
+use crate::dns::records::{self, Inputs, RecordSet};
+use crate::error::{Error, Result};
+use crate::model::{DomainName, Selector};
+use crate::output::{Render, table};
+use crate::provision::dkim::state;
+
+/// DNS subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DnsCmd {
+    /// Print MX, A/AAAA, SPF, DKIM, DMARC, MTA-STS, TLS-RPT and PTR records for a domain
+    Records(RecordsArgs),
+}
+
+/// Options of `dns records`.
+#[derive(Debug, clap::Args)]
+pub struct RecordsArgs {
+    /// Domain
+    domain: String,
+    /// zone: a BIND zone fragment; json; table
+    #[arg(long, value_enum, default_value = "zone")]
+    format: Format,
+    /// MX host name [default: config server.hostname, else mail.DOMAIN]
+    #[arg(long, value_name = "HOST")]
+    mx_host: Option<String>,
+    /// Public IP of the mail server (repeat for several) [default: config server.public_ips]
+    #[arg(long = "ip", value_name = "IP")]
+    ips: Vec<IpAddr>,
+    /// DMARC policy for mail that fails
+    #[arg(long, value_enum, default_value = "quarantine")]
+    dmarc_policy: DmarcPolicy,
+    /// Address that receives DMARC and TLS-RPT reports [default: postmaster@DOMAIN]
+    #[arg(long, value_name = "ADDRESS")]
+    report_address: Option<String>,
+    /// MTA-STS mode; start with testing, move to enforce once TLS reports are clean
+    #[arg(long, value_enum, default_value = "testing")]
+    mta_sts_mode: MtaStsMode,
+}
+
+/// Output formats of `dns records`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// BIND zone fragment
+    Zone,
+    /// JSON document
+    Json,
+    /// Table
+    Table,
+}
+
+/// DMARC `p=` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DmarcPolicy {
+    /// Monitor only
+    None,
+    /// Failing mail goes to spam
+    Quarantine,
+    /// Failing mail is refused
+    Reject,
+}
+
+/// MTA-STS modes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MtaStsMode {
+    /// Senders report failures but still deliver
+    Testing,
+    /// Senders refuse to deliver without valid TLS
+    Enforce,
+}
+
+struct Zone(RecordSet);
+
+impl serde::Serialize for Zone {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl Render for Zone {
+    fn render(&self) -> String {
+        records::to_zone(&self.0).trim_end().to_string()
+    }
+}
+
+struct Table(RecordSet);
+
+impl serde::Serialize for Table {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl Render for Table {
+    fn render(&self) -> String {
+        let mut out = table(
+            &["NAME", "TYPE", "VALUE", "NOTE"],
+            self.0.records.iter().map(|r| {
+                vec![
+                    r.name.clone(),
+                    r.rtype.to_string(),
+                    r.value.clone(),
+                    r.note.clone(),
+                ]
+            }),
+        );
+        for note in &self.0.notes {
+            out.push_str(&format!("\nnote: {note}"));
+        }
+        out
+    }
+}
+
+/// Runs a dns subcommand.
+pub async fn run(ctx: &Ctx, cmd: DnsCmd) -> Result<()> {
+    let DnsCmd::Records(args) = cmd;
+    let domain: DomainName = parse(&args.domain)?;
+    let mx_host: DomainName = match args.mx_host.as_deref().or(ctx.config.hostname.as_deref()) {
+        Some(h) => parse(h).map_err(|e| Error::usage(format!("MX host: {e}")))?,
+        None => parse(&format!("mail.{domain}"))?,
+    };
+    let report_address = match &args.report_address {
+        Some(a) => parse::<crate::model::Address>(a)?.to_string(),
+        None => format!("postmaster@{domain}"),
+    };
+    let ips = if args.ips.is_empty() {
+        ctx.config.public_ips.clone()
+    } else {
+        args.ips.clone()
+    };
+    let store = ctx.store().await?;
+    let mut tx = store.begin().await?;
+    crate::provision::require_domain(&mut tx, &domain).await?;
+    let mut dkim = Vec::new();
+    for key in tx.dkim_keys(Some(domain.as_str())).await? {
+        if key.state == state::PENDING {
+            continue;
+        }
+        let (Some(algorithm), Ok(selector)) = (
+            KeyAlgorithm::from_signing_name(&key.algorithm),
+            key.selector.parse::<Selector>(),
+        ) else {
+            continue;
+        };
+        dkim.push((selector, algorithm, key.public_key, key.state));
+    }
+    tx.rollback().await?;
+    let lower = |v: &dyn std::fmt::Debug| format!("{v:?}").to_lowercase();
+    let set = records::build(&Inputs {
+        domain,
+        mx_host,
+        ips,
+        dkim,
+        dmarc_policy: lower(&args.dmarc_policy),
+        report_address,
+        mta_sts_mode: lower(&args.mta_sts_mode),
+    });
+    let format = if ctx.out.json {
+        Format::Json
+    } else {
+        args.format
+    };
+    match format {
+        Format::Json => crate::output::Output {
+            json: true,
+            ..ctx.out
+        }
+        .emit(&Zone(set)),
+        Format::Zone => ctx.out.emit(&Zone(set)),
+        Format::Table => ctx.out.emit(&Table(set)),
+    }
+    Ok(())
+}

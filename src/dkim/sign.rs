@@ -1,0 +1,146 @@
+//! Signing a message with a stored key (mail-auth does the cryptography).
+
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::headers::HeaderWriter;
+use mail_auth::dkim::{Canonicalization, DkimSigner};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, pem::PemObject};
+
+use super::{KeyAlgorithm, KeyPair};
+use crate::model::{DomainName, Selector};
+
+/// Headers signed, in the spirit of RFC 6376 section 5.4.1. `From` is listed twice: the second entry matches no
+/// header, so it is "oversigned" and nobody can add a second From without breaking the signature. Listed
+/// headers that the message lacks are oversigned the same way.
+pub const SIGNED_HEADERS: &[&str] = &[
+    "From",
+    "From",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "To",
+    "Cc",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "List-Id",
+    "List-Unsubscribe",
+];
+
+/// Converts bare LF line ends to CRLF, the form in which mail travels, so the signature covers what receivers
+/// will see.
+pub fn to_crlf(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 32);
+    let mut prev = 0u8;
+    for &b in message {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
+/// Checks that `message` is a parseable RFC 5322 message with a From header; the error says what is wrong.
+pub fn check_message(message: &[u8]) -> Result<(), String> {
+    let parsed = mail_auth::AuthenticatedMessage::parse(message)
+        .ok_or("the message cannot be parsed as RFC 5322 (no header section?)")?;
+    if parsed.from.is_empty() {
+        return Err("the message has no From header".into());
+    }
+    Ok(())
+}
+
+/// Signs `message` (normalized to CRLF) and returns it with the DKIM-Signature header prepended.
+/// Relaxed/relaxed canonicalization, [`SIGNED_HEADERS`]. RSA signing is slow: call from a blocking task.
+pub fn sign(
+    message: &[u8],
+    domain: &DomainName,
+    selector: &Selector,
+    key: &KeyPair,
+) -> Result<Vec<u8>, String> {
+    let message = to_crlf(message);
+    check_message(&message)?;
+    let der = PrivatePkcs8KeyDer::from_pem_slice(key.private_pem.as_bytes())
+        .map_err(|e| format!("the stored private key is unreadable: {e}"))?;
+    let failed = |e: mail_auth::Error| format!("signing failed: {e}");
+    let header = match key.algorithm {
+        KeyAlgorithm::Rsa => {
+            let k = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(der)).map_err(failed)?;
+            signer_sign(DkimSigner::from_key(k), domain, selector, &message).map_err(failed)?
+        }
+        KeyAlgorithm::Ed25519 => {
+            let k = Ed25519Key::from_pkcs8_der(der.secret_pkcs8_der()).map_err(failed)?;
+            signer_sign(DkimSigner::from_key(k), domain, selector, &message).map_err(failed)?
+        }
+    };
+    let mut out = header.into_bytes();
+    out.extend_from_slice(&message);
+    Ok(out)
+}
+
+fn signer_sign<T>(
+    signer: DkimSigner<T, mail_auth::dkim::NeedDomain>,
+    domain: &DomainName,
+    selector: &Selector,
+    message: &[u8],
+) -> mail_auth::Result<String>
+where
+    T: mail_auth::common::crypto::SigningKey<Hasher = Sha256>,
+{
+    let signature = signer
+        .domain(domain.as_str())
+        .selector(selector.as_str())
+        .headers(SIGNED_HEADERS.iter().copied())
+        .header_canonicalization(Canonicalization::Relaxed)
+        .body_canonicalization(Canonicalization::Relaxed)
+        .sign(message)?;
+    Ok(signature.to_header())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_lf_becomes_crlf_once() {
+        assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+    }
+
+    #[test]
+    fn messages_need_a_from_header() {
+        assert!(check_message(b"Subject: x\r\n\r\nbody\r\n").is_err());
+        assert!(check_message(b"From: a@example.org\r\nSubject: x\r\n\r\nbody\r\n").is_ok());
+    }
+
+    #[test]
+    fn signatures_oversign_from() {
+        let key = super::super::keys::generate(super::super::KeySpec::Ed25519).unwrap();
+        let domain: DomainName = "example.org".parse().unwrap();
+        let selector: Selector = "s1".parse().unwrap();
+        let signed = sign(
+            b"From: a@example.org\nTo: b@example.net\nSubject: hi\n\nbody\n",
+            &domain,
+            &selector,
+            &key,
+        )
+        .unwrap();
+        let text = String::from_utf8(signed).unwrap();
+        assert!(text.starts_with(
+            "DKIM-Signature: v=1; a=ed25519-sha256; s=s1; d=example.org; c=relaxed/relaxed"
+        ));
+        let h = text
+            .split("h=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .replace(['\r', '\n', '\t', ' '], "");
+        assert_eq!(h.matches("From").count(), 2, "{h}");
+        assert!(text.ends_with("\r\n\r\nbody\r\n"));
+    }
+}

@@ -1,0 +1,255 @@
+//! The DNS records a mail domain must publish, built from what mailctl knows (DKIM keys, IPs, host name).
+//!
+//! Rendered as a BIND zone fragment (which a real DNS server loads), JSON, or a table. Records that belong to
+//! another zone (the PTR of each IP, an MX host outside the domain) are listed with a note, and in zone format
+//! as comments, since they are published elsewhere: the PTR by whoever owns the IP, usually the hosting provider.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+use sha2::Digest;
+
+use crate::dkim::{self, KeyAlgorithm};
+use crate::model::{DomainName, Selector};
+
+/// TTL of every generated record.
+pub const TTL: u32 = 3600;
+
+/// What the records are built from.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    /// The mail domain.
+    pub domain: DomainName,
+    /// The MX host (the server's host name).
+    pub mx_host: DomainName,
+    /// Public IPs of the server.
+    pub ips: Vec<IpAddr>,
+    /// Published DKIM keys: selector, algorithm, public key, state.
+    pub dkim: Vec<(Selector, KeyAlgorithm, String, String)>,
+    /// DMARC `p=`.
+    pub dmarc_policy: String,
+    /// Aggregate report address for DMARC and TLS-RPT.
+    pub report_address: String,
+    /// MTA-STS mode: `testing` or `enforce`.
+    pub mta_sts_mode: String,
+}
+
+/// One record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    /// Absolute owner name, with the trailing dot.
+    pub name: String,
+    /// Record type.
+    #[serde(rename = "type")]
+    pub rtype: &'static str,
+    /// TTL in seconds.
+    pub ttl: u32,
+    /// The value (TXT values unsplit).
+    pub value: String,
+    /// What it is for, or where it must be set.
+    pub note: String,
+    /// Whether the record belongs in the domain's own zone.
+    pub in_zone: bool,
+}
+
+/// Everything a domain must publish.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordSet {
+    /// The domain.
+    pub domain: String,
+    /// The records.
+    pub records: Vec<Record>,
+    /// Body of `https://mta-sts.DOMAIN/.well-known/mta-sts.txt`.
+    pub mta_sts_policy: String,
+    /// Things the admin must know (missing IPs ...).
+    pub notes: Vec<String>,
+}
+
+/// The reverse-DNS name of an IP: `4.3.2.1.in-addr.arpa.` or the nibble form under `ip6.arpa.`.
+pub fn reverse_name(ip: &IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut s = String::new();
+            for byte in v6.octets().iter().rev() {
+                s.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+            }
+            s + "ip6.arpa."
+        }
+    }
+}
+
+fn in_domain(name: &str, domain: &DomainName) -> bool {
+    let apex = format!("{domain}.");
+    name == apex || name.ends_with(&format!(".{apex}"))
+}
+
+/// Builds the record set.
+pub fn build(i: &Inputs) -> RecordSet {
+    let d = &i.domain;
+    let apex = format!("{d}.");
+    let mx = format!("{}.", i.mx_host);
+    let mut records = Vec::new();
+    let mut push = |name: String, rtype, value: String, note: &str| {
+        let in_zone = in_domain(&name, d);
+        records.push(Record {
+            name,
+            rtype,
+            ttl: TTL,
+            value,
+            note: note.to_string(),
+            in_zone,
+        });
+    };
+    push(
+        apex.clone(),
+        "MX",
+        format!("10 {mx}"),
+        "where other servers deliver mail for the domain",
+    );
+    for ip in &i.ips {
+        let rtype = if ip.is_ipv4() { "A" } else { "AAAA" };
+        push(mx.clone(), rtype, ip.to_string(), "the MX host's address");
+    }
+    let ip_terms: String = i
+        .ips
+        .iter()
+        .map(|ip| match ip {
+            IpAddr::V4(v4) => format!(" ip4:{v4}"),
+            IpAddr::V6(v6) => format!(" ip6:{v6}"),
+        })
+        .collect();
+    push(
+        apex.clone(),
+        "TXT",
+        format!("v=spf1 mx{ip_terms} -all"),
+        "SPF: only this server may send mail from the domain",
+    );
+    for (selector, algorithm, public, state) in &i.dkim {
+        push(
+            selector.record_name(d),
+            "TXT",
+            dkim::txt_value(*algorithm, public),
+            &format!("DKIM key ({state})"),
+        );
+    }
+    push(
+        format!("_dmarc.{apex}"),
+        "TXT",
+        format!(
+            "v=DMARC1; p={}; rua=mailto:{}",
+            i.dmarc_policy, i.report_address
+        ),
+        "DMARC policy and aggregate reports",
+    );
+    let policy = format!(
+        "version: STSv1\nmode: {}\nmx: {}\nmax_age: 604800\n",
+        i.mta_sts_mode, i.mx_host
+    );
+    let id: String = hex(&sha2::Sha256::digest(policy.as_bytes()))[..20].to_string();
+    push(
+        format!("_mta-sts.{apex}"),
+        "TXT",
+        format!("v=STSv1; id={id}"),
+        "MTA-STS: the id changes whenever the policy does",
+    );
+    for ip in &i.ips {
+        let rtype = if ip.is_ipv4() { "A" } else { "AAAA" };
+        push(
+            format!("mta-sts.{apex}"),
+            rtype,
+            ip.to_string(),
+            "serves the MTA-STS policy over HTTPS",
+        );
+    }
+    push(
+        format!("_smtp._tls.{apex}"),
+        "TXT",
+        format!("v=TLSRPTv1; rua=mailto:{}", i.report_address),
+        "TLS-RPT: where receivers report TLS failures",
+    );
+    for ip in &i.ips {
+        push(
+            reverse_name(ip),
+            "PTR",
+            mx.clone(),
+            "set by whoever owns the IP (your hosting provider), not in your zone",
+        );
+    }
+    let mut notes = Vec::new();
+    if i.ips.is_empty() {
+        notes.push(format!(
+            "no IPs known: pass --ip or set server.public_ips to get A/AAAA, SPF ip terms and PTR for {}",
+            i.mx_host
+        ));
+    }
+    if !in_domain(&mx, d) {
+        notes.push(format!(
+            "the MX host {} is outside {d}: publish its A/AAAA records in its own zone",
+            i.mx_host
+        ));
+    }
+    RecordSet {
+        domain: d.to_string(),
+        records,
+        mta_sts_policy: policy,
+        notes,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Renders a BIND zone fragment. Out-of-zone records and the MTA-STS policy are comments.
+pub fn to_zone(set: &RecordSet) -> String {
+    let mut out = format!(
+        "; DNS records for {} generated by mailctl. Paste into the zone of {}.\n",
+        set.domain, set.domain
+    );
+    for note in &set.notes {
+        out.push_str(&format!("; NOTE: {note}\n"));
+    }
+    for r in &set.records {
+        let rdata = if r.rtype == "TXT" {
+            dkim::zone_txt_rdata(&r.value)
+        } else {
+            r.value.clone()
+        };
+        let line = format!("{}\t{}\tIN\t{}\t{}", r.name, r.ttl, r.rtype, rdata);
+        out.push_str(&format!("; {}\n", r.note));
+        if r.in_zone {
+            out.push_str(&line);
+        } else {
+            out.push_str(&format!("; {}", line.replace('\n', "\n; ")));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "; MTA-STS policy: serve at https://mta-sts.{}/.well-known/mta-sts.txt with a valid certificate\n",
+        set.domain
+    ));
+    for line in set.mta_sts_policy.lines() {
+        out.push_str(&format!(";   {line}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_names_cover_ipv4_and_ipv6_nibbles() {
+        assert_eq!(
+            reverse_name(&"203.0.113.7".parse().unwrap()),
+            "7.113.0.203.in-addr.arpa."
+        );
+        let v6 = reverse_name(&"2001:db8::1".parse().unwrap());
+        assert!(v6.starts_with("1.0.0.0.0.0.0.0."), "{v6}");
+        assert!(v6.ends_with("8.b.d.0.1.0.0.2.ip6.arpa."), "{v6}");
+    }
+}

@@ -1,0 +1,161 @@
+//! DKIM key rotation rules: exactly one active (signing) key per domain; new keys wait as `pending` until DNS
+//! serves them; the replaced key stays published as `retiring` until it is retired.
+
+use crate::dkim::KeyPair;
+use crate::error::{Error, Result};
+use crate::model::{DomainName, Selector};
+use crate::store::{DkimKeyRow, Tx};
+
+/// Key states as stored.
+pub mod state {
+    /// Published (or about to be), not signing yet.
+    pub const PENDING: &str = "pending";
+    /// The signing key.
+    pub const ACTIVE: &str = "active";
+    /// Replaced; still published so mail signed with it keeps verifying.
+    pub const RETIRING: &str = "retiring";
+}
+
+/// The domain row, refused when unknown or inactive (no keys for a domain that takes no mail).
+pub async fn require_active_domain(tx: &mut Tx, domain: &DomainName) -> Result<()> {
+    let row = super::require_domain(tx, domain).await?;
+    if !row.active {
+        return Err(Error::refused(format!("domain {domain} is inactive")));
+    }
+    Ok(())
+}
+
+/// A selector not used by the domain yet: `mYYYYMM`, then `mYYYYMMb`, `mYYYYMMc`, ... within one month.
+pub async fn fresh_selector(tx: &mut Tx, domain: &DomainName) -> Result<Selector> {
+    let base = format!("m{}", chrono::Utc::now().format("%Y%m"));
+    let taken: Vec<String> = tx
+        .dkim_keys(Some(domain.as_str()))
+        .await?
+        .into_iter()
+        .map(|k| k.selector)
+        .collect();
+    let candidates = std::iter::once(base.clone()).chain(('b'..='z').map(|c| format!("{base}{c}")));
+    for candidate in candidates {
+        if !taken.contains(&candidate) {
+            return candidate.parse().map_err(Error::Usage);
+        }
+    }
+    Err(Error::refused(format!(
+        "domain {domain} used every selector of this month; give one with --selector"
+    )))
+}
+
+/// Refuses a selector the domain already has.
+pub async fn require_unused(tx: &mut Tx, domain: &DomainName, selector: &Selector) -> Result<()> {
+    if tx
+        .dkim_key(domain.as_str(), selector.as_str())
+        .await?
+        .is_some()
+    {
+        return Err(Error::exists(
+            "DKIM selector",
+            format!("{selector} of {domain}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The domain's active key, if any.
+pub async fn active_key(tx: &mut Tx, domain: &DomainName) -> Result<Option<DkimKeyRow>> {
+    Ok(tx
+        .dkim_keys(Some(domain.as_str()))
+        .await?
+        .into_iter()
+        .find(|k| k.state == state::ACTIVE))
+}
+
+/// A key by selector, or the active key when no selector is given.
+pub async fn find_key(
+    tx: &mut Tx,
+    domain: &DomainName,
+    selector: Option<&Selector>,
+) -> Result<DkimKeyRow> {
+    match selector {
+        Some(s) => tx
+            .dkim_key(domain.as_str(), s.as_str())
+            .await?
+            .ok_or_else(|| Error::not_found("DKIM key", format!("{s} of {domain}"))),
+        None => active_key(tx, domain).await?.ok_or_else(|| {
+            Error::refused(format!(
+                "domain {domain} has no active DKIM key; run: mailctl dkim generate {domain}"
+            ))
+        }),
+    }
+}
+
+/// Stores a new key: active when the domain has no active key (its first), else pending. `pending_only`
+/// forces pending (rotation).
+pub async fn add_key(
+    tx: &mut Tx,
+    domain: &DomainName,
+    selector: &Selector,
+    pair: &KeyPair,
+    pending_only: bool,
+) -> Result<DkimKeyRow> {
+    tx.lock_domain(domain.as_str()).await?;
+    require_active_domain(tx, domain).await?;
+    require_unused(tx, domain, selector).await?;
+    let has_active = active_key(tx, domain).await?.is_some();
+    let now = crate::time::now_db();
+    let row = DkimKeyRow {
+        domain: domain.to_string(),
+        selector: selector.to_string(),
+        algorithm: pair.algorithm.signing_name().to_string(),
+        bits: i64::from(pair.bits),
+        private_key: pair.private_pem.clone(),
+        public_key: pair.public_b64.clone(),
+        state: if pending_only || has_active {
+            state::PENDING
+        } else {
+            state::ACTIVE
+        }
+        .to_string(),
+        created: now.clone(),
+        modified: now,
+    };
+    tx.insert_dkim_key(&row).await?;
+    Ok(row)
+}
+
+/// Makes `selector` the signing key; the previous active key becomes retiring. Returns the previous selector.
+/// Checking that DNS serves the key is the caller's job (it needs the resolver, and `--force` skips it).
+pub async fn activate(
+    tx: &mut Tx,
+    domain: &DomainName,
+    selector: &Selector,
+) -> Result<Option<String>> {
+    tx.lock_domain(domain.as_str()).await?;
+    let key = find_key(tx, domain, Some(selector)).await?;
+    if key.state == state::ACTIVE {
+        return Err(Error::refused(format!(
+            "DKIM key {selector} of {domain} is already active"
+        )));
+    }
+    let previous = active_key(tx, domain).await?;
+    if let Some(prev) = &previous {
+        tx.set_dkim_state(domain.as_str(), &prev.selector, state::RETIRING)
+            .await?;
+    }
+    tx.set_dkim_state(domain.as_str(), selector.as_str(), state::ACTIVE)
+        .await?;
+    Ok(previous.map(|p| p.selector))
+}
+
+/// Deletes a pending or retiring key; the active key cannot be retired (activate its successor first).
+pub async fn retire(tx: &mut Tx, domain: &DomainName, selector: &Selector) -> Result<DkimKeyRow> {
+    tx.lock_domain(domain.as_str()).await?;
+    let key = find_key(tx, domain, Some(selector)).await?;
+    if key.state == state::ACTIVE {
+        return Err(Error::refused(format!(
+            "DKIM key {selector} of {domain} is the active signing key; activate another key first"
+        )));
+    }
+    tx.delete_dkim_key(domain.as_str(), selector.as_str())
+        .await?;
+    Ok(key)
+}

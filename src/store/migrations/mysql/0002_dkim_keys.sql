@@ -1,0 +1,13 @@
+-- mailctl's own table: DKIM keys, shared by every node that uses this database.
+CREATE TABLE IF NOT EXISTS mailctl_dkim_keys (
+  domain varchar(255) NOT NULL,
+  selector varchar(63) NOT NULL,
+  algorithm varchar(32) NOT NULL,
+  bits int NOT NULL,
+  private_key text NOT NULL,
+  public_key text NOT NULL,
+  state varchar(16) NOT NULL,
+  created datetime NOT NULL,
+  modified datetime NOT NULL,
+  PRIMARY KEY (domain, selector)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci;
