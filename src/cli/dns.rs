@@ -10,7 +10,6 @@ use crate::dns::records::{self, Inputs, RecordSet};
 use crate::error::{Error, Result};
 use crate::model::{DomainName, Selector};
 use crate::output::{Render, table};
-use crate::provision::dkim::state;
 
 /// DNS subcommands.
 #[derive(Debug, Subcommand)]
@@ -139,9 +138,6 @@ pub async fn run(ctx: &Ctx, cmd: DnsCmd) -> Result<()> {
     crate::provision::require_domain(&mut tx, &domain).await?;
     let mut dkim = Vec::new();
     for key in tx.dkim_keys(Some(domain.as_str())).await? {
-        if key.state == state::PENDING {
-            continue;
-        }
         let (Some(algorithm), Ok(selector)) = (
             KeyAlgorithm::from_signing_name(&key.algorithm),
             key.selector.parse::<Selector>(),

@@ -61,6 +61,10 @@ pub async fn verify(resolver: &Resolver, message: &[u8]) -> Option<Vec<Signature
                 let (result, reason) = match o.result() {
                     DkimResult::Pass => ("pass", None),
                     DkimResult::Fail(e) => ("fail", Some(explain(e))),
+                    // mail-auth reports a body hash mismatch as neutral; RFC 6376 (6.1.3) makes it a failure.
+                    DkimResult::Neutral(
+                        e @ mail_auth::Error::Dkim(mail_auth::dkim::DkimError::FailedBodyHashMatch),
+                    ) => ("fail", Some(explain(e))),
                     DkimResult::Neutral(e) => ("neutral", Some(explain(e))),
                     DkimResult::TempError(e) => ("temperror", Some(explain(e))),
                     DkimResult::PermError(e) => ("permerror", Some(explain(e))),

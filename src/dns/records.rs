@@ -133,7 +133,15 @@ pub fn build(i: &Inputs) -> RecordSet {
             selector.record_name(d),
             "TXT",
             dkim::txt_value(*algorithm, public),
-            &format!("DKIM key ({state})"),
+            &match state.as_str() {
+                "pending" => {
+                    "DKIM key (pending: publish it, then `mailctl dkim activate`)".to_string()
+                }
+                "retiring" => {
+                    "DKIM key (retiring: keep until mail signed with it is delivered)".to_string()
+                }
+                _ => "DKIM key (active: signs new mail)".to_string(),
+            },
         );
     }
     push(
