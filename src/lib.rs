@@ -15,12 +15,15 @@
 //! provision/      the rules of provisioning (limits, self-alias rows, loops, alias domains) over a Tx
 //! bulk.rs         the CSV layout of import/export
 //! lookup_config.rs  the Postfix maps and Dovecot SQL config that serve the rows mailctl writes
+//! dns/            the one Resolver (system or --nameserver), records.rs: what a domain must publish
+//! dkim/           keys (RSA/Ed25519, PEM), TXT records, signing and verifying with mail-auth
 //! store/          the ONLY place that speaks SQL: Store over SQLite and MySQL/MariaDB, migrations,
 //!                 one file per table family
 //! assets.rs       man pages and shell completions generated from the clap definition
 //! ```
 //!
-//! Data flows one way: `cli` -> `provision` / `bulk` / `lookup_config` -> `store`. Nothing below `cli` prints.
+//! Data flows one way: `cli` -> `provision` / `bulk` / `lookup_config` / `dkim` / `dns` -> `store`. Nothing
+//! below `cli` prints. Nothing outside `dns` builds a resolver: `--nameserver` (and the tests) swap one value.
 //! Every command that writes runs in one store transaction ([`store::Tx`]) and commits once, so a failure
 //! anywhere leaves the database as it was.
 //!
