@@ -3,19 +3,19 @@
 use std::path::PathBuf;
 
 use clap::{Subcommand, ValueEnum};
-use serde::Serialize;
 
 use super::{Ctx, parse};
-use crate::dkim::{self, KeyAlgorithm, KeyPair, KeySpec, Published};
+use crate::dkim::{self, KeyPair, KeySpec, Published};
 use crate::dns::Resolver;
 use crate::error::{Error, Result};
 use crate::model::{DomainName, Selector};
-use crate::output::{Render, table};
 use crate::provision::dkim as rules;
 use crate::store::DkimKeyRow;
-use crate::time::{db_to_local, db_to_rfc3339};
 
 mod message;
+mod view;
+
+use view::{KeyList, KeyView};
 
 /// DKIM subcommands.
 #[derive(Debug, Subcommand)]
@@ -117,105 +117,6 @@ pub enum ShowFormat {
     Json,
     /// Record name and value on two lines
     Plain,
-}
-
-/// A key as printed; the private key never appears here.
-#[derive(Debug, Serialize)]
-pub struct KeyView {
-    domain: String,
-    selector: String,
-    algorithm: String,
-    bits: i64,
-    state: String,
-    created: String,
-    record_name: String,
-    record_value: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dns: Option<Published>,
-}
-
-impl KeyView {
-    fn new(row: &DkimKeyRow) -> Result<Self> {
-        let algorithm = KeyAlgorithm::from_signing_name(&row.algorithm).ok_or_else(|| {
-            Error::refused(format!(
-                "DKIM key {} of {} has unknown algorithm {}",
-                row.selector, row.domain, row.algorithm
-            ))
-        })?;
-        Ok(KeyView {
-            record_name: format!("{}._domainkey.{}.", row.selector, row.domain),
-            record_value: dkim::txt_value(algorithm, &row.public_key),
-            domain: row.domain.clone(),
-            selector: row.selector.clone(),
-            algorithm: row.algorithm.clone(),
-            bits: row.bits,
-            state: row.state.clone(),
-            created: db_to_rfc3339(&row.created),
-            dns: None,
-        })
-    }
-
-    fn zone_line(&self) -> String {
-        format!(
-            "{}\t3600\tIN\tTXT\t{}",
-            self.record_name,
-            dkim::zone_txt_rdata(&self.record_value)
-        )
-    }
-}
-
-impl Render for KeyView {
-    fn render(&self) -> String {
-        self.zone_line()
-    }
-}
-
-struct KeyList(Vec<KeyView>, bool);
-
-impl Serialize for KeyList {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
-}
-
-impl Render for KeyList {
-    fn render(&self) -> String {
-        if self.0.is_empty() {
-            return "no DKIM keys".into();
-        }
-        let mut headers = vec![
-            "DOMAIN",
-            "SELECTOR",
-            "ALGORITHM",
-            "BITS",
-            "STATE",
-            "CREATED",
-        ];
-        if self.1 {
-            headers.push("DNS");
-        }
-        table(
-            &headers,
-            self.0.iter().map(|k| {
-                let mut row = vec![
-                    k.domain.clone(),
-                    k.selector.clone(),
-                    k.algorithm.clone(),
-                    k.bits.to_string(),
-                    k.state.clone(),
-                    db_to_local(&k.created.replace('T', " ").replace('Z', "")),
-                ];
-                if let Some(dns) = &k.dns {
-                    row.push(match dns {
-                        Published::Matches => "published".into(),
-                        Published::Missing => "missing".into(),
-                        Published::Mismatch(why) => format!("mismatch: {why}"),
-                    });
-                }
-                row
-            }),
-        )
-    }
 }
 
 async fn generate_pair(spec: KeySpec) -> Result<KeyPair> {

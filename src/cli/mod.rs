@@ -14,6 +14,7 @@ mod domain;
 mod export;
 mod import;
 mod mailbox;
+mod password_input;
 
 use std::path::PathBuf;
 
