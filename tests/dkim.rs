@@ -481,6 +481,41 @@ fn bad_dkim_input_is_refused_and_stores_nothing(db: &TestDb) {
     assert_eq!(keys_before, keys());
 }
 
+fn concurrent_generates_leave_exactly_one_active_key(db: &TestDb) {
+    setup(db);
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            let selector = format!("c{i}");
+            let mut cmd = db.command(&[
+                "dkim",
+                "generate",
+                "example.org",
+                "--algorithm",
+                "ed25519",
+                "--selector",
+                &selector,
+            ]);
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().expect("spawn")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let states =
+        db.query("SELECT state, COUNT(*) FROM mailctl_dkim_keys GROUP BY state ORDER BY state");
+    assert_eq!(
+        states,
+        [["active", "1"], ["pending", "5"]].map(|r| r.map(|s| Some(s.to_string())).to_vec())
+    );
+}
+
 trait ClapFailure {
     fn fails_clap(self);
 }
@@ -505,4 +540,5 @@ on_both_backends!(
     a_4096_bit_record_is_split_into_255_byte_strings_that_reassemble,
     keys_export_with_mode_0600_and_import_elsewhere,
     bad_dkim_input_is_refused_and_stores_nothing,
+    concurrent_generates_leave_exactly_one_active_key,
 );
