@@ -12,6 +12,12 @@ fn first_command_creates_the_default_database_and_says_where() {
     let run = run_command(cmd, "").ok();
     let expected = db.path("data/mailctl/mailctl.db");
     assert!(expected.exists(), "no database at {}", expected.display());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&expected).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode, 0o600,
+        "password hashes and DKIM keys are for the owner only"
+    );
     assert!(
         run.stderr
             .contains(&format!("created new database at {}", expected.display())),

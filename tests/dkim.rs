@@ -516,6 +516,190 @@ fn concurrent_generates_leave_exactly_one_active_key(db: &TestDb) {
     );
 }
 
+fn headers_added_after_signing_do_not_break_the_signature(db: &TestDb) {
+    setup(db);
+    db.run(&["dkim", "generate", "example.org"]).ok();
+    let dns = serve_records(db);
+    let bare = "From: alice@example.org\r\nTo: bob@example.net\r\nSubject: hi\r\n\r\nbody\r\n";
+    let signed = db
+        .run_stdin(&["dkim", "sign", "--domain", "example.org"], bare)
+        .ok()
+        .stdout;
+    // What Postfix's cleanup adds to locally submitted mail.
+    let (signature, rest) = signed.split_at(signed.find("From: ").unwrap());
+    let later = format!(
+        "{signature}Message-ID: <x@example.org>\r\nDate: Sat, 28 Nov 2026 12:00:00 +0000\r\n{rest}"
+    );
+    verify(db, &dns, &later).ok();
+    // A second From is exactly what oversigning forbids.
+    let forged = format!("{signature}From: mallory@example.org\r\n{rest}");
+    assert_eq!(verify(db, &dns, &forged).code, 1);
+}
+
+fn messages_without_exactly_one_from_are_refused(db: &TestDb) {
+    setup(db);
+    db.run(&["dkim", "generate", "example.org"]).ok();
+    let sign = |m: &str| db.run_stdin(&["dkim", "sign", "--domain", "example.org"], m);
+    sign("From: a@example.org\r\nFrom: b@example.org\r\n\r\nx\r\n").fails(1, "2 From headers");
+    sign("From: a@example.org, b@example.org\r\n\r\nx\r\n").fails(1, "exactly one mailbox");
+    sign("garbage without a colon\n").fails(1, "cannot be parsed");
+    db.run_stdin(
+        &["dkim", "verify", "--nameserver", "127.0.0.1:1"],
+        "garbage\n",
+    )
+    .fails(1, "cannot be parsed");
+    let unaligned = sign("From: a@other.example\r\n\r\nx\r\n").ok();
+    assert!(
+        unaligned.stderr.contains("not be counted") || unaligned.stderr.contains("not count"),
+        "{}",
+        unaligned.stderr
+    );
+}
+
+fn ed25519_pem_keys_are_imported_and_bad_imports_refused(db: &TestDb) {
+    setup(db);
+    db.run(&["domain", "add", "sleepy.example", "--inactive"])
+        .ok();
+    let pem = db.path("ed.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-out",
+            pem.to_str().unwrap(),
+        ])
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    let pem = pem.to_str().unwrap();
+    let imported = db
+        .run(&[
+            "--json",
+            "dkim",
+            "import",
+            "example.org",
+            "ed",
+            "--key",
+            pem,
+        ])
+        .ok()
+        .json();
+    assert_eq!(imported["algorithm"], "ed25519-sha256");
+    assert_eq!(imported["state"], "active");
+    let dns = serve_records(db);
+    verify(db, &dns, &sign(db, &[])).ok();
+
+    let before = db.snapshot();
+    db.run(&["dkim", "import", "example.org", "ed", "--key", pem])
+        .fails(1, "already exists");
+    db.run(&["dkim", "import", "nowhere.example", "ed", "--key", pem])
+        .fails(1, "does not exist");
+    db.run(&["dkim", "import", "sleepy.example", "ed", "--key", pem])
+        .fails(1, "inactive");
+    db.run(&["dkim", "import", "example.org", "dir", "--key", "/"])
+        .fails(1, "cannot read key file");
+    assert_eq!(before, db.snapshot());
+}
+
+fn activation_is_refused_for_a_different_key_or_an_unanswering_dns(db: &TestDb) {
+    setup(db);
+    db.run(&["dkim", "generate", "example.org", "--selector", "a1"])
+        .ok();
+    db.run(&["dkim", "rotate", "example.org", "--selector", "a2"])
+        .ok();
+    let states = || db.query("SELECT selector, state FROM mailctl_dkim_keys ORDER BY selector");
+    let before = states();
+    let other = TestDb::sqlite();
+    setup(&other);
+    other
+        .run(&["dkim", "generate", "example.org", "--selector", "a2"])
+        .ok();
+    let wrong = TestDns::start(&[(
+        "example.org.",
+        &other.run(&["dns", "records", "example.org"]).ok().stdout,
+    )]);
+    db.run(&[
+        "dkim",
+        "activate",
+        "example.org",
+        "a2",
+        "--nameserver",
+        &wrong.nameserver(),
+    ])
+    .fails(
+        1,
+        "does not match the key: DNS publishes a different public key",
+    );
+    // A server that refuses the zone is no answer at all: exit 3, not "missing".
+    let elsewhere = TestDns::start(&[("other.example.", "other.example. 300 IN A 192.0.2.1\n")]);
+    db.run(&[
+        "dkim",
+        "activate",
+        "example.org",
+        "a2",
+        "--nameserver",
+        &elsewhere.nameserver(),
+    ])
+    .fails(3, "DNS lookup of a2._domainkey.example.org. failed");
+    assert_eq!(before, states());
+}
+
+fn retired_selectors_are_never_reused(db: &TestDb) {
+    setup(db);
+    db.run(&["dkim", "generate", "example.org", "--algorithm", "ed25519"])
+        .ok();
+    let first = db.run(&["--json", "dkim", "list"]).ok().json()[0]["selector"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    db.run(&[
+        "dkim",
+        "rotate",
+        "example.org",
+        "--algorithm",
+        "ed25519",
+        "--selector",
+        "next",
+    ])
+    .ok();
+    db.run(&["dkim", "activate", "example.org", "next", "--force"])
+        .ok();
+    db.run(&["dkim", "retire", "example.org", &first]).ok();
+    let erased = db.query(&format!(
+        "SELECT private_key FROM mailctl_dkim_keys WHERE selector = '{first}'"
+    ));
+    assert_eq!(
+        erased[0][0].as_deref(),
+        Some(""),
+        "a retired key's private key is erased"
+    );
+    db.run(&[
+        "dkim",
+        "rotate",
+        "example.org",
+        "--algorithm",
+        "ed25519",
+        "--selector",
+        &first,
+    ])
+    .fails(1, "was used by a retired key");
+    let again = db
+        .run(&[
+            "--json",
+            "dkim",
+            "rotate",
+            "example.org",
+            "--algorithm",
+            "ed25519",
+        ])
+        .ok()
+        .json();
+    assert_ne!(again["selector"].as_str().unwrap(), first);
+    db.run(&["dkim", "show", "example.org", "--selector", &first])
+        .fails(1, "does not exist");
+}
+
 trait ClapFailure {
     fn fails_clap(self);
 }
@@ -541,4 +725,9 @@ on_both_backends!(
     keys_export_with_mode_0600_and_import_elsewhere,
     bad_dkim_input_is_refused_and_stores_nothing,
     concurrent_generates_leave_exactly_one_active_key,
+    headers_added_after_signing_do_not_break_the_signature,
+    messages_without_exactly_one_from_are_refused,
+    ed25519_pem_keys_are_imported_and_bad_imports_refused,
+    activation_is_refused_for_a_different_key_or_an_unanswering_dns,
+    retired_selectors_are_never_reused,
 );

@@ -260,10 +260,55 @@ fn bad_dns_records_input_is_refused(db: &TestDb) {
     );
 }
 
+fn helo_spf_report_uris_and_address_warnings(db: &TestDb) {
+    setup(db);
+    db.run(&["domain", "add", "sleepy.example", "--inactive"])
+        .ok();
+    let out = db
+        .run(&[
+            "--json",
+            "dns",
+            "records",
+            "example.org",
+            "--ip",
+            "10.0.0.5",
+            "--report-address",
+            "dmarc?x@reports.example",
+        ])
+        .ok()
+        .json();
+    let records = out["records"].as_array().unwrap();
+    let helo = records
+        .iter()
+        .find(|r| r["name"] == "mail.example.org." && r["type"] == "TXT")
+        .unwrap();
+    assert_eq!(helo["value"], "v=spf1 ip4:10.0.0.5 -all");
+    let dmarc = records
+        .iter()
+        .find(|r| r["name"] == "_dmarc.example.org.")
+        .unwrap();
+    assert_eq!(
+        dmarc["value"],
+        "v=DMARC1; p=quarantine; rua=mailto:dmarc%3Fx@reports.example"
+    );
+    let notes = out["notes"].to_string();
+    assert!(
+        notes.contains("10.0.0.5 is not a public address"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("example.org._report._dmarc.reports.example."),
+        "{notes}"
+    );
+    db.run(&["dns", "records", "sleepy.example"])
+        .fails(1, "domain sleepy.example is inactive");
+}
+
 on_both_backends!(
     records_cover_mx_spf_dkim_dmarc_mta_sts_tls_rpt_and_ptr,
     the_zone_loads_into_a_dns_server_and_answers,
     server_identity_comes_from_the_config_file,
     an_mx_outside_the_domain_and_missing_ips_are_explained,
     bad_dns_records_input_is_refused,
+    helo_spf_report_uris_and_address_warnings,
 );

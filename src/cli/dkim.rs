@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Subcommand, ValueEnum};
 
 use super::{Ctx, parse};
-use crate::dkim::{self, KeyPair, KeySpec, Published};
+use crate::dkim::{self, KeyAlgorithm, KeyPair, KeySpec, Published};
 use crate::dns::Resolver;
 use crate::error::{Error, Result};
 use crate::model::{DomainName, Selector};
@@ -151,6 +151,12 @@ fn announce_new(ctx: &Ctx, row: &DkimKeyRow, verb: &str) -> Result<()> {
             row.domain, row.selector
         ));
     }
+    if row.state == rules::state::ACTIVE && row.algorithm == KeyAlgorithm::Ed25519.signing_name() {
+        ctx.out.note(
+            "note: receivers that do not implement RFC 8463 ignore Ed25519 signatures; for now prefer an RSA \
+             key as the active signing key",
+        );
+    }
     ctx.out.done(&view, msg);
     Ok(())
 }
@@ -163,8 +169,9 @@ async fn generate(ctx: &Ctx, args: GenerateArgs, rotate: bool) -> Result<()> {
         .map(parse::<Selector>)
         .transpose()?;
     let store = ctx.store().await?;
-    // Validate before the (slow) key generation, and generate outside any transaction.
-    let selector = {
+    // Validate before the (slow) key generation, and generate outside any transaction; add_key checks again
+    // under the domain lock.
+    {
         let mut tx = store.begin().await?;
         rules::require_active_domain(&mut tx, &domain).await?;
         if rotate && rules::active_key(&mut tx, &domain).await?.is_none() {
@@ -172,21 +179,37 @@ async fn generate(ctx: &Ctx, args: GenerateArgs, rotate: bool) -> Result<()> {
                 "domain {domain} has no active DKIM key to rotate; run: mailctl dkim generate {domain}"
             )));
         }
-        let selector = match given {
-            Some(s) => {
-                rules::require_unused(&mut tx, &domain, &s).await?;
-                s
-            }
-            None => rules::fresh_selector(&mut tx, &domain).await?,
-        };
+        if let Some(s) = &given {
+            rules::require_unused(&mut tx, &domain, s).await?;
+        }
         tx.rollback().await?;
-        selector
-    };
+    }
     let pair = generate_pair(args.algorithm).await?;
     let mut tx = store.begin_write().await?;
-    let row = rules::add_key(&mut tx, &domain, &selector, &pair, rotate).await?;
+    let row = rules::add_key(&mut tx, &domain, given.as_ref(), &pair, rotate).await?;
     tx.commit().await?;
     announce_new(ctx, &row, "generated")
+}
+
+/// Reads a PEM key file, refusing anything larger than a key could be (a 16384-bit RSA PEM is about 13 KiB).
+fn read_key_file(path: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let io = |source| Error::File {
+        action: "cannot read key file",
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(64 * 1024 + 1).read_to_string(&mut text))
+        .map_err(io)?;
+    if text.len() > 64 * 1024 {
+        return Err(Error::refused(format!(
+            "{}: larger than 64 KiB, not a private key",
+            path.display()
+        )));
+    }
+    Ok(text)
 }
 
 /// Runs a dkim subcommand.
@@ -328,16 +351,12 @@ pub async fn run(ctx: &Ctx, cmd: DkimCmd) -> Result<()> {
         } => {
             let domain: DomainName = parse(&domain)?;
             let selector: Selector = parse(&selector)?;
-            let pem = std::fs::read_to_string(&key).map_err(|source| Error::File {
-                action: "cannot read key file",
-                path: key.clone(),
-                source,
-            })?;
+            let pem = read_key_file(&key)?;
             let pair = dkim::keys::from_pem(&pem)
                 .map_err(|e| Error::refused(format!("{}: {e}", key.display())))?;
             let store = ctx.store().await?;
             let mut tx = store.begin_write().await?;
-            let row = rules::add_key(&mut tx, &domain, &selector, &pair, false).await?;
+            let row = rules::add_key(&mut tx, &domain, Some(&selector), &pair, false).await?;
             tx.commit().await?;
             announce_new(ctx, &row, "imported")
         }

@@ -135,7 +135,7 @@ pub async fn run(ctx: &Ctx, cmd: DnsCmd) -> Result<()> {
     };
     let store = ctx.store().await?;
     let mut tx = store.begin().await?;
-    crate::provision::require_domain(&mut tx, &domain).await?;
+    crate::provision::dkim::require_active_domain(&mut tx, &domain).await?;
     let mut dkim = Vec::new();
     for key in tx.dkim_keys(Some(domain.as_str())).await? {
         let (Some(algorithm), Ok(selector)) = (

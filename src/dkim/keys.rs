@@ -85,7 +85,7 @@ impl std::fmt::Debug for KeyPair {
 }
 
 fn rsa_pair(key: &rsa::RsaPrivateKey) -> Result<KeyPair, String> {
-    let bits = key.size() * 8;
+    let bits = key.n().bits();
     if bits < MIN_RSA_BITS {
         return Err(format!(
             "RSA key has {bits} bits; at least {MIN_RSA_BITS} are required (receivers distrust shorter keys)"

@@ -73,6 +73,14 @@ pub fn compare_published(records: &[String], public_b64: &str) -> Published {
     if records.is_empty() {
         return Published::Missing;
     }
+    let keys = records
+        .iter()
+        .filter(|r| parse_tags(r).iter().any(|(k, _)| k == "p"))
+        .count();
+    if keys > 1 {
+        // Receivers pick one of them unpredictably (RFC 6376 leaves it undefined): that is not "published".
+        return Published::Mismatch(format!("{keys} DKIM records at one name; keep exactly one"));
+    }
     let mut why = String::from("no DKIM key record among the TXT records");
     for r in records {
         let tags = parse_tags(r);

@@ -8,11 +8,10 @@ use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, pem::PemObject};
 use super::{KeyAlgorithm, KeyPair};
 use crate::model::{DomainName, Selector};
 
-/// Headers signed, in the spirit of RFC 6376 section 5.4.1. `From` is listed twice: the second entry matches no
-/// header, so it is "oversigned" and nobody can add a second From without breaking the signature. Listed
-/// headers that the message lacks are oversigned the same way.
+/// Headers signed when present, in the spirit of RFC 6376 section 5.4.1. Absent ones are left out, so an MTA that
+/// adds Message-ID or Date later does not break the signature; `From` is additionally "oversigned" (listed once
+/// more than it occurs), so nobody can add a second From.
 pub const SIGNED_HEADERS: &[&str] = &[
-    "From",
     "From",
     "Reply-To",
     "Subject",
@@ -44,14 +43,49 @@ pub fn to_crlf(message: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Checks that `message` is a parseable RFC 5322 message with a From header; the error says what is wrong.
-pub fn check_message(message: &[u8]) -> Result<(), String> {
+/// Checks that `message` is a parseable RFC 5322 message with exactly one From header naming one mailbox, and
+/// returns that mailbox's domain (lower-case) for the alignment check; the error says what is wrong.
+pub fn check_message(message: &[u8]) -> Result<String, String> {
     let parsed = mail_auth::AuthenticatedMessage::parse(message)
         .ok_or("the message cannot be parsed as RFC 5322 (no header section?)")?;
-    if parsed.from.is_empty() {
-        return Err("the message has no From header".into());
+    let from_fields = parsed
+        .headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case(b"From"))
+        .count();
+    match (from_fields, parsed.from.len()) {
+        (0, _) => return Err("the message has no From header".into()),
+        (1, 1) => {}
+        (1, _) => return Err("the From header must name exactly one mailbox".into()),
+        (n, _) => {
+            return Err(format!(
+                "the message has {n} From headers; RFC 5322 allows one"
+            ));
+        }
     }
-    Ok(())
+    Ok(parsed.from[0]
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_ascii_lowercase())
+        .unwrap_or_default())
+}
+
+/// The header names to sign for this message: those of [`SIGNED_HEADERS`] it has, plus `From` once more.
+fn headers_to_sign(message: &[u8]) -> Vec<String> {
+    let present: Vec<String> = mail_auth::AuthenticatedMessage::parse(message)
+        .map(|m| {
+            m.headers
+                .iter()
+                .map(|(n, _)| String::from_utf8_lossy(n).to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut list: Vec<String> = SIGNED_HEADERS
+        .iter()
+        .filter(|h| present.contains(&h.to_ascii_lowercase()))
+        .map(|h| h.to_string())
+        .collect();
+    list.push("From".into());
+    list
 }
 
 /// Signs `message` (normalized to CRLF) and returns it with the DKIM-Signature header prepended.
@@ -64,17 +98,32 @@ pub fn sign(
 ) -> Result<Vec<u8>, String> {
     let message = to_crlf(message);
     check_message(&message)?;
+    let headers = headers_to_sign(&message);
     let der = PrivatePkcs8KeyDer::from_pem_slice(key.private_pem.as_bytes())
         .map_err(|e| format!("the stored private key is unreadable: {e}"))?;
     let failed = |e: mail_auth::Error| format!("signing failed: {e}");
     let header = match key.algorithm {
         KeyAlgorithm::Rsa => {
             let k = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(der)).map_err(failed)?;
-            signer_sign(DkimSigner::from_key(k), domain, selector, &message).map_err(failed)?
+            signer_sign(
+                DkimSigner::from_key(k),
+                domain,
+                selector,
+                &headers,
+                &message,
+            )
+            .map_err(failed)?
         }
         KeyAlgorithm::Ed25519 => {
             let k = Ed25519Key::from_pkcs8_der(der.secret_pkcs8_der()).map_err(failed)?;
-            signer_sign(DkimSigner::from_key(k), domain, selector, &message).map_err(failed)?
+            signer_sign(
+                DkimSigner::from_key(k),
+                domain,
+                selector,
+                &headers,
+                &message,
+            )
+            .map_err(failed)?
         }
     };
     let mut out = header.into_bytes();
@@ -86,6 +135,7 @@ fn signer_sign<T>(
     signer: DkimSigner<T, mail_auth::dkim::NeedDomain>,
     domain: &DomainName,
     selector: &Selector,
+    headers: &[String],
     message: &[u8],
 ) -> mail_auth::Result<String>
 where
@@ -94,7 +144,7 @@ where
     let signature = signer
         .domain(domain.as_str())
         .selector(selector.as_str())
-        .headers(SIGNED_HEADERS.iter().copied())
+        .headers(headers.iter().map(String::as_str))
         .header_canonicalization(Canonicalization::Relaxed)
         .body_canonicalization(Canonicalization::Relaxed)
         .sign(message)?;
@@ -111,9 +161,20 @@ mod tests {
     }
 
     #[test]
-    fn messages_need_a_from_header() {
+    fn messages_need_exactly_one_from_mailbox() {
         assert!(check_message(b"Subject: x\r\n\r\nbody\r\n").is_err());
-        assert!(check_message(b"From: a@example.org\r\nSubject: x\r\n\r\nbody\r\n").is_ok());
+        assert_eq!(
+            check_message(b"From: A <a@Example.org>\r\nSubject: x\r\n\r\nbody\r\n").unwrap(),
+            "example.org"
+        );
+        let two = b"From: a@example.org\r\nFrom: b@example.org\r\n\r\nbody\r\n";
+        assert!(check_message(two).unwrap_err().contains("2 From headers"));
+        let pair = b"From: a@example.org, b@example.org\r\n\r\nbody\r\n";
+        assert!(
+            check_message(pair)
+                .unwrap_err()
+                .contains("exactly one mailbox")
+        );
     }
 
     #[test]

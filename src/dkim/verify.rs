@@ -41,6 +41,9 @@ fn explain(err: &mail_auth::Error) -> String {
         E::Dkim(DkimError::RevokedPublicKey) => "the key is revoked in DNS (empty p=)".into(),
         E::Dkim(DkimError::SignatureExpired) => "the signature has expired (x=)".into(),
         E::Dns(mail_auth::DnsError::RecordNotFound(_)) => "no key record in DNS for this selector".into(),
+        E::Dns(mail_auth::DnsError::InvalidRecordType) | E::ParseError => {
+            "the record at the selector is not a valid DKIM key record".into()
+        }
         E::Dns(e) => format!("DNS lookup failed: {e}"),
         other => other.to_string(),
     }
@@ -58,7 +61,15 @@ pub async fn verify(resolver: &Resolver, message: &[u8]) -> Option<Vec<Signature
                     .signature()
                     .map(|s| (s.d.clone(), s.s.clone()))
                     .unwrap_or_default();
+                let sha1 = o
+                    .signature()
+                    .is_some_and(|s| s.a == mail_auth::common::crypto::Algorithm::RsaSha1);
                 let (result, reason) = match o.result() {
+                    // RFC 8301: verifiers must not consider rsa-sha1 signatures valid.
+                    DkimResult::Pass if sha1 => (
+                        "permerror",
+                        Some("rsa-sha1 signatures are not accepted (RFC 8301)".to_string()),
+                    ),
                     DkimResult::Pass => ("pass", None),
                     DkimResult::Fail(e) => ("fail", Some(explain(e))),
                     // mail-auth reports a body hash mismatch as neutral; RFC 6376 (6.1.3) makes it a failure.

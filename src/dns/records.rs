@@ -82,6 +82,42 @@ pub fn reverse_name(ip: &IpAddr) -> String {
     }
 }
 
+/// A `mailto:` URI for DMARC/TLS-RPT: characters that mean something in a URI (or to DMARC: `!` size limits,
+/// `,` lists) are percent-encoded (RFC 6068).
+pub fn mailto(address: &str) -> String {
+    let encoded: String = address
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-._~+@".contains(c) {
+                c.to_string()
+            } else {
+                format!("%{:02X}", c as u32)
+            }
+        })
+        .collect();
+    format!("mailto:{encoded}")
+}
+
+/// Addresses that cannot be a mail server's public address: receivers would never see mail from them.
+fn not_public(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.to_ipv4_mapped().is_some()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
 fn in_domain(name: &str, domain: &DomainName) -> bool {
     let apex = format!("{domain}.");
     name == apex || name.ends_with(&format!(".{apex}"))
@@ -128,6 +164,19 @@ pub fn build(i: &Inputs) -> RecordSet {
         format!("v=spf1 mx{ip_terms} -all"),
         "SPF: only this server may send mail from the domain",
     );
+    if mx != apex {
+        let helo = if i.ips.is_empty() {
+            "v=spf1 a -all".to_string()
+        } else {
+            format!("v=spf1{ip_terms} -all")
+        };
+        push(
+            mx.clone(),
+            "TXT",
+            helo,
+            "SPF for the HELO name, checked on bounces (RFC 7208 2.3)",
+        );
+    }
     for (selector, algorithm, public, state) in &i.dkim {
         push(
             selector.record_name(d),
@@ -148,8 +197,9 @@ pub fn build(i: &Inputs) -> RecordSet {
         format!("_dmarc.{apex}"),
         "TXT",
         format!(
-            "v=DMARC1; p={}; rua=mailto:{}",
-            i.dmarc_policy, i.report_address
+            "v=DMARC1; p={}; rua={}",
+            i.dmarc_policy,
+            mailto(&i.report_address)
         ),
         "DMARC policy and aggregate reports",
     );
@@ -176,7 +226,7 @@ pub fn build(i: &Inputs) -> RecordSet {
     push(
         format!("_smtp._tls.{apex}"),
         "TXT",
-        format!("v=TLSRPTv1; rua=mailto:{}", i.report_address),
+        format!("v=TLSRPTv1; rua={}", mailto(&i.report_address)),
         "TLS-RPT: where receivers report TLS failures",
     );
     for ip in &i.ips {
@@ -192,6 +242,19 @@ pub fn build(i: &Inputs) -> RecordSet {
         notes.push(format!(
             "no IPs known: pass --ip or set server.public_ips to get A/AAAA, SPF ip terms and PTR for {}",
             i.mx_host
+        ));
+    }
+    for ip in i.ips.iter().filter(|ip| not_public(ip)) {
+        notes.push(format!(
+            "{ip} is not a public address: receivers will see your server under another IP"
+        ));
+    }
+    if let Some((_, report_domain)) = i.report_address.rsplit_once('@')
+        && !in_domain(&format!("{report_domain}."), d)
+    {
+        notes.push(format!(
+            "reports go to {report_domain}, outside {d}: that domain must publish \
+             {d}._report._dmarc.{report_domain}. TXT \"v=DMARC1\" to accept them (RFC 7489 7.1)"
         ));
     }
     if !in_domain(&mx, d) {
@@ -249,6 +312,28 @@ pub fn to_zone(set: &RecordSet) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_addresses_are_uri_encoded() {
+        assert_eq!(mailto("dmarc+x@example.org"), "mailto:dmarc+x@example.org");
+        assert_eq!(mailto("a?b!c@example.org"), "mailto:a%3Fb%21c@example.org");
+    }
+
+    #[test]
+    fn private_and_mapped_addresses_are_not_public() {
+        for ip in [
+            "10.0.0.1",
+            "127.0.0.1",
+            "192.168.1.1",
+            "::1",
+            "fd00::1",
+            "::ffff:192.0.2.1",
+        ] {
+            assert!(not_public(&ip.parse().unwrap()), "{ip}");
+        }
+        assert!(!not_public(&"192.0.2.1".parse().unwrap()));
+        assert!(!not_public(&"2001:db8::1".parse().unwrap()));
+    }
 
     #[test]
     fn reverse_names_cover_ipv4_and_ipv6_nibbles() {

@@ -1,5 +1,6 @@
 //! DKIM key rotation rules: exactly one active (signing) key per domain; new keys wait as `pending` until DNS
-//! serves them; the replaced key stays published as `retiring` until it is retired.
+//! serves them; the replaced key stays published as `retiring` until it is retired. A retired key's private
+//! key is erased but its row stays, so its selector is never handed out again (receivers may cache it).
 
 use crate::dkim::KeyPair;
 use crate::error::{Error, Result};
@@ -14,6 +15,8 @@ pub mod state {
     pub const ACTIVE: &str = "active";
     /// Replaced; still published so mail signed with it keeps verifying.
     pub const RETIRING: &str = "retiring";
+    /// Gone: private key erased, selector kept so it is never reused.
+    pub const RETIRED: &str = "retired";
 }
 
 /// The domain row, refused when unknown or inactive (no keys for a domain that takes no mail).
@@ -25,15 +28,10 @@ pub async fn require_active_domain(tx: &mut Tx, domain: &DomainName) -> Result<(
     Ok(())
 }
 
-/// A selector not used by the domain yet: `mYYYYMM`, then `mYYYYMMb`, `mYYYYMMc`, ... within one month.
+/// A selector the domain never used: `mYYYYMM`, then `mYYYYMMb`, `mYYYYMMc`, ... within one month.
 pub async fn fresh_selector(tx: &mut Tx, domain: &DomainName) -> Result<Selector> {
     let base = format!("m{}", chrono::Utc::now().format("%Y%m"));
-    let taken: Vec<String> = tx
-        .dkim_keys(Some(domain.as_str()))
-        .await?
-        .into_iter()
-        .map(|k| k.selector)
-        .collect();
+    let taken = tx.dkim_selectors_ever(domain.as_str()).await?;
     let candidates = std::iter::once(base.clone()).chain(('b'..='z').map(|c| format!("{base}{c}")));
     for candidate in candidates {
         if !taken.contains(&candidate) {
@@ -45,19 +43,18 @@ pub async fn fresh_selector(tx: &mut Tx, domain: &DomainName) -> Result<Selector
     )))
 }
 
-/// Refuses a selector the domain already has.
+/// Refuses a selector the domain has, or had.
 pub async fn require_unused(tx: &mut Tx, domain: &DomainName, selector: &Selector) -> Result<()> {
-    if tx
-        .dkim_key(domain.as_str(), selector.as_str())
-        .await?
-        .is_some()
-    {
-        return Err(Error::exists(
+    match tx.dkim_key(domain.as_str(), selector.as_str()).await? {
+        Some(k) if k.state == state::RETIRED => Err(Error::refused(format!(
+            "DKIM selector {selector} of {domain} was used by a retired key; choose a new one"
+        ))),
+        Some(_) => Err(Error::exists(
             "DKIM selector",
             format!("{selector} of {domain}"),
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The domain's active key, if any.
@@ -69,7 +66,7 @@ pub async fn active_key(tx: &mut Tx, domain: &DomainName) -> Result<Option<DkimK
         .find(|k| k.state == state::ACTIVE))
 }
 
-/// A key by selector, or the active key when no selector is given.
+/// A live key by selector, or the active key when no selector is given.
 pub async fn find_key(
     tx: &mut Tx,
     domain: &DomainName,
@@ -79,6 +76,7 @@ pub async fn find_key(
         Some(s) => tx
             .dkim_key(domain.as_str(), s.as_str())
             .await?
+            .filter(|k| k.state != state::RETIRED)
             .ok_or_else(|| Error::not_found("DKIM key", format!("{s} of {domain}"))),
         None => active_key(tx, domain).await?.ok_or_else(|| {
             Error::refused(format!(
@@ -88,18 +86,25 @@ pub async fn find_key(
     }
 }
 
-/// Stores a new key: active when the domain has no active key (its first), else pending. `pending_only`
-/// forces pending (rotation).
+/// Stores a new key under `selector`, or under a fresh one chosen while the domain is locked (so concurrent runs
+/// never collide): active when the domain has no active key (its first), else pending. `pending_only` forces
+/// pending (rotation).
 pub async fn add_key(
     tx: &mut Tx,
     domain: &DomainName,
-    selector: &Selector,
+    selector: Option<&Selector>,
     pair: &KeyPair,
     pending_only: bool,
 ) -> Result<DkimKeyRow> {
     tx.lock_domain(domain.as_str()).await?;
     require_active_domain(tx, domain).await?;
-    require_unused(tx, domain, selector).await?;
+    let selector = match selector {
+        Some(s) => {
+            require_unused(tx, domain, s).await?;
+            s.clone()
+        }
+        None => fresh_selector(tx, domain).await?,
+    };
     let has_active = active_key(tx, domain).await?.is_some();
     let now = crate::time::now_db();
     let row = DkimKeyRow {
@@ -130,6 +135,7 @@ pub async fn activate(
     selector: &Selector,
 ) -> Result<Option<String>> {
     tx.lock_domain(domain.as_str()).await?;
+    require_active_domain(tx, domain).await?;
     let key = find_key(tx, domain, Some(selector)).await?;
     if key.state == state::ACTIVE {
         return Err(Error::refused(format!(
@@ -137,6 +143,7 @@ pub async fn activate(
         )));
     }
     let previous = active_key(tx, domain).await?;
+    // Demote first: the database allows one active key per domain at any instant.
     if let Some(prev) = &previous {
         tx.set_dkim_state(domain.as_str(), &prev.selector, state::RETIRING)
             .await?;
@@ -146,7 +153,8 @@ pub async fn activate(
     Ok(previous.map(|p| p.selector))
 }
 
-/// Deletes a pending or retiring key; the active key cannot be retired (activate its successor first).
+/// Retires a pending or retiring key (its private key is erased, its selector stays taken); the active key
+/// cannot be retired: activate its successor first.
 pub async fn retire(tx: &mut Tx, domain: &DomainName, selector: &Selector) -> Result<DkimKeyRow> {
     tx.lock_domain(domain.as_str()).await?;
     let key = find_key(tx, domain, Some(selector)).await?;
@@ -155,7 +163,7 @@ pub async fn retire(tx: &mut Tx, domain: &DomainName, selector: &Selector) -> Re
             "DKIM key {selector} of {domain} is the active signing key; activate another key first"
         )));
     }
-    tx.delete_dkim_key(domain.as_str(), selector.as_str())
+    tx.retire_dkim_key(domain.as_str(), selector.as_str())
         .await?;
     Ok(key)
 }

@@ -6,8 +6,9 @@ use super::{Tx, on_conn};
 use crate::error::{Error, Result};
 
 /// A stored DKIM key. `state` is `pending` (published, not yet signing), `active` (the signing key; exactly one
-/// per domain) or `retiring` (no longer signing, still published until retired).
-#[derive(Debug, Clone, PartialEq, FromRow)]
+/// per domain), `retiring` (no longer signing, still published until retired) or `retired` (private key erased;
+/// the row only remembers that the selector was used).
+#[derive(Clone, PartialEq, FromRow)]
 pub struct DkimKeyRow {
     /// Domain (lower-case ASCII).
     pub domain: String,
@@ -29,6 +30,18 @@ pub struct DkimKeyRow {
     pub modified: String,
 }
 
+impl std::fmt::Debug for DkimKeyRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the private key by accident.
+        f.debug_struct("DkimKeyRow")
+            .field("domain", &self.domain)
+            .field("selector", &self.selector)
+            .field("algorithm", &self.algorithm)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
 macro_rules! select {
     () => {
         "SELECT domain, selector, algorithm, bits, private_key, public_key, state, \
@@ -48,14 +61,17 @@ impl Tx {
         .map_err(|e| Error::db(format!("reading DKIM key {selector} of {domain}"), e))
     }
 
-    /// Keys of one domain or of all, ordered by domain and creation.
+    /// Keys (not retired) of one domain or of all, ordered by domain and creation.
     pub async fn dkim_keys(&mut self, domain: Option<&str>) -> Result<Vec<DkimKeyRow>> {
         let sql = match domain {
             Some(_) => concat!(
                 select!(),
-                " WHERE domain = ? ORDER BY domain, created, selector"
+                " WHERE domain = ? AND state <> 'retired' ORDER BY domain, created, selector"
             ),
-            None => concat!(select!(), " ORDER BY domain, created, selector"),
+            None => concat!(
+                select!(),
+                " WHERE state <> 'retired' ORDER BY domain, created, selector"
+            ),
         };
         on_conn!(self, |c| {
             let mut q = sqlx::query_as::<_, DkimKeyRow>(sql);
@@ -113,16 +129,29 @@ impl Tx {
         Ok(())
     }
 
-    /// Deletes a key.
-    pub async fn delete_dkim_key(&mut self, domain: &str, selector: &str) -> Result<()> {
-        let sql = "DELETE FROM mailctl_dkim_keys WHERE domain = ? AND selector = ?";
+    /// Every selector the domain has ever used, retired ones included.
+    pub async fn dkim_selectors_ever(&mut self, domain: &str) -> Result<Vec<String>> {
+        let sql = "SELECT selector FROM mailctl_dkim_keys WHERE domain = ?";
+        let rows: Vec<(String,)> = on_conn!(self, |c| sqlx::query_as(sql)
+            .bind(domain)
+            .fetch_all(&mut *c)
+            .await)
+        .map_err(|e| Error::db(format!("listing DKIM selectors of {domain}"), e))?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// Retires a key: erases its private key and marks it `retired`, keeping the selector taken.
+    pub async fn retire_dkim_key(&mut self, domain: &str, selector: &str) -> Result<()> {
+        let sql = "UPDATE mailctl_dkim_keys SET state = 'retired', private_key = '', modified = ? \
+                   WHERE domain = ? AND selector = ?";
         on_conn!(self, |c| sqlx::query(sql)
+            .bind(crate::time::now_db())
             .bind(domain)
             .bind(selector)
             .execute(&mut *c)
             .await
             .map(|r| r.rows_affected()))
-        .map_err(|e| Error::db(format!("deleting DKIM key {selector} of {domain}"), e))?;
+        .map_err(|e| Error::db(format!("retiring DKIM key {selector} of {domain}"), e))?;
         Ok(())
     }
 }

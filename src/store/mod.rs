@@ -166,6 +166,13 @@ impl Store {
                             source,
                         })?;
                     }
+                    // The database holds password hashes and DKIM private keys: owner-only from the start
+                    // (SQLite gives its -wal and -shm files the same mode).
+                    create_private(p).map_err(|source| Error::File {
+                        action: "cannot create database file",
+                        path: p.clone(),
+                        source,
+                    })?;
                     Some(p.clone())
                 }
                 _ => None,
@@ -296,6 +303,20 @@ impl Tx {
     /// The dialect of this transaction.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+}
+
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

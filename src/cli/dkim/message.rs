@@ -64,11 +64,20 @@ pub async fn sign(ctx: &Ctx, args: SignArgs) -> Result<()> {
         .map(parse::<Selector>)
         .transpose()?;
     let message = read_message()?;
+    let from_domain =
+        dkim::sign::check_message(&dkim::sign::to_crlf(&message)).map_err(Error::refused)?;
     let store = ctx.store().await?;
     let mut tx = store.begin().await?;
     rules::require_active_domain(&mut tx, &domain).await?;
     let row = rules::find_key(&mut tx, &domain, selector.as_ref()).await?;
     tx.rollback().await?;
+    let aligned = from_domain == domain.as_str() || from_domain.ends_with(&format!(".{domain}"));
+    if !aligned {
+        ctx.out.note(format!(
+            "note: the From domain {from_domain} is not {domain} or below it: DMARC will not count this \
+             signature as aligned"
+        ));
+    }
     let pair = dkim::keys::from_stored(&row.private_key)
         .map_err(|e| Error::refused(format!("DKIM key {} of {domain}: {e}", row.selector)))?;
     let selector: Selector = parse(&row.selector)?;
@@ -123,6 +132,7 @@ pub async fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
     }
     let passed = signatures.iter().filter(|s| s.passed()).count();
     let broken = signatures.len() - passed;
+    let unanswered = signatures.iter().all(|s| s.result == "temperror");
     let verdict = Verified {
         pass: passed > 0 && broken == 0,
         signatures,
@@ -130,6 +140,12 @@ pub async fn verify(ctx: &Ctx, args: VerifyArgs) -> Result<()> {
     ctx.out.emit(&verdict);
     if verdict.pass {
         Ok(())
+    } else if unanswered {
+        // Nothing was decided: DNS did not answer. That is "backend unreachable", not a failed signature.
+        Err(Error::Dns {
+            name: "the DKIM key records".into(),
+            reason: "no signature could be checked (temperror)".into(),
+        })
     } else {
         Err(Error::refused(format!(
             "DKIM verification failed: {passed} of {} signatures pass",
@@ -164,33 +180,38 @@ pub async fn export(
 }
 
 fn write_private(path: &Path, bytes: &[u8], force: bool) -> Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let err = |action, source| Error::File {
         action,
         path: path.to_path_buf(),
         source,
     };
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).mode(0o600);
-    if force {
-        opts.create(true).truncate(true);
-    } else {
-        opts.create_new(true);
+    if !force && std::fs::symlink_metadata(path).is_ok() {
+        return Err(Error::refused(format!(
+            "{} exists; use --force to overwrite it",
+            path.display()
+        )));
     }
-    let mut file = opts.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::refused(format!(
-                "{} exists; use --force to overwrite it",
-                path.display()
-            ))
-        } else {
-            err("cannot write", e)
-        }
-    })?;
-    // An existing file keeps its old mode on open; the key must not stay readable by others.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| err("cannot set permissions of", e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| err("cannot write", e))
+    // Written beside the target with mode 0600 from the first byte, then renamed over it: an existing file or
+    // symlink at the target is replaced, never written through.
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "key".into());
+    let tmp = path.with_file_name(format!(".{file_name}.mailctl-{}", std::process::id()));
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err("cannot write", e));
+    }
+    Ok(())
 }

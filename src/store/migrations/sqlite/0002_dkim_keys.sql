@@ -1,4 +1,6 @@
--- mailctl's own table: DKIM keys, shared by every node that uses this database.
+-- mailctl's own table: DKIM keys, shared by every node that uses this database. A retired key keeps its row
+-- (state 'retired', private key erased) so its selector is never handed out again. The partial unique index
+-- makes "exactly one active key per domain" a constraint, not just a rule of the code.
 CREATE TABLE IF NOT EXISTS mailctl_dkim_keys (
   domain varchar(255) NOT NULL,
   selector varchar(63) NOT NULL,
@@ -11,3 +13,4 @@ CREATE TABLE IF NOT EXISTS mailctl_dkim_keys (
   modified datetime NOT NULL,
   PRIMARY KEY (domain, selector)
 );
+CREATE UNIQUE INDEX IF NOT EXISTS mailctl_dkim_keys_one_active ON mailctl_dkim_keys (domain) WHERE state = 'active';
