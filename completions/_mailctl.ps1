@@ -39,6 +39,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('alias-domain', 'alias-domain', [CompletionResultType]::ParameterValue, 'Manage alias domains (every address of one domain delivered to the same address of another)')
             [CompletionResult]::new('dkim', 'dkim', [CompletionResultType]::ParameterValue, 'DKIM keys: generate, rotate, publish, sign and verify')
             [CompletionResult]::new('dns', 'dns', [CompletionResultType]::ParameterValue, 'The DNS records a domain must publish')
+            [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)')
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Import domains, mailboxes and aliases from a CSV file, all or nothing')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Export every domain, mailbox and alias as CSV or JSON')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Generate lookup configuration for Postfix and Dovecot')
@@ -1033,6 +1034,34 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
         'mailctl;dns;help;help' {
             break
         }
+        'mailctl;audit' {
+            [CompletionResult]::new('--nameserver', '--nameserver', [CompletionResultType]::ParameterName, 'Ask these nameservers (IP or IP:PORT, repeatable) instead of the system resolver')
+            [CompletionResult]::new('--ip', '--ip', [CompletionResultType]::ParameterName, 'An outbound IP of your server (repeatable) [default: config server.public_ips]')
+            [CompletionResult]::new('--selector', '--selector', [CompletionResultType]::ParameterName, 'A DKIM selector to check (repeatable) [default: the database''s keys, else common selectors]')
+            [CompletionResult]::new('--rbl', '--rbl', [CompletionResultType]::ParameterName, 'An IP blocklist zone (repeatable; replaces the defaults: zen.spamhaus.org, bl.spamcop.net, b.barracudacentral.org, psbl.surriel.com)')
+            [CompletionResult]::new('--dbl', '--dbl', [CompletionResultType]::ParameterName, 'A domain blocklist zone (repeatable; replaces the default dbl.spamhaus.org)')
+            [CompletionResult]::new('--only', '--only', [CompletionResultType]::ParameterName, 'Only these check ids or families (comma-separated: spf,dkim.record)')
+            [CompletionResult]::new('--skip', '--skip', [CompletionResultType]::ParameterName, 'Skip these check ids or families (comma-separated)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Seconds to wait for each DNS answer or SMTP reply')
+            [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
+            [CompletionResult]::new('--smtp-port', '--smtp-port', [CompletionResultType]::ParameterName, 'Port the SMTP probe connects to (25 in real life)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Audit every active domain in the database')
+            [CompletionResult]::new('--no-connect', '--no-connect', [CompletionResultType]::ParameterName, 'Do not connect to the MX hosts (DNS checks only)')
+            [CompletionResult]::new('--relay-test', '--relay-test', [CompletionResultType]::ParameterName, 'Also try to relay an outside address through each MX (never sends DATA)')
+            [CompletionResult]::new('--fetch-policy', '--fetch-policy', [CompletionResultType]::ParameterName, 'Fetch the MTA-STS policy over HTTPS and compare it with the MX records')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'mailctl;import' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
             [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
@@ -1206,6 +1235,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('alias-domain', 'alias-domain', [CompletionResultType]::ParameterValue, 'Manage alias domains (every address of one domain delivered to the same address of another)')
             [CompletionResult]::new('dkim', 'dkim', [CompletionResultType]::ParameterValue, 'DKIM keys: generate, rotate, publish, sign and verify')
             [CompletionResult]::new('dns', 'dns', [CompletionResultType]::ParameterValue, 'The DNS records a domain must publish')
+            [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)')
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Import domains, mailboxes and aliases from a CSV file, all or nothing')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Export every domain, mailbox and alias as CSV or JSON')
             [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Generate lookup configuration for Postfix and Dovecot')
@@ -1358,6 +1388,9 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             break
         }
         'mailctl;help;dns;records' {
+            break
+        }
+        'mailctl;help;audit' {
             break
         }
         'mailctl;help;import' {

@@ -36,6 +36,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand alias-domain 'Manage alias domains (every address of one domain delivered to the same address of another)'
             cand dkim 'DKIM keys: generate, rotate, publish, sign and verify'
             cand dns 'The DNS records a domain must publish'
+            cand audit 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
             cand config 'Generate lookup configuration for Postfix and Dovecot'
@@ -928,6 +929,33 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;dns;help;help'= {
         }
+        &'mailctl;audit'= {
+            cand --nameserver 'Ask these nameservers (IP or IP:PORT, repeatable) instead of the system resolver'
+            cand --ip 'An outbound IP of your server (repeatable) [default: config server.public_ips]'
+            cand --selector 'A DKIM selector to check (repeatable) [default: the database''s keys, else common selectors]'
+            cand --rbl 'An IP blocklist zone (repeatable; replaces the defaults: zen.spamhaus.org, bl.spamcop.net, b.barracudacentral.org, psbl.surriel.com)'
+            cand --dbl 'A domain blocklist zone (repeatable; replaces the default dbl.spamhaus.org)'
+            cand --only 'Only these check ids or families (comma-separated: spf,dkim.record)'
+            cand --skip 'Skip these check ids or families (comma-separated)'
+            cand --timeout 'Seconds to wait for each DNS answer or SMTP reply'
+            cand --format 'Output format'
+            cand --smtp-port 'Port the SMTP probe connects to (25 in real life)'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --all 'Audit every active domain in the database'
+            cand --no-connect 'Do not connect to the MX hosts (DNS checks only)'
+            cand --relay-test 'Also try to relay an outside address through each MX (never sends DATA)'
+            cand --fetch-policy 'Fetch the MTA-STS policy over HTTPS and compare it with the MX records'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'mailctl;import'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
@@ -1084,6 +1112,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand alias-domain 'Manage alias domains (every address of one domain delivered to the same address of another)'
             cand dkim 'DKIM keys: generate, rotate, publish, sign and verify'
             cand dns 'The DNS records a domain must publish'
+            cand audit 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
             cand config 'Generate lookup configuration for Postfix and Dovecot'
@@ -1198,6 +1227,8 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand records 'Print MX, A/AAAA, SPF, DKIM, DMARC, MTA-STS, TLS-RPT and PTR records for a domain'
         }
         &'mailctl;help;dns;records'= {
+        }
+        &'mailctl;help;audit'= {
         }
         &'mailctl;help;import'= {
         }

@@ -38,6 +38,7 @@ complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "alias" -d 'Manage a
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "alias-domain" -d 'Manage alias domains (every address of one domain delivered to the same address of another)'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "dkim" -d 'DKIM keys: generate, rotate, publish, sign and verify'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "dns" -d 'The DNS records a domain must publish'
+complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "audit" -d 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "import" -d 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "export" -d 'Export every domain, mailbox and alias as CSV or JSON'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "config" -d 'Generate lookup configuration for Postfix and Dovecot'
@@ -556,6 +557,29 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_sub
 complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from help" -f -a "records" -d 'Print MX, A/AAAA, SPF, DKIM, DMARC, MTA-STS, TLS-RPT and PTR records for a domain'
 complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l nameserver -d 'Ask these nameservers (IP or IP:PORT, repeatable) instead of the system resolver' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l ip -d 'An outbound IP of your server (repeatable) [default: config server.public_ips]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l selector -d 'A DKIM selector to check (repeatable) [default: the database\'s keys, else common selectors]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l rbl -d 'An IP blocklist zone (repeatable; replaces the defaults: zen.spamhaus.org, bl.spamcop.net, b.barracudacentral.org, psbl.surriel.com)' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l dbl -d 'A domain blocklist zone (repeatable; replaces the default dbl.spamhaus.org)' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l only -d 'Only these check ids or families (comma-separated: spf,dkim.record)' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l skip -d 'Skip these check ids or families (comma-separated)' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l timeout -d 'Seconds to wait for each DNS answer or SMTP reply' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l format -d 'Output format' -r -f -a "table\t'One row per finding and a summary'
+json\t'One document with every finding of every domain'
+nagios\t'One monitoring-plugin line with perfdata'"
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l smtp-port -d 'Port the SMTP probe connects to (25 in real life)' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l all -d 'Audit every active domain in the database'
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l no-connect -d 'Do not connect to the MX hosts (DNS checks only)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l relay-test -d 'Also try to relay an outside address through each MX (never sends DATA)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l fetch-policy -d 'Fetch the MTA-STS policy over HTTPS and compare it with the MX records'
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand import" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand import" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand import" -l dry-run -d 'Check every row against the database and report, without changing anything'
@@ -636,18 +660,19 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s v -l ver
 complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "domain" -d 'Manage hosted domains'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "mailbox" -d 'Manage mailboxes'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "alias" -d 'Manage aliases, forwardings and catch-alls (@domain)'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "alias-domain" -d 'Manage alias domains (every address of one domain delivered to the same address of another)'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "dkim" -d 'DKIM keys: generate, rotate, publish, sign and verify'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "dns" -d 'The DNS records a domain must publish'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "import" -d 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "export" -d 'Export every domain, mailbox and alias as CSV or JSON'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "config" -d 'Generate lookup configuration for Postfix and Dovecot'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "db" -d 'Database schema: migrate, status'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns import export config db completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "domain" -d 'Manage hosted domains'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "mailbox" -d 'Manage mailboxes'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "alias" -d 'Manage aliases, forwardings and catch-alls (@domain)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "alias-domain" -d 'Manage alias domains (every address of one domain delivered to the same address of another)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "dkim" -d 'DKIM keys: generate, rotate, publish, sign and verify'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "dns" -d 'The DNS records a domain must publish'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "audit" -d 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "import" -d 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "export" -d 'Export every domain, mailbox and alias as CSV or JSON'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "config" -d 'Generate lookup configuration for Postfix and Dovecot'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "db" -d 'Database schema: migrate, status'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from domain" -f -a "add" -d 'Add a hosted domain'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from domain" -f -a "list" -d 'List hosted domains with their usage'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from domain" -f -a "show" -d 'Show one domain with its limits and usage'

@@ -57,6 +57,9 @@ pub enum Error {
     /// DNS could not answer (timeout, SERVFAIL, no nameserver reachable): the answer is unknown (exit 3).
     #[error("DNS lookup of {name} failed: {reason}")]
     Dns { name: String, reason: String },
+    /// Bad arguments to `audit`: exit 3 (UNKNOWN), as monitoring plugins do, so a typo never reads as a finding.
+    #[error("{0}")]
+    AuditUsage(String),
     /// Several input records were wrong (CSV import); each message names its line (exit 1).
     #[error("{summary}")]
     Rows { summary: String, rows: Vec<String> },
@@ -67,7 +70,9 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => exit::USAGE,
-            Error::Unreachable { .. } | Error::Dns { .. } => exit::UNREACHABLE,
+            Error::Unreachable { .. } | Error::Dns { .. } | Error::AuditUsage(_) => {
+                exit::UNREACHABLE
+            }
             Error::Database { source, .. } if is_connection_error(source) => exit::UNREACHABLE,
             _ => exit::FAILED,
         }

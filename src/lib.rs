@@ -32,6 +32,7 @@
 //! inside `store/`, so that the store stays a thin SQL layer with one statement per method.
 
 pub mod assets;
+pub mod audit;
 pub mod bulk;
 pub mod cli;
 pub mod config;

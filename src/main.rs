@@ -3,9 +3,42 @@
 //! The architecture is described in the crate documentation of the library (`src/lib.rs`).
 
 use clap::Parser;
+use clap::error::ErrorKind;
+
+/// Whether the command line is an `audit` run (whose argument errors exit 3, like a monitoring plugin's).
+fn is_audit(args: &[String]) -> bool {
+    let mut skip_value = false;
+    for a in args.iter().skip(1) {
+        if skip_value {
+            skip_value = false;
+            continue;
+        }
+        if a == "--config" || a == "--database-url" {
+            skip_value = true;
+        } else if !a.starts_with('-') {
+            return a == "audit";
+        }
+    }
+    false
+}
 
 fn main() {
-    let cli = mailctl::cli::Cli::parse();
+    let args: Vec<String> = std::env::args().collect();
+    let cli = match mailctl::cli::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            e.exit()
+        }
+        Err(e) if is_audit(&args) => {
+            let text = e.render().to_string();
+            eprintln!(
+                "{}",
+                text.lines().next().unwrap_or("error: invalid arguments")
+            );
+            std::process::exit(mailctl::error::exit::UNREACHABLE);
+        }
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -17,14 +50,16 @@ fn main() {
             std::process::exit(mailctl::error::exit::FAILED);
         }
     };
-    let result = runtime.block_on(mailctl::cli::run(cli));
-    if let Err(err) = result {
-        if let mailctl::error::Error::Rows { rows, .. } = &err {
-            for row in rows {
-                eprintln!("  {row}");
+    match runtime.block_on(mailctl::cli::run(cli)) {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            if let mailctl::error::Error::Rows { rows, .. } = &err {
+                for row in rows {
+                    eprintln!("  {row}");
+                }
             }
+            eprintln!("error: {err}");
+            std::process::exit(err.exit_code());
         }
-        eprintln!("error: {err}");
-        std::process::exit(err.exit_code());
     }
 }

@@ -5,6 +5,7 @@
 
 mod alias;
 mod alias_domain;
+mod audit;
 mod completions;
 mod config_cmd;
 mod db;
@@ -95,6 +96,8 @@ pub enum Command {
     /// The DNS records a domain must publish
     #[command(subcommand)]
     Dns(dns::DnsCmd),
+    /// Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)
+    Audit(audit::AuditArgs),
     /// Import domains, mailboxes and aliases from a CSV file, all or nothing
     Import(import::ImportArgs),
     /// Export every domain, mailbox and alias as CSV or JSON
@@ -135,15 +138,15 @@ impl Ctx {
     }
 }
 
-/// Runs the parsed command line.
-pub async fn run(cli: Cli) -> Result<()> {
+/// Runs the parsed command line and returns the exit code of a successful run (audit has several).
+pub async fn run(cli: Cli) -> Result<i32> {
     let out = Output {
         json: cli.global.json,
         quiet: cli.global.quiet,
         verbose: cli.global.verbose,
     };
     if let Command::Completions(args) = &cli.command {
-        return completions::run(args);
+        return completions::run(args).map(|()| 0);
     }
     let overrides = Overrides {
         config_path: cli.global.config.clone(),
@@ -151,10 +154,17 @@ pub async fn run(cli: Cli) -> Result<()> {
         database_url_env: std::env::var("MAILCTL_DATABASE_URL").ok(),
     };
     let ctx = Ctx {
-        config: Config::load(&overrides)?,
+        config: match Config::load(&overrides) {
+            // A bad config file is a bad argument; for audit that is UNKNOWN (exit 3).
+            Err(crate::error::Error::Usage(m)) if matches!(cli.command, Command::Audit(_)) => {
+                return Err(crate::error::Error::AuditUsage(m));
+            }
+            other => other?,
+        },
         out,
     };
-    match cli.command {
+    let done = match cli.command {
+        Command::Audit(a) => return audit::run(&ctx, a).await,
         Command::Domain(c) => domain::run(&ctx, c).await,
         Command::Mailbox(c) => mailbox::run(&ctx, c).await,
         Command::Alias(c) => alias::run(&ctx, c).await,
@@ -166,7 +176,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Config(c) => config_cmd::run(&ctx, c).await,
         Command::Db(c) => db::run(&ctx, c).await,
         Command::Completions(_) => Ok(()),
-    }
+    };
+    done.map(|()| 0)
 }
 
 /// `--active` / `--inactive` pair, for commands that can switch a record on or off.

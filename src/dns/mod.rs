@@ -16,7 +16,7 @@ use mail_auth::MessageAuthenticator;
 use mail_auth::hickory_resolver::config::{
     NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
-use mail_auth::hickory_resolver::proto::rr::RData;
+pub use mail_auth::hickory_resolver::proto::rr::{RData, RecordType};
 
 use crate::error::{Error, Result};
 
@@ -45,33 +45,108 @@ pub fn parse_nameserver(s: &str) -> Result<SocketAddr> {
     )))
 }
 
+/// The answer to one query, as a receiving server would classify it.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// Records of the asked type (CNAMEs followed); `cname` is the first alias on the way, if any.
+    Records {
+        /// The records of the asked type.
+        data: Vec<RData>,
+        /// The name the queried name is an alias for.
+        cname: Option<String>,
+    },
+    /// The name does not exist.
+    NxDomain,
+    /// The name exists but has no records of this type.
+    NoData,
+    /// No usable answer after the retry: timeout, SERVFAIL, REFUSED. Never to be read as "no record".
+    Failed(String),
+}
+
+impl Answer {
+    /// The records, empty for NXDOMAIN, NODATA and failures.
+    pub fn data(&self) -> &[RData] {
+        match self {
+            Answer::Records { data, .. } => data,
+            _ => &[],
+        }
+    }
+}
+
+/// Default per-query timeout; with one retry a dead server costs twice this.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl Resolver {
     /// The system resolver, or `nameserver` alone when given.
     pub fn new(nameserver: Option<&str>) -> Result<Resolver> {
-        let auth = match nameserver {
-            Some(ns) => {
+        let servers: Vec<&str> = nameserver.into_iter().collect();
+        Resolver::build(&servers, DEFAULT_TIMEOUT)
+    }
+
+    /// The system resolver when `nameservers` is empty, else exactly those servers; each query is tried twice
+    /// (one retry) with `timeout` per try.
+    pub fn build(nameservers: &[&str], timeout: Duration) -> Result<Resolver> {
+        let setup_error = |e: &dyn std::fmt::Display| Error::Dns {
+            name: "(resolver setup)".into(),
+            reason: e.to_string(),
+        };
+        let (config, mut opts) = if nameservers.is_empty() {
+            mail_auth::hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| setup_error(&e))?
+        } else {
+            let mut servers = Vec::new();
+            for ns in nameservers {
                 let addr = parse_nameserver(ns)?;
                 let mut server = NameServerConfig::udp_and_tcp(addr.ip());
                 for conn in &mut server.connections {
                     conn.port = addr.port();
                 }
-                let mut opts = ResolverOpts::default();
-                opts.timeout = Duration::from_secs(3);
-                opts.attempts = 2;
-                opts.use_hosts_file = ResolveHosts::Never;
-                // DKIM keys exceed 512 bytes: EDNS0 lets them arrive over UDP without a TCP retry.
-                opts.edns0 = true;
-                MessageAuthenticator::new(ResolverConfig::from_name_servers(vec![server]), opts)
+                servers.push(server);
             }
-            None => MessageAuthenticator::new_system_conf(),
-        }
-        .map_err(|e| Error::Dns {
-            name: "(resolver setup)".into(),
-            reason: e.to_string(),
-        })?;
+            let mut opts = ResolverOpts::default();
+            opts.use_hosts_file = ResolveHosts::Never;
+            (ResolverConfig::from_name_servers(servers), opts)
+        };
+        opts.timeout = timeout;
+        opts.attempts = 2;
+        // DKIM keys exceed 512 bytes: EDNS0 lets them arrive over UDP without a TCP retry.
+        opts.edns0 = true;
+        let auth = MessageAuthenticator::new(config, opts).map_err(|e| setup_error(&e))?;
         Ok(Resolver {
             auth: Arc::new(auth),
         })
+    }
+
+    /// One query of `rtype` at `name`, classified (see [`Answer`]).
+    pub async fn query(&self, name: &str, rtype: RecordType) -> Answer {
+        let fqdn = if name.ends_with('.') {
+            name.to_string()
+        } else {
+            format!("{name}.")
+        };
+        match self.auth.resolver().lookup(fqdn.as_str(), rtype).await {
+            Ok(lookup) => {
+                let mut cname = None;
+                let mut data = Vec::new();
+                for r in lookup.answers() {
+                    match &r.data {
+                        RData::CNAME(c) if rtype != RecordType::CNAME => {
+                            cname.get_or_insert_with(|| c.0.to_string());
+                        }
+                        d if d.record_type() == rtype => data.push(d.clone()),
+                        _ => {}
+                    }
+                }
+                if data.is_empty() {
+                    Answer::NoData
+                } else {
+                    Answer::Records { data, cname }
+                }
+            }
+            Err(e) if e.is_nx_domain() => Answer::NxDomain,
+            Err(e) if e.is_no_records_found() => Answer::NoData,
+            Err(e) => Answer::Failed(e.to_string()),
+        }
     }
 
     /// The flag wins over `[dns] nameserver` in the config.
