@@ -1,6 +1,15 @@
-//! One file per check family. A new family is one file and one line in [`run_all`].
+//! One file per check family. A new family is one file, one `pub mod` line and one `family!` line in
+//! [`run_all`]. Every family is `async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding>`.
 
+pub mod dkim;
+pub mod dmarc;
+pub mod dnsbl;
+pub mod mta_sts;
+pub mod mta_sts_policy;
 pub mod mx;
+pub mod ptr;
+pub mod smtp_probe;
+pub mod spf;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,19 +21,30 @@ use crate::model::DomainName;
 
 type Family<'a> = Pin<Box<dyn Future<Output = Vec<Finding>> + Send + 'a>>;
 
-/// Runs every selected family (MX runs before, in the runner) concurrently; findings keep family order.
+/// Runs every selected family concurrently (MX ran before, in the runner); findings keep family order.
 pub async fn run_all(
     ctx: &Context<'_>,
     selection: &Selection,
     domain: &DomainName,
 ) -> Vec<Finding> {
-    let candidates: Vec<(&str, Family<'_>)> = vec![];
-    let _ = domain;
-    let families: Vec<Family<'_>> = candidates
-        .into_iter()
-        .filter(|(name, _)| selection.runs(name))
-        .map(|(_, f)| f)
-        .collect();
-    let _ = ctx;
+    let mut families: Vec<Family<'_>> = Vec::new();
+    macro_rules! family {
+        ($name:literal, $check:expr) => {
+            if selection.runs($name) {
+                families.push(Box::pin($check));
+            }
+        };
+    }
+    // In the order a receiver meets them: identity, the SMTP session, then the domain's policies.
+    family!("ptr", ptr::check(ctx, domain));
+    family!("smtp", smtp_probe::check(ctx, domain));
+    family!("spf", spf::check(ctx, domain));
+    family!("dkim", dkim::check(ctx, domain));
+    family!("dmarc", dmarc::check(ctx, domain));
+    family!("dnsbl", dnsbl::check(ctx, domain));
+    family!("mta_sts", mta_sts::check(ctx, domain));
+    // Its ids are `mta_sts.*`, so it is selected under that prefix (`--only mta_sts.mx` must run it).
+    family!("mta_sts", mta_sts_policy::check(ctx, domain));
+    family!("tls_rpt", mta_sts::check_tls_rpt(ctx, domain));
     join_all(families).await.into_iter().flatten().collect()
 }

@@ -1,0 +1,406 @@
+//! TLS for the audit's probes: client configurations (ring provider only), the trusted roots, and the verdict on
+//! a server's certificate.
+//!
+//! The SMTP probe must see a certificate even when it is bad, because opportunistic senders deliver over TLS
+//! whatever the certificate, and the report should say exactly what is wrong (untrusted, wrong name, expired)
+//! rather than "handshake failed". So [`inspecting_config`] completes the handshake with any certificate (the
+//! handshake signature is still verified) and [`evaluate`] judges the chain afterwards. The MTA-STS policy
+//! fetch uses [`strict_config`], as RFC 8461 senders do.
+//!
+//! Trusted roots are webpki-roots plus, for tests and private CAs, the PEM certificates in the file named by
+//! the environment variable [`EXTRA_CA_ENV`] (`MAILCTL_AUDIT_EXTRA_CA`).
+
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use x509_cert::der::Decode;
+use x509_cert::ext::pkix::SubjectAltName;
+use x509_cert::ext::pkix::name::GeneralName;
+
+use crate::audit::Status;
+
+/// Environment variable naming a PEM file of CA certificates trusted in addition to webpki-roots: a knob for
+/// tests and for private CAs, not needed on the public Internet.
+pub const EXTRA_CA_ENV: &str = "MAILCTL_AUDIT_EXTRA_CA";
+
+/// A certificate expiring within this many days warns.
+pub const EXPIRY_WARN_DAYS: u64 = 14;
+
+/// The one crypto provider of the audit.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// webpki-roots plus the certificates of [`EXTRA_CA_ENV`]; read once per process. An unreadable file is an
+/// error (reported as "could not test"), never silently ignored.
+pub fn roots() -> Result<Arc<RootCertStore>, String> {
+    static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut store = RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            if let Some(path) = std::env::var_os(EXTRA_CA_ENV) {
+                let shown = std::path::Path::new(&path).display().to_string();
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&path)
+                    .and_then(|it| it.collect::<Result<_, _>>())
+                    .map_err(|e| format!("{EXTRA_CA_ENV}={shown}: {e}"))?;
+                if certs.is_empty() {
+                    return Err(format!(
+                        "{EXTRA_CA_ENV}={shown}: no certificate in the file"
+                    ));
+                }
+                for cert in certs {
+                    store
+                        .add(cert)
+                        .map_err(|e| format!("{EXTRA_CA_ENV}={shown}: {e}"))?;
+                }
+            }
+            Ok(Arc::new(store))
+        })
+        .clone()
+}
+
+/// A client configuration that verifies the certificate chain and name during the handshake.
+pub fn strict_config(roots: Arc<RootCertStore>) -> Result<Arc<ClientConfig>, String> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// A client configuration that accepts any certificate, to be judged afterwards with [`evaluate`].
+pub fn inspecting_config() -> Result<Arc<ClientConfig>, String> {
+    let provider = provider();
+    let config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// The name sent as SNI: the host name, or the IP when the name is not a valid DNS name.
+pub fn server_name(host: &str, ip: IpAddr) -> ServerName<'static> {
+    ServerName::try_from(host.to_string()).unwrap_or(ServerName::IpAddress(ip.into()))
+}
+
+/// Accepts any certificate; the handshake signatures are still checked, so the peer holds the key.
+#[derive(Debug)]
+struct AcceptAny(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Whether a certificate name or MTA-STS `mx:` pattern covers `host`: equal ignoring case and a trailing dot,
+/// or `*.rest` where `host` is one label followed by `rest` (RFC 6125 6.4.3, RFC 8461 4.1).
+pub fn name_matches(pattern: &str, host: &str) -> bool {
+    let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(rest) => host
+            .split_once('.')
+            .is_some_and(|(label, tail)| !label.is_empty() && tail == rest && rest.contains('.')),
+        None => !pattern.is_empty() && pattern == host,
+    }
+}
+
+/// The verdict on a certificate chain for one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Worst status among trust, name and validity period.
+    pub status: Status,
+    /// What was seen.
+    pub detail: String,
+    /// How to fix the worst problem, if any.
+    pub fix: Option<String>,
+}
+
+fn date(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), 0)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "an unreadable date".into())
+}
+
+/// Judges `chain` (leaf first, as the server sent it) for `host` at `now`: trusted by [`roots`] (else WARN),
+/// covers `host` (else FAIL), within its validity period (else FAIL) and not expiring within
+/// [`EXPIRY_WARN_DAYS`] (else WARN).
+pub fn evaluate(
+    chain: &[CertificateDer<'_>],
+    host: &str,
+    roots: &RootCertStore,
+    now: SystemTime,
+) -> Verdict {
+    let fail = |detail: String| Verdict {
+        status: Status::Fail,
+        detail,
+        fix: Some(format!(
+            "install a certificate for {host} from a public CA (e.g. Let's Encrypt)"
+        )),
+    };
+    let Some(leaf) = chain.first() else {
+        return fail("the server sent no certificate".into());
+    };
+    let cert = match x509_cert::Certificate::from_der(leaf) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("the certificate does not parse ({e})")),
+    };
+    let validity = &cert.tbs_certificate.validity;
+    let (not_before, not_after) = (
+        validity.not_before.to_system_time(),
+        validity.not_after.to_system_time(),
+    );
+    let names: Vec<String> = match cert.tbs_certificate.get::<SubjectAltName>() {
+        Ok(Some((_, san))) => san
+            .0
+            .iter()
+            .filter_map(|g| match g {
+                GeneralName::DnsName(n) => Some(n.as_str().to_string()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut problems: Vec<(Status, String, String)> = Vec::new();
+    if !names.iter().any(|n| name_matches(n, host)) {
+        let listed = if names.is_empty() {
+            "no DNS names".to_string()
+        } else {
+            crate::model::printable(&names.join(", "))
+        };
+        problems.push((
+            Status::Fail,
+            format!("does not cover {host} (it names {listed}); senders that verify will refuse it"),
+            format!("issue a certificate whose subjectAltName includes {host} (e.g. certbot -d {host}) and \
+                     configure it in the SMTP server (Postfix: smtpd_tls_chain_files)"),
+        ));
+    }
+    let renew = "renew the certificate (e.g. certbot renew) and reload the SMTP server".to_string();
+    let days_left = not_after.duration_since(now).map(|d| d.as_secs() / 86_400);
+    match days_left {
+        Err(_) => problems.push((
+            Status::Fail,
+            format!("expired on {}", date(not_after)),
+            renew,
+        )),
+        Ok(_) if now < not_before => problems.push((
+            Status::Fail,
+            format!("is not valid before {}", date(not_before)),
+            "check the server's clock and the certificate's validity period".into(),
+        )),
+        Ok(days) if days <= EXPIRY_WARN_DAYS => problems.push((
+            Status::Warn,
+            format!("expires on {} (in {days} days)", date(not_after)),
+            renew,
+        )),
+        Ok(_) => {}
+    }
+    // Trust is judged at a time inside the validity period, so an expired certificate is not also "untrusted".
+    let at = if now > not_after {
+        not_after
+    } else if now < not_before {
+        not_before
+    } else {
+        now
+    };
+    if let Err(reason) = trusted(chain, roots, at) {
+        problems.push((
+            Status::Warn,
+            format!(
+                "is not trusted by the public CA roots ({reason}): only opportunistic senders will accept it, \
+                 senders that verify (MTA-STS) will not"
+            ),
+            format!("use a certificate for {host} from a public CA (e.g. Let's Encrypt) with its full chain"),
+        ));
+    }
+    let Some(worst) = problems.iter().map(|p| p.0).max() else {
+        let days = days_left.unwrap_or(0);
+        return Verdict {
+            status: Status::Pass,
+            detail: format!(
+                "trusted, covers {host}, expires on {} (in {days} days)",
+                date(not_after)
+            ),
+            fix: None,
+        };
+    };
+    let fix = problems.iter().find(|p| p.0 == worst).map(|p| p.2.clone());
+    let detail = problems
+        .into_iter()
+        .map(|p| p.1)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Verdict {
+        status: worst,
+        detail: format!("the certificate {detail}"),
+        fix,
+    }
+}
+
+/// Whether the chain leads to a trusted root at `at`.
+fn trusted(
+    chain: &[CertificateDer<'_>],
+    roots: &RootCertStore,
+    at: SystemTime,
+) -> Result<(), String> {
+    let leaf = chain.first().ok_or("no certificate")?;
+    let parsed = rustls::server::ParsedCertificate::try_from(leaf).map_err(|e| e.to_string())?;
+    let at = UnixTime::since_unix_epoch(
+        at.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO),
+    );
+    rustls::client::verify_server_cert_signed_by_trust_anchor(
+        &parsed,
+        roots,
+        &chain[1..],
+        at,
+        provider().signature_verification_algorithms.all,
+    )
+    .map_err(|e| match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+            "unknown issuer".to_string()
+        }
+        other => other.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A CA and a leaf for `names` valid from 2020-01-01 to `until` (year, month, day).
+    fn chain(
+        names: &[&str],
+        until: (i32, u8, u8),
+    ) -> (RootCertStore, Vec<CertificateDer<'static>>) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut leaf =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        leaf.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
+        let leaf = leaf.signed_by(&key, &issuer).unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(ca_cert.der().clone()).unwrap();
+        (roots, vec![leaf.der().clone()])
+    }
+
+    fn at(y: i32, m: u32, d: u32) -> SystemTime {
+        let t = chrono::NaiveDate::from_ymd_opt(y, m, d)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap();
+        SystemTime::UNIX_EPOCH + Duration::from_secs(t.and_utc().timestamp() as u64)
+    }
+
+    #[test]
+    fn certificate_verdicts() {
+        let (roots, certs) = chain(&["mx.example.org"], (2030, 1, 1));
+        let ok = evaluate(&certs, "mx.example.org", &roots, at(2029, 1, 1));
+        assert_eq!(ok.status, Status::Pass, "{ok:?}");
+        let soon = evaluate(&certs, "mx.example.org", &roots, at(2029, 12, 25));
+        assert_eq!(soon.status, Status::Warn, "{soon:?}");
+        let expired = evaluate(&certs, "mx.example.org", &roots, at(2030, 6, 1));
+        assert_eq!(expired.status, Status::Fail);
+        assert_eq!(
+            expired.detail, "the certificate expired on 2030-01-01",
+            "trust is judged apart from expiry"
+        );
+        let early = evaluate(&certs, "mx.example.org", &roots, at(2019, 6, 1));
+        assert_eq!(early.status, Status::Fail, "{early:?}");
+        let other = evaluate(&certs, "mx2.example.org", &roots, at(2029, 1, 1));
+        assert_eq!(other.status, Status::Fail);
+        assert!(
+            other.detail.contains("does not cover mx2.example.org"),
+            "{other:?}"
+        );
+        let untrusted = evaluate(
+            &certs,
+            "mx.example.org",
+            &RootCertStore::empty(),
+            at(2029, 1, 1),
+        );
+        assert_eq!(untrusted.status, Status::Warn);
+        assert!(untrusted.detail.contains("unknown issuer"), "{untrusted:?}");
+        assert_eq!(
+            evaluate(&[], "mx.example.org", &roots, at(2029, 1, 1)).status,
+            Status::Fail
+        );
+        let garbage = [CertificateDer::from(vec![0x30, 0x03, 0x01, 0x01])];
+        assert_eq!(
+            evaluate(&garbage, "mx.example.org", &roots, at(2029, 1, 1)).status,
+            Status::Fail
+        );
+    }
+
+    #[test]
+    fn wildcards_match_exactly_one_label() {
+        assert!(name_matches("mx.example.org", "MX.example.org."));
+        assert!(name_matches("*.example.org", "mx.example.org"));
+        assert!(!name_matches("*.example.org", "a.mx.example.org"));
+        assert!(!name_matches("*.example.org", "example.org"));
+        assert!(!name_matches("*.org", "example.org"));
+        assert!(!name_matches("mx.example.org", "mx2.example.org"));
+        assert!(!name_matches("", ""));
+    }
+}
