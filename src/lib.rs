@@ -17,6 +17,8 @@
 //! lookup_config.rs  the Postfix maps and Dovecot SQL config that serve the rows mailctl writes
 //! dns/            the one Resolver (system or --nameserver), records.rs: what a domain must publish
 //! dkim/           keys (RSA/Ed25519, PEM), TXT records, signing and verifying with mail-auth
+//! audit/          the receiver's view of a domain: runner (MX first, then every family concurrently),
+//!                 checks/ one file (or folder) per family, report.rs (table, json, nagios, exit code)
 //! store/          the ONLY place that speaks SQL: Store over SQLite and MySQL/MariaDB, migrations,
 //!                 one file per table family
 //! assets.rs       man pages and shell completions generated from the clap definition
@@ -26,6 +28,10 @@
 //! below `cli` prints. Nothing outside `dns` builds a resolver: `--nameserver` (and the tests) swap one value.
 //! Every command that writes runs in one store transaction ([`store::Tx`]) and commits once, so a failure
 //! anywhere leaves the database as it was.
+//!
+//! Crypto and TLS: mail-auth uses its pure-Rust `rust-crypto` backend and rustls uses `ring` as its only
+//! provider (configs are always built with an explicit provider), so nothing compiles aws-lc-sys and there is
+//! exactly one rustls provider in the tree.
 //!
 //! Differences from `DESIGN.md`: there is a library crate (`src/lib.rs`) so integration tests, the docs
 //! generator and later fuzz targets can reach the modules; provisioning rules live in `provision/` rather than

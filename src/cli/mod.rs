@@ -32,7 +32,10 @@ Exit status:
   0  success
   1  the operation failed (not found, already exists, limit reached, refused)
   2  usage error (bad arguments, invalid names, bad configuration or database URL)
-  3  the database or another backend could not be reached";
+  3  the database or another backend could not be reached
+
+mailctl audit follows the monitoring plugins instead: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+(could not test, or bad arguments).";
 
 /// mailctl: provision, run and audit a self-hosted mail server.
 #[derive(Debug, Parser)]
