@@ -207,6 +207,14 @@ fn bad_audit_arguments_exit_3_before_any_lookup() {
             "blocklist zone",
         ),
         (&["audit"], "required"),
+        (
+            &["audit", "example.org", "--only", "spff"],
+            "unknown check 'spff'",
+        ),
+        (
+            &["audit", "example.org", "--skip", "mx.present.x"],
+            "unknown check",
+        ),
     ] {
         db.run(args).fails(3, needle);
     }
@@ -268,4 +276,36 @@ fn only_and_skip_select_findings() {
         "mx.address",
     ]);
     assert_eq!(statuses(&run), pairs(&[("mx.present", "PASS")]));
+}
+
+#[test]
+fn an_audit_that_tests_nothing_is_unknown_not_ok() {
+    let (db, dns) = (TestDb::sqlite(), zones());
+    let ns = dns.nameserver();
+    let run = db.run(&[
+        "--json",
+        "audit",
+        "healthy.example",
+        "--nameserver",
+        &ns,
+        "--no-connect",
+        "--only",
+        "smtp",
+    ]);
+    assert_eq!(run.code, 3, "{}", run.stdout);
+    assert!(run.stdout.contains("no check ran"), "{}", run.stdout);
+    // A dead nameserver under --only smtp: the MX lookup's UNKNOWN stays visible.
+    let run = db.run(&[
+        "--json",
+        "audit",
+        "healthy.example",
+        "--nameserver",
+        "127.0.0.1:1",
+        "--timeout",
+        "1",
+        "--only",
+        "smtp",
+    ]);
+    assert_eq!(run.code, 3);
+    assert_eq!(statuses(&run), pairs(&[("mx.present", "UNKNOWN")]));
 }

@@ -189,6 +189,29 @@ pub struct DomainReport {
     pub findings: Vec<Finding>,
 }
 
+/// Every check family, by id prefix.
+pub const FAMILIES: &[&str] = &[
+    "mx", "ptr", "smtp", "spf", "dkim", "dmarc", "dnsbl", "mta_sts", "tls_rpt",
+];
+
+/// Refuses `--only`/`--skip` patterns that name no family (`spff`): a typo must not turn an audit into a
+/// silent "0 passed".
+pub fn validate_pattern(pattern: &str) -> Result<(), String> {
+    let family = pattern.split('.').next().unwrap_or("");
+    let well_formed = pattern
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+    if well_formed && FAMILIES.contains(&family) && pattern.split('.').count() <= 2 {
+        Ok(())
+    } else {
+        Err(format!(
+            "unknown check '{}' (families: {})",
+            crate::model::printable(pattern),
+            FAMILIES.join(", ")
+        ))
+    }
+}
+
 /// Which check ids a run keeps (`--only`, `--skip`), by id or id prefix (`spf` matches `spf.lookups`).
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
@@ -220,7 +243,10 @@ impl Selection {
     }
 }
 
-/// Audits one domain.
+/// How many per-step timeouts one domain's audit may take in all (each step is bounded, their sum is not).
+const DEADLINE_STEPS: u32 = 15;
+
+/// Audits one domain, within a deadline of [`DEADLINE_STEPS`] timeouts.
 pub async fn audit_domain(
     resolver: &Resolver,
     options: &Options,
@@ -228,15 +254,28 @@ pub async fn audit_domain(
     domain: &DomainName,
     known: &Known,
 ) -> DomainReport {
-    let (mut findings, mx) = checks::mx::check(resolver, domain).await;
-    let ctx = Context {
-        resolver,
-        options,
-        known,
-        mx: &mx,
+    let deadline = options.timeout * DEADLINE_STEPS;
+    let checks = run_checks(resolver, options, selection, domain, known);
+    let mut findings = match tokio::time::timeout(deadline, checks).await {
+        Ok(findings) => findings,
+        Err(_) => vec![Finding::new(
+            "mx.present",
+            Status::Unknown,
+            domain.to_string(),
+            format!(
+                "the audit did not finish within {} s (slow DNS or SMTP); nothing is reported",
+                deadline.as_secs()
+            ),
+        )],
     };
-    findings.extend(checks::run_all(&ctx, selection, domain).await);
-    findings.retain(|f| selection.keeps(f.id));
+    if findings.is_empty() {
+        findings.push(Finding::new(
+            "mx.present",
+            Status::Unknown,
+            domain.to_string(),
+            "no check ran (check --only, --skip and --no-connect)",
+        ));
+    }
     let status = findings
         .iter()
         .map(|f| f.status)
@@ -247,4 +286,28 @@ pub async fn audit_domain(
         status,
         findings,
     }
+}
+
+async fn run_checks(
+    resolver: &Resolver,
+    options: &Options,
+    selection: &Selection,
+    domain: &DomainName,
+    known: &Known,
+) -> Vec<Finding> {
+    let (mut findings, mx) = checks::mx::check(resolver, domain).await;
+    let ctx = Context {
+        resolver,
+        options,
+        known,
+        mx: &mx,
+    };
+    findings.extend(checks::run_all(&ctx, selection, domain).await);
+    // MX problems stay visible whatever is selected: every other family builds on the MX hosts, and an
+    // unanswered MX lookup must not turn `--only smtp` into a silent pass.
+    findings.retain(|f| {
+        selection.keeps(f.id)
+            || (f.id.starts_with("mx.") && !matches!(f.status, Status::Pass | Status::Info))
+    });
+    findings
 }

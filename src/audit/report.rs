@@ -11,6 +11,8 @@ use super::{DomainReport, Status};
 /// The whole run.
 #[derive(Debug, Serialize)]
 pub struct AuditReport {
+    /// Version of this JSON layout; bumped only when a field changes meaning or disappears.
+    pub schema: u32,
     /// Worst status of all domains.
     pub status: Status,
     /// One report per domain, in argument order.
@@ -25,7 +27,11 @@ impl AuditReport {
             .map(|d| d.status)
             .max()
             .unwrap_or(Status::Pass);
-        AuditReport { status, domains }
+        AuditReport {
+            schema: 1,
+            status,
+            domains,
+        }
     }
 }
 
@@ -79,8 +85,9 @@ fn status_cell(status: Status, colour: bool) -> Cell {
 /// One row per finding, then a summary line (and a per-domain table when several domains were audited).
 pub fn table(report: &AuditReport) -> String {
     let colour = colour();
+    let tty = std::io::stdout().is_terminal();
     let mut t = Table::new();
-    if std::io::stdout().is_terminal() {
+    if tty {
         t.load_preset(presets::UTF8_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Dynamic);
     } else {
@@ -98,9 +105,17 @@ pub fn table(report: &AuditReport) -> String {
             if several {
                 row.insert(1, Cell::new(&d.domain));
             }
-            row.push(Cell::new(&f.subject));
-            row.push(Cell::new(&f.detail));
-            row.push(Cell::new(f.fix.as_deref().unwrap_or("")));
+            // In a pipe every finding stays one line, for grep and awk.
+            let text = |s: &str| {
+                if tty {
+                    s.to_string()
+                } else {
+                    s.split('\n').map(str::trim).collect::<Vec<_>>().join(" / ")
+                }
+            };
+            row.push(Cell::new(text(&f.subject)));
+            row.push(Cell::new(text(&f.detail)));
+            row.push(Cell::new(text(f.fix.as_deref().unwrap_or(""))));
             t.add_row(row);
         }
     }
@@ -168,6 +183,8 @@ pub fn nagios(report: &AuditReport) -> String {
     } else {
         problems.join("; ")
     };
+    // `|` starts the perfdata: a subject taken from DNS must not be able to forge it.
+    let text = text.replace('|', "/");
     format!(
         "MAILCTL AUDIT {} - {text} | pass={} warn={} fail={} unknown={}",
         nagios_state(report.status),
@@ -193,6 +210,15 @@ mod tests {
             status: statuses.iter().copied().max().unwrap_or(Status::Pass),
             findings,
         }])
+    }
+
+    #[test]
+    fn subjects_cannot_forge_perfdata() {
+        let mut r = report(&[Status::Fail]);
+        r.domains[0].findings[0].subject = "x | pass=99".into();
+        let line = nagios(&r);
+        assert_eq!(line.matches('|').count(), 1, "{line}");
+        assert_eq!(r.schema, 1);
     }
 
     #[test]

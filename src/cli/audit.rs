@@ -187,6 +187,9 @@ pub async fn run(ctx: &Ctx, args: AuditArgs) -> Result<i32> {
         s.parse::<crate::model::Selector>()
             .map_err(Error::AuditUsage)?;
     }
+    for pattern in args.only.iter().chain(&args.skip) {
+        audit::validate_pattern(pattern).map_err(Error::AuditUsage)?;
+    }
     if args.timeout == 0 || args.timeout > 300 {
         return Err(Error::AuditUsage(
             "--timeout must be between 1 and 300 seconds".into(),

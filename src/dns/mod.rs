@@ -84,7 +84,7 @@ impl Resolver {
     }
 
     /// The system resolver when `nameservers` is empty, else exactly those servers; each query is tried twice
-    /// (one retry) with `timeout` per try.
+    /// (one retry) with `timeout` per try. `/etc/hosts` is never consulted.
     pub fn build(nameservers: &[&str], timeout: Duration) -> Result<Resolver> {
         let setup_error = |e: &dyn std::fmt::Display| Error::Dns {
             name: "(resolver setup)".into(),
@@ -103,12 +103,16 @@ impl Resolver {
                 }
                 servers.push(server);
             }
-            let mut opts = ResolverOpts::default();
-            opts.use_hosts_file = ResolveHosts::Never;
-            (ResolverConfig::from_name_servers(servers), opts)
+            (
+                ResolverConfig::from_name_servers(servers),
+                ResolverOpts::default(),
+            )
         };
+        // What the world sees is DNS, not this machine's /etc/hosts (which often names the server itself).
+        opts.use_hosts_file = ResolveHosts::Never;
         opts.timeout = timeout;
-        opts.attempts = 2;
+        // `attempts` counts retries: one retry, so a dead server costs two timeouts.
+        opts.attempts = 1;
         // DKIM keys exceed 512 bytes: EDNS0 lets them arrive over UDP without a TCP retry.
         opts.edns0 = true;
         let auth = MessageAuthenticator::new(config, opts).map_err(|e| setup_error(&e))?;

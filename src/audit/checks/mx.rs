@@ -61,6 +61,10 @@ pub async fn check(resolver: &Resolver, domain: &DomainName) -> (Vec<Finding>, M
             .collect(),
     };
     records.sort();
+    // A hostile or broken zone must not make the auditor resolve (and later probe) hundreds of hosts.
+    const MAX_HOSTS: usize = 10;
+    let skipped = records.len().saturating_sub(MAX_HOSTS);
+    records.truncate(MAX_HOSTS.max(1));
     if records.len() == 1 && (records[0].1.is_empty() || records[0].1 == ".") {
         facts.null_mx = true;
         findings.push(Finding::new(
@@ -78,6 +82,14 @@ pub async fn check(resolver: &Resolver, domain: &DomainName) -> (Vec<Finding>, M
         subject,
         format!("MX: {}", listed.join(", ")),
     ));
+    if skipped > 0 {
+        findings.push(Finding::new(
+            "mx.present",
+            Status::Info,
+            domain.to_string(),
+            format!("{skipped} more MX hosts (lowest preference) were not checked"),
+        ));
+    }
     let lookups = records
         .iter()
         .map(|(pref, host)| resolve_host(resolver, *pref, host));
@@ -122,15 +134,20 @@ async fn resolve_host(
     let mut ips = Vec::new();
     let mut failed = None;
     let mut cname = None;
-    for answer in [&v4, &v6] {
+    for (family, answer) in [("A", &v4), ("AAAA", &v6)] {
         match answer {
             Answer::Records { data, cname: c } => {
                 cname = cname.or(c.clone());
                 ips.extend(data.iter().filter_map(RData::ip_addr));
             }
-            Answer::Failed(e) => failed = Some(e.clone()),
+            Answer::Failed(e) => failed = Some((family, e.clone())),
             Answer::NxDomain | Answer::NoData => {}
         }
+    }
+    // One family answered, the other did not: its addresses (and their PTR, blocklist and SMTP checks) are
+    // unknown, which must show rather than pass silently.
+    if let (false, Some((family, e))) = (ips.is_empty(), &failed) {
+        findings.push(Finding::unknown_dns("mx.address", host, family, e));
     }
     if let Some(target) = &cname {
         findings.push(
@@ -145,7 +162,7 @@ async fn resolve_host(
     }
     if ips.is_empty() {
         let finding = match failed {
-            Some(e) => Finding::unknown_dns("mx.address", host, "A/AAAA", &e),
+            Some((_, e)) => Finding::unknown_dns("mx.address", host, "A/AAAA", &e),
             None => Finding::new(
                 "mx.address",
                 Status::Fail,
