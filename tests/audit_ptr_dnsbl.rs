@@ -45,15 +45,23 @@ const REVERSE_V6: &str = "
 6.6.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa. IN PTR out6.v6.example.
 ";
 
-/// A healthy IP list: its RFC 5782 test entry 127.0.0.2, and listings of 192.0.2.66, 192.0.2.67, 2001:db8::66.
+/// A healthy IP list covering IPv6: its RFC 5782 test entries 127.0.0.2 and ::FFFF:7F00:2, and listings of
+/// 192.0.2.66, 192.0.2.67, 2001:db8::66.
 const RBL: &str = "
 2.0.0.127.rbl.test.example.   IN A   127.0.0.2
 2.0.0.127.rbl.test.example.   IN TXT \"test entry\"
+2.0.0.0.0.0.f.7.f.f.f.f.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.rbl.test.example. IN A 127.0.0.2
 66.2.0.192.rbl.test.example.  IN A   127.0.0.2
 66.2.0.192.rbl.test.example.  IN TXT \"Listed for spam traps: see https://rbl.test.example/66\"
 67.2.0.192.rbl.test.example.  IN A   127.0.0.3
 67.2.0.192.rbl.test.example.  IN TXT \"Listed for open relay\"
 6.6.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.rbl.test.example. IN A 127.0.0.2
+";
+
+/// A healthy list without IPv6 data (like SpamCop): only the IPv4 test entry, and a listing of 192.0.2.66.
+const RBL4: &str = "
+2.0.0.127.rbl4.test.example.   IN A   127.0.0.2
+66.2.0.192.rbl4.test.example.  IN A   127.0.0.2
 ";
 
 /// A healthy domain list (test entry `test`) listing listeddomain.example.
@@ -75,6 +83,7 @@ fn serve() -> TestDns {
         ("2.0.192.in-addr.arpa.", REVERSE_V4),
         ("8.b.d.0.1.0.0.2.ip6.arpa.", REVERSE_V6),
         ("rbl.test.example.", RBL),
+        ("rbl4.test.example.", RBL4),
         ("dbl.test.example.", DBL),
         ("refuse.test.example.", REFUSING),
         ("dead.test.example.", DEAD),
@@ -83,6 +92,13 @@ fn serve() -> TestDns {
 
 /// Audits `domain` with only this family and the test lists (plus `extra`); returns the exit code and findings.
 fn audit(dns: &TestDns, domain: &str, extra: &[&str]) -> (i32, Vec<Value>) {
+    let mut args = vec!["--rbl", "rbl.test.example"];
+    args.extend_from_slice(extra);
+    audit_lists(dns, domain, &args)
+}
+
+/// [`audit`] without the default `--rbl rbl.test.example`: `extra` names the IP lists.
+fn audit_lists(dns: &TestDns, domain: &str, extra: &[&str]) -> (i32, Vec<Value>) {
     let db = TestDb::sqlite();
     let ns = dns.nameserver();
     let mut args = vec![
@@ -94,8 +110,6 @@ fn audit(dns: &TestDns, domain: &str, extra: &[&str]) -> (i32, Vec<Value>) {
         "--no-connect",
         "--only",
         "ptr,dnsbl",
-        "--rbl",
-        "rbl.test.example",
         "--dbl",
         "dbl.test.example",
     ];
@@ -375,6 +389,76 @@ fn ipv6_addresses_are_checked_in_nibble_form() {
         text(finding(&findings, "dnsbl.listed", subject), "status"),
         "PASS"
     );
+}
+
+#[test]
+fn list_without_ipv6_test_entry_is_not_used_for_ipv6_addresses() {
+    let dns = serve();
+    let subject = "mx.v6.example (2001:db8::25)";
+    let (code, findings) = audit(&dns, "v6.example", &["--rbl", "rbl4.test.example"]);
+    assert_eq!(
+        problems(&findings),
+        [problem("dnsbl.health", "INFO", "rbl4.test.example")]
+    );
+    assert_eq!(code, 0);
+    let health = text(
+        finding(&findings, "dnsbl.health", "rbl4.test.example"),
+        "detail",
+    );
+    assert!(health.starts_with("does not cover IPv6"), "{health}");
+    assert!(
+        health.contains(
+            "2.0.0.0.0.0.f.7.f.f.f.f.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.rbl4.test.example"
+        ),
+        "{health}"
+    );
+    // Its NXDOMAIN for the IPv6 address is not counted as "not listed"; the IPv6 list still answers.
+    assert_eq!(
+        text(finding(&findings, "dnsbl.listed", subject), "detail"),
+        "not listed on rbl.test.example"
+    );
+    // With no IPv6-capable list, the IPv6 address is noted, not passed.
+    let (code, findings) = audit_lists(&dns, "v6.example", &["--rbl", "rbl4.test.example"]);
+    let listed = finding(&findings, "dnsbl.listed", subject);
+    assert_eq!(text(listed, "status"), "INFO", "{listed}");
+    assert!(text(listed, "detail").contains("none of the lists covers IPv6"));
+    assert_eq!(code, 0);
+    // An IPv4-only domain never asks for the IPv6 test entries, and uses the list.
+    let (code, findings) = audit(&dns, "healthy.example", &["--rbl", "rbl4.test.example"]);
+    assert_eq!(problems(&findings), []);
+    assert_eq!(code, 0);
+    assert_eq!(
+        text(finding(&findings, "dnsbl.listed", HEALTHY_MX), "detail"),
+        "not listed on rbl.test.example, rbl4.test.example"
+    );
+}
+
+#[test]
+fn at_most_twenty_ips_per_domain_are_looked_up() {
+    let mut zone = "many.example. IN MX 10 mx.many.example.\n".to_string();
+    for i in 0..22 {
+        zone.push_str(&format!("mx.many.example. IN A 192.0.2.{}\n", 100 + i));
+    }
+    let dns = TestDns::start(&[
+        ("example.", &zone),
+        ("rbl.test.example.", RBL),
+        ("dbl.test.example.", DBL),
+    ]);
+    let (code, findings) = audit(&dns, "many.example", &["--skip", "ptr"]);
+    let count = |status: &str| {
+        findings
+            .iter()
+            .filter(|f| f["id"] == "dnsbl.listed" && f["status"] == status)
+            .count()
+    };
+    assert_eq!(count("PASS"), 20, "{findings:#?}");
+    assert_eq!(count("INFO"), 1, "{findings:#?}");
+    let info = finding(&findings, "dnsbl.listed", "many.example");
+    assert!(
+        text(info, "detail").contains("first 20 of 22 IPs"),
+        "{info}"
+    );
+    assert_eq!(code, 0);
 }
 
 #[test]

@@ -236,14 +236,26 @@ fn banner_name_other_than_forward_confirmed_ptr_warns() {
 }
 
 #[test]
-fn banner_name_other_than_unconfirmed_ptr_fails() {
+fn banner_name_other_than_unconfirmed_ptr_warns_leaving_the_failure_to_ptr_fcrdns() {
     let case = Case::new("bannerfail", 19, Some("host.bannerfail.example"), "");
     let smtp = SmtpListener::start(
         &case.listen,
         Script::healthy(&case.mx, &case.domain, case.tls(90)),
     );
-    let run = case.audit(&smtp.port(), &[], true);
-    expect(&run, &healthy_but("smtp.banner_name", "FAIL"), 2);
+    let run = case.audit(&smtp.port(), &["--only", "ptr"], true);
+    // One fault (the PTR name has no address), one failing id.
+    let mut want = vec![
+        ("ptr.exists", "PASS"),
+        ("ptr.fcrdns", "FAIL"),
+        ("ptr.generic", "PASS"),
+    ];
+    want.extend(healthy_but("smtp.banner_name", "WARN"));
+    expect(&run, &want, 2);
+    let f = finding(&run, "smtp.banner_name");
+    assert!(
+        f["detail"].as_str().unwrap_or("").contains("ptr.fcrdns"),
+        "{f}"
+    );
 }
 
 #[test]
@@ -284,6 +296,92 @@ fn certificate_from_an_unknown_ca_warns() {
     expect(&run, &healthy_but("smtp.certificate", "WARN"), 1);
     let detail = finding(&run, "smtp.certificate")["detail"].to_string();
     assert!(detail.contains("only opportunistic senders"), "{detail}");
+}
+
+#[test]
+fn untrusted_certificate_fails_when_the_domain_publishes_mta_sts() {
+    let extra = "_mta-sts.stsuntrusted.example. IN TXT \"v=STSv1; id=20260101\"\n";
+    let case = Case::new("stsuntrusted", 26, None, extra);
+    let smtp = SmtpListener::start(
+        &case.listen,
+        Script::healthy(&case.mx, &case.domain, case.tls(90)),
+    );
+    let run = case.audit(&smtp.port(), &[], false);
+    expect(&run, &healthy_but("smtp.certificate", "FAIL"), 2);
+    let detail = finding(&run, "smtp.certificate")["detail"].to_string();
+    assert!(
+        detail.contains("senders honouring your MTA-STS policy will refuse delivery"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn client_refusal_at_rcpt_is_unknown_not_a_rejected_recipient() {
+    let case = Case::new("clientrefused", 27, None, "");
+    let mut script = Script::healthy(&case.mx, &case.domain, case.tls(90));
+    script.unknown_reply =
+        Some("554 5.7.1 <unknown[192.0.2.1]>: Client host rejected: Access denied".into());
+    let smtp = SmtpListener::start(&case.listen, script);
+    let run = case.audit(&smtp.port(), &[], true);
+    expect(&run, &healthy_but("smtp.rcpt_unknown", "UNKNOWN"), 3);
+    let detail = finding(&run, "smtp.rcpt_unknown")["detail"].to_string();
+    assert!(
+        detail.contains("the server refused the auditing client, not the recipient"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn refused_sender_is_unknown_for_the_relay_test_not_relaying_refused() {
+    let case = Case::new("relaysender", 28, None, "");
+    let mut script = Script::healthy(&case.mx, &case.domain, case.tls(90));
+    script.mail_reply =
+        Some("553 5.1.8 <postmaster@h>: Sender address rejected: Domain not found".into());
+    let smtp = SmtpListener::start(&case.listen, script);
+    let run = case.audit(&smtp.port(), &["--relay-test"], true);
+    let mut want = healthy_but("smtp.rcpt_unknown", "UNKNOWN");
+    want.push(("smtp.relay", "UNKNOWN"));
+    expect(&run, &want, 3);
+    let detail = finding(&run, "smtp.relay")["detail"].to_string();
+    assert!(detail.contains("relaying was never tried"), "{detail}");
+    let commands = smtp.commands();
+    let senders: Vec<&String> = commands
+        .iter()
+        .filter(|c| c.starts_with("MAIL FROM:"))
+        .collect();
+    assert_eq!(senders.len(), 2, "{commands:?}");
+    assert!(
+        senders
+            .iter()
+            .all(|c| c.starts_with("MAIL FROM:<postmaster@") && !c.contains("example.com")),
+        "the relay test's sender is the auditing host's postmaster: {commands:?}"
+    );
+    assert!(
+        !commands.iter().any(|c| c.contains("relay-test@")),
+        "{commands:?}"
+    );
+}
+
+#[test]
+fn relay_rcpt_refused_for_the_client_is_unknown_and_a_relay_refusal_passes() {
+    let case = Case::new("relayclient", 29, None, "");
+    let mut script = Script::healthy(&case.mx, &case.domain, case.tls(90));
+    script.relay_reply =
+        Some("554 5.7.1 <unknown[192.0.2.1]>: Client host rejected: Access denied".into());
+    let smtp = SmtpListener::start(&case.listen, script);
+    let run = case.audit(&smtp.port(), &["--relay-test"], true);
+    let mut want = HEALTHY.to_vec();
+    want.push(("smtp.relay", "UNKNOWN"));
+    expect(&run, &want, 3);
+    drop(smtp);
+    // Postfix's defer_unauth_destination refuses relaying with a 4xx: still refused.
+    let mut script = Script::healthy(&case.mx, &case.domain, case.tls(90));
+    script.relay_reply = Some("454 4.7.1 <relay-test@example.net>: Relay access denied".into());
+    let smtp = SmtpListener::start(&case.listen, script);
+    let run = case.audit(&smtp.port(), &["--relay-test"], true);
+    let mut want = HEALTHY.to_vec();
+    want.push(("smtp.relay", "PASS"));
+    expect(&run, &want, 0);
 }
 
 #[test]
@@ -445,4 +543,81 @@ fn fetched_policy_not_matching_the_mx_fails_mta_sts_mx() {
 fn unparsable_policy_fails_mta_sts_policy() {
     let run = audit_policy("stsgarbage", 23, "<html>hello</html>\n");
     expect(&run, &[("mta_sts.policy", "FAIL")], 2);
+}
+
+/// `MAX_ADDRESSES` and `MAX_CONCURRENT` of the probe.
+const MAX_ADDRESSES: usize = 10;
+const MAX_CONCURRENT: usize = 16;
+
+#[test]
+fn fan_out_is_capped_per_domain_and_per_process() {
+    // Three domains of 12 MX addresses each, audited with --all: 10 addresses per domain are probed, the other 2
+    // named in one INFO, and no more than 16 sessions are open at once although 30 probes are due together.
+    let db = TestDb::sqlite();
+    let labels = ["fan1", "fan2", "fan3"];
+    let mut zone = String::new();
+    for (d, label) in labels.iter().enumerate() {
+        db.run(&["domain", "add", &format!("{label}.example")]).ok();
+        zone.push_str(&format!("{label}.example. IN MX 10 mx.{label}.example.\n"));
+        for i in 0..12 {
+            zone.push_str(&format!(
+                "mx.{label}.example. IN A 192.0.2.{}\n",
+                100 + 20 * d + i
+            ));
+        }
+    }
+    let dns = TestDns::start(&[("example.", &zone)]);
+    let ca = TestCa::new();
+    let listen = "127.0.0.30";
+    let mut script = Script::healthy(
+        "mx.fan.example",
+        "fan.example",
+        ca.server_config(&["x"], 90),
+    );
+    script.tls = None;
+    script.greeting_delay = std::time::Duration::from_millis(1000);
+    let smtp = SmtpListener::start(listen, script);
+    let (ns, port) = (dns.nameserver(), smtp.port());
+    let mut cmd = db.command(&[
+        "--json",
+        "audit",
+        "--all",
+        "--nameserver",
+        &ns,
+        "--only",
+        "smtp.connect",
+        "--smtp-port",
+        &port,
+        "--timeout",
+        "5",
+    ]);
+    cmd.env("MAILCTL_AUDIT_SMTP_CONNECT_TO", listen);
+    let run = support::run_command(cmd, "");
+    let json = run.json();
+    let domains = json["domains"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert_eq!(domains.len(), labels.len(), "{}", run.stdout);
+    for report in domains {
+        let findings = report["findings"].as_array().expect("findings");
+        let status = |s: &str| findings.iter().filter(|f| f["status"] == s).count();
+        assert_eq!(status("PASS"), MAX_ADDRESSES, "{report}");
+        assert_eq!(status("INFO"), 1, "{report}");
+        assert_eq!(findings.len(), MAX_ADDRESSES + 1, "{report}");
+        let info = findings
+            .iter()
+            .find(|f| f["status"] == "INFO")
+            .expect("INFO");
+        assert_eq!(info["subject"], report["domain"], "{info}");
+        assert!(
+            info["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("first 10 of 12 MX addresses"),
+            "{info}"
+        );
+    }
+    assert_eq!(smtp.sessions(), labels.len() * MAX_ADDRESSES);
+    assert_eq!(smtp.max_sessions(), MAX_CONCURRENT, "sessions open at once");
+    assert_eq!(run.code, 0, "{}", run.stderr);
 }

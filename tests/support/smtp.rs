@@ -4,13 +4,15 @@
 //! [`SmtpListener::start`] binds `IP:0` (use a distinct 127.0.0.x per test so tests run in parallel) and serves
 //! every connection from its own thread and tokio runtime, following a [`Script`]: the greeting, whether STARTTLS
 //! is offered (with which certificate), whether unknown local recipients or outside recipients are accepted. It
-//! never accepts DATA and records every command line it received, so a test can prove what the probe sent.
+//! never accepts DATA and records every command line it received, so a test can prove what the probe sent, and
+//! the most sessions it held at once (from the connection to QUIT), so a test can prove the probe's fan-out cap.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use chrono::Datelike;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -93,6 +95,15 @@ pub struct Script {
     pub accept_unknown: bool,
     /// Answer 250 to outside recipients (open relay).
     pub open_relay: bool,
+    /// The reply to every MAIL FROM instead of `250 2.1.0 Ok`.
+    pub mail_reply: Option<String>,
+    /// The reply refusing an unknown local recipient instead of `550 5.1.1 ...` (unless `accept_unknown`).
+    pub unknown_reply: Option<String>,
+    /// The reply refusing an outside recipient instead of `554 5.7.1 ... Relay access denied` (unless
+    /// `open_relay`).
+    pub relay_reply: Option<String>,
+    /// Wait this long before greeting (holds each session open, to observe concurrent sessions).
+    pub greeting_delay: Duration,
 }
 
 impl Script {
@@ -104,11 +115,53 @@ impl Script {
             tls: Some(tls),
             accept_unknown: false,
             open_relay: false,
+            mail_reply: None,
+            unknown_reply: None,
+            relay_reply: None,
+            greeting_delay: Duration::ZERO,
         }
     }
 }
 
 type Log = Arc<Mutex<Vec<String>>>;
+
+/// Sessions open now and the most open at once.
+#[derive(Default)]
+struct Sessions {
+    now: AtomicUsize,
+    max: AtomicUsize,
+    total: AtomicUsize,
+}
+
+/// One session counted in [`Sessions`] until QUIT arrives or the session ends, whichever is first.
+struct Active {
+    sessions: Arc<Sessions>,
+    open: AtomicBool,
+}
+
+impl Active {
+    fn new(sessions: Arc<Sessions>) -> Active {
+        sessions.total.fetch_add(1, Ordering::SeqCst);
+        let now = sessions.now.fetch_add(1, Ordering::SeqCst) + 1;
+        sessions.max.fetch_max(now, Ordering::SeqCst);
+        Active {
+            sessions,
+            open: AtomicBool::new(true),
+        }
+    }
+
+    fn end(&self) {
+        if self.open.swap(false, Ordering::SeqCst) {
+            self.sessions.now.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
 
 /// A server on its own thread and runtime, stopped and joined on drop.
 struct Background {
@@ -168,6 +221,7 @@ impl Drop for Background {
 pub struct SmtpListener {
     server: Background,
     log: Log,
+    sessions: Arc<Sessions>,
 }
 
 impl SmtpListener {
@@ -175,11 +229,27 @@ impl SmtpListener {
     pub fn start(ip: &str, script: Script) -> SmtpListener {
         let ip: IpAddr = ip.parse().expect("listener IP");
         let log: Log = Arc::default();
-        let (script, session_log) = (Arc::new(script), log.clone());
+        let sessions: Arc<Sessions> = Arc::default();
+        let (script, session_log, counted) = (Arc::new(script), log.clone(), sessions.clone());
         let server = Background::start(ip, move |tcp| {
-            session(tcp, script.clone(), session_log.clone())
+            let active = Active::new(counted.clone());
+            session(tcp, script.clone(), session_log.clone(), active)
         });
-        SmtpListener { server, log }
+        SmtpListener {
+            server,
+            log,
+            sessions,
+        }
+    }
+
+    /// The most sessions open at once so far (counted from the connection to QUIT).
+    pub fn max_sessions(&self) -> usize {
+        self.sessions.max.load(Ordering::SeqCst)
+    }
+
+    /// How many connections were accepted so far.
+    pub fn sessions(&self) -> usize {
+        self.sessions.total.load(Ordering::SeqCst)
     }
 
     /// The port, for `--smtp-port`.
@@ -198,8 +268,11 @@ enum Next {
     StartTls,
 }
 
-async fn session(tcp: TcpStream, script: Arc<Script>, log: Log) {
+async fn session(tcp: TcpStream, script: Arc<Script>, log: Log, active: Active) {
     let mut conn = BufReader::new(tcp);
+    if !script.greeting_delay.is_zero() {
+        tokio::time::sleep(script.greeting_delay).await;
+    }
     if script.banner.is_empty() {
         // A server that accepts and then says nothing: hold the connection until the client gives up.
         let _ = conn.read_line(&mut String::new()).await;
@@ -209,12 +282,12 @@ async fn session(tcp: TcpStream, script: Arc<Script>, log: Log) {
     if conn.get_mut().write_all(banner.as_bytes()).await.is_err() {
         return;
     }
-    if let Next::StartTls = dialogue(&mut conn, &script, &log, false).await
+    if let Next::StartTls = dialogue(&mut conn, &script, &log, false, &active).await
         && let Some(config) = script.tls.clone()
     {
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         if let Ok(tls) = acceptor.accept(conn.into_inner()).await {
-            dialogue(&mut BufReader::new(tls), &script, &log, true).await;
+            dialogue(&mut BufReader::new(tls), &script, &log, true, &active).await;
         }
     }
 }
@@ -233,6 +306,7 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
     script: &Script,
     log: &Log,
     in_tls: bool,
+    active: &Active,
 ) -> Next {
     loop {
         let mut line = String::new();
@@ -257,13 +331,20 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         } else if upper == "STARTTLS" && script.tls.is_some() && !in_tls {
             ("220 2.0.0 Ready to start TLS".into(), Some(Next::StartTls))
         } else if upper.starts_with("MAIL FROM:") {
-            ("250 2.1.0 Ok".into(), None)
+            let reply = script.mail_reply.as_deref().unwrap_or("250 2.1.0 Ok");
+            (reply.into(), None)
         } else if upper.starts_with("RCPT TO:") {
             let local = recipient_domain(&line) == script.local_domain;
             let reply = match (local, script.accept_unknown, script.open_relay) {
                 (true, true, _) | (false, _, true) => "250 2.1.5 Ok",
-                (true, false, _) => "550 5.1.1 Recipient address rejected: User unknown",
-                (false, _, false) => "554 5.7.1 Relay access denied",
+                (true, false, _) => script
+                    .unknown_reply
+                    .as_deref()
+                    .unwrap_or("550 5.1.1 Recipient address rejected: User unknown"),
+                (false, _, false) => script
+                    .relay_reply
+                    .as_deref()
+                    .unwrap_or("554 5.7.1 Relay access denied"),
             };
             (reply.into(), None)
         } else if upper == "DATA" {
@@ -271,6 +352,8 @@ async fn dialogue<S: AsyncRead + AsyncWrite + Unpin>(
         } else if upper == "RSET" || upper == "NOOP" {
             ("250 2.0.0 Ok".into(), None)
         } else if upper == "QUIT" {
+            // Before the reply: the probe frees its slot only after reading it.
+            active.end();
             ("221 2.0.0 Bye".into(), Some(Next::Done))
         } else {
             ("502 5.5.2 Error: command not recognized".into(), None)

@@ -8,8 +8,12 @@
 //! - `dkim.record`: the record exists and parses (`v=DKIM1` first if present, `k=rsa|ed25519`, non-empty base64
 //!   `p=` holding a key of that type). FAIL: missing for an active database key or a `--selector`, several key
 //!   records at one name, revoked (empty `p=`), unparseable. Missing for a pending database key: INFO (publish
-//!   it before `dkim activate`); for a retiring one: WARN (mail signed recently with it stops verifying). No
-//!   common selector found: one WARN ("pass --selector").
+//!   it before `dkim activate`); for a retiring one: WARN (mail signed recently with it stops verifying).
+//!   Probing common selectors: a revoked key there is INFO (normal after a rotation, not a selector in use). When
+//!   no common selector holds an active key: one WARN ("pass --selector"; it names the revoked ones), or
+//!   UNKNOWN (subject `_domainkey.DOMAIN`) if the lookup of any common selector failed, since the key may be
+//!   there. When an active key was found but some lookups failed: one INFO on `_domainkey.DOMAIN` naming the
+//!   selectors not probed.
 //! - `dkim.key_size`: RSA modulus of 2048 bits or more PASS, 1024..2047 WARN, less FAIL. Ed25519 PASS, or
 //!   INFO when the domain has no RSA key beside it (many receivers do not verify Ed25519 yet).
 //! - `dkim.testing`: `t=y` WARN (receivers may treat failures as if unsigned), else PASS.
@@ -18,12 +22,9 @@
 //!
 //! A lookup that gets no answer is UNKNOWN, never "missing".
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use futures_util::future::join_all;
-use rsa::pkcs1::der::Decode;
 
-use super::dmarc::{txt, with_fix, zone_line};
+use super::txt_records::{Key, KeyProblem, is_key_record, parse_key, txt, with_fix, zone_line};
 use crate::audit::{Context, Finding, Status};
 use crate::dkim::{self, KeyAlgorithm};
 use crate::model::{DomainName, Selector, printable};
@@ -51,15 +52,6 @@ enum Source<'a> {
     Common,
 }
 
-/// A key record that parsed.
-#[derive(Debug)]
-struct Key {
-    algorithm: KeyAlgorithm,
-    /// RSA modulus size (None for Ed25519).
-    bits: Option<usize>,
-    testing: bool,
-}
-
 /// The built-in selectors, with `mYYYYMM` for this month and the two before.
 fn common() -> Vec<String> {
     use chrono::Datelike;
@@ -74,86 +66,6 @@ fn common() -> Vec<String> {
         .map(|s| s.to_string())
         .chain(recent)
         .collect()
-}
-
-/// The RSA modulus size of a public key in SubjectPublicKeyInfo or PKCS#1 DER.
-fn rsa_bits(der: &[u8]) -> Option<usize> {
-    let pkcs1 = match rsa::pkcs8::SubjectPublicKeyInfoRef::from_der(der) {
-        Ok(spki) if spki.algorithm.oid == rsa::pkcs1::ALGORITHM_OID => {
-            spki.subject_public_key.as_bytes()?
-        }
-        Ok(_) => return None,
-        Err(_) => der,
-    };
-    let n = rsa::pkcs1::RsaPublicKey::from_der(pkcs1).ok()?.modulus;
-    let n = n.as_bytes();
-    let first = *n.first()?;
-    Some(n.len() * 8 - first.leading_zeros() as usize)
-}
-
-/// Whether a TXT record is meant as a DKIM key (has `p=` or `v=DKIM1`).
-fn is_key_record(record: &str) -> bool {
-    dkim::parse_tags(record)
-        .iter()
-        .any(|(k, v)| k == "p" || (k == "v" && v == "DKIM1"))
-}
-
-/// Parses the TXT records at a selector's name (RFC 6376 3.6.1).
-fn parse_key(records: &[String]) -> Result<Key, String> {
-    let keys: Vec<&String> = records.iter().filter(|r| is_key_record(r)).collect();
-    let record = match keys.as_slice() {
-        [one] => one.as_str(),
-        [] => return Err("no DKIM key record among the TXT records here".into()),
-        many => {
-            return Err(format!(
-                "{} DKIM key records at one name: receivers pick one at random",
-                many.len()
-            ));
-        }
-    };
-    let tags = dkim::parse_tags(record);
-    let get = |t: &str| tags.iter().find(|(k, _)| k == t).map(|(_, v)| v.as_str());
-    if tags.iter().skip(1).any(|(k, _)| k == "v") || get("v").is_some_and(|v| v != "DKIM1") {
-        return Err("v= must be DKIM1 and come first".into());
-    }
-    let algorithm = match get("k").unwrap_or("rsa").to_ascii_lowercase().as_str() {
-        "rsa" => KeyAlgorithm::Rsa,
-        "ed25519" => KeyAlgorithm::Ed25519,
-        other => return Err(format!("k={other} is neither rsa nor ed25519")),
-    };
-    if let Some(h) = get("h").filter(|h| !h.split(':').any(|a| a.eq_ignore_ascii_case("sha256"))) {
-        return Err(format!(
-            "h={h} excludes sha256, so no valid signature can use the key"
-        ));
-    }
-    if let Some(s) = get("s").filter(|s| {
-        !s.split(':')
-            .any(|t| t == "*" || t.eq_ignore_ascii_case("email"))
-    }) {
-        return Err(format!("s={s} does not include email"));
-    }
-    let p = match get("p") {
-        None => return Err("the required p= tag is missing".into()),
-        Some("") => {
-            return Err("the key is revoked (empty p=): signatures with this selector fail".into());
-        }
-        Some(p) => B64
-            .decode(p)
-            .map_err(|_| "p= is not valid base64".to_string())?,
-    };
-    let bits = match algorithm {
-        KeyAlgorithm::Rsa => Some(rsa_bits(&p).ok_or("p= does not hold an RSA public key")?),
-        KeyAlgorithm::Ed25519 if p.len() == 32 => None,
-        KeyAlgorithm::Ed25519 => {
-            return Err(format!("p= holds {} bytes; an Ed25519 key is 32", p.len()));
-        }
-    };
-    let testing = get("t").is_some_and(|t| t.split(':').any(|f| f.eq_ignore_ascii_case("y")));
-    Ok(Key {
-        algorithm,
-        bits,
-        testing,
-    })
 }
 
 /// The record that publishes a database key, in zone syntax.
@@ -194,13 +106,13 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
     let names: Vec<String> = targets.iter().map(|(s, _)| s.record_name(domain)).collect();
     let answers = join_all(names.iter().map(|n| txt(ctx.resolver, n))).await;
     let mut looked: Vec<_> = targets.into_iter().zip(answers).collect();
+    let failed: Vec<(String, String)> = looked
+        .iter()
+        .filter_map(|((s, _), a)| a.as_ref().err().map(|e| (s.to_string(), e.clone())))
+        .collect();
     if probe {
         // A common name counts only when it holds a key record (a wildcard TXT is not a selector).
-        let failed = looked.iter().find_map(|(_, a)| a.as_ref().err().cloned());
         looked.retain(|(_, a)| a.as_ref().is_ok_and(|r| r.iter().any(|r| is_key_record(r))));
-        if looked.is_empty() {
-            return vec![nothing_found(ctx, domain, failed)];
-        }
     }
     let parsed: Vec<_> = looked
         .into_iter()
@@ -209,30 +121,62 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
     let has_rsa = parsed
         .iter()
         .any(|(_, a)| matches!(a, Ok(Some(Ok(k))) if k.algorithm == KeyAlgorithm::Rsa));
+    let revoked: Vec<String> = parsed
+        .iter()
+        .filter(|(_, a)| matches!(a, Ok(Some(Err(KeyProblem::Revoked)))))
+        .map(|((s, _), _)| s.to_string())
+        .collect();
+    let active = revoked.len() < parsed.len();
+    let summary = probe.then(|| probe_summary(ctx, domain, &failed, &revoked, active));
     let per_selector = parsed.into_iter().map(|((selector, source), answer)| {
         selector_findings(ctx, domain, selector, source, answer, has_rsa)
     });
-    join_all(per_selector).await.into_iter().flatten().collect()
+    let findings = join_all(per_selector).await.into_iter().flatten();
+    findings.chain(summary.flatten()).collect()
 }
 
-/// The WARN (or UNKNOWN) when no common selector holds a key.
-fn nothing_found(ctx: &Context<'_>, domain: &DomainName, failed: Option<String>) -> Finding {
+/// After probing common selectors: WARN when none holds an active key (naming the revoked ones), UNKNOWN
+/// instead when a lookup failed (the key may be there); INFO naming the failed lookups when a key was found.
+fn probe_summary(
+    ctx: &Context<'_>,
+    domain: &DomainName,
+    failed: &[(String, String)],
+    revoked: &[String],
+    active: bool,
+) -> Option<Finding> {
     let subject = format!("_domainkey.{domain}");
-    if let Some(e) = failed {
-        return Finding::unknown_dns("dkim.record", subject, "the DKIM key records", &e);
+    let names: Vec<&str> = failed.iter().map(|(s, _)| s.as_str()).collect();
+    let what = format!("common selectors ({})", names.join(", "));
+    let detail = match (active, failed.first()) {
+        (true, None) => return None,
+        (true, Some((_, e))) => format!(
+            "probe incomplete: DNS lookup of {what} failed after a retry ({}); a key there was not checked",
+            printable(e)
+        ),
+        (false, Some((_, e))) => {
+            let what = format!("the DKIM key records at {what}");
+            return Some(Finding::unknown_dns("dkim.record", subject, &what, e));
+        }
+        (false, None) if revoked.is_empty() => format!(
+            "no DKIM key found under common selectors ({}); pass --selector",
+            common().join(", ")
+        ),
+        (false, None) => format!(
+            "no active DKIM key under common selectors, only revoked ones ({}); pass --selector",
+            revoked.join(", ")
+        ),
+    };
+    if active {
+        return Some(Finding::new("dkim.record", Status::Info, subject, detail));
     }
-    let detail = format!(
-        "no DKIM key found under common selectors ({}); pass --selector",
-        common().join(", ")
-    );
     let fix = ctx
         .known
         .hosted
         .then(|| format!("mailctl dkim generate {domain}"));
-    with_fix(
+    Some(with_fix(
         Finding::new("dkim.record", Status::Warn, subject, detail),
         fix,
-    )
+    ))
 }
 
 /// Every finding for one selector, from its lookup: an error, no record, a record that does not parse, a key.
@@ -241,7 +185,7 @@ async fn selector_findings(
     domain: &DomainName,
     selector: Selector,
     source: Source<'_>,
-    answer: Result<Option<Result<Key, String>>, String>,
+    answer: Result<Option<Result<Key, KeyProblem>>, String>,
     has_rsa: bool,
 ) -> Vec<Finding> {
     let subject = selector
@@ -262,7 +206,13 @@ async fn selector_findings(
             )];
         }
         Ok(None) => return vec![with_fix(missing(source, subject), db_fix)],
-        Ok(Some(Err(why))) => {
+        Ok(Some(Err(KeyProblem::Revoked))) if matches!(source, Source::Common) => {
+            let detail = "revoked key (empty p=): normal after a key rotation; mail signed with this selector \
+                          no longer verifies";
+            return vec![Finding::new("dkim.record", Status::Info, subject, detail)];
+        }
+        Ok(Some(Err(problem))) => {
+            let why = problem.to_string();
             let f = Finding::new("dkim.record", Status::Fail, &subject, printable(&why));
             return vec![with_fix(f, db_fix)];
         }
@@ -415,10 +365,9 @@ mod tests {
         let ed = format!("v=DKIM1; k=ed25519; p={}; t=y", pair.public_b64);
         let key = parse_key(&[ed, "unrelated".into()]).unwrap();
         assert!(key.testing && key.bits.is_none());
-        assert!(
-            parse_key(&["v=DKIM1; k=rsa; p=".into()])
-                .unwrap_err()
-                .contains("revoked")
+        assert_eq!(
+            parse_key(&["v=DKIM1; k=rsa; p=".into()]).unwrap_err(),
+            KeyProblem::Revoked
         );
         assert!(parse_key(&["v=DKIM1; k=dsa; p=AAAA".into()]).is_err());
         assert!(parse_key(&["v=DKIM1; p=AAAA".into(), "v=DKIM1; p=AAAA".into()]).is_err());
@@ -427,6 +376,7 @@ mod tests {
 
     #[test]
     fn rsa_sizes_come_from_spki_or_pkcs1() {
+        use super::super::txt_records::rsa_bits;
         use rsa::pkcs1::EncodeRsaPublicKey;
         use rsa::pkcs8::EncodePublicKey;
         let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 1024)

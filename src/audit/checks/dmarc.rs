@@ -1,306 +1,227 @@
 //! DMARC (RFC 7489): the policy a receiver applies to mail that fails SPF and DKIM alignment.
 //!
-//! Ids:
-//! - `dmarc.record`: `_dmarc.DOMAIN` has exactly one TXT record starting with `v=DMARC1`, and it parses (FAIL when
-//!   there is none, several, or an invalid one; receivers then apply no policy at all).
-//! - `dmarc.policy`: `p=none` WARN (monitoring only), `quarantine`/`reject` PASS; `sp=` is shown.
-//! - `dmarc.pct`: `pct` below 100 WARN (only part of the failing mail gets the policy), else PASS.
-//! - `dmarc.reports`: `rua` listed PASS with the addresses; none WARN (you never hear about failures).
-//! - `dmarc.external`: one per report domain outside DOMAIN: `DOMAIN._report._dmarc.OTHER` must publish
-//!   `v=DMARC1` (RFC 7489 7.1), else receivers send no reports there (FAIL). No finding without such a domain.
+//! The policy is `_dmarc.DOMAIN`; when that name holds no DMARC record, receivers use the organizational
+//! domain's (RFC 7489 6.6.3), its `sp=` if present, else its `p=`. Without a public-suffix list the
+//! organizational domain is approximated: each parent of DOMAIN with at least two labels is tried, nearest first,
+//! and the first one holding a DMARC record is used (so `example.co.uk`-style suffixes are treated as domains).
 //!
-//! Every lookup that gets no answer is UNKNOWN, never "missing". The helpers [`txt`] and [`suggested`] are shared
-//! with the DKIM and MTA-STS/TLS-RPT checks.
+//! Ids:
+//! - `dmarc.record`: exactly one TXT record starting with `v=DMARC1` at `_dmarc.DOMAIN`, with a valid `p=` (and
+//!   `sp=` when present): PASS. Inherited from a parent: INFO naming it and the tag that applies. FAIL when
+//!   there is none here nor at a parent, several, or `p=`/`sp=` is missing, invalid or repeated (receivers
+//!   then apply no policy); a failed lookup, here or at a parent that would decide, is UNKNOWN.
+//! - `dmarc.tags`: WARN naming each other tag or report URI that is invalid or repeated (`pct`, `adkim`, `aspf`,
+//!   `fo`, `ri`, `rua`/`ruf` URIs, parts that are not `tag=value`): receivers ignore those and apply the rest
+//!   (RFC 7489 6.3); fix: the record without them (a bare address in `rua`/`ruf` gets `mailto:`). No finding
+//!   when every tag is valid.
+//! - `dmarc.policy`: the applying policy `none` WARN (monitoring only), `quarantine`/`reject` PASS; `sp=` is shown.
+//! - `dmarc.pct`: `pct` below 100 WARN (only part of the failing mail gets the policy), else PASS.
+//! - `dmarc.reports`: valid `rua` URIs PASS with the addresses; none WARN (you never hear about failures).
+//! - `dmarc.external`: one per report domain outside the policy domain's organizational domain (approximated as
+//!   its last two labels): `POLICYDOMAIN._report._dmarc.OTHER` must publish `v=DMARC1` (RFC 7489 7.1), else
+//!   receivers send no reports there (FAIL). No finding without such a domain.
+//!
+//! Findings about the record's content (all but `dmarc.record`) name the record they judge: `_dmarc.DOMAIN`, or
+//! the parent's when inherited. Every lookup that gets no answer is UNKNOWN, never "missing".
 
 use futures_util::future::join_all;
 
+use super::txt_records::{
+    Dmarc, has_version, mailto_domain, parse_dmarc, suggested, txt, with_fix, zone_line,
+};
 use crate::audit::{Context, Finding, Status};
-use crate::dns::records::{self, Inputs};
-use crate::dns::{Answer, RData, RecordType, Resolver};
+use crate::dns::records;
 use crate::model::{DomainName, printable};
 
-/// The TXT records at `name`, each with its strings joined; empty when the name or the type does not exist; the
-/// error is the reason the lookup got no answer.
-pub(crate) async fn txt(resolver: &Resolver, name: &str) -> Result<Vec<String>, String> {
-    match resolver.query(name, RecordType::TXT).await {
-        Answer::Records { data, .. } => Ok(data
-            .iter()
-            .filter_map(|d| match d {
-                RData::TXT(t) => Some(
-                    t.txt_data
-                        .iter()
-                        .map(|s| String::from_utf8_lossy(s))
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect()),
-        Answer::NxDomain | Answer::NoData => Ok(Vec::new()),
-        Answer::Failed(reason) => Err(reason),
-    }
+/// The last two labels of `name`: its organizational domain, approximated without a public-suffix list.
+fn organizational(name: &str) -> String {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let labels: Vec<&str> = name.split('.').collect();
+    labels[labels.len().saturating_sub(2)..].join(".")
 }
 
-/// A TXT record in zone syntax: `name. 3600 IN TXT "value"`.
-pub(crate) fn zone_line(name: &str, value: &str) -> String {
-    let name = if name.ends_with('.') {
-        name.to_string()
+/// `domain`, then each parent with at least two labels, nearest first: where a policy for `domain` may be.
+fn policy_domains(domain: &str) -> Vec<String> {
+    let labels: Vec<&str> = domain.split('.').collect();
+    let parents = labels.len().saturating_sub(1).max(1);
+    (0..parents).map(|i| labels[i..].join(".")).collect()
+}
+
+/// Whether a report domain belongs to the policy domain's organization (same organizational domain).
+fn same_domain(other: &str, domain: &str) -> bool {
+    organizational(other) == organizational(domain)
+}
+
+/// Where the applying record was found.
+struct Owner<'a> {
+    /// `_dmarc.OWNER`.
+    name: String,
+    /// The domain that publishes it: the audited one or a parent.
+    domain: &'a str,
+    inherited: bool,
+}
+
+/// The `dmarc.record` detail when neither DOMAIN nor a parent has a DMARC record.
+fn absent(others: &[String], parents: &[String]) -> String {
+    let mut what = if others.is_empty() {
+        "no DMARC record".to_string()
     } else {
-        format!("{name}.")
-    };
-    format!(
-        "{name} {} IN TXT {}",
-        records::TTL,
-        crate::dkim::zone_txt_rdata(value)
-    )
-}
-
-/// `finding` with `fix` when there is one.
-pub(crate) fn with_fix(finding: Finding, fix: Option<String>) -> Finding {
-    match fix {
-        Some(fix) => finding.fix(fix),
-        None => finding,
-    }
-}
-
-/// The TXT record `mailctl dns records` would publish at `PREFIX.DOMAIN.` (e.g. `_dmarc.`), in zone syntax.
-pub(crate) fn suggested(ctx: &Context<'_>, domain: &DomainName, prefix: &str) -> Option<String> {
-    let mx_host = ctx
-        .known
-        .hostname
-        .as_deref()
-        .or(ctx.mx.hosts.first().map(|h| h.name.as_str()))
-        .and_then(|h| h.parse::<DomainName>().ok())
-        .or_else(|| format!("mail.{domain}").parse().ok())?;
-    let set = records::build(&Inputs {
-        domain: domain.clone(),
-        mx_host,
-        ips: ctx.options.ips.clone(),
-        dkim: Vec::new(),
-        dmarc_policy: "quarantine".into(),
-        report_address: format!("postmaster@{domain}"),
-        mta_sts_mode: "testing".into(),
-    });
-    let name = format!("{prefix}{domain}.");
-    set.records
-        .iter()
-        .find(|r| r.name == name && r.rtype == "TXT")
-        .map(|r| zone_line(&r.name, &r.value))
-}
-
-/// The tags of a `tag=value; ...` record, names lower-cased, both sides trimmed, empty parts skipped. A part
-/// without `=` comes back with an empty name and the part as value (see [`pairs_error`]).
-pub(crate) fn tag_list(record: &str) -> Vec<(String, String)> {
-    record
-        .split(';')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| match t.split_once('=') {
-            Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().to_string()),
-            None => (String::new(), t.to_string()),
-        })
-        .collect()
-}
-
-/// The complaint about the first part of a [`tag_list`] that is not `tag=value`, if any.
-pub(crate) fn pairs_error(tags: &[(String, String)]) -> Option<String> {
-    tags.iter()
-        .find(|(k, _)| k.is_empty())
-        .map(|(_, v)| format!("'{}' is not a tag=value pair", printable(v)))
-}
-
-/// Whether `record` starts with `v=VERSION`, the value matched exactly as DMARC, MTA-STS and TLS-RPT demand
-/// (the only records receivers consider at all).
-pub(crate) fn has_version(record: &str, version: &str) -> bool {
-    tag_list(record)
-        .first()
-        .is_some_and(|(k, v)| k == "v" && v == version)
-}
-
-/// A parsed DMARC record.
-struct Dmarc {
-    tags: Vec<(String, String)>,
-}
-
-impl Dmarc {
-    fn get(&self, tag: &str) -> Option<&str> {
-        self.tags
+        let shown: Vec<String> = others
             .iter()
-            .find(|(k, _)| k == tag)
-            .map(|(_, v)| v.as_str())
+            .map(|r| format!("\"{}\"", printable(r)))
+            .collect();
+        format!(
+            "no TXT record here starts with v=DMARC1 (found {})",
+            shown.join(", ")
+        )
+    };
+    if !parents.is_empty() {
+        let names: Vec<String> = parents.iter().map(|p| format!("_dmarc.{p}")).collect();
+        what = format!("{what}, nor at {}", names.join(", "));
     }
-
-    fn uris(&self, tag: &str) -> Vec<String> {
-        self.get(tag)
-            .map(|v| v.split(',').map(|u| u.trim().to_string()).collect())
-            .unwrap_or_default()
-    }
-
-    /// The record with `tag` set to `value` (appended when absent, removed when `value` is None).
-    fn with(&self, tag: &str, value: Option<&str>) -> String {
-        let mut tags = self.tags.clone();
-        match (tags.iter().position(|(k, _)| k == tag), value) {
-            (Some(i), Some(v)) => tags[i].1 = v.to_string(),
-            (Some(i), None) => {
-                tags.remove(i);
-            }
-            (None, Some(v)) => tags.push((tag.to_string(), v.to_string())),
-            (None, None) => {}
-        }
-        tags.iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
+    format!("{what}: receivers apply no policy to mail forged in your name")
 }
 
-/// The domain of a `mailto:` report URI (`mailto:a@b.example!10m`), lower-cased.
-fn mailto_domain(uri: &str) -> Option<String> {
-    let rest = uri
-        .get(..7)?
-        .eq_ignore_ascii_case("mailto:")
-        .then(|| &uri[7..])?;
-    let address = rest.split('!').next()?;
-    let address = percent_encoding::percent_decode_str(address).decode_utf8_lossy();
-    let (local, domain) = address.rsplit_once('@')?;
-    (!local.is_empty() && !domain.is_empty()).then(|| domain.to_ascii_lowercase())
-}
-
-fn parse(record: &str) -> Result<Dmarc, String> {
-    let tags = tag_list(record);
-    if let Some(why) = pairs_error(&tags) {
-        return Err(why);
-    }
-    for (i, (k, _)) in tags.iter().enumerate() {
-        if tags[..i].iter().any(|(j, _)| j == k) {
-            return Err(format!("the tag {k}= appears twice"));
-        }
-    }
-    let d = Dmarc { tags };
-    let policy =
-        |v: &str| ["none", "quarantine", "reject"].contains(&v.to_ascii_lowercase().as_str());
-    match d.get("p") {
-        None => return Err("the required p= tag is missing".into()),
-        Some(p) if !policy(p) => return Err(format!("p={p} is not none, quarantine or reject")),
-        Some(_) => {}
-    }
-    if let Some(sp) = d.get("sp").filter(|v| !policy(v)) {
-        return Err(format!("sp={sp} is not none, quarantine or reject"));
-    }
-    if let Some(pct) = d
-        .get("pct")
-        .filter(|v| v.parse::<u8>().map_or(true, |n| n > 100))
-    {
-        return Err(format!("pct={pct} is not a number from 0 to 100"));
-    }
-    for tag in ["adkim", "aspf"] {
-        if let Some(v) = d
-            .get(tag)
-            .filter(|v| !["r", "s"].contains(&v.to_ascii_lowercase().as_str()))
-        {
-            return Err(format!("{tag}={v} is not r or s"));
-        }
-    }
-    for tag in ["rua", "ruf"] {
-        for uri in d.uris(tag) {
-            let mailto = uri
-                .get(..7)
-                .is_some_and(|s| s.eq_ignore_ascii_case("mailto:"));
-            if (mailto && mailto_domain(&uri).is_none()) || (!mailto && !uri.contains(':')) {
-                return Err(format!(
-                    "{tag}= holds '{uri}', which is not a mailto: or other URI"
-                ));
-            }
-        }
-    }
-    Ok(d)
-}
-
-/// Whether a report domain belongs to the audited domain (itself, a subdomain or a parent).
-fn same_domain(other: &str, domain: &DomainName) -> bool {
-    let d = domain.as_str();
-    other == d || other.ends_with(&format!(".{d}")) || d.ends_with(&format!(".{other}"))
-}
-
-/// Checks `_dmarc.DOMAIN` and, for external report destinations, their authorization records.
+/// Checks the DMARC record that applies to DOMAIN (its own or inherited) and, for external report destinations,
+/// their authorization records.
 pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
     let name = format!("_dmarc.{domain}");
     let fix = suggested(ctx, domain, "_dmarc.");
-    let no_record = |detail: String| {
+    let fail = |detail: String| {
         vec![with_fix(
             Finding::new("dmarc.record", Status::Fail, &name, detail),
             fix.clone(),
         )]
     };
-    let all = match txt(ctx.resolver, &name).await {
-        Ok(all) => all,
-        Err(e) => {
-            return vec![Finding::unknown_dns(
-                "dmarc.record",
-                &name,
-                "the DMARC TXT record",
-                &e,
-            )];
+    // All candidates at once: the parents cost nothing for a two-label domain and save a round trip otherwise.
+    let owners = policy_domains(domain.as_str());
+    let names: Vec<String> = owners.iter().map(|o| format!("_dmarc.{o}")).collect();
+    let answers = join_all(names.iter().map(|n| txt(ctx.resolver, n))).await;
+    let (mut others, mut found) = (Vec::new(), None);
+    for (i, (owner, answer)) in owners.iter().zip(answers).enumerate() {
+        let all = match answer {
+            Ok(all) => all,
+            Err(e) => {
+                let what = match i {
+                    0 => "the DMARC TXT record".to_string(),
+                    _ => format!("the parent's DMARC record _dmarc.{owner}"),
+                };
+                return vec![Finding::unknown_dns("dmarc.record", &name, &what, &e)];
+            }
+        };
+        let (dmarc, other): (Vec<String>, Vec<String>) =
+            all.into_iter().partition(|r| has_version(r, "DMARC1"));
+        if i == 0 {
+            others = other;
         }
+        if !dmarc.is_empty() {
+            found = Some((owner.as_str(), i > 0, dmarc));
+            break;
+        }
+    }
+    let Some((owner, inherited, dmarc)) = found else {
+        return fail(absent(&others, &owners[1..]));
     };
-    let (dmarc, other): (Vec<&String>, Vec<&String>) =
-        all.iter().partition(|r| has_version(r, "DMARC1"));
+    let here = match inherited {
+        true => format!(" at _dmarc.{owner} (inherited: {name} has none)"),
+        false => String::new(),
+    };
     let record = match dmarc.as_slice() {
-        [] if other.is_empty() => {
-            return no_record(
-                "no DMARC record: receivers apply no policy to mail forged in your name".into(),
-            );
-        }
-        [] => {
-            let shown: Vec<String> = other
-                .iter()
-                .map(|r| format!("\"{}\"", printable(r)))
-                .collect();
-            return no_record(format!(
-                "no TXT record here starts with v=DMARC1 (found {}): receivers apply no policy",
-                shown.join(", ")
-            ));
-        }
         [one] => one.as_str(),
         many => {
-            return no_record(format!(
-                "{} DMARC records: receivers ignore them all (RFC 7489 6.6.3); keep exactly one",
+            return fail(format!(
+                "{} DMARC records{here}: receivers ignore them all (RFC 7489 6.6.3); keep exactly one",
                 many.len()
             ));
         }
     };
-    let d = match parse(record) {
+    let d = match parse_dmarc(record) {
         Ok(d) => d,
         Err(why) => {
-            return no_record(format!(
-                "invalid DMARC record \"{}\": {}",
+            return fail(format!(
+                "invalid DMARC record{here} \"{}\": {}",
                 printable(record),
                 printable(&why)
             ));
         }
     };
-    let fixed = |tag: &str, value: Option<&str>| zone_line(&name, &d.with(tag, value));
-    let mut findings = vec![Finding::new(
-        "dmarc.record",
-        Status::Pass,
-        &name,
-        printable(record),
-    )];
+    let at = Owner {
+        name: format!("_dmarc.{owner}"),
+        domain: owner,
+        inherited,
+    };
+    let mut findings = record_findings(&name, &at, record, &d);
+    findings.push(reports(&at, &d));
+    let (rua, ruf) = (d.uris("rua"), d.uris("ruf"));
+    let mut external: Vec<String> = rua
+        .iter()
+        .chain(&ruf)
+        .filter_map(|u| mailto_domain(u))
+        .filter(|o| !same_domain(o, owner))
+        .collect();
+    external.sort();
+    external.dedup();
+    findings.extend(join_all(external.iter().map(|o| authorization(ctx, owner, o))).await);
+    findings
+}
 
-    let p = d.get("p").unwrap_or("none").to_ascii_lowercase();
-    let sp = d
-        .get("sp")
-        .map(|s| format!(", subdomains sp={s}"))
-        .unwrap_or_default();
-    findings.push(if p == "none" {
+/// `dmarc.record` (PASS or inherited INFO), `dmarc.tags`, `dmarc.policy` and `dmarc.pct` for a record that parsed.
+fn record_findings(name: &str, at: &Owner<'_>, record: &str, d: &Dmarc) -> Vec<Finding> {
+    let fixed = |tag: &str, value: Option<&str>| zone_line(&at.name, &d.with(tag, value));
+    // Subdomains get the organizational record's sp= when it has one, else its p= (RFC 7489 6.6.3).
+    let tag = match at.inherited && d.get("sp").is_some() {
+        true => "sp",
+        false => "p",
+    };
+    let policy = d.get(tag).unwrap_or("none").to_ascii_lowercase();
+    let mut findings = vec![match at.inherited {
+        true => Finding::new(
+            "dmarc.record",
+            Status::Info,
+            name,
+            format!(
+                "inherited from {} (policy {tag}={policy} applies): \"{}\"",
+                at.name,
+                printable(record)
+            ),
+        ),
+        false => Finding::new("dmarc.record", Status::Pass, name, printable(record)),
+    }];
+    if !d.problems.is_empty() {
+        let detail = format!(
+            "receivers ignore {} and apply the rest of the record (RFC 7489 6.3): {}",
+            if d.problems.len() == 1 {
+                "this tag"
+            } else {
+                "these tags"
+            },
+            d.problems.join("; ")
+        );
+        // `with` of nothing: the record with the ignored tags repaired or dropped.
+        findings
+            .push(Finding::new("dmarc.tags", Status::Warn, &at.name, detail).fix(fixed("", None)));
+    }
+
+    let shown = match at.inherited {
+        true => format!("{tag}={policy} (inherited from {})", at.name),
+        false => {
+            let sp = d.get("sp").map(|s| format!(", subdomains sp={s}"));
+            format!("p={policy}{}", sp.unwrap_or_default())
+        }
+    };
+    findings.push(if policy == "none" {
         Finding::new(
             "dmarc.policy",
             Status::Warn,
-            &name,
-            format!("p=none{sp}: monitoring only, receivers deliver forged mail as usual"),
+            &at.name,
+            format!("{shown}: monitoring only, receivers deliver forged mail as usual"),
         )
-        .fix(fixed("p", Some("quarantine")))
+        .fix(fixed(
+            if at.inherited { "sp" } else { "p" },
+            Some("quarantine"),
+        ))
     } else {
-        Finding::new("dmarc.policy", Status::Pass, &name, format!("p={p}{sp}"))
+        Finding::new("dmarc.policy", Status::Pass, &at.name, printable(&shown))
     });
 
     let pct: u8 = d.get("pct").and_then(|v| v.parse().ok()).unwrap_or(100);
@@ -308,7 +229,7 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
         Finding::new(
             "dmarc.pct",
             Status::Warn,
-            &name,
+            &at.name,
             format!("pct={pct}: the policy applies to only {pct}% of failing mail"),
         )
         .fix(fixed("pct", None))
@@ -316,11 +237,15 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
         Finding::new(
             "dmarc.pct",
             Status::Pass,
-            &name,
+            &at.name,
             "the policy applies to all failing mail",
         )
     });
+    findings
+}
 
+/// `dmarc.reports`: the valid `rua`/`ruf` destinations.
+fn reports(at: &Owner<'_>, d: &Dmarc) -> Finding {
     let (rua, ruf) = (d.uris("rua"), d.uris("ruf"));
     let mut shown = Vec::new();
     if !rua.is_empty() {
@@ -329,57 +254,53 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
     if !ruf.is_empty() {
         shown.push(format!("failure reports to {}", ruf.join(", ")));
     }
-    findings.push(if rua.is_empty() {
-        let what = if ruf.is_empty() {
-            "no rua= report address: you will never hear about failures".to_string()
-        } else {
-            format!(
-                "no rua= (aggregate reports); only {}, which few receivers send",
-                shown.join("")
-            )
-        };
-        Finding::new("dmarc.reports", Status::Warn, &name, what).fix(fixed(
-            "rua",
-            Some(&records::mailto(&format!("postmaster@{domain}"))),
-        ))
-    } else {
-        Finding::new(
+    if !rua.is_empty() {
+        return Finding::new(
             "dmarc.reports",
             Status::Pass,
-            &name,
+            &at.name,
             printable(&shown.join("; ")),
+        );
+    }
+    let what = if d.get("rua").is_some() {
+        "rua= holds no usable address (see dmarc.tags): you will never hear about failures"
+            .to_string()
+    } else if ruf.is_empty() {
+        "no rua= report address: you will never hear about failures".to_string()
+    } else {
+        format!(
+            "no rua= (aggregate reports); only {}, which few receivers send",
+            printable(&shown.join(""))
         )
-    });
-
-    let mut external: Vec<String> = rua
-        .iter()
-        .chain(&ruf)
-        .filter_map(|u| mailto_domain(u))
-        .filter(|o| !same_domain(o, domain))
-        .collect();
-    external.sort();
-    external.dedup();
-    findings.extend(join_all(external.iter().map(|o| authorization(ctx, domain, o))).await);
-    findings
+    };
+    // When the repair of a malformed rua= yields an address, that is the fix (as for dmarc.tags).
+    let fix = match d.repaired_has_rua() {
+        true => d.with("", None),
+        false => d.with(
+            "rua",
+            Some(&records::mailto(&format!("postmaster@{}", at.domain))),
+        ),
+    };
+    Finding::new("dmarc.reports", Status::Warn, &at.name, what).fix(zone_line(&at.name, &fix))
 }
 
-/// `dmarc.external` for one outside report domain.
-async fn authorization(ctx: &Context<'_>, domain: &DomainName, other: &str) -> Finding {
-    let name = format!("{domain}._report._dmarc.{other}");
+/// `dmarc.external` for one outside report domain of the record published by `owner`.
+async fn authorization(ctx: &Context<'_>, owner: &str, other: &str) -> Finding {
+    let name = format!("{owner}._report._dmarc.{other}");
     match txt(ctx.resolver, &name).await {
         Err(e) => Finding::unknown_dns("dmarc.external", &name, "the report authorization record", &e),
         Ok(found) if found.iter().any(|r| has_version(r, "DMARC1")) => Finding::new(
             "dmarc.external",
             Status::Pass,
             &name,
-            format!("{} accepts DMARC reports for {domain}", printable(other)),
+            format!("{} accepts DMARC reports for {owner}", printable(other)),
         ),
         Ok(_) => Finding::new(
             "dmarc.external",
             Status::Fail,
             &name,
             format!(
-                "reports go to {}, which does not authorize them for {domain} (RFC 7489 7.1): receivers \
+                "reports go to {}, which does not authorize them for {owner} (RFC 7489 7.1): receivers \
                  send none there",
                 printable(other)
             ),
@@ -394,22 +315,42 @@ mod tests {
 
     #[test]
     fn dmarc_records_parse_and_reject_bad_values() {
-        let d = parse("v=DMARC1; p=reject; pct=50; rua=mailto:a@x.example!10m, mailto:b@y.example")
-            .unwrap();
+        let d = parse_dmarc(
+            "v=DMARC1; p=reject; pct=50; rua=mailto:a@x.example!10m, mailto:b@y.example",
+        )
+        .unwrap();
         assert_eq!(d.get("pct"), Some("50"));
         assert_eq!(d.uris("rua").len(), 2);
+        assert!(d.problems.is_empty());
         assert_eq!(
             d.with("pct", None),
             "v=DMARC1; p=reject; rua=mailto:a@x.example!10m, mailto:b@y.example"
         );
-        assert!(parse("v=DMARC1; rua=mailto:a@x.example").is_err());
-        assert!(parse("v=DMARC1; p=block").is_err());
-        assert!(parse("v=DMARC1; p=none; pct=101").is_err());
-        assert!(parse("v=DMARC1; p=none; p=reject").is_err());
-        assert!(parse("v=DMARC1; p=none; rua=postmaster").is_err());
+        assert!(parse_dmarc("v=DMARC1; rua=mailto:a@x.example").is_err());
+        assert!(parse_dmarc("v=DMARC1; p=block").is_err());
+        assert!(parse_dmarc("v=DMARC1; p=none; sp=block").is_err());
+        assert!(parse_dmarc("v=DMARC1; p=none; p=reject").is_err());
         assert!(has_version("v=DMARC1;p=none", "DMARC1"));
         assert!(!has_version("v=DMARC1 p=none", "DMARC1"));
         assert!(!has_version("v=dmarc1; p=none", "DMARC1"));
+    }
+
+    #[test]
+    fn invalid_optional_tags_are_ignored_and_named() {
+        let d =
+            parse_dmarc("v=DMARC1; p=none; pct=101; adkim=x; junk; rua=dmarc@x.example").unwrap();
+        assert_eq!(d.problems.len(), 4, "{:?}", d.problems);
+        assert!(d.problems[0].starts_with("pct=101") && d.problems[3].starts_with("rua="));
+        assert_eq!((d.get("pct"), d.get("adkim")), (None, None));
+        assert!(d.uris("rua").is_empty() && d.repaired_has_rua());
+        assert_eq!(
+            d.with("", None),
+            "v=DMARC1; p=none; rua=mailto:dmarc@x.example"
+        );
+        let d =
+            parse_dmarc("v=DMARC1; p=none; rua=postmaster, mailto:a@b.example; rua=x:y").unwrap();
+        assert_eq!(d.uris("rua"), ["mailto:a@b.example"]);
+        assert_eq!(d.with("", None), "v=DMARC1; p=none; rua=mailto:a@b.example");
     }
 
     #[test]
@@ -423,8 +364,19 @@ mod tests {
             Some("y.example")
         );
         assert_eq!(mailto_domain("https://r.example/"), None);
-        let d: DomainName = "sub.example.org".parse().unwrap();
-        assert!(same_domain("example.org", &d) && same_domain("x.sub.example.org", &d));
-        assert!(!same_domain("other.example", &d));
+        let d = "sub.example.org";
+        assert!(same_domain("example.org", d) && same_domain("x.sub.example.org", d));
+        assert!(same_domain("reports.example.org", d));
+        assert!(!same_domain("other.example", d) && !same_domain("example.org.evil", d));
+    }
+
+    #[test]
+    fn policy_domains_walk_up_to_two_labels() {
+        assert_eq!(
+            policy_domains("a.b.example.org"),
+            ["a.b.example.org", "b.example.org", "example.org"]
+        );
+        assert_eq!(policy_domains("example.org"), ["example.org"]);
+        assert_eq!(policy_domains("localhost"), ["localhost"]);
     }
 }

@@ -10,19 +10,29 @@
 //! everything never reads as "listed everywhere". The health lookups repeat per domain; the run's shared cache
 //! makes the repeats free.
 //!
+//! IPv6 targets are looked up only on lists that cover IPv6: many (SpamCop, Barracuda, PSBL) hold no IPv6 data
+//! and answer NXDOMAIN for every IPv6 name, which would read as "not listed". Per RFC 5782 section 5 an
+//! IPv6-capable list lists `::FFFF:7F00:2` and does not list `::FFFF:7F00:1` (looked up in nibble form); this is
+//! checked, only when the domain has an IPv6 target, on every list that passed its IPv4 health check.
+//!
+//! At most [`MAX_TARGETS`] (20) IPs are looked up per domain, MX addresses first; the rest are named in one
+//! `dnsbl.listed` INFO whose subject is the domain.
+//!
 //! An answer in 127.255.255.0/24 is the list refusing this resolver (Spamhaus refuses public resolvers and
 //! over-quota users); like a timeout, it is "could not test", never "listed".
 //!
 //! Ids:
-//! - `dnsbl.health`: WARN for a list that failed its health check (it is then not used). Healthy lists are not
-//!   reported, to keep the output short.
+//! - `dnsbl.health`: WARN for a list that failed its health check (it is then not used). INFO "does not cover
+//!   IPv6" for a list without the IPv6 test entry (it is then not used for IPv6 targets), WARN for one listing
+//!   `::FFFF:7F00:1`. Healthy lists are not reported, to keep the output short.
 //! - `dnsbl.listed`: per IP. FAIL per list that lists it, with the return code, its meaning (Spamhaus codes on
 //!   Spamhaus zones, "listed" elsewhere), the list's TXT reason, and its delisting advice as the fix. UNKNOWN per
 //!   list that could not be asked (DNS failure, refusal, odd answer, health entries unanswered). PASS naming
-//!   every list that does not list it. INFO for a loopback address, which is not looked up.
+//!   every list that does not list it. INFO for a loopback address, which is not looked up, for an IPv6 address
+//!   when no list covers IPv6, and for the IPs beyond [`MAX_TARGETS`].
 //! - `dnsbl.domain`: the same for the domain on the domain lists.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures_util::future::{join, join_all};
 
@@ -30,6 +40,9 @@ use crate::audit::{Context, Finding, Status};
 use crate::dns::records::reverse_name;
 use crate::dns::{Answer, RData, RecordType, Resolver};
 use crate::model::DomainName;
+
+/// At most this many IPs are looked up per domain.
+pub const MAX_TARGETS: usize = 20;
 
 /// What one A query at a list told.
 #[derive(Debug, Clone)]
@@ -85,6 +98,15 @@ enum Health {
     Unhealthy(String),
     /// Could not be checked: every target is UNKNOWN on this list, for this reason.
     CannotTest(String),
+    /// No IPv6 data (reported once as a `dnsbl.health` INFO): not used for IPv6 targets.
+    NoIpv6(String),
+}
+
+impl Health {
+    /// Whether the list is asked at all (a list that could not be checked is asked to report UNKNOWN).
+    fn usable(&self) -> bool {
+        matches!(self, Health::Healthy | Health::CannotTest(_))
+    }
 }
 
 fn refusal(code: Ipv4Addr) -> String {
@@ -148,6 +170,50 @@ async fn health(resolver: &Resolver, zone: &str, kind: Kind) -> Health {
         ));
     }
     Health::Healthy
+}
+
+/// RFC 5782 section 5 for IPv6: lists `::FFFF:7F00:2` and not `::FFFF:7F00:1`. Asked only of a list that passed
+/// the IPv4 health check; `Unhealthy` and `NoIpv6` then mean "not used for IPv6 targets".
+async fn health_ipv6(resolver: &Resolver, zone: &str) -> Health {
+    let entry = |last: u16| {
+        let ip = IpAddr::V6(Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0x7f00, last));
+        format!("{}.{zone}", reversed(&ip))
+    };
+    let (listed, unlisted) = (entry(2), entry(1));
+    let (positive, negative) = join(lookup(resolver, &listed), lookup(resolver, &unlisted)).await;
+    match (positive, negative) {
+        (Lookup::Refused(code), _) | (_, Lookup::Refused(code)) => {
+            Health::CannotTest(refusal(code))
+        }
+        (Lookup::Failed(e), _) | (_, Lookup::Failed(e)) => Health::CannotTest(format!(
+            "DNS lookup of its IPv6 test entries failed after a retry ({e})"
+        )),
+        (_, Lookup::Listed(_) | Lookup::Odd(_)) => Health::Unhealthy(format!(
+            "it lists the IPv6 test address ::FFFF:7F00:1 ({unlisted}), which no list may (RFC 5782): it \
+             answers for every IPv6 address, so it is not used for IPv6 addresses"
+        )),
+        (Lookup::Listed(_), _) => Health::Healthy,
+        _ => Health::NoIpv6(format!(
+            "does not cover IPv6: it does not list the IPv6 test address ::FFFF:7F00:2 ({listed}, RFC 5782), so \
+             its \"not listed\" would mean nothing; it is not used for IPv6 addresses"
+        )),
+    }
+}
+
+/// An IP list's health for IPv4 and for IPv6 targets, both asked at once (the IPv6 test entries only when `v6`).
+/// A list failing the IPv4 check is not used for IPv6 either, whatever its IPv6 entries say.
+async fn ip_health(resolver: &Resolver, zone: &str, v6: bool) -> (Health, Health) {
+    let six = async {
+        match v6 {
+            true => Some(health_ipv6(resolver, zone).await),
+            false => None,
+        }
+    };
+    let (four, six) = join(health(resolver, zone, Kind::Ip), six).await;
+    match (four, six) {
+        (Health::Healthy, Some(six)) => (Health::Healthy, six),
+        (four, _) => (four.clone(), four),
+    }
 }
 
 fn is_spamhaus(zone: &str) -> bool {
@@ -224,13 +290,29 @@ fn zones(lists: &[String]) -> Vec<String> {
     out
 }
 
+/// The `dnsbl.health` finding of a list, if it has one.
+fn health_finding(zone: &str, health: &Health) -> Option<Finding> {
+    let (status, why) = match health {
+        Health::Unhealthy(why) => (Status::Warn, why),
+        Health::NoIpv6(why) => (Status::Info, why),
+        Health::Healthy | Health::CannotTest(_) => return None,
+    };
+    Some(Finding::new("dnsbl.health", status, zone, why.as_str()))
+}
+
 /// Checks every target IP and the domain against every healthy list, concurrently.
 pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
     let resolver = ctx.resolver;
+    let mut targets = super::ptr::targets(ctx);
+    let total = targets.len();
+    let skipped = targets.split_off(total.min(MAX_TARGETS));
+    let v6 = targets
+        .iter()
+        .any(|t| t.ip.is_ipv6() && !t.ip.is_loopback());
     let ip_zones = zones(&ctx.options.ip_lists);
     let domain_zones = zones(&ctx.options.domain_lists);
     let (ip_health, domain_health) = join(
-        join_all(ip_zones.iter().map(|z| health(resolver, z, Kind::Ip))),
+        join_all(ip_zones.iter().map(|z| ip_health(resolver, z, v6))),
         join_all(
             domain_zones
                 .iter()
@@ -238,31 +320,39 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
         ),
     )
     .await;
-    let ip_lists: Vec<(String, Health)> = ip_zones.into_iter().zip(ip_health).collect();
+    let mut findings = Vec::new();
+    let (mut ip_lists, mut v6_lists) = (Vec::new(), Vec::new());
+    for (zone, (four, six)) in ip_zones.into_iter().zip(ip_health) {
+        findings.extend(health_finding(&zone, &four));
+        if matches!(four, Health::Healthy) {
+            findings.extend(health_finding(&zone, &six));
+        }
+        ip_lists.push((zone.clone(), four));
+        v6_lists.push((zone, six));
+    }
     let domain_lists: Vec<(String, Health)> = domain_zones.into_iter().zip(domain_health).collect();
-    let mut findings: Vec<Finding> = ip_lists
-        .iter()
-        .chain(&domain_lists)
-        .filter_map(|(zone, health)| match health {
-            Health::Unhealthy(why) => Some(Finding::new(
-                "dnsbl.health",
-                Status::Warn,
-                zone.as_str(),
-                why.as_str(),
-            )),
-            _ => None,
-        })
-        .collect();
-    let targets = super::ptr::targets(ctx);
-    let ip_lists = &ip_lists;
+    findings.extend(
+        domain_lists
+            .iter()
+            .filter_map(|(zone, health)| health_finding(zone, health)),
+    );
+    let (ip_lists, v6_lists) = (&ip_lists, &v6_lists);
     let ip_checks = targets.iter().map(|t| {
         let key = reversed(&t.ip);
         async move {
-            if t.ip.is_loopback() {
-                let why = "a loopback address: receivers never see it, and 127.0.0.0/8 holds the lists' own \
-                           test entries, so it is not looked up";
-                return vec![Finding::new("dnsbl.listed", Status::Info, t.subject(), why)];
-            } check_key(resolver, "dnsbl.listed", t.subject(), &key, ip_lists).await }
+            let lists = if t.ip.is_ipv6() { v6_lists } else { ip_lists };
+            let why = if t.ip.is_loopback() {
+                "a loopback address: receivers never see it, and 127.0.0.0/8 holds the lists' own test entries, \
+                 so it is not looked up"
+            } else if !lists.iter().any(|(_, h)| h.usable())
+                && lists.iter().any(|(_, h)| matches!(h, Health::NoIpv6(_)))
+            {
+                "an IPv6 address, and none of the lists covers IPv6 (see dnsbl.health), so it is not looked up"
+            } else {
+                return check_key(resolver, "dnsbl.listed", t.subject(), &key, lists).await;
+            };
+            vec![Finding::new("dnsbl.listed", Status::Info, t.subject(), why)]
+        }
     });
     let domain_check = check_key(
         resolver,
@@ -273,6 +363,18 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
     );
     let (ips, domain_findings) = join(join_all(ip_checks), domain_check).await;
     findings.extend(ips.into_iter().flatten());
+    if !skipped.is_empty() {
+        let names: Vec<String> = skipped.iter().map(|t| t.subject()).collect();
+        findings.push(Finding::new(
+            "dnsbl.listed",
+            Status::Info,
+            domain.to_string(),
+            format!(
+                "only the first {MAX_TARGETS} of {total} IPs are looked up (MX addresses first); not looked up: {}",
+                names.join(", ")
+            ),
+        ));
+    }
     findings.extend(domain_findings);
     findings
 }
@@ -285,10 +387,7 @@ async fn check_key(
     key: &str,
     lists: &[(String, Health)],
 ) -> Vec<Finding> {
-    let usable: Vec<&(String, Health)> = lists
-        .iter()
-        .filter(|(_, h)| !matches!(h, Health::Unhealthy(_)))
-        .collect();
+    let usable: Vec<&(String, Health)> = lists.iter().filter(|(_, h)| h.usable()).collect();
     let answers = join_all(usable.iter().map(|(zone, health)| async move {
         match health {
             Health::CannotTest(why) => Lookup::Failed(why.clone()),

@@ -10,6 +10,7 @@ pub mod mx;
 pub mod ptr;
 pub mod smtp_probe;
 pub mod spf;
+pub mod txt_records;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -10,7 +10,7 @@
 //!
 //! A lookup that gets no answer is UNKNOWN, never "absent".
 
-use super::dmarc::{has_version, pairs_error, suggested, tag_list, txt, with_fix};
+use super::txt_records::{has_version, pairs_error, suggested, tag_list, txt, with_fix};
 use crate::audit::{Context, Finding, Status};
 use crate::dns::Resolver;
 use crate::model::{DomainName, printable};

@@ -7,12 +7,15 @@ use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::OnceCell;
 
 use super::conn::{Conn, ConnError};
 use super::envelope::envelope;
 use super::reply::Reply;
 use super::tls;
+use crate::audit::checks::mta_sts::{StsTxt, sts_txt};
 use crate::audit::{Finding, Status};
+use crate::dns::Resolver;
 use crate::model::DomainName;
 
 /// One MX address to probe and how.
@@ -31,6 +34,10 @@ pub struct Target<'a> {
     pub timeout: Duration,
     /// Also try to relay.
     pub relay_test: bool,
+    /// The run's resolver (for the domain's `_mta-sts` record).
+    pub resolver: &'a Resolver,
+    /// The domain's `_mta-sts` record, looked up once for all its probes and only when a certificate is untrusted.
+    pub sts: &'a OnceCell<StsTxt>,
 }
 
 /// What the dialogue found: the findings, and the greeting for the banner-name check.
@@ -54,6 +61,15 @@ impl Target<'_> {
         detail: impl Into<String>,
     ) -> Finding {
         Finding::new(id, status, self.subject(), detail)
+    }
+
+    /// Whether the domain publishes a valid MTA-STS record, so that senders honouring it verify certificates.
+    async fn publishes_mta_sts(&self) -> bool {
+        let sts = self
+            .sts
+            .get_or_init(|| sts_txt(self.resolver, self.domain))
+            .await;
+        matches!(sts, StsTxt::Valid { .. })
     }
 }
 
@@ -255,8 +271,8 @@ async fn handshake(
         .negotiated_cipher_suite()
         .and_then(|c| c.suite().as_str())
         .unwrap_or("");
-    out.findings
-        .push(certificate(t, session.peer_certificates().unwrap_or(&[])));
+    let chain = session.peer_certificates().unwrap_or(&[]).to_vec();
+    out.findings.push(certificate(t, &chain).await);
     let mut conn = Conn::new(stream, t.timeout);
     ehlo(t, &mut conn, "smtp.starttls", out).await?;
     out.findings.push(
@@ -271,10 +287,17 @@ async fn handshake(
     Some(conn)
 }
 
-fn certificate(t: &Target<'_>, chain: &[rustls::pki_types::CertificateDer<'static>]) -> Finding {
+async fn certificate(
+    t: &Target<'_>,
+    chain: &[rustls::pki_types::CertificateDer<'static>],
+) -> Finding {
     match tls::roots() {
         Ok(roots) => {
-            let v = tls::evaluate(chain, t.host, &roots, SystemTime::now());
+            let now = SystemTime::now();
+            let mut v = tls::evaluate(chain, t.host, &roots, now, false);
+            if v.untrusted && t.publishes_mta_sts().await {
+                v = tls::evaluate(chain, t.host, &roots, now, true);
+            }
             let f = t.finding("smtp.certificate", v.status, v.detail);
             match v.fix {
                 Some(fix) => f.fix(fix),

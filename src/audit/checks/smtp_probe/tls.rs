@@ -165,6 +165,8 @@ pub struct Verdict {
     pub detail: String,
     /// How to fix the worst problem, if any.
     pub fix: Option<String>,
+    /// The certificate parsed and its chain does not lead to a trusted root (whatever else is wrong).
+    pub untrusted: bool,
 }
 
 fn date(t: SystemTime) -> String {
@@ -177,14 +179,15 @@ fn date(t: SystemTime) -> String {
         .unwrap_or_else(|| "an unreadable date".into())
 }
 
-/// Judges `chain` (leaf first, as the server sent it) for `host` at `now`: trusted by [`roots`] (else WARN),
-/// covers `host` (else FAIL), within its validity period (else FAIL) and not expiring within
-/// [`EXPIRY_WARN_DAYS`] (else WARN).
+/// Judges `chain` (leaf first, as the server sent it) for `host` at `now`: trusted by [`roots`] (else WARN, or
+/// FAIL with `mta_sts`: the domain publishes MTA-STS, whose senders verify the certificate), covers `host` (else
+/// FAIL), within its validity period (else FAIL) and not expiring within [`EXPIRY_WARN_DAYS`] (else WARN).
 pub fn evaluate(
     chain: &[CertificateDer<'_>],
     host: &str,
     roots: &RootCertStore,
     now: SystemTime,
+    mta_sts: bool,
 ) -> Verdict {
     let fail = |detail: String| Verdict {
         status: Status::Fail,
@@ -192,6 +195,7 @@ pub fn evaluate(
         fix: Some(format!(
             "install a certificate for {host} from a public CA (e.g. Let's Encrypt)"
         )),
+        untrusted: false,
     };
     let Some(leaf) = chain.first() else {
         return fail("the server sent no certificate".into());
@@ -258,16 +262,27 @@ pub fn evaluate(
     } else {
         now
     };
-    if let Err(reason) = trusted(chain, roots, at) {
+    let trust = trusted(chain, roots, at);
+    if let Err(reason) = &trust {
+        let (status, consequence) = if mta_sts {
+            (
+                Status::Fail,
+                "the domain publishes MTA-STS (_mta-sts TXT), so senders honouring your MTA-STS policy will \
+                 refuse delivery",
+            )
+        } else {
+            (
+                Status::Warn,
+                "only opportunistic senders will accept it, senders that verify (MTA-STS) will not",
+            )
+        };
         problems.push((
-            Status::Warn,
-            format!(
-                "is not trusted by the public CA roots ({reason}): only opportunistic senders will accept it, \
-                 senders that verify (MTA-STS) will not"
-            ),
+            status,
+            format!("is not trusted by the public CA roots ({reason}): {consequence}"),
             format!("use a certificate for {host} from a public CA (e.g. Let's Encrypt) with its full chain"),
         ));
     }
+    let untrusted = trust.is_err();
     let Some(worst) = problems.iter().map(|p| p.0).max() else {
         let days = days_left.unwrap_or(0);
         return Verdict {
@@ -277,6 +292,7 @@ pub fn evaluate(
                 date(not_after)
             ),
             fix: None,
+            untrusted,
         };
     };
     let fix = problems.iter().find(|p| p.0 == worst).map(|p| p.2.clone());
@@ -289,6 +305,7 @@ pub fn evaluate(
         status: worst,
         detail: format!("the certificate {detail}"),
         fix,
+        untrusted,
     }
 }
 
@@ -356,19 +373,19 @@ mod tests {
     #[test]
     fn certificate_verdicts() {
         let (roots, certs) = chain(&["mx.example.org"], (2030, 1, 1));
-        let ok = evaluate(&certs, "mx.example.org", &roots, at(2029, 1, 1));
+        let ok = evaluate(&certs, "mx.example.org", &roots, at(2029, 1, 1), false);
         assert_eq!(ok.status, Status::Pass, "{ok:?}");
-        let soon = evaluate(&certs, "mx.example.org", &roots, at(2029, 12, 25));
+        let soon = evaluate(&certs, "mx.example.org", &roots, at(2029, 12, 25), false);
         assert_eq!(soon.status, Status::Warn, "{soon:?}");
-        let expired = evaluate(&certs, "mx.example.org", &roots, at(2030, 6, 1));
+        let expired = evaluate(&certs, "mx.example.org", &roots, at(2030, 6, 1), false);
         assert_eq!(expired.status, Status::Fail);
         assert_eq!(
             expired.detail, "the certificate expired on 2030-01-01",
             "trust is judged apart from expiry"
         );
-        let early = evaluate(&certs, "mx.example.org", &roots, at(2019, 6, 1));
+        let early = evaluate(&certs, "mx.example.org", &roots, at(2019, 6, 1), false);
         assert_eq!(early.status, Status::Fail, "{early:?}");
-        let other = evaluate(&certs, "mx2.example.org", &roots, at(2029, 1, 1));
+        let other = evaluate(&certs, "mx2.example.org", &roots, at(2029, 1, 1), false);
         assert_eq!(other.status, Status::Fail);
         assert!(
             other.detail.contains("does not cover mx2.example.org"),
@@ -379,16 +396,30 @@ mod tests {
             "mx.example.org",
             &RootCertStore::empty(),
             at(2029, 1, 1),
+            false,
         );
         assert_eq!(untrusted.status, Status::Warn);
+        assert!(untrusted.untrusted && !ok.untrusted);
         assert!(untrusted.detail.contains("unknown issuer"), "{untrusted:?}");
+        let enforced = evaluate(
+            &certs,
+            "mx.example.org",
+            &RootCertStore::empty(),
+            at(2029, 1, 1),
+            true,
+        );
+        assert_eq!(enforced.status, Status::Fail, "{enforced:?}");
+        assert!(
+            enforced.detail.contains("MTA-STS policy will refuse"),
+            "{enforced:?}"
+        );
         assert_eq!(
-            evaluate(&[], "mx.example.org", &roots, at(2029, 1, 1)).status,
+            evaluate(&[], "mx.example.org", &roots, at(2029, 1, 1), false).status,
             Status::Fail
         );
         let garbage = [CertificateDer::from(vec![0x30, 0x03, 0x01, 0x01])];
         assert_eq!(
-            evaluate(&garbage, "mx.example.org", &roots, at(2029, 1, 1)).status,
+            evaluate(&garbage, "mx.example.org", &roots, at(2029, 1, 1), false).status,
             Status::Fail
         );
     }

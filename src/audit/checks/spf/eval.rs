@@ -1,16 +1,29 @@
 //! `spf.pass`: the domain's SPF evaluated by mail-auth, exactly as a receiving server running it would, for each
 //! outbound IP and both identities: `MAIL FROM:<postmaster@DOMAIN>` (must pass) and the HELO name (should pass:
 //! receivers check it for bounces, whose MAIL FROM is empty).
+//!
+//! The outbound IPs are known only from `--ip` (or `server.public_ips`). Without them the MX addresses stand in
+//! as a guess: a MAIL FROM that does not pass is then a WARN (the guess may simply be wrong), and the HELO name
+//! is not evaluated at all (INFO), since both the IP and the name would be guesses.
+//!
+//! mail-auth, like receivers, gives an evaluation a time budget (20 s) and returns permerror once it is spent.
+//! An evaluation that ends in temperror, or takes longer than [`SLOW`] without passing, says more about the
+//! DNS on the way than about the record: UNKNOWN, never FAIL.
 
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use mail_auth::SpfResult;
 use mail_auth::spf::verify::SpfParameters;
+use mail_auth::{MessageAuthenticator, SpfOutput};
 
 use super::{syntax, txt_line};
 use crate::audit::{Context, Finding, Status};
 use crate::model::DomainName;
+
+/// Evaluations slower than this came close to mail-auth's (and receivers') budget of 20 s.
+pub const SLOW: Duration = Duration::from_secs(15);
 
 /// The IPs to evaluate, and whether they were guessed from the MX addresses.
 fn outbound_ips(ctx: &Context<'_>) -> (Vec<IpAddr>, bool) {
@@ -68,11 +81,6 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName, record: &str) -> Vec<
              addresses",
         )];
     }
-    let source = if guessed {
-        " (no --ip given: the MX addresses are taken as the outbound IPs)"
-    } else {
-        ""
-    };
     let helo = helo_name(ctx);
     let sender = format!("postmaster@{domain}");
     let mut runs = Vec::new();
@@ -84,14 +92,19 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName, record: &str) -> Vec<
             &sender,
             helo.as_deref(),
             record,
-            source,
+            guessed,
         ));
     }
     let mut findings: Vec<Finding> = join_all(runs).await;
     match &helo {
-        Some(h) => {
-            findings.extend(join_all(ips.iter().map(|ip| helo_check(ctx, *ip, h, source))).await)
-        }
+        _ if guessed => findings.push(Finding::new(
+            "spf.pass",
+            Status::Info,
+            domain.as_str(),
+            "HELO identity not evaluated: pass --ip and set server.hostname (the MX addresses are only a guess \
+             at the outbound IPs)",
+        )),
+        Some(h) => findings.extend(join_all(ips.iter().map(|ip| helo_check(ctx, *ip, h))).await),
         None => findings.push(Finding::new(
             "spf.pass",
             Status::Info,
@@ -109,54 +122,101 @@ async fn mail_from(
     sender: &str,
     helo: Option<&str>,
     record: &str,
-    source: &str,
+    guessed: bool,
 ) -> Finding {
     let helo = helo.unwrap_or(domain.as_str());
     let params = SpfParameters::verify_mail_from(ip, helo, &ctx.options.helo_name, sender);
-    let result = ctx
-        .resolver
-        .authenticator()
-        .verify_spf(params)
-        .await
-        .result();
+    let (result, took) = timed(ctx.resolver.authenticator(), params).await;
     let subject = format!("{ip} MAIL FROM:<{sender}>");
     let shown = result.to_string().to_ascii_lowercase();
-    match result {
-        SpfResult::Pass => Finding::new(
+    if let Some(unknown) = unreliable(&subject, domain.as_str(), result, took) {
+        return unknown;
+    }
+    if result == SpfResult::Pass {
+        let source = if guessed {
+            " (no --ip given: the MX addresses are taken as the outbound IPs)"
+        } else {
+            ""
+        };
+        return Finding::new(
             "spf.pass",
             Status::Pass,
             subject,
-            format!("{shown}{source}"),
-        ),
-        SpfResult::TempError => temperror(subject, domain.as_str()),
-        _ => Finding::new(
-            "spf.pass",
-            Status::Fail,
-            subject,
-            format!("{shown}: {}{source}", consequence(result)),
+            format!("{shown}{source}{}", slow_note(took)),
+        );
+    }
+    let (status, source) = if guessed {
+        (
+            Status::Warn,
+            "; MX address used as a guess; pass --ip with the real outbound IPs",
         )
-        .fix(txt_line(domain.as_str(), &with_ip(record, ip))),
+    } else {
+        (Status::Fail, "")
+    };
+    Finding::new(
+        "spf.pass",
+        status,
+        subject,
+        format!("{shown}: {}{source}", consequence(result)),
+    )
+    .fix(txt_line(domain.as_str(), &with_ip(record, ip)))
+}
+
+/// Runs mail-auth's evaluation and measures how long it took.
+async fn timed(auth: &MessageAuthenticator, params: SpfParameters<'_>) -> (SpfResult, Duration) {
+    let started = Instant::now();
+    let output: SpfOutput = auth.verify_spf(params).await;
+    (output.result(), started.elapsed())
+}
+
+/// UNKNOWN for a temperror, or for a non-pass that took longer than [`SLOW`] (mail-auth's budget nearly or
+/// entirely spent: its permerror then says nothing about the record).
+fn unreliable(subject: &str, name: &str, result: SpfResult, took: Duration) -> Option<Finding> {
+    match result {
+        SpfResult::TempError => Some(temperror(subject.to_string(), name)),
+        SpfResult::Pass => None,
+        _ if took > SLOW => Some(Finding::new(
+            "spf.pass",
+            Status::Unknown,
+            subject,
+            format!(
+                "could not test: evaluating the SPF of {name} took {} s and gave {}; mail-auth, like receivers, \
+                 gives up after 20 s with permerror, so slow DNS on the way rather than the record may be why",
+                took.as_secs(),
+                result.to_string().to_ascii_lowercase()
+            ),
+        )),
+        _ => None,
     }
 }
 
-async fn helo_check(ctx: &Context<'_>, ip: IpAddr, helo: &str, source: &str) -> Finding {
+/// Appended to a pass that took longer than [`SLOW`].
+fn slow_note(took: Duration) -> String {
+    if took > SLOW {
+        format!(
+            "; but it took {} s, close to the 20 s after which receivers give up",
+            took.as_secs()
+        )
+    } else {
+        String::new()
+    }
+}
+
+async fn helo_check(ctx: &Context<'_>, ip: IpAddr, helo: &str) -> Finding {
     let params = SpfParameters::verify_ehlo(ip, helo, &ctx.options.helo_name);
-    let result = ctx
-        .resolver
-        .authenticator()
-        .verify_spf(params)
-        .await
-        .result();
+    let (result, took) = timed(ctx.resolver.authenticator(), params).await;
     let subject = format!("{ip} HELO {helo}");
     let shown = result.to_string().to_ascii_lowercase();
+    if let Some(unknown) = unreliable(&subject, helo, result, took) {
+        return unknown;
+    }
     match result {
         SpfResult::Pass => Finding::new(
             "spf.pass",
             Status::Pass,
             subject,
-            format!("{shown}{source}"),
+            format!("{shown}{}", slow_note(took)),
         ),
-        SpfResult::TempError => temperror(subject, helo),
         _ => {
             // Fix the HELO name's own record when it has exactly one; else publish one.
             let existing = ctx.resolver.txt(helo).await.unwrap_or_default();
@@ -171,7 +231,7 @@ async fn helo_check(ctx: &Context<'_>, ip: IpAddr, helo: &str, source: &str) -> 
                 subject,
                 format!(
                     "{shown} for the HELO name: {} where they check it, as they do for bounces (empty MAIL \
-                     FROM){source}",
+                     FROM)",
                     consequence(result)
                 ),
             )

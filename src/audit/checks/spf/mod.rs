@@ -7,20 +7,25 @@
 //!   reported with that record's name as subject) parses per RFC 7208 12. FAIL lists each bad term and why;
 //!   WARN for `ptr`, which RFC 7208 5.5 says not to publish.
 //! - `spf.lookups`: over the whole include/redirect tree, at most 10 DNS-querying terms and at most 2 void
-//!   lookups (RFC 7208 4.6.4), no include loop, every include/redirect target has exactly one SPF record. FAIL
-//!   shows the tree with the count per branch; PASS gives the totals; UNKNOWN when a lookup in the tree failed.
+//!   lookups (RFC 7208 4.6.4), at most 10 MX hosts per `mx` term (each host without A or AAAA is one more void
+//!   lookup), no include loop, every include/redirect target has exactly one SPF record; terms after `all`
+//!   are not counted (receivers never reach them). FAIL shows the tree with the count per branch; PASS gives
+//!   the totals; UNKNOWN when a lookup in the tree failed.
 //! - `spf.all`: how the record ends. `-all`/`~all` PASS, `?all` WARN, `+all` FAIL, no `all` and no redirect
 //!   WARN; terms after `all`, or a `redirect` next to `all`, are never evaluated (WARN). With `redirect` and no
 //!   `all`, the target record's `all` is judged.
-//! - `spf.pass`: mail-auth's SPF evaluation for every outbound IP (`--ip`, else the MX addresses, said in the
-//!   detail): `MAIL FROM:<postmaster@DOMAIN>` must give pass (FAIL otherwise), the HELO name (`server.hostname`,
-//!   else the first MX host) should (WARN otherwise); UNKNOWN on temperror.
+//! - `spf.pass`: mail-auth's SPF evaluation for every outbound IP: `MAIL FROM:<postmaster@DOMAIN>` must give
+//!   pass (FAIL otherwise), the HELO name (`server.hostname`, else the first MX host) should (WARN otherwise).
+//!   Without `--ip` / `server.public_ips` the MX addresses are a guess (said in the detail): a MAIL FROM that
+//!   does not pass is only a WARN, and the HELO name is not evaluated (INFO). UNKNOWN on temperror, and for a
+//!   non-pass when the evaluation took longer than 15 s (mail-auth gives up after 20 s with permerror).
 //!
 //! One fault, one failing id: when there is no single record, only `spf.record` is reported; when the domain's
 //! record has a bad term, `spf.pass` is not evaluated (every receiver returns permerror, which `spf.syntax`
 //! already says).
 
 mod eval;
+mod probe;
 mod syntax;
 mod tree;
 

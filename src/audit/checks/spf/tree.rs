@@ -2,14 +2,19 @@
 //!
 //! Every DNS-querying term (`include`, `a`, `mx`, `ptr`, `exists`, a reachable `redirect`) counts against the
 //! limit of 10, and every `a`/`mx`/`exists` target or `include`/`redirect` target that answers NXDOMAIN or NODATA
-//! is a void lookup, limit 2, over the whole tree. The walk is static (it follows every branch, since any IP may
-//! reach any branch), resolves each node's children and targets concurrently, and stops at include loops, at a
-//! depth of 10 and after 50 records, so a hostile tree cannot make the audit run away.
+//! is a void lookup, limit 2, over the whole tree. An `mx` term may name at most 10 MX hosts (more: permerror),
+//! and each of its hosts without an address is one more void lookup; a name counts as having an address when
+//! it has an A or an AAAA record (see [`super::probe`] for that choice). Terms after `all` are neither counted
+//! nor followed: receivers stop at `all` (`spf.all` warns about them). The walk is static (it follows every
+//! branch, since any IP may reach any branch), resolves each node's children and targets concurrently, and
+//! stops at include loops, at a depth of 10 and after 50 records, so a hostile tree cannot make the audit run
+//! away.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::future::{BoxFuture, join, join_all};
 
+use super::probe::{self, Probe};
 use super::spf_values;
 use super::syntax::{self, Kind, Record};
 use crate::audit::{Finding, Status};
@@ -41,6 +46,8 @@ pub struct Node {
     pub voids: Vec<String>,
     /// What makes receivers return permerror here (loop, missing or duplicate record ...).
     pub problems: Vec<String>,
+    /// Terms of this record that make receivers return permerror (an `mx` with more than 10 hosts): (term, why).
+    pub permerrors: Vec<(String, String)>,
     /// What the walk could not follow and why (macro targets).
     pub notes: Vec<String>,
     /// Lookups that got no answer.
@@ -78,7 +85,8 @@ impl Node {
     }
 }
 
-fn normalize(name: &str) -> String {
+/// Lower case, without the trailing dot.
+pub(super) fn normalize(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
@@ -99,12 +107,6 @@ struct Walker<'r> {
     fetched: AtomicUsize,
 }
 
-enum Probe {
-    Answered,
-    Void(String),
-    Failed(String),
-}
-
 impl<'r> Walker<'r> {
     /// Counts the node's terms, then probes its targets and fetches its children, all at once.
     fn expand<'s>(
@@ -118,15 +120,16 @@ impl<'r> Walker<'r> {
                 return node;
             };
             let redirect = record.effective_redirect();
-            node.lookups = record
-                .mechanisms
-                .iter()
-                .filter(|m| m.kind.queries_dns())
-                .count()
+            // Receivers stop at the first `all`: what follows is never looked up.
+            let evaluated = match record.mechanisms.iter().position(|m| m.kind == Kind::All) {
+                Some(end) => &record.mechanisms[..=end],
+                None => &record.mechanisms[..],
+            };
+            node.lookups = evaluated.iter().filter(|m| m.kind.queries_dns()).count()
                 + usize::from(redirect.is_some());
             let mut probes = Vec::new();
             let mut targets = Vec::new();
-            for m in &record.mechanisms {
+            for m in evaluated {
                 let target = m.target.as_deref().unwrap_or(&node.domain);
                 match m.kind {
                     Kind::Include => targets.push((m.text.clone(), target.to_string(), false)),
@@ -134,7 +137,7 @@ impl<'r> Walker<'r> {
                         format!("{}: target built from macros, not resolved here", m.text),
                     ),
                     Kind::A | Kind::Mx | Kind::Exists => {
-                        probes.push(self.probe(m.kind, m.text.clone(), target.to_string()));
+                        probes.push(probe::probe(self.resolver, m.kind, &m.text, target));
                     }
                     _ => {}
                 }
@@ -171,11 +174,11 @@ impl<'r> Walker<'r> {
                 }
             }
             let (probed, fetched) = join(join_all(probes), join_all(children)).await;
-            for p in probed {
+            for p in probed.into_iter().flatten() {
                 match p {
-                    Probe::Answered => {}
                     Probe::Void(v) => node.voids.push(v),
                     Probe::Failed(f) => node.failed.push(f),
+                    Probe::Permerror(term, why) => node.permerrors.push((term, why)),
                 }
             }
             node.children.extend(fetched);
@@ -226,39 +229,6 @@ impl<'r> Walker<'r> {
             node
         })
     }
-
-    /// Looks up an `a`, `mx` or `exists` target to see whether the lookup is void.
-    async fn probe(&self, kind: Kind, term: String, target: String) -> Probe {
-        let answers = match kind {
-            Kind::A => {
-                let (v4, v6) = join(
-                    self.resolver.query(&target, RecordType::A),
-                    self.resolver.query(&target, RecordType::AAAA),
-                )
-                .await;
-                vec![v4, v6]
-            }
-            Kind::Mx => vec![self.resolver.query(&target, RecordType::MX).await],
-            _ => vec![self.resolver.query(&target, RecordType::A).await],
-        };
-        if answers.iter().any(|a| matches!(a, Answer::Records { .. })) {
-            return Probe::Answered;
-        }
-        if let Some(e) = answers.iter().find_map(|a| match a {
-            Answer::Failed(e) => Some(e),
-            _ => None,
-        }) {
-            return Probe::Failed(format!("{term}: {e}"));
-        }
-        let why = if answers.iter().any(|a| matches!(a, Answer::NxDomain)) {
-            "does not exist"
-        } else if kind == Kind::Mx {
-            "has no MX record"
-        } else {
-            "has no address"
-        };
-        Probe::Void(format!("{term} ({} {why})", normalize(&target)))
-    }
 }
 
 /// The tree as indented lines, each with its lookup count (and void lookups, problems, failures).
@@ -280,6 +250,9 @@ fn render_into(node: &Node, depth: usize, out: &mut Vec<String>) {
         line.push_str(&format!(" - {p}"));
     }
     out.push(line);
+    for (_, why) in &node.permerrors {
+        out.push(format!("{pad}  permerror: {why}"));
+    }
     for v in &node.voids {
         out.push(format!("{pad}  void: {v}"));
     }
@@ -316,13 +289,27 @@ pub fn finding(domain: &str, tree: &Node) -> Finding {
             voids.len()
         ));
     }
-    if !voids.is_empty() && (voids.len() > MAX_VOIDS || !problem_nodes.is_empty()) {
-        let terms: Vec<&str> = voids
-            .iter()
-            .map(|v| v.split(" (").next().unwrap_or(v))
-            .collect();
+    let permerrors: Vec<&(String, String)> = nodes.iter().flat_map(|n| &n.permerrors).collect();
+    why.extend(permerrors.iter().map(|(_, why)| why.clone()));
+    if !permerrors.is_empty() {
+        let terms: Vec<&str> = permerrors.iter().map(|(t, _)| t.as_str()).collect();
         fixes.push(format!(
-            "remove the terms whose target does not exist: {}",
+            "replace {} by the ip4:/ip6: ranges of the hosts that send mail (an mx term may name at most {} MX \
+             hosts)",
+            terms.join(", "),
+            probe::MAX_MX_HOSTS
+        ));
+    }
+    if !voids.is_empty() && (voids.len() > MAX_VOIDS || !problem_nodes.is_empty()) {
+        let mut terms: Vec<&str> = Vec::new();
+        for v in &voids {
+            let term = v.split(" (").next().unwrap_or(v);
+            if !terms.contains(&term) {
+                terms.push(term);
+            }
+        }
+        fixes.push(format!(
+            "remove the terms whose target does not exist or has no address: {}",
             terms.join(", ")
         ));
     }

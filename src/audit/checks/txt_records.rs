@@ -1,0 +1,398 @@
+//! Helpers shared by the TXT-record families (DKIM, DMARC, MTA-STS, TLS-RPT): the TXT lookup, zone-syntax fixes,
+//! `tag=value` parsing, and the two record parsers that are more than a few lines: DMARC records
+//! ([`parse_dmarc`], RFC 7489 6.3) and DKIM key records ([`parse_key`], RFC 6376 3.6.1).
+//!
+//! No findings are made here; the families decide what a parse result means.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use rsa::pkcs1::der::Decode;
+
+use crate::audit::{Context, Finding};
+use crate::dkim::{self, KeyAlgorithm};
+use crate::dns::records::{self, Inputs};
+use crate::dns::{Answer, RData, RecordType, Resolver};
+use crate::model::{DomainName, printable};
+
+/// The TXT records at `name`, each with its strings joined; empty when the name or the type does not exist; the
+/// error is the reason the lookup got no answer.
+pub(crate) async fn txt(resolver: &Resolver, name: &str) -> Result<Vec<String>, String> {
+    match resolver.query(name, RecordType::TXT).await {
+        Answer::Records { data, .. } => Ok(data
+            .iter()
+            .filter_map(|d| match d {
+                RData::TXT(t) => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect()),
+        Answer::NxDomain | Answer::NoData => Ok(Vec::new()),
+        Answer::Failed(reason) => Err(reason),
+    }
+}
+
+/// A TXT record in zone syntax: `name. 3600 IN TXT "value"`.
+pub(crate) fn zone_line(name: &str, value: &str) -> String {
+    let name = if name.ends_with('.') {
+        name.to_string()
+    } else {
+        format!("{name}.")
+    };
+    format!(
+        "{name} {} IN TXT {}",
+        records::TTL,
+        crate::dkim::zone_txt_rdata(value)
+    )
+}
+
+/// `finding` with `fix` when there is one.
+pub(crate) fn with_fix(finding: Finding, fix: Option<String>) -> Finding {
+    match fix {
+        Some(fix) => finding.fix(fix),
+        None => finding,
+    }
+}
+
+/// The TXT record `mailctl dns records` would publish at `PREFIX.DOMAIN.` (e.g. `_dmarc.`), in zone syntax.
+pub(crate) fn suggested(ctx: &Context<'_>, domain: &DomainName, prefix: &str) -> Option<String> {
+    let mx_host = ctx
+        .known
+        .hostname
+        .as_deref()
+        .or(ctx.mx.hosts.first().map(|h| h.name.as_str()))
+        .and_then(|h| h.parse::<DomainName>().ok())
+        .or_else(|| format!("mail.{domain}").parse().ok())?;
+    let set = records::build(&Inputs {
+        domain: domain.clone(),
+        mx_host,
+        ips: ctx.options.ips.clone(),
+        dkim: Vec::new(),
+        dmarc_policy: "quarantine".into(),
+        report_address: format!("postmaster@{domain}"),
+        mta_sts_mode: "testing".into(),
+    });
+    let name = format!("{prefix}{domain}.");
+    set.records
+        .iter()
+        .find(|r| r.name == name && r.rtype == "TXT")
+        .map(|r| zone_line(&r.name, &r.value))
+}
+
+/// The tags of a `tag=value; ...` record, names lower-cased, both sides trimmed, empty parts skipped. A part
+/// without `=` comes back with an empty name and the part as value (see [`pairs_error`]).
+pub(crate) fn tag_list(record: &str) -> Vec<(String, String)> {
+    record
+        .split(';')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| match t.split_once('=') {
+            Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().to_string()),
+            None => (String::new(), t.to_string()),
+        })
+        .collect()
+}
+
+/// The complaint about the first part of a [`tag_list`] that is not `tag=value`, if any.
+pub(crate) fn pairs_error(tags: &[(String, String)]) -> Option<String> {
+    tags.iter()
+        .find(|(k, _)| k.is_empty())
+        .map(|(_, v)| format!("'{}' is not a tag=value pair", printable(v)))
+}
+
+/// Whether `record` starts with `v=VERSION`, the value matched exactly as DMARC, MTA-STS and TLS-RPT demand
+/// (the only records receivers consider at all).
+pub(crate) fn has_version(record: &str, version: &str) -> bool {
+    tag_list(record)
+        .first()
+        .is_some_and(|(k, v)| k == "v" && v == version)
+}
+
+/// A DMARC record as a receiver reads it: the tags as published, and the ones it ignores (RFC 7489 6.3: invalid
+/// or repeated tags are ignored, the rest of the record applies).
+pub(crate) struct Dmarc {
+    tags: Vec<(String, String)>,
+    /// Indices into `tags` of the tags receivers ignore.
+    ignored: Vec<usize>,
+    /// One line per ignored tag or report URI, naming it; empty for a clean record.
+    pub(crate) problems: Vec<String>,
+}
+
+impl Dmarc {
+    /// The value of the first `tag` receivers use (None when absent or ignored).
+    pub(crate) fn get(&self, tag: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .enumerate()
+            .find(|(i, (k, _))| k == tag && !self.ignored.contains(i))
+            .map(|(_, (_, v))| v.as_str())
+    }
+
+    /// The valid report URIs of `rua`/`ruf` (receivers skip the others).
+    pub(crate) fn uris(&self, tag: &str) -> Vec<String> {
+        self.get(tag)
+            .map(|v| v.split(',').map(str::trim).filter(|u| valid_uri(u)))
+            .into_iter()
+            .flatten()
+            .map(String::from)
+            .collect()
+    }
+
+    /// The tags a repaired record keeps: ignored ones dropped, a bare address in `rua`/`ruf` given `mailto:`,
+    /// other invalid URIs dropped.
+    fn clean(&self) -> Vec<(String, String)> {
+        let repair = |u: &str| {
+            let mailto = format!("mailto:{u}");
+            match () {
+                _ if valid_uri(u) => Some(u.to_string()),
+                _ if !u.contains(':') && valid_uri(&mailto) => Some(mailto),
+                _ => None,
+            }
+        };
+        let kept = self.tags.iter().enumerate();
+        kept.filter(|(i, _)| !self.ignored.contains(i))
+            .filter_map(|(_, (k, v))| {
+                if !["rua", "ruf"].contains(&k.as_str())
+                    || v.split(',').all(|u| valid_uri(u.trim()))
+                {
+                    return Some((k.clone(), v.clone()));
+                }
+                let uris: Vec<String> = v.split(',').filter_map(|u| repair(u.trim())).collect();
+                (!uris.is_empty()).then(|| (k.clone(), uris.join(",")))
+            })
+            .collect()
+    }
+
+    /// Whether the repaired record (see [`Dmarc::with`]) still has an aggregate report address.
+    pub(crate) fn repaired_has_rua(&self) -> bool {
+        self.clean().iter().any(|(k, _)| k == "rua")
+    }
+
+    /// The repaired record with `tag` set to `value` (appended when absent, removed when `value` is None).
+    pub(crate) fn with(&self, tag: &str, value: Option<&str>) -> String {
+        let mut tags = self.clean();
+        match (tags.iter().position(|(k, _)| k == tag), value) {
+            (Some(i), Some(v)) => tags[i].1 = v.to_string(),
+            (Some(i), None) => {
+                tags.remove(i);
+            }
+            (None, Some(v)) => tags.push((tag.to_string(), v.to_string())),
+            (None, None) => {}
+        }
+        tags.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The domain of a `mailto:` report URI (`mailto:a@b.example!10m`), lower-cased.
+pub(crate) fn mailto_domain(uri: &str) -> Option<String> {
+    let rest = uri
+        .get(..7)?
+        .eq_ignore_ascii_case("mailto:")
+        .then(|| &uri[7..])?;
+    let address = rest.split('!').next()?;
+    let address = percent_encoding::percent_decode_str(address).decode_utf8_lossy();
+    let (local, domain) = address.rsplit_once('@')?;
+    (!local.is_empty() && !domain.is_empty()).then(|| domain.to_ascii_lowercase())
+}
+
+/// Whether a report URI is usable: a `mailto:` with an address, or any other `scheme:...`.
+fn valid_uri(uri: &str) -> bool {
+    let mailto = uri
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("mailto:"));
+    if mailto {
+        mailto_domain(uri).is_some()
+    } else {
+        uri.split_once(':').is_some_and(|(scheme, rest)| {
+            !rest.is_empty()
+                && scheme
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic())
+        })
+    }
+}
+
+/// Parses a DMARC record (one that starts with `v=DMARC1`). Err only when receivers cannot apply it: `p=`
+/// missing, invalid or repeated, or `sp=` invalid (RFC 7489 6.6.3 step 6). Other invalid tags end up in
+/// [`Dmarc::problems`] and are ignored, as receivers ignore them.
+pub(crate) fn parse_dmarc(record: &str) -> Result<Dmarc, String> {
+    let tags = tag_list(record);
+    let one_of = |v: &str, set: &[&str]| set.contains(&v.to_ascii_lowercase().as_str());
+    let (mut ignored, mut problems) = (Vec::new(), Vec::new());
+    for (i, (k, v)) in tags.iter().enumerate() {
+        let (tag, value) = (printable(k), printable(v));
+        let problem = if k.is_empty() {
+            Some(format!("'{value}' is not a tag=value pair"))
+        } else if tags[..i].iter().any(|(j, _)| j == k) {
+            if k == "p" || k == "sp" {
+                return Err(format!("the tag {tag}= appears twice"));
+            }
+            Some(format!("{tag}= appears twice; only the first counts"))
+        } else {
+            match k.as_str() {
+                "p" | "sp" if !one_of(v, &["none", "quarantine", "reject"]) => {
+                    return Err(format!("{tag}={value} is not none, quarantine or reject"));
+                }
+                "pct" if v.parse::<u8>().map_or(true, |n| n > 100) => {
+                    Some(format!("pct={value} is not a number from 0 to 100"))
+                }
+                "adkim" | "aspf" if !one_of(v, &["r", "s"]) => {
+                    Some(format!("{tag}={value} is not r or s"))
+                }
+                "fo" if !v
+                    .split(':')
+                    .all(|o| one_of(o.trim(), &["0", "1", "d", "s"])) =>
+                {
+                    Some(format!("fo={value} is not a list of 0, 1, d and s"))
+                }
+                "ri" if v.parse::<u32>().is_err() => {
+                    Some(format!("ri={value} is not a number of seconds"))
+                }
+                "rua" | "ruf" => {
+                    let bad = v.split(',').map(str::trim).filter(|u| !valid_uri(u));
+                    problems.extend(bad.map(|u| {
+                        format!(
+                            "{tag}= holds '{}', which is not a mailto: or other URI",
+                            printable(u)
+                        )
+                    }));
+                    None
+                }
+                _ => None,
+            }
+        };
+        if let Some(problem) = problem {
+            ignored.push(i);
+            problems.push(problem);
+        }
+    }
+    let d = Dmarc {
+        tags,
+        ignored,
+        problems,
+    };
+    match d.get("p") {
+        Some(_) => Ok(d),
+        None => Err("the required p= tag is missing".into()),
+    }
+}
+
+/// A DKIM key record that parsed.
+#[derive(Debug)]
+pub(crate) struct Key {
+    pub(crate) algorithm: KeyAlgorithm,
+    /// RSA modulus size (None for Ed25519).
+    pub(crate) bits: Option<usize>,
+    pub(crate) testing: bool,
+}
+
+/// Why the DKIM key records at a selector give no usable key.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum KeyProblem {
+    /// `p=` is empty: the key was withdrawn on purpose (RFC 6376 3.6.1).
+    Revoked,
+    /// Anything else, as a sentence.
+    Invalid(String),
+}
+
+impl std::fmt::Display for KeyProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyProblem::Revoked => {
+                f.write_str("the key is revoked (empty p=): signatures with this selector fail")
+            }
+            KeyProblem::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The RSA modulus size of a public key in SubjectPublicKeyInfo or PKCS#1 DER.
+pub(crate) fn rsa_bits(der: &[u8]) -> Option<usize> {
+    let pkcs1 = match rsa::pkcs8::SubjectPublicKeyInfoRef::from_der(der) {
+        Ok(spki) if spki.algorithm.oid == rsa::pkcs1::ALGORITHM_OID => {
+            spki.subject_public_key.as_bytes()?
+        }
+        Ok(_) => return None,
+        Err(_) => der,
+    };
+    let n = rsa::pkcs1::RsaPublicKey::from_der(pkcs1).ok()?.modulus;
+    let n = n.as_bytes();
+    let first = *n.first()?;
+    Some(n.len() * 8 - first.leading_zeros() as usize)
+}
+
+/// Whether a TXT record is meant as a DKIM key (has `p=` or `v=DKIM1`).
+pub(crate) fn is_key_record(record: &str) -> bool {
+    dkim::parse_tags(record)
+        .iter()
+        .any(|(k, v)| k == "p" || (k == "v" && v == "DKIM1"))
+}
+
+/// Parses the TXT records at a DKIM selector's name (RFC 6376 3.6.1).
+pub(crate) fn parse_key(records: &[String]) -> Result<Key, KeyProblem> {
+    let invalid = |why: String| Err(KeyProblem::Invalid(why));
+    let keys: Vec<&String> = records.iter().filter(|r| is_key_record(r)).collect();
+    let record = match keys.as_slice() {
+        [one] => one.as_str(),
+        [] => return invalid("no DKIM key record among the TXT records here".into()),
+        many => {
+            return invalid(format!(
+                "{} DKIM key records at one name: receivers pick one at random",
+                many.len()
+            ));
+        }
+    };
+    let tags = dkim::parse_tags(record);
+    let get = |t: &str| tags.iter().find(|(k, _)| k == t).map(|(_, v)| v.as_str());
+    if tags.iter().skip(1).any(|(k, _)| k == "v") || get("v").is_some_and(|v| v != "DKIM1") {
+        return invalid("v= must be DKIM1 and come first".into());
+    }
+    let algorithm = match get("k").unwrap_or("rsa").to_ascii_lowercase().as_str() {
+        "rsa" => KeyAlgorithm::Rsa,
+        "ed25519" => KeyAlgorithm::Ed25519,
+        other => return invalid(format!("k={other} is neither rsa nor ed25519")),
+    };
+    if let Some(h) = get("h").filter(|h| !h.split(':').any(|a| a.eq_ignore_ascii_case("sha256"))) {
+        return invalid(format!(
+            "h={h} excludes sha256, so no valid signature can use the key"
+        ));
+    }
+    let no_email = |s: &&str| {
+        !s.split(':')
+            .any(|t| t == "*" || t.eq_ignore_ascii_case("email"))
+    };
+    if let Some(s) = get("s").filter(no_email) {
+        return invalid(format!("s={s} does not include email"));
+    }
+    let p = match get("p") {
+        None => return invalid("the required p= tag is missing".into()),
+        Some("") => return Err(KeyProblem::Revoked),
+        Some(p) => match B64.decode(p) {
+            Ok(p) => p,
+            Err(_) => return invalid("p= is not valid base64".into()),
+        },
+    };
+    let bits = match algorithm {
+        KeyAlgorithm::Rsa => match rsa_bits(&p) {
+            Some(bits) => Some(bits),
+            None => return invalid("p= does not hold an RSA public key".into()),
+        },
+        KeyAlgorithm::Ed25519 if p.len() == 32 => None,
+        KeyAlgorithm::Ed25519 => {
+            return invalid(format!("p= holds {} bytes; an Ed25519 key is 32", p.len()));
+        }
+    };
+    let testing = get("t").is_some_and(|t| t.split(':').any(|f| f.eq_ignore_ascii_case("y")));
+    Ok(Key {
+        algorithm,
+        bits,
+        testing,
+    })
+}
