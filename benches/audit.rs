@@ -73,8 +73,6 @@ fn main() {
                 &ns,
                 "--selector",
                 "m1",
-                "--ip",
-                "192.0.2.10",
             ])
             .args(["--rbl", "rbl.lists.example", "--dbl", "dbl.lists.example"])
             .args(&domains)
