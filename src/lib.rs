@@ -19,6 +19,8 @@
 //! dkim/           keys (RSA/Ed25519, PEM), TXT records, signing and verifying with mail-auth
 //! audit/          the receiver's view of a domain: runner (MX first, then every family concurrently),
 //!                 checks/ one file (or folder) per family, report.rs (table, json, nagios, exit code)
+//! smtp/           the daemon, built bottom-up (no `serve` command yet): command/ (command line, AUTH
+//!                 decoders, replies), data/ (smuggling-safe DATA reader), deliver/maildir/ (durable delivery)
 //! store/          the ONLY place that speaks SQL: Store over SQLite and MySQL/MariaDB, migrations,
 //!                 one file per table family
 //! assets.rs       man pages and shell completions generated from the clap definition
@@ -50,5 +52,6 @@ pub mod model;
 pub mod output;
 pub mod password;
 pub mod provision;
+pub mod smtp;
 pub mod store;
 pub mod time;

@@ -1,0 +1,7 @@
+//! The SMTP daemon (`mailctl serve`), built bottom-up: the protocol pieces that need no socket come first, each
+//! testable on its own (and fuzzable later): [`command`] parses command lines, [`data`] reads a DATA stream
+//! safely, [`deliver`] puts messages on stable storage. The listener and session that tie them together follow.
+
+pub mod command;
+pub mod data;
+pub mod deliver;
