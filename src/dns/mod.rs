@@ -73,6 +73,21 @@ impl Answer {
     }
 }
 
+/// The TXT records among `data`, each with its character-strings joined (how DKIM, SPF and DMARC read them).
+pub fn txt_strings(data: &[RData]) -> Vec<String> {
+    data.iter()
+        .filter_map(|d| match d {
+            RData::TXT(txt) => Some(
+                txt.txt_data
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s))
+                    .collect::<String>(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Default per-query timeout; with one retry a dead server costs twice this.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -166,29 +181,12 @@ impl Resolver {
     /// The TXT records at `name`, each with its strings joined. An empty list means the name has no TXT
     /// records (NXDOMAIN or no data); a timeout or server failure is an error.
     pub async fn txt(&self, name: &str) -> Result<Vec<String>> {
-        let fqdn = if name.ends_with('.') {
-            name.to_string()
-        } else {
-            format!("{name}.")
-        };
-        match self.auth.resolver().txt_lookup(fqdn.as_str()).await {
-            Ok(lookup) => Ok(lookup
-                .answers()
-                .iter()
-                .filter_map(|r| match &r.data {
-                    RData::TXT(txt) => Some(
-                        txt.txt_data
-                            .iter()
-                            .map(|s| String::from_utf8_lossy(s).into_owned())
-                            .collect::<String>(),
-                    ),
-                    _ => None,
-                })
-                .collect()),
-            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
-            Err(e) => Err(Error::Dns {
-                name: fqdn,
-                reason: e.to_string(),
+        match self.query(name, RecordType::TXT).await {
+            Answer::Records { data, .. } => Ok(txt_strings(&data)),
+            Answer::NxDomain | Answer::NoData => Ok(Vec::new()),
+            Answer::Failed(reason) => Err(Error::Dns {
+                name: name.to_string(),
+                reason,
             }),
         }
     }

@@ -11,25 +11,14 @@ use rsa::pkcs1::der::Decode;
 use crate::audit::{Context, Finding};
 use crate::dkim::{self, KeyAlgorithm};
 use crate::dns::records::{self, Inputs};
-use crate::dns::{Answer, RData, RecordType, Resolver};
+use crate::dns::{Answer, RecordType, Resolver};
 use crate::model::{DomainName, printable};
 
 /// The TXT records at `name`, each with its strings joined; empty when the name or the type does not exist; the
 /// error is the reason the lookup got no answer.
 pub(crate) async fn txt(resolver: &Resolver, name: &str) -> Result<Vec<String>, String> {
     match resolver.query(name, RecordType::TXT).await {
-        Answer::Records { data, .. } => Ok(data
-            .iter()
-            .filter_map(|d| match d {
-                RData::TXT(t) => Some(
-                    t.txt_data
-                        .iter()
-                        .map(|s| String::from_utf8_lossy(s))
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect()),
+        Answer::Records { data, .. } => Ok(crate::dns::txt_strings(&data)),
         Answer::NxDomain | Answer::NoData => Ok(Vec::new()),
         Answer::Failed(reason) => Err(reason),
     }

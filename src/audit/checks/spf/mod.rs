@@ -39,16 +39,8 @@ use crate::model::DomainName;
 
 /// The SPF values among TXT records (strings of one record joined).
 fn spf_values(data: &[RData]) -> Vec<String> {
-    data.iter()
-        .filter_map(|d| match d {
-            RData::TXT(txt) => Some(
-                txt.txt_data
-                    .iter()
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .collect::<String>(),
-            ),
-            _ => None,
-        })
+    crate::dns::txt_strings(data)
+        .into_iter()
         .filter(|t| syntax::is_spf(t))
         .collect()
 }
