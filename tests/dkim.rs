@@ -343,18 +343,13 @@ fn keys_export_with_mode_0600_and_import_elsewhere(db: &TestDb) {
 
     // opendkim-genkey writes PKCS#1 ("BEGIN RSA PRIVATE KEY"): adopted as well.
     let pkcs1 = db.path("legacy.pem");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "genrsa",
-            "-traditional",
-            "-out",
-            pkcs1.to_str().unwrap(),
-            "2048",
-        ])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success());
+    support::openssl(&[
+        "genrsa",
+        "-traditional",
+        "-out",
+        pkcs1.to_str().unwrap(),
+        "2048",
+    ]);
     db.run(&[
         "dkim",
         "import",
@@ -430,19 +425,15 @@ fn bad_dkim_input_is_refused_and_stores_nothing(db: &TestDb) {
     ])
     .fails(1, "not a PEM private key");
     let ec = db.path("ec.pem");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            ec.to_str().unwrap(),
-        ])
-        .status()
-        .expect("openssl");
-    assert!(status.success());
+    support::openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        ec.to_str().unwrap(),
+    ]);
     db.run(&[
         "dkim",
         "import",
@@ -453,20 +444,15 @@ fn bad_dkim_input_is_refused_and_stores_nothing(db: &TestDb) {
     ])
     .fails(1, "only RSA and Ed25519");
     let small = db.path("small.pem");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:1024",
-            "-out",
-            small.to_str().unwrap(),
-        ])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(status.success());
+    support::openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:1024",
+        "-out",
+        small.to_str().unwrap(),
+    ]);
     db.run(&[
         "dkim",
         "import",
@@ -561,17 +547,13 @@ fn ed25519_pem_keys_are_imported_and_bad_imports_refused(db: &TestDb) {
     db.run(&["domain", "add", "sleepy.example", "--inactive"])
         .ok();
     let pem = db.path("ed.pem");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "ed25519",
-            "-out",
-            pem.to_str().unwrap(),
-        ])
-        .status()
-        .expect("openssl");
-    assert!(status.success());
+    support::openssl(&[
+        "genpkey",
+        "-algorithm",
+        "ed25519",
+        "-out",
+        pem.to_str().unwrap(),
+    ]);
     let pem = pem.to_str().unwrap();
     let imported = db
         .run(&[

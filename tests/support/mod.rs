@@ -281,6 +281,17 @@ pub fn run_command(mut cmd: Command, input: &str) -> Run {
     }
 }
 
+/// Runs the `openssl` command line (keys made by a second, independent implementation) and asserts success.
+pub fn openssl(args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run openssl (installed by .ci/run)");
+    assert!(status.success(), "openssl {args:?} failed");
+}
+
 /// The repository root (for generated files).
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
