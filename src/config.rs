@@ -36,7 +36,7 @@ pub struct FileConfig {
 }
 
 /// `[server]`: this mail server's identity on the network.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     /// The server's host name: MX target, SMTP banner and HELO name; must match the PTR of its public IPs.
@@ -44,6 +44,87 @@ pub struct ServerSection {
     /// The public IPv4/IPv6 addresses mail leaves from (SPF, A/AAAA, PTR).
     #[serde(default)]
     pub public_ips: Vec<std::net::IpAddr>,
+    /// Where `serve` puts accepted mail: `"maildir"` (default, under `[mail] vmail_root`), `"lmtp:HOST:PORT"` or
+    /// `"lmtp:/path/to/socket"`.
+    pub delivery: Option<String>,
+    /// Address of the Prometheus text endpoint (`"127.0.0.1:9425"`); absent = no endpoint.
+    pub metrics: Option<String>,
+    /// `[server.listen]`: which sockets `serve` binds.
+    #[serde(default)]
+    pub listen: ListenSection,
+    /// `[server.tls]`: certificate and key for STARTTLS and implicit TLS.
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// `[server.limits]`: resource limits of `serve`.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// `[server.checks]`: what `serve` checks on mail from other servers, and what it does about failures.
+    #[serde(default)]
+    pub checks: ChecksSection,
+}
+
+/// `[server.listen]`: one address per listener (`"[::]:25"`, `"127.0.0.1:2525"`), or `"off"`.
+/// Absent keys take the defaults `[::]:25`, `[::]:587` and `[::]:465`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    /// The MX listener: mail from other servers to the hosted domains; never offers AUTH.
+    pub smtp: Option<String>,
+    /// Message submission (587): STARTTLS, then AUTH, then mail to anywhere.
+    pub submission: Option<String>,
+    /// Submission over implicit TLS (465).
+    pub submissions: Option<String>,
+}
+
+/// `[server.tls]`: PEM files, re-read on SIGHUP.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// Certificate chain, leaf first (e.g. Let's Encrypt's `fullchain.pem`).
+    pub cert: Option<PathBuf>,
+    /// The private key of the leaf certificate (PKCS#8, PKCS#1 or SEC1 PEM).
+    pub key: Option<PathBuf>,
+}
+
+/// `[server.limits]`: every key optional; defaults in [`crate::smtp::settings`].
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Largest message accepted, in bytes (advertised as SIZE).
+    pub max_message_size: Option<u64>,
+    /// Most recipients in one transaction.
+    pub max_recipients: Option<usize>,
+    /// Most simultaneous connections over all listeners.
+    pub max_connections: Option<usize>,
+    /// Most simultaneous connections from one client IP.
+    pub max_connections_per_ip: Option<usize>,
+    /// Seconds to wait for a command line before closing the connection.
+    pub command_timeout: Option<u64>,
+    /// Seconds to wait for more DATA before closing the connection.
+    pub data_timeout: Option<u64>,
+    /// Failed AUTH attempts from one IP before it is locked out.
+    pub auth_max_failures: Option<u32>,
+    /// Seconds an IP stays locked out of AUTH after too many failures.
+    pub auth_lockout: Option<u64>,
+}
+
+/// `[server.checks]`: per-check action for inbound mail from other servers: `"reject"`, `"mark"` (file into
+/// Junk) or `"off"`; plus the DNS blocklists to consult.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksSection {
+    /// SPF of MAIL FROM (and HELO when MAIL FROM is empty).
+    pub spf: Option<String>,
+    /// DKIM signatures.
+    pub dkim: Option<String>,
+    /// DMARC policy of the From domain.
+    pub dmarc: Option<String>,
+    /// iprev: the client IP's PTR name must resolve back to it.
+    pub iprev: Option<String>,
+    /// DNS blocklists of the client IP.
+    pub dnsbl: Option<String>,
+    /// The DNSBL zones to query, e.g. `["zen.spamhaus.org"]`.
+    pub dnsbl_lists: Option<Vec<String>>,
 }
 
 /// `[dns]`: how mailctl resolves names.
@@ -123,6 +204,8 @@ pub struct Config {
     pub public_ips: Vec<std::net::IpAddr>,
     /// `dns.nameserver`, if set (a `--nameserver` flag overrides it).
     pub nameserver: Option<String>,
+    /// `[server]` as written, for `serve`, which validates it into [`crate::smtp::settings::Settings`].
+    pub server: ServerSection,
 }
 
 /// The values that flags and environment may set, already merged by clap (flag beats env).
@@ -175,9 +258,10 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("/var/vmail")),
             vmail_uid: file.mail.vmail_uid.unwrap_or(5000),
             vmail_gid: file.mail.vmail_gid.unwrap_or(5000),
-            hostname: file.server.hostname,
-            public_ips: file.server.public_ips,
+            hostname: file.server.hostname.clone(),
+            public_ips: file.server.public_ips.clone(),
             nameserver: file.dns.nameserver,
+            server: file.server,
         })
     }
 }

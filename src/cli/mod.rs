@@ -6,6 +6,7 @@
 mod alias;
 mod alias_domain;
 mod audit;
+mod bench;
 mod completions;
 mod config_cmd;
 mod db;
@@ -16,6 +17,7 @@ mod export;
 mod import;
 mod mailbox;
 mod password_input;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -101,6 +103,11 @@ pub enum Command {
     Dns(dns::DnsCmd),
     /// Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)
     Audit(audit::AuditArgs),
+    /// Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)
+    Serve(serve::ServeArgs),
+    /// Load generators for measuring a running server
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
     /// Import domains, mailboxes and aliases from a CSV file, all or nothing
     Import(import::ImportArgs),
     /// Export every domain, mailbox and alias as CSV or JSON
@@ -178,6 +185,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Export(a) => export::run(&ctx, a).await,
         Command::Config(c) => config_cmd::run(&ctx, c).await,
         Command::Db(c) => db::run(&ctx, c).await,
+        Command::Serve(a) => serve::run(&ctx, a).await,
+        Command::Bench(c) => bench::run(&ctx, c).await,
         Command::Completions(_) => Ok(()),
     };
     done.map(|()| 0)

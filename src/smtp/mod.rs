@@ -2,7 +2,10 @@
 //! testable on its own (and fuzzable later): [`command`] parses command lines, [`data`] reads a DATA stream
 //! safely, [`deliver`] puts messages on stable storage. The listener and session that tie them together follow.
 
+pub mod checks;
 pub mod command;
 pub mod data;
 pub mod deliver;
+pub mod metrics;
 pub mod recipients;
+pub mod settings;

@@ -1,0 +1,374 @@
+//! `serve`'s settings: the `[server]` section of the config (plus `[mail]` and `[dns]`), validated once at start
+//! (and by `serve --check-config`) into values the daemon can use without re-checking.
+//!
+//! Every problem is reported as one line naming the key that was wrong; nothing is half-applied.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// The three kinds of listener, which differ in what they offer and whom they serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ListenerKind {
+    /// Port 25: mail from other servers to the hosted domains. Never offers AUTH; runs the inbound checks.
+    Smtp,
+    /// Port 587: STARTTLS, then AUTH, then mail to anywhere.
+    Submission,
+    /// Port 465: like submission, with TLS from the first byte.
+    Submissions,
+}
+
+impl ListenerKind {
+    /// Every kind, in the order they are reported.
+    pub const ALL: [ListenerKind; 3] = [
+        ListenerKind::Smtp,
+        ListenerKind::Submission,
+        ListenerKind::Submissions,
+    ];
+
+    /// The name used in the config, `--listen`, logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            ListenerKind::Smtp => "smtp",
+            ListenerKind::Submission => "submission",
+            ListenerKind::Submissions => "submissions",
+        }
+    }
+
+    /// The address bound when the config names none.
+    pub fn default_addr(self) -> &'static str {
+        match self {
+            ListenerKind::Smtp => "[::]:25",
+            ListenerKind::Submission => "[::]:587",
+            ListenerKind::Submissions => "[::]:465",
+        }
+    }
+
+    /// Parses a listener name as written in the config or `--listen`.
+    pub fn parse(name: &str) -> Option<ListenerKind> {
+        ListenerKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether clients may authenticate here (never on the MX listener).
+    pub fn offers_auth(self) -> bool {
+        self != ListenerKind::Smtp
+    }
+}
+
+/// What the inbound checks do with a failing result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Refuse the mail with a 5xx naming the check.
+    Reject,
+    /// Accept, and file the mail into the recipient's Junk folder.
+    Mark,
+    /// Do not run the check (nor report it in Authentication-Results).
+    Off,
+}
+
+impl Action {
+    fn parse(key: &str, value: Option<&str>, default: Action) -> Result<Action> {
+        match value {
+            None => Ok(default),
+            Some("reject") => Ok(Action::Reject),
+            Some("mark") => Ok(Action::Mark),
+            Some("off") => Ok(Action::Off),
+            Some(other) => Err(Error::usage(format!(
+                "server.checks.{key}: unknown action '{other}' (expected reject, mark or off)"
+            ))),
+        }
+    }
+}
+
+/// The per-check actions and the DNSBL zones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckPolicy {
+    /// SPF `fail` of MAIL FROM (or of HELO for the null sender). Default: mark.
+    pub spf: Action,
+    /// A DKIM signature that fails to verify. Default: mark only when no signature passes... see checks.
+    pub dkim: Action,
+    /// DMARC failure: `reject` honours the domain's `p=` (reject → 550, quarantine → Junk, none → nothing);
+    /// `mark` files every failure into Junk. Default: reject.
+    pub dmarc: Action,
+    /// iprev `fail` (the PTR name does not resolve back to the client IP). Default: off... see checks.
+    pub iprev: Action,
+    /// A listing on any of `dnsbl_lists`. Default: reject (with no lists configured nothing is queried).
+    pub dnsbl: Action,
+    /// DNSBL zones, e.g. `zen.spamhaus.org`.
+    pub dnsbl_lists: Vec<String>,
+}
+
+/// Where accepted mail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryTarget {
+    /// Durable Maildir delivery under this base directory (`[mail] vmail_root`).
+    Maildir(PathBuf),
+    /// LMTP to `HOST:PORT` (e.g. Dovecot's lmtp listener).
+    LmtpTcp(String),
+    /// LMTP over a unix socket (e.g. `/run/dovecot/lmtp`).
+    LmtpUnix(PathBuf),
+}
+
+/// Resource limits; see `[server.limits]` in the README for the meaning and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest message in bytes (SIZE).
+    pub max_message_size: u64,
+    /// Most RCPTs per transaction.
+    pub max_recipients: usize,
+    /// Most simultaneous connections.
+    pub max_connections: usize,
+    /// Most simultaneous connections per client IP.
+    pub max_connections_per_ip: usize,
+    /// Wait for a command line.
+    pub command_timeout: Duration,
+    /// Wait for more DATA.
+    pub data_timeout: Duration,
+    /// Failed AUTHs from one IP before lockout.
+    pub auth_max_failures: u32,
+    /// How long a locked-out IP stays locked out.
+    pub auth_lockout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_size: 26_214_400,
+            max_recipients: 100,
+            max_connections: 20_000,
+            max_connections_per_ip: 50,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+            auth_max_failures: 5,
+            auth_lockout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Everything `serve` needs from the configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Banner and HELO name.
+    pub hostname: String,
+    /// Bound listeners, in order; a kind appears at most once.
+    pub listeners: Vec<(ListenerKind, SocketAddr)>,
+    /// Certificate chain and key files, when TLS is configured.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Inbound check actions.
+    pub checks: CheckPolicy,
+    /// Where accepted mail goes.
+    pub delivery: DeliveryTarget,
+    /// Prometheus endpoint address.
+    pub metrics: Option<SocketAddr>,
+    /// Database URL.
+    pub database_url: String,
+    /// Nameserver override (`[dns] nameserver` or `--nameserver`).
+    pub nameserver: Option<String>,
+}
+
+impl Settings {
+    /// Validates the configuration. `listen` holds `--listen NAME=ADDR` overrides: when any is given, exactly
+    /// the named listeners run (so a test or an unprivileged run binds nothing it did not ask for).
+    pub fn from_config(config: &Config, listen: &[String]) -> Result<Settings> {
+        let server = &config.server;
+        let hostname = match &config.hostname {
+            Some(h) => h
+                .parse::<crate::model::DomainName>()
+                .map_err(|e| Error::usage(format!("server.hostname: {e}")))?
+                .to_string(),
+            None => system_hostname()?,
+        };
+        let listeners = listeners(&server.listen, listen)?;
+        let tls = match (&server.tls.cert, &server.tls.key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            (Some(_), None) => return Err(Error::usage("server.tls: cert is set but key is not")),
+            (None, Some(_)) => return Err(Error::usage("server.tls: key is set but cert is not")),
+        };
+        if tls.is_none()
+            && let Some((_, addr)) = listeners
+                .iter()
+                .find(|(k, _)| *k == ListenerKind::Submissions)
+        {
+            return Err(Error::usage(format!(
+                "listener submissions ({addr}) needs server.tls cert and key (or turn it off)"
+            )));
+        }
+        Ok(Settings {
+            hostname,
+            listeners,
+            tls,
+            limits: limits(&server.limits)?,
+            checks: checks(&server.checks)?,
+            delivery: delivery(server.delivery.as_deref(), &config.vmail_root)?,
+            metrics: server
+                .metrics
+                .as_deref()
+                .map(|m| {
+                    m.parse::<SocketAddr>().map_err(|_| {
+                        Error::usage(format!("server.metrics: '{m}' is not an IP:PORT address"))
+                    })
+                })
+                .transpose()?,
+            database_url: config.database_url.clone(),
+            nameserver: config.nameserver.clone(),
+        })
+    }
+}
+
+fn listeners(
+    file: &crate::config::ListenSection,
+    flags: &[String],
+) -> Result<Vec<(ListenerKind, SocketAddr)>> {
+    let mut chosen: Vec<(ListenerKind, String, String)> = Vec::new();
+    if flags.is_empty() {
+        for kind in ListenerKind::ALL {
+            let value = match kind {
+                ListenerKind::Smtp => &file.smtp,
+                ListenerKind::Submission => &file.submission,
+                ListenerKind::Submissions => &file.submissions,
+            };
+            let value = value.as_deref().unwrap_or(kind.default_addr());
+            chosen.push((
+                kind,
+                value.to_string(),
+                format!("server.listen.{}", kind.name()),
+            ));
+        }
+    } else {
+        for flag in flags {
+            let (name, addr) = flag.split_once('=').ok_or_else(|| {
+                Error::usage(format!("--listen '{flag}': expected NAME=ADDR, e.g. smtp=127.0.0.1:2525"))
+            })?;
+            let kind = ListenerKind::parse(name).ok_or_else(|| {
+                Error::usage(format!(
+                    "--listen '{flag}': unknown listener '{name}' (expected smtp, submission or submissions)"
+                ))
+            })?;
+            if chosen.iter().any(|(k, _, _)| *k == kind) {
+                return Err(Error::usage(format!("--listen: listener {name} given twice")));
+            }
+            chosen.push((kind, addr.to_string(), format!("--listen {name}")));
+        }
+    }
+    let mut out = Vec::new();
+    for (kind, value, key) in chosen {
+        if value == "off" {
+            continue;
+        }
+        let addr = value.parse::<SocketAddr>().map_err(|_| {
+            Error::usage(format!("{key}: '{value}' is not an IP:PORT address (or \"off\")"))
+        })?;
+        out.push((kind, addr));
+    }
+    if out.is_empty() {
+        return Err(Error::usage("every listener is off: nothing to serve"));
+    }
+    Ok(out)
+}
+
+fn limits(file: &crate::config::LimitsSection) -> Result<Limits> {
+    let d = Limits::default();
+    let positive = |key: &str, v: Option<u64>, default: u64| -> Result<u64> {
+        match v {
+            Some(0) => Err(Error::usage(format!("server.limits.{key}: must be at least 1"))),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        }
+    };
+    Ok(Limits {
+        max_message_size: positive("max_message_size", file.max_message_size, d.max_message_size)?,
+        max_recipients: positive(
+            "max_recipients",
+            file.max_recipients.map(|v| v as u64),
+            d.max_recipients as u64,
+        )? as usize,
+        max_connections: positive(
+            "max_connections",
+            file.max_connections.map(|v| v as u64),
+            d.max_connections as u64,
+        )? as usize,
+        max_connections_per_ip: positive(
+            "max_connections_per_ip",
+            file.max_connections_per_ip.map(|v| v as u64),
+            d.max_connections_per_ip as u64,
+        )? as usize,
+        command_timeout: Duration::from_secs(positive(
+            "command_timeout",
+            file.command_timeout,
+            d.command_timeout.as_secs(),
+        )?),
+        data_timeout: Duration::from_secs(positive(
+            "data_timeout",
+            file.data_timeout,
+            d.data_timeout.as_secs(),
+        )?),
+        auth_max_failures: positive(
+            "auth_max_failures",
+            file.auth_max_failures.map(u64::from),
+            u64::from(d.auth_max_failures),
+        )?
+        .min(u64::from(u32::MAX)) as u32,
+        auth_lockout: Duration::from_secs(positive(
+            "auth_lockout",
+            file.auth_lockout,
+            d.auth_lockout.as_secs(),
+        )?),
+    })
+}
+
+fn checks(file: &crate::config::ChecksSection) -> Result<CheckPolicy> {
+    let mut lists = Vec::new();
+    for zone in file.dnsbl_lists.clone().unwrap_or_default() {
+        let parsed = zone.parse::<crate::model::DomainName>().map_err(|e| {
+            Error::usage(format!("server.checks.dnsbl_lists: '{zone}': {e}"))
+        })?;
+        lists.push(parsed.to_string());
+    }
+    Ok(CheckPolicy {
+        spf: Action::parse("spf", file.spf.as_deref(), Action::Mark)?,
+        dkim: Action::parse("dkim", file.dkim.as_deref(), Action::Mark)?,
+        dmarc: Action::parse("dmarc", file.dmarc.as_deref(), Action::Reject)?,
+        iprev: Action::parse("iprev", file.iprev.as_deref(), Action::Off)?,
+        dnsbl: Action::parse("dnsbl", file.dnsbl.as_deref(), Action::Reject)?,
+        dnsbl_lists: lists,
+    })
+}
+
+fn delivery(value: Option<&str>, vmail_root: &std::path::Path) -> Result<DeliveryTarget> {
+    let bad = |v: &str, why: &str| {
+        Error::usage(format!(
+            "server.delivery: '{v}' {why} (expected \"maildir\", \"lmtp:HOST:PORT\" or \"lmtp:/path/to/socket\")"
+        ))
+    };
+    match value {
+        None | Some("maildir") => Ok(DeliveryTarget::Maildir(vmail_root.to_path_buf())),
+        Some(v) => match v.strip_prefix("lmtp:") {
+            Some(path) if path.starts_with('/') => Ok(DeliveryTarget::LmtpUnix(PathBuf::from(path))),
+            Some(hostport) => match hostport.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+                    Ok(DeliveryTarget::LmtpTcp(hostport.to_string()))
+                }
+                _ => Err(bad(v, "has no valid HOST:PORT")),
+            },
+            None => Err(bad(v, "is not a delivery method")),
+        },
+    }
+}
+
+/// The kernel's host name, when the config names none; it must be a fully qualified name.
+fn system_hostname() -> Result<String> {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name = raw.trim();
+    match name.parse::<crate::model::DomainName>() {
+        Ok(d) if name.contains('.') => Ok(d.to_string()),
+        _ => Err(Error::usage(format!(
+            "server.hostname is not set and the system host name '{name}' is not a fully qualified domain name"
+        ))),
+    }
+}
