@@ -1,25 +1,94 @@
-//! `mailctl serve`: the SMTP daemon. STUB until the session lands.
+//! `mailctl serve [--listen NAME=ADDR]... [--nameserver IP[:PORT]] [--check-config]`: the SMTP daemon.
+//!
+//! Runs in the foreground (systemd's `Type=simple`; see `mailctl config systemd`), logs to stderr, and on
+//! stdout reports each bound address (`listening smtp 127.0.0.1:25`) and then `ready`, so scripts and tests
+//! using port 0 learn the real ports.
+
+use std::io::Write as _;
 
 use clap::Args;
 
 use super::Ctx;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::smtp::server::{Bound, tls::Tls};
+use crate::smtp::settings::Settings;
+use crate::store::Store;
 
 /// `serve` options.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Run only these listeners, at these addresses (NAME = smtp, submission or submissions; repeatable)
+    /// Run only these listeners, at these addresses (NAME = smtp, submission or submissions; repeatable;
+    /// replaces [server.listen] entirely; port 0 picks a free port)
     #[arg(long, value_name = "NAME=ADDR")]
     pub listen: Vec<String>,
     /// Ask this nameserver (IP or IP:PORT) instead of the system resolver
     #[arg(long, value_name = "IP[:PORT]")]
     pub nameserver: Option<String>,
-    /// Validate the configuration (TLS files, database) and exit
+    /// Validate the configuration (TLS files, database connection) and exit
     #[arg(long)]
     pub check_config: bool,
 }
 
-/// Runs the daemon until SIGTERM.
-pub async fn run(_ctx: &Ctx, _args: ServeArgs) -> Result<()> {
-    Ok(())
+/// Runs the daemon until SIGTERM (exit 0), or checks the configuration.
+pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
+    let mut config = ctx.config.clone();
+    if let Some(ns) = &args.nameserver {
+        crate::dns::parse_nameserver(ns)?;
+        config.nameserver = Some(ns.clone());
+    }
+    let settings = Settings::from_config(&config, &args.listen)?;
+    if args.check_config {
+        if let Some((cert, key)) = &settings.tls {
+            Tls::load(cert, key)?;
+        }
+        let (store, _) = Store::connect(&settings.database_url).await?;
+        store.close().await;
+        let listeners: Vec<_> = settings
+            .listeners
+            .iter()
+            .map(|(kind, addr)| serde_json::json!({"name": kind.name(), "address": addr.to_string()}))
+            .collect();
+        let summary = serde_json::json!({
+            "ok": true,
+            "hostname": settings.hostname,
+            "listeners": listeners,
+            "tls": settings.tls.is_some(),
+        });
+        ctx.out.done(&summary, "config ok");
+        return Ok(());
+    }
+    crate::logging::init(ctx.out.verbose, ctx.out.quiet);
+    raise_file_limit();
+    let bound = Bound::start(settings).await?;
+    let mut stdout = std::io::stdout().lock();
+    let report = |out: &mut std::io::StdoutLock<'_>| -> std::io::Result<()> {
+        for (name, addr) in bound.addresses() {
+            writeln!(out, "listening {name} {addr}")?;
+        }
+        writeln!(out, "ready")?;
+        out.flush()
+    };
+    report(&mut stdout).map_err(|e| Error::Refused(format!("cannot write to stdout: {e}")))?;
+    drop(stdout);
+    for (name, addr) in bound.addresses() {
+        tracing::info!(target: "mailctl::smtp", listener = name, %addr, "listening");
+    }
+    bound.run().await
+}
+
+/// Every connection is a file descriptor: lift the soft limit to the hard one (systemd units set the hard
+/// limit with `LimitNOFILE=`), so the connection limits of the config, not a default of 1024, decide.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }

@@ -8,4 +8,6 @@ pub mod data;
 pub mod deliver;
 pub mod metrics;
 pub mod recipients;
+pub mod server;
+pub mod session;
 pub mod settings;

@@ -243,7 +243,9 @@ fn listeners(
     } else {
         for flag in flags {
             let (name, addr) = flag.split_once('=').ok_or_else(|| {
-                Error::usage(format!("--listen '{flag}': expected NAME=ADDR, e.g. smtp=127.0.0.1:2525"))
+                Error::usage(format!(
+                    "--listen '{flag}': expected NAME=ADDR, e.g. smtp=127.0.0.1:2525"
+                ))
             })?;
             let kind = ListenerKind::parse(name).ok_or_else(|| {
                 Error::usage(format!(
@@ -251,7 +253,9 @@ fn listeners(
                 ))
             })?;
             if chosen.iter().any(|(k, _, _)| *k == kind) {
-                return Err(Error::usage(format!("--listen: listener {name} given twice")));
+                return Err(Error::usage(format!(
+                    "--listen: listener {name} given twice"
+                )));
             }
             chosen.push((kind, addr.to_string(), format!("--listen {name}")));
         }
@@ -262,7 +266,9 @@ fn listeners(
             continue;
         }
         let addr = value.parse::<SocketAddr>().map_err(|_| {
-            Error::usage(format!("{key}: '{value}' is not an IP:PORT address (or \"off\")"))
+            Error::usage(format!(
+                "{key}: '{value}' is not an IP:PORT address (or \"off\")"
+            ))
         })?;
         out.push((kind, addr));
     }
@@ -276,13 +282,19 @@ fn limits(file: &crate::config::LimitsSection) -> Result<Limits> {
     let d = Limits::default();
     let positive = |key: &str, v: Option<u64>, default: u64| -> Result<u64> {
         match v {
-            Some(0) => Err(Error::usage(format!("server.limits.{key}: must be at least 1"))),
+            Some(0) => Err(Error::usage(format!(
+                "server.limits.{key}: must be at least 1"
+            ))),
             Some(v) => Ok(v),
             None => Ok(default),
         }
     };
     Ok(Limits {
-        max_message_size: positive("max_message_size", file.max_message_size, d.max_message_size)?,
+        max_message_size: positive(
+            "max_message_size",
+            file.max_message_size,
+            d.max_message_size,
+        )?,
         max_recipients: positive(
             "max_recipients",
             file.max_recipients.map(|v| v as u64),
@@ -325,9 +337,9 @@ fn limits(file: &crate::config::LimitsSection) -> Result<Limits> {
 fn checks(file: &crate::config::ChecksSection) -> Result<CheckPolicy> {
     let mut lists = Vec::new();
     for zone in file.dnsbl_lists.clone().unwrap_or_default() {
-        let parsed = zone.parse::<crate::model::DomainName>().map_err(|e| {
-            Error::usage(format!("server.checks.dnsbl_lists: '{zone}': {e}"))
-        })?;
+        let parsed = zone
+            .parse::<crate::model::DomainName>()
+            .map_err(|e| Error::usage(format!("server.checks.dnsbl_lists: '{zone}': {e}")))?;
         lists.push(parsed.to_string());
     }
     Ok(CheckPolicy {
@@ -349,9 +361,13 @@ fn delivery(value: Option<&str>, vmail_root: &std::path::Path) -> Result<Deliver
     match value {
         None | Some("maildir") => Ok(DeliveryTarget::Maildir(vmail_root.to_path_buf())),
         Some(v) => match v.strip_prefix("lmtp:") {
-            Some(path) if path.starts_with('/') => Ok(DeliveryTarget::LmtpUnix(PathBuf::from(path))),
+            Some(path) if path.starts_with('/') => {
+                Ok(DeliveryTarget::LmtpUnix(PathBuf::from(path)))
+            }
             Some(hostport) => match hostport.rsplit_once(':') {
-                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+                Some((host, port))
+                    if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) =>
+                {
                     Ok(DeliveryTarget::LmtpTcp(hostport.to_string()))
                 }
                 _ => Err(bad(v, "has no valid HOST:PORT")),

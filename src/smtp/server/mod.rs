@@ -1,0 +1,201 @@
+//! The daemon around the sessions: what every session shares ([`Server`]), the listeners, and the signals.
+//!
+//! Start-up order: validate the settings, load TLS, open the database, bind every listener (so a port in use
+//! fails the start instead of half-running), start the delivery writer and the metrics endpoint, report the
+//! bound addresses, then accept. SIGTERM/SIGINT stop the accepting, let every session finish the transaction
+//! it is in (idle sessions get `421` at once), and return when the last one is gone or the drain deadline
+//! passes. SIGHUP re-reads the TLS certificate and key.
+
+pub mod limits;
+mod listener;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::dns::Resolver;
+use crate::error::{Error, Result};
+use crate::smtp::checks::Checks;
+use crate::smtp::deliver::Deliverer;
+use crate::smtp::metrics::Metrics;
+use crate::smtp::settings::{ListenerKind, Settings};
+use crate::store::Store;
+
+/// Everything the sessions share.
+pub struct Server {
+    /// Validated settings.
+    pub settings: Settings,
+    /// The provisioning database (recipients, logins).
+    pub store: Store,
+    /// Inbound checks (MX listener).
+    pub checks: Checks,
+    /// Local delivery.
+    pub deliverer: Deliverer,
+    /// Counters for the metrics endpoint.
+    pub metrics: Arc<Metrics>,
+    /// TLS, when configured.
+    pub tls: Option<tls::Tls>,
+    /// Open connections, total and per IP.
+    pub connections: Arc<limits::Connections>,
+    /// AUTH failures per IP.
+    pub auth_throttle: limits::AuthThrottle,
+    /// Becomes `true` when the daemon is stopping.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// How long a stopping daemon waits for sessions to finish their transactions.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(45);
+
+/// A started daemon: bound sockets and shared state, not yet accepting.
+pub struct Bound {
+    server: Arc<Server>,
+    listeners: Vec<(ListenerKind, TcpListener)>,
+    metrics_listener: Option<TcpListener>,
+    stop: watch::Sender<bool>,
+}
+
+impl Bound {
+    /// Loads TLS, opens the database and binds every socket. Errors: bad TLS files (exit 2), unreachable
+    /// database (exit 3), a port that cannot be bound (exit 1, naming the listener).
+    pub async fn start(settings: Settings) -> Result<Bound> {
+        let tls = match &settings.tls {
+            Some((cert, key)) => Some(tls::Tls::load(cert, key)?),
+            None => None,
+        };
+        let (store, _) = Store::open(&settings.database_url).await?;
+        let resolver = Resolver::new(settings.nameserver.as_deref())?;
+        let mut listeners = Vec::new();
+        for (kind, addr) in &settings.listeners {
+            listeners.push((*kind, bind(kind.name(), *addr).await?));
+        }
+        let metrics_listener = match settings.metrics {
+            Some(addr) => Some(bind("metrics", addr).await?),
+            None => None,
+        };
+        let (stop, shutdown) = watch::channel(false);
+        let server = Server {
+            checks: Checks::new(resolver, settings.checks.clone(), settings.hostname.clone()),
+            deliverer: Deliverer::start(&settings.delivery, &settings.hostname),
+            metrics: Arc::new(Metrics::default()),
+            tls,
+            connections: limits::Connections::new(
+                settings.limits.max_connections,
+                settings.limits.max_connections_per_ip,
+            ),
+            auth_throttle: limits::AuthThrottle::new(
+                settings.limits.auth_max_failures,
+                settings.limits.auth_lockout,
+            ),
+            shutdown,
+            store,
+            settings,
+        };
+        Ok(Bound {
+            server: Arc::new(server),
+            listeners,
+            metrics_listener,
+            stop,
+        })
+    }
+
+    /// The bound addresses, listeners first, then `("metrics", addr)`.
+    pub fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut out: Vec<(&'static str, SocketAddr)> = self
+            .listeners
+            .iter()
+            .filter_map(|(k, l)| l.local_addr().ok().map(|a| (k.name(), a)))
+            .collect();
+        if let Some(m) = &self.metrics_listener
+            && let Ok(a) = m.local_addr()
+        {
+            out.push(("metrics", a));
+        }
+        out
+    }
+
+    /// Accepts connections until SIGTERM/SIGINT, then drains. SIGHUP reloads TLS.
+    pub async fn run(self) -> Result<()> {
+        let Bound {
+            server,
+            listeners,
+            metrics_listener,
+            stop,
+        } = self;
+        let mut tasks = tokio::task::JoinSet::new();
+        for (kind, listener) in listeners {
+            tasks.spawn(listener::accept_loop(server.clone(), kind, listener));
+        }
+        if let Some(l) = metrics_listener {
+            tasks.spawn(crate::smtp::metrics::serve_endpoint(
+                l,
+                server.metrics.clone(),
+                server.shutdown.clone(),
+            ));
+        }
+        wait_for_stop(&server).await?;
+        tracing::info!(target: "mailctl::smtp", "stopping: no new connections, finishing transactions in flight");
+        let _ = stop.send(true);
+        let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
+            while tasks.join_next().await.is_some() {}
+            while server.connections.open() > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(target: "mailctl::smtp", open = server.connections.open(),
+                "drain deadline passed; closing the remaining connections");
+        }
+        server.store.close().await;
+        tracing::info!(target: "mailctl::smtp", "stopped");
+        Ok(())
+    }
+}
+
+/// Resolves once the daemon is stopping (without holding the watch lock across an await).
+pub async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+async fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener> {
+    let attempt = TcpListener::bind(addr).await;
+    // `[::]` on a host without IPv6: fall back to all IPv4 addresses on the same port.
+    let attempt = match attempt {
+        Err(e)
+            if addr.ip().is_unspecified()
+                && addr.is_ipv6()
+                && e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+        {
+            TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], addr.port()))).await
+        }
+        other => other,
+    };
+    attempt.map_err(|e| Error::Refused(format!("cannot listen for {name} on {addr}: {e}")))
+}
+
+/// Waits for SIGTERM or SIGINT, reloading TLS on every SIGHUP meanwhile.
+async fn wait_for_stop(server: &Server) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let setup = |e: std::io::Error| Error::Refused(format!("cannot install signal handlers: {e}"));
+    let mut term = signal(SignalKind::terminate()).map_err(setup)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(setup)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(setup)?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => match &server.tls {
+                Some(tls) => match tls.reload() {
+                    Ok(()) => tracing::info!(target: "mailctl::smtp", "SIGHUP: TLS certificate reloaded"),
+                    Err(e) => tracing::error!(target: "mailctl::smtp", error = %e,
+                        "SIGHUP: TLS reload failed, keeping the previous certificate"),
+                },
+                None => tracing::info!(target: "mailctl::smtp", "SIGHUP: no TLS configured, nothing to reload"),
+            },
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The end of DATA: the checks on the message, the trace headers, delivery, and the one reply that tells the
+//! client the message is now ours (`250` only once it is on stable storage for every recipient).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::Session;
+use super::received::Trace;
+use crate::smtp::command::Reply;
+
+impl Session {
+    /// Why DATA cannot start now, if it cannot.
+    pub(super) fn data_refusal(&self) -> Option<Reply> {
+        match &self.txn {
+            None => Some(Reply::new(503, Some((5, 5, 1)), "Need MAIL command")),
+            Some(txn) if txn.recipients.is_empty() => {
+                Some(Reply::new(554, Some((5, 5, 1)), "No valid recipients"))
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Judges, stamps and delivers a complete message; returns the final reply and ends the transaction.
+    pub(super) async fn finish_data(&mut self, message: Vec<u8>, received_at: Instant) -> Reply {
+        let Some(txn) = &self.txn else {
+            return Reply::new(503, Some((5, 5, 1)), "Need MAIL command");
+        };
+        let size = message.len() as u64;
+        let ip = self.peer.ip();
+        let helo = self.helo.as_ref().map(|h| h.0.clone()).unwrap_or_default();
+        let (results, junk, summary) = match &self.login {
+            Some(login) => (
+                self.server.checks.submission_results(&login.to_string()),
+                false,
+                format!("auth={login}"),
+            ),
+            None => {
+                let conn = self.connect_checks.clone().unwrap_or_default();
+                let spf = txn.spf.clone().unwrap_or_default();
+                let verdict = self
+                    .server
+                    .checks
+                    .message(&conn, &spf, ip, &helo, &txn.sender, &message)
+                    .await;
+                if let Some(reject) = verdict.reject {
+                    self.server.metrics.rejected("dmarc");
+                    self.finish_log(size, &verdict.summary, &reject);
+                    return reject;
+                }
+                (
+                    verdict.authentication_results,
+                    verdict.junk,
+                    verdict.summary,
+                )
+            }
+        };
+        if let ([_], [(quota, used)]) = (txn.targets.as_slice(), txn.quotas.as_slice())
+            && *quota > 0
+            && used.saturating_add(size) > *quota
+        {
+            let reply = Reply::new(552, Some((5, 2, 2)), "Mailbox full");
+            self.server.metrics.rejected("quota");
+            self.finish_log(size, &summary, &reply);
+            return reply;
+        }
+        let trace = Trace {
+            helo: &helo,
+            ptr: self.connect_checks.as_ref().and_then(|c| c.ptr.as_deref()),
+            ip,
+            hostname: &self.server.settings.hostname,
+            esmtp: self.helo.as_ref().is_some_and(|h| h.1),
+            tls: self.tls.as_deref(),
+            authenticated: self.login.is_some(),
+            id: &txn.id,
+            single_recipient: match txn.recipients.as_slice() {
+                [one] => Some(one.as_str()),
+                _ => None,
+            },
+        };
+        let received = trace.header();
+        let mut stamped = Vec::with_capacity(results.len() + received.len() + message.len());
+        stamped.extend_from_slice(results.as_bytes());
+        stamped.extend_from_slice(received.as_bytes());
+        stamped.extend_from_slice(&message);
+        drop(message);
+        let targets = txn
+            .targets
+            .iter()
+            .cloned()
+            .map(|mut t| {
+                t.junk = junk;
+                t
+            })
+            .collect();
+        let id = txn.id.clone();
+        let sender = txn.sender.clone();
+        let outcome = self
+            .server
+            .deliverer
+            .deliver(&sender, Arc::new(stamped), targets)
+            .await;
+        let reply = match outcome {
+            Ok(failed) => {
+                for (target, failure) in &failed {
+                    tracing::error!(target: "mailctl::smtp", id = %id, mailbox = %target.mailbox,
+                        reason = %failure.reason, "delivery to one recipient failed after the others succeeded");
+                }
+                self.server
+                    .metrics
+                    .accepted(self.kind, received_at.elapsed());
+                let folder = if junk { " (junk)" } else { "" };
+                Reply::new(250, Some((2, 0, 0)), format!("Ok: queued as {id}{folder}"))
+            }
+            Err(failure) => {
+                tracing::warn!(target: "mailctl::smtp", id = %id, reason = %failure.reason, "delivery failed");
+                self.server.metrics.rejected("tempfail");
+                if failure.temporary {
+                    Reply::new(
+                        451,
+                        Some((4, 3, 0)),
+                        "Temporary local problem, try again later",
+                    )
+                } else {
+                    Reply::new(
+                        554,
+                        Some((5, 3, 0)),
+                        format!("Delivery failed: {}", failure.reason),
+                    )
+                }
+            }
+        };
+        self.finish_log(size, &summary, &reply);
+        reply
+    }
+}

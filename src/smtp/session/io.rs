@@ -1,0 +1,220 @@
+//! The session's socket: plain or TLS, with a read buffer that keeps pipelined bytes and a write buffer that
+//! is flushed only when the client is waiting for answers.
+//!
+//! Pipelining (RFC 2920) falls out of this shape: replies are queued while more command lines are already in
+//! the read buffer, and flushed when the buffer runs dry (the client waits for them) or before anything that
+//! must be answered alone (the 354 of DATA, the 220 of STARTTLS, an AUTH challenge).
+//!
+//! Idle connections cost little: a plain socket waits for readability before any read buffer is allocated, so
+//! ten thousand idle clients hold ten thousand small tasks, not ten thousand buffers.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+
+/// Read size for one call; a message arrives in chunks of this.
+const CHUNK: usize = 16 * 1024;
+/// A read buffer grown beyond this (by a large message) is given back once it is empty.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// The transport under a session.
+pub enum Stream {
+    /// Cleartext TCP.
+    Plain(TcpStream),
+    /// TLS over TCP (after STARTTLS, or from the start on the submissions listener).
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Transient, while STARTTLS swaps the transport.
+    Closed,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// What reading a command line produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A complete line, without its line ending.
+    Line(Vec<u8>),
+    /// A line longer than the limit; it has been skipped up to and including its LF.
+    TooLong,
+    /// The client closed the connection.
+    Eof,
+}
+
+/// A stream with its buffers.
+pub struct Conn {
+    /// The transport.
+    pub stream: Stream,
+    /// Bytes read and not yet consumed (pipelined commands, message data).
+    pub rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    /// Skipping the rest of an over-long line.
+    skipping: bool,
+}
+
+impl Conn {
+    /// Wraps a fresh stream.
+    pub fn new(stream: Stream) -> Conn {
+        Conn {
+            stream,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            skipping: false,
+        }
+    }
+
+    /// Queues bytes for the client.
+    pub fn queue(&mut self, bytes: &[u8]) {
+        self.wbuf.extend_from_slice(bytes);
+    }
+
+    /// Sends everything queued.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf).await?;
+            self.wbuf.clear();
+            if self.wbuf.capacity() > KEEP_CAPACITY {
+                self.wbuf = Vec::new();
+            }
+        }
+        self.stream.flush().await
+    }
+
+    /// Reads more bytes into the read buffer, waiting at most `timeout`. `Ok(0)` at end of stream.
+    ///
+    /// Cancel-safe (the shutdown signal may interrupt it): bytes are appended only by a completed read.
+    pub async fn fill(&mut self, timeout: Duration) -> io::Result<usize> {
+        if self.rbuf.is_empty() {
+            // Between commands an idle client holds no buffer at all.
+            self.rbuf = Vec::new();
+        }
+        let read = async {
+            loop {
+                match &mut self.stream {
+                    Stream::Plain(tcp) => {
+                        tcp.readable().await?;
+                        self.rbuf.reserve(CHUNK);
+                        match tcp.try_read_buf(&mut self.rbuf) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                            other => return other,
+                        }
+                    }
+                    other => {
+                        self.rbuf.reserve(CHUNK);
+                        return other.read_buf(&mut self.rbuf).await;
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, read).await {
+            Ok(r) => r,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    /// Removes `n` consumed bytes from the front of the read buffer.
+    pub fn consume(&mut self, n: usize) {
+        self.rbuf.drain(..n.min(self.rbuf.len()));
+        if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_CAPACITY {
+            self.rbuf = Vec::new();
+        }
+    }
+
+    /// Drops everything the client sent but the server has not read: after STARTTLS, bytes sent in clear
+    /// behind the command must never be treated as commands of the TLS session (CVE-2011-0411).
+    pub fn discard_input(&mut self) {
+        self.rbuf = Vec::new();
+    }
+
+    /// Takes the next line from the buffer if one is complete; `None` when more input is needed.
+    pub fn take_line(&mut self, max: usize) -> Option<Line> {
+        loop {
+            let lf = self.rbuf.iter().position(|&b| b == b'\n');
+            if self.skipping {
+                match lf {
+                    Some(i) => {
+                        self.consume(i + 1);
+                        self.skipping = false;
+                        return Some(Line::TooLong);
+                    }
+                    None => {
+                        self.rbuf.clear();
+                        return None;
+                    }
+                }
+            }
+            match lf {
+                Some(i) if i < max => {
+                    let mut line: Vec<u8> = self.rbuf[..i].to_vec();
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    self.consume(i + 1);
+                    return Some(Line::Line(line));
+                }
+                Some(_) => self.skipping = true,
+                None if self.rbuf.len() >= max => self.skipping = true,
+                None => return None,
+            }
+        }
+    }
+
+    /// Reads the next command line, flushing queued replies first when the client must be waiting for them.
+    pub async fn read_line(&mut self, max: usize, timeout: Duration) -> io::Result<Line> {
+        loop {
+            if let Some(line) = self.take_line(max) {
+                return Ok(line);
+            }
+            self.flush().await?;
+            if self.fill(timeout).await? == 0 {
+                return Ok(Line::Eof);
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! RCPT TO: who the message is for. Hosted recipients are resolved through aliases, alias domains and
+//! catch-alls at this point, so an unknown user is refused now (550) instead of bounced later (backscatter);
+//! anything outside the hosted domains is a relay request, refused unless the client is logged in.
+
+use std::time::Duration;
+
+use super::Session;
+use super::auth::temporary_failure;
+use crate::smtp::command::{ForwardPath, RcptParams, Reply};
+use crate::smtp::deliver::Target;
+use crate::smtp::recipients::{self, Recipient, ResolveLimits};
+
+/// How long a database lookup may take before the client gets a temporary failure.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Session {
+    pub(super) async fn rcpt(&mut self, to: ForwardPath, params: RcptParams) -> Reply {
+        let Some(txn) = &self.txn else {
+            return Reply::new(503, Some((5, 5, 1)), "Need MAIL command");
+        };
+        if txn.recipients.len() >= self.server.settings.limits.max_recipients {
+            self.server.metrics.rejected("too_many_recipients");
+            return Reply::new(452, Some((4, 5, 3)), "Too many recipients");
+        }
+        if let Err(e) = params.check_supported(&[]) {
+            return e.reply();
+        }
+        let (local, domain, shown) = match &to {
+            ForwardPath::Postmaster => (
+                "postmaster".to_string(),
+                self.server.settings.hostname.clone(),
+                "Postmaster".to_string(),
+            ),
+            ForwardPath::Path(path) => {
+                if path.utf8 && !txn.params.smtputf8 {
+                    return Reply::new(
+                        553,
+                        Some((5, 6, 7)),
+                        "Non-ASCII address requires the SMTPUTF8 parameter",
+                    );
+                }
+                (
+                    path.local.clone(),
+                    path.domain.to_string(),
+                    path.to_string(),
+                )
+            }
+        };
+        let resolved = async {
+            let mut tx = self.server.store.begin().await?;
+            let r = recipients::resolve_parts(&mut tx, &local, &domain, ResolveLimits::default())
+                .await?;
+            tx.rollback().await?;
+            Ok::<_, crate::error::Error>(r)
+        };
+        let resolved = match tokio::time::timeout(LOOKUP_TIMEOUT, resolved).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(target: "mailctl::smtp", error = %e, "database error at RCPT");
+                return self.refuse(&shown, "tempfail", temporary_failure());
+            }
+            Err(_) => {
+                tracing::warn!(target: "mailctl::smtp", "database timeout at RCPT");
+                return self.refuse(&shown, "tempfail", temporary_failure());
+            }
+        };
+        match resolved {
+            Recipient::Local {
+                mailboxes,
+                external,
+                via,
+            } => {
+                if !external.is_empty() {
+                    // Forwarding outside needs the outbound queue; until it exists the sender must retry
+                    // rather than have part of the expansion silently dropped.
+                    return self.refuse(&shown, "tempfail", Reply::new(451, Some((4, 3, 2)),
+                        format!("<{shown}>: forwarding to other domains is not available on this server yet")));
+                }
+                let size = txn.params.size.unwrap_or(0);
+                let mut quotas = Vec::with_capacity(mailboxes.len());
+                for m in &mailboxes {
+                    let quota = u64::try_from(m.quota).unwrap_or(0);
+                    let used = if quota > 0 {
+                        self.server.deliverer.usage(&m.maildir).await.unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    if quota > 0 && (used >= quota || used.saturating_add(size) > quota) {
+                        return self.refuse(
+                            &shown,
+                            "quota",
+                            Reply::new(552, Some((5, 2, 2)), format!("<{shown}>: Mailbox full")),
+                        );
+                    }
+                    quotas.push((quota, used));
+                }
+                let Some(txn) = self.txn.as_mut() else {
+                    return temporary_failure();
+                };
+                for (m, quota) in mailboxes.into_iter().zip(quotas) {
+                    if !txn.targets.iter().any(|t| t.mailbox == m.username) {
+                        txn.targets.push(Target {
+                            mailbox: m.username,
+                            maildir: m.maildir,
+                            junk: false,
+                        });
+                        txn.quotas.push(quota);
+                    }
+                }
+                txn.via.extend(via);
+                txn.recipients.push(shown);
+                Reply::new(250, Some((2, 1, 5)), "Ok")
+            }
+            Recipient::Unknown => self.refuse(
+                &shown,
+                "unknown_user",
+                Reply::new(
+                    550,
+                    Some((5, 1, 1)),
+                    format!("<{shown}>: Recipient address rejected: User unknown"),
+                ),
+            ),
+            Recipient::Disabled => self.refuse(
+                &shown,
+                "disabled",
+                Reply::new(550, Some((5, 2, 1)), format!("<{shown}>: Mailbox disabled")),
+            ),
+            Recipient::NotLocal if self.login.is_some() => self.refuse(
+                &shown,
+                "tempfail",
+                Reply::new(
+                    451,
+                    Some((4, 3, 2)),
+                    format!(
+                        "<{shown}>: delivery to other domains is not available on this server yet"
+                    ),
+                ),
+            ),
+            Recipient::NotLocal => self.refuse(
+                &shown,
+                "relay",
+                Reply::new(
+                    554,
+                    Some((5, 7, 1)),
+                    format!("<{shown}>: Relay access denied"),
+                ),
+            ),
+        }
+    }
+
+    /// Records a refused RCPT for the log line and the metrics, and returns the reply.
+    fn refuse(&mut self, shown: &str, reason: &'static str, reply: Reply) -> Reply {
+        self.server.metrics.rejected(reason);
+        if let Some(txn) = self.txn.as_mut() {
+            txn.refused.push(format!("{shown} ({})", reply.code()));
+        }
+        reply
+    }
+}
