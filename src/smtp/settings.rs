@@ -88,12 +88,13 @@ impl Action {
 pub struct CheckPolicy {
     /// SPF `fail` of MAIL FROM (or of HELO for the null sender). Default: mark.
     pub spf: Action,
-    /// A DKIM signature that fails to verify. Default: mark only when no signature passes... see checks.
+    /// DKIM: the message carries signatures and none of them verifies. Default: mark.
     pub dkim: Action,
     /// DMARC failure: `reject` honours the domain's `p=` (reject → 550, quarantine → Junk, none → nothing);
     /// `mark` files every failure into Junk. Default: reject.
     pub dmarc: Action,
-    /// iprev `fail` (the PTR name does not resolve back to the client IP). Default: off... see checks.
+    /// iprev `fail` (the client IP has no PTR name that resolves back to it). Default: off, since many
+    /// legitimate small senders lack one; the result still shows in the log line when enabled.
     pub iprev: Action,
     /// A listing on any of `dnsbl_lists`. Default: reject (with no lists configured nothing is queried).
     pub dnsbl: Action,

@@ -43,7 +43,9 @@ impl Session {
                     .message(&conn, &spf, ip, &helo, &txn.sender, &message)
                     .await;
                 if let Some(reject) = verdict.reject {
-                    self.server.metrics.rejected("dmarc");
+                    self.server
+                        .metrics
+                        .rejected(verdict.reason.unwrap_or("dmarc"));
                     self.finish_log(size, &verdict.summary, &reject);
                     return reject;
                 }
@@ -108,8 +110,8 @@ impl Session {
                 self.server
                     .metrics
                     .accepted(self.kind, received_at.elapsed());
-                let folder = if junk { " (junk)" } else { "" };
-                Reply::new(250, Some((2, 0, 0)), format!("Ok: queued as {id}{folder}"))
+                // Where the message was filed (INBOX or Junk) is the recipient's business, not the sender's.
+                Reply::new(250, Some((2, 0, 0)), format!("Ok: queued as {id}"))
             }
             Err(failure) => {
                 tracing::warn!(target: "mailctl::smtp", id = %id, reason = %failure.reason, "delivery failed");

@@ -45,7 +45,7 @@ impl Session {
             }
             let conn = self.connect_checks.clone().unwrap_or_default();
             if let Some(reject) = &conn.reject {
-                self.server.metrics.rejected("dnsbl");
+                self.server.metrics.rejected(conn.reason.unwrap_or("dnsbl"));
                 return reject.clone();
             }
             let helo = self.helo.as_ref().map(|h| h.0.clone()).unwrap_or_default();
