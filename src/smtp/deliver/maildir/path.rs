@@ -158,7 +158,19 @@ fn shown(value: &str) -> String {
 
 /// The base with symlinks resolved, the prefix every directory we use must stay under.
 fn canonical_base(base: &Path) -> Result<PathBuf, DeliverError> {
-    fs::canonicalize(base).map_err(DeliverError::io("resolve the mail base", base))
+    // Resolving the base costs a readlink per component on every delivery; the base of a running server does
+    // not move, so the answer is remembered per base (the Maildirs below it are still walked every time).
+    static RESOLVED: std::sync::Mutex<Option<(PathBuf, PathBuf)>> = std::sync::Mutex::new(None);
+    let mut cache = RESOLVED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((given, resolved)) = cache.as_ref()
+        && given == base
+    {
+        return Ok(resolved.clone());
+    }
+    let resolved =
+        fs::canonicalize(base).map_err(DeliverError::io("resolve the mail base", base))?;
+    *cache = Some((base.to_path_buf(), resolved.clone()));
+    Ok(resolved)
 }
 
 /// Creates `cur/`, `new/` and `tmp/` in `dir` if missing; returns the resolved `new/` and `tmp/`.
