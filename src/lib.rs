@@ -19,8 +19,15 @@
 //! dkim/           keys (RSA/Ed25519, PEM), TXT records, signing and verifying with mail-auth
 //! audit/          the receiver's view of a domain: runner (MX first, then every family concurrently),
 //!                 checks/ one file (or folder) per family, report.rs (table, json, nagios, exit code)
-//! smtp/           the daemon, built bottom-up (no `serve` command yet): command/ (command line, AUTH
-//!                 decoders, replies), data/ (smuggling-safe DATA reader), deliver/maildir/ (durable delivery)
+//! smtp/           the daemon (`mailctl serve`): settings.rs (the validated [server] config), server/ (listeners,
+//!                 connection limits, AUTH throttling, TLS with SIGHUP reload, SIGTERM drain), session/ (the
+//!                 state machine: io.rs owns the socket, one file per stage: ehlo, auth, mail, rcpt, data,
+//!                 received), command/ (command line, AUTH decoders, replies), data/ (smuggling-safe DATA
+//!                 reader), recipients/ (alias/catch-all resolution, sender ownership), checks/ (SPF, DKIM,
+//!                 DMARC, iprev, DNSBL with per-check actions; Authentication-Results), deliver/ (Maildir with
+//!                 a group-commit writer, LMTP), metrics/ (Prometheus counters and endpoint)
+//! bench/          load generators behind `mailctl bench` (SMTP throughput, idle connections)
+//! logging.rs      tracing to stderr (RUST_LOG filter, journald-friendly)
 //! store/          the ONLY place that speaks SQL: Store over SQLite and MySQL/MariaDB, migrations,
 //!                 one file per table family
 //! assets.rs       man pages and shell completions generated from the clap definition
@@ -41,12 +48,14 @@
 
 pub mod assets;
 pub mod audit;
+pub mod bench;
 pub mod bulk;
 pub mod cli;
 pub mod config;
 pub mod dkim;
 pub mod dns;
 pub mod error;
+pub mod logging;
 pub mod lookup_config;
 pub mod model;
 pub mod output;

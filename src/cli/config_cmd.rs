@@ -1,4 +1,6 @@
-//! `mailctl config postfix|dovecot [--out DIR]`
+//! `mailctl config postfix|dovecot|systemd [--out DIR]`: configuration files for the programs around mailctl.
+
+mod systemd;
 
 use std::path::PathBuf;
 
@@ -17,6 +19,12 @@ pub enum ConfigCmd {
     Postfix(OutArgs),
     /// Dovecot passdb/userdb SQL configuration
     Dovecot(OutArgs),
+    /// A hardened systemd unit (mailctl.service) that runs `mailctl serve` as a dedicated user
+    ///
+    /// ExecStart names the config file of this run (--config, MAILCTL_CONFIG, else /etc/mailctl/mailctl.toml);
+    /// ReadWritePaths allows writing only the Maildir root and the SQLite database directory that config names.
+    /// The comments at the top of the unit list the install steps.
+    Systemd(systemd::SystemdArgs),
 }
 
 /// Where to write generated files.
@@ -76,23 +84,45 @@ fn write_all(dir: &PathBuf, files: &[File]) -> Result<()> {
     Ok(())
 }
 
-/// Runs a config subcommand.
-pub async fn run(ctx: &Ctx, cmd: ConfigCmd) -> Result<()> {
-    let (args, default_dir, generate): (_, _, fn(&_, &_) -> Result<Vec<File>>) = match &cmd {
-        ConfigCmd::Postfix(a) => (a, "/etc/postfix/mailctl", lookup_config::postfix),
-        ConfigCmd::Dovecot(a) => (a, "/etc/dovecot", lookup_config::dovecot),
-    };
+/// The Postfix or Dovecot files, naming `DIR` (or the program's usual directory) as where they live.
+fn lookup_files(
+    ctx: &Ctx,
+    args: &OutArgs,
+    default_dir: &str,
+    generate: fn(&crate::config::Config, &std::path::Path) -> Result<Vec<File>>,
+) -> Result<Vec<File>> {
     let dir = match &args.out {
         Some(d) => std::path::absolute(d).unwrap_or_else(|_| d.clone()),
         None => PathBuf::from(default_dir),
     };
-    let files = generate(&ctx.config, &dir)?;
-    if args.out.is_some() {
-        write_all(&dir, &files)?;
+    generate(&ctx.config, &dir)
+}
+
+/// Runs a config subcommand.
+pub async fn run(ctx: &Ctx, cmd: ConfigCmd) -> Result<()> {
+    let (out, files) = match &cmd {
+        ConfigCmd::Postfix(a) => (
+            &a.out,
+            lookup_files(ctx, a, "/etc/postfix/mailctl", lookup_config::postfix)?,
+        ),
+        ConfigCmd::Dovecot(a) => (
+            &a.out,
+            lookup_files(ctx, a, "/etc/dovecot", lookup_config::dovecot)?,
+        ),
+        ConfigCmd::Systemd(a) => {
+            let (params, notes) = systemd::params(&ctx.config, a)?;
+            for note in notes {
+                ctx.out.note(format!("note: {note}"));
+            }
+            (&a.out, vec![systemd::unit(&params)])
+        }
+    };
+    let written_to = out
+        .as_ref()
+        .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()));
+    if let Some(dir) = &written_to {
+        write_all(dir, &files)?;
     }
-    ctx.out.emit(&Files {
-        files,
-        written_to: args.out.as_ref().map(|_| dir),
-    });
+    ctx.out.emit(&Files { files, written_to });
     Ok(())
 }
