@@ -60,6 +60,9 @@ pub enum Error {
     /// Bad arguments to `audit`: exit 3 (UNKNOWN), as monitoring plugins do, so a typo never reads as a finding.
     #[error("{0}")]
     AuditUsage(String),
+    /// A server mailctl talks to (an SMTP server under benchmark, an LMTP server) could not be reached (exit 3).
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
     /// Several input records were wrong (CSV import); each message names its line (exit 1).
     #[error("{summary}")]
     Rows { summary: String, rows: Vec<String> },
@@ -70,9 +73,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => exit::USAGE,
-            Error::Unreachable { .. } | Error::Dns { .. } | Error::AuditUsage(_) => {
-                exit::UNREACHABLE
-            }
+            Error::Unreachable { .. }
+            | Error::Dns { .. }
+            | Error::AuditUsage(_)
+            | Error::Connect { .. } => exit::UNREACHABLE,
             Error::Database { source, .. } if is_connection_error(source) => exit::UNREACHABLE,
             _ => exit::FAILED,
         }
