@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod serve;
 pub mod smtp;
 
 use std::io::Write;
