@@ -40,9 +40,11 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('dkim', 'dkim', [CompletionResultType]::ParameterValue, 'DKIM keys: generate, rotate, publish, sign and verify')
             [CompletionResult]::new('dns', 'dns', [CompletionResultType]::ParameterValue, 'The DNS records a domain must publish')
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)')
+            [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load generators for measuring a running server')
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Import domains, mailboxes and aliases from a CSV file, all or nothing')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Export every domain, mailbox and alias as CSV or JSON')
-            [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Generate lookup configuration for Postfix and Dovecot')
+            [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Generate configuration: Postfix lookup maps, Dovecot SQL, the systemd unit for serve')
             [CompletionResult]::new('db', 'db', [CompletionResultType]::ParameterValue, 'Database schema: migrate, status')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -1062,6 +1064,95 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'mailctl;serve' {
+            [CompletionResult]::new('--listen', '--listen', [CompletionResultType]::ParameterName, 'Run only these listeners, at these addresses (NAME = smtp, submission or submissions; repeatable; replaces [server.listen] entirely; port 0 picks a free port)')
+            [CompletionResult]::new('--nameserver', '--nameserver', [CompletionResultType]::ParameterName, 'Ask this nameserver (IP or IP:PORT) instead of the system resolver')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--check-config', '--check-config', [CompletionResultType]::ParameterName, 'Validate the configuration (TLS files, database connection) and exit')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'mailctl;bench' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('smtp', 'smtp', [CompletionResultType]::ParameterValue, 'Send messages over concurrent SMTP sessions; report throughput and end-of-DATA latency')
+            [CompletionResult]::new('connections', 'connections', [CompletionResultType]::ParameterValue, 'Open many idle connections and hold them; report how many the server kept and its memory use')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'mailctl;bench;smtp' {
+            [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'Recipient of every message')
+            [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'Sender of every message')
+            [CompletionResult]::new('--sessions', '--sessions', [CompletionResultType]::ParameterName, 'Concurrent SMTP sessions')
+            [CompletionResult]::new('--messages', '--messages', [CompletionResultType]::ParameterName, 'Messages to send in total')
+            [CompletionResult]::new('--size', '--size', [CompletionResultType]::ParameterName, 'Size of each message in bytes (headers and body)')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Stop after this many seconds even if not every message was sent')
+            [CompletionResult]::new('--log', '--log', [CompletionResultType]::ParameterName, 'Append "Message-ID reply" for every accepted message to FILE, each line written as it happens')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--pipelining', '--pipelining', [CompletionResultType]::ParameterName, 'Send MAIL, RCPT and DATA in one write when the server offers PIPELINING')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'mailctl;bench;connections' {
+            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Connections to open')
+            [CompletionResult]::new('--hold', '--hold', [CompletionResultType]::ParameterName, 'Seconds to hold them once all are open')
+            [CompletionResult]::new('--batch', '--batch', [CompletionResultType]::ParameterName, 'Connections opened at once while ramping up')
+            [CompletionResult]::new('--server-pid', '--server-pid', [CompletionResultType]::ParameterName, 'PID of the server, to report its VmRSS and VmHWM while the connections are held')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'mailctl;bench;help' {
+            [CompletionResult]::new('smtp', 'smtp', [CompletionResultType]::ParameterValue, 'Send messages over concurrent SMTP sessions; report throughput and end-of-DATA latency')
+            [CompletionResult]::new('connections', 'connections', [CompletionResultType]::ParameterValue, 'Open many idle connections and hold them; report how many the server kept and its memory use')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'mailctl;bench;help;smtp' {
+            break
+        }
+        'mailctl;bench;help;connections' {
+            break
+        }
+        'mailctl;bench;help;help' {
+            break
+        }
         'mailctl;import' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
             [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
@@ -1106,6 +1197,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('postfix', 'postfix', [CompletionResultType]::ParameterValue, 'Postfix lookup maps (mysql: or sqlite:) and the main.cf lines that use them')
             [CompletionResult]::new('dovecot', 'dovecot', [CompletionResultType]::ParameterValue, 'Dovecot passdb/userdb SQL configuration')
+            [CompletionResult]::new('systemd', 'systemd', [CompletionResultType]::ParameterValue, 'A hardened systemd unit (mailctl.service) that runs `mailctl serve` as a dedicated user')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -1139,9 +1231,27 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'mailctl;config;systemd' {
+            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Write mailctl.service into DIR (created if needed) instead of printing it')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The dedicated system user (and group) the daemon runs as')
+            [CompletionResult]::new('--binary', '--binary', [CompletionResultType]::ParameterName, 'Absolute path of the mailctl binary the unit starts [default: this binary]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'mailctl;config;help' {
             [CompletionResult]::new('postfix', 'postfix', [CompletionResultType]::ParameterValue, 'Postfix lookup maps (mysql: or sqlite:) and the main.cf lines that use them')
             [CompletionResult]::new('dovecot', 'dovecot', [CompletionResultType]::ParameterValue, 'Dovecot passdb/userdb SQL configuration')
+            [CompletionResult]::new('systemd', 'systemd', [CompletionResultType]::ParameterValue, 'A hardened systemd unit (mailctl.service) that runs `mailctl serve` as a dedicated user')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -1149,6 +1259,9 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             break
         }
         'mailctl;config;help;dovecot' {
+            break
+        }
+        'mailctl;config;help;systemd' {
             break
         }
         'mailctl;config;help;help' {
@@ -1236,9 +1349,11 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('dkim', 'dkim', [CompletionResultType]::ParameterValue, 'DKIM keys: generate, rotate, publish, sign and verify')
             [CompletionResult]::new('dns', 'dns', [CompletionResultType]::ParameterValue, 'The DNS records a domain must publish')
             [CompletionResult]::new('audit', 'audit', [CompletionResultType]::ParameterValue, 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)')
+            [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load generators for measuring a running server')
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Import domains, mailboxes and aliases from a CSV file, all or nothing')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Export every domain, mailbox and alias as CSV or JSON')
-            [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Generate lookup configuration for Postfix and Dovecot')
+            [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Generate configuration: Postfix lookup maps, Dovecot SQL, the systemd unit for serve')
             [CompletionResult]::new('db', 'db', [CompletionResultType]::ParameterValue, 'Database schema: migrate, status')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -1393,6 +1508,20 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
         'mailctl;help;audit' {
             break
         }
+        'mailctl;help;serve' {
+            break
+        }
+        'mailctl;help;bench' {
+            [CompletionResult]::new('smtp', 'smtp', [CompletionResultType]::ParameterValue, 'Send messages over concurrent SMTP sessions; report throughput and end-of-DATA latency')
+            [CompletionResult]::new('connections', 'connections', [CompletionResultType]::ParameterValue, 'Open many idle connections and hold them; report how many the server kept and its memory use')
+            break
+        }
+        'mailctl;help;bench;smtp' {
+            break
+        }
+        'mailctl;help;bench;connections' {
+            break
+        }
         'mailctl;help;import' {
             break
         }
@@ -1402,12 +1531,16 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
         'mailctl;help;config' {
             [CompletionResult]::new('postfix', 'postfix', [CompletionResultType]::ParameterValue, 'Postfix lookup maps (mysql: or sqlite:) and the main.cf lines that use them')
             [CompletionResult]::new('dovecot', 'dovecot', [CompletionResultType]::ParameterValue, 'Dovecot passdb/userdb SQL configuration')
+            [CompletionResult]::new('systemd', 'systemd', [CompletionResultType]::ParameterValue, 'A hardened systemd unit (mailctl.service) that runs `mailctl serve` as a dedicated user')
             break
         }
         'mailctl;help;config;postfix' {
             break
         }
         'mailctl;help;config;dovecot' {
+            break
+        }
+        'mailctl;help;config;systemd' {
             break
         }
         'mailctl;help;db' {

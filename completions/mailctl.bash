@@ -25,6 +25,9 @@ _mailctl() {
             mailctl,audit)
                 cmd="mailctl__subcmd__audit"
                 ;;
+            mailctl,bench)
+                cmd="mailctl__subcmd__bench"
+                ;;
             mailctl,completions)
                 cmd="mailctl__subcmd__completions"
                 ;;
@@ -54,6 +57,9 @@ _mailctl() {
                 ;;
             mailctl,mailbox)
                 cmd="mailctl__subcmd__mailbox"
+                ;;
+            mailctl,serve)
+                cmd="mailctl__subcmd__serve"
                 ;;
             mailctl,user)
                 cmd="mailctl__subcmd__mailbox"
@@ -118,6 +124,24 @@ _mailctl() {
             mailctl__subcmd__alias__subcmd__help,update)
                 cmd="mailctl__subcmd__alias__subcmd__help__subcmd__update"
                 ;;
+            mailctl__subcmd__bench,connections)
+                cmd="mailctl__subcmd__bench__subcmd__connections"
+                ;;
+            mailctl__subcmd__bench,help)
+                cmd="mailctl__subcmd__bench__subcmd__help"
+                ;;
+            mailctl__subcmd__bench,smtp)
+                cmd="mailctl__subcmd__bench__subcmd__smtp"
+                ;;
+            mailctl__subcmd__bench__subcmd__help,connections)
+                cmd="mailctl__subcmd__bench__subcmd__help__subcmd__connections"
+                ;;
+            mailctl__subcmd__bench__subcmd__help,help)
+                cmd="mailctl__subcmd__bench__subcmd__help__subcmd__help"
+                ;;
+            mailctl__subcmd__bench__subcmd__help,smtp)
+                cmd="mailctl__subcmd__bench__subcmd__help__subcmd__smtp"
+                ;;
             mailctl__subcmd__config,dovecot)
                 cmd="mailctl__subcmd__config__subcmd__dovecot"
                 ;;
@@ -127,6 +151,9 @@ _mailctl() {
             mailctl__subcmd__config,postfix)
                 cmd="mailctl__subcmd__config__subcmd__postfix"
                 ;;
+            mailctl__subcmd__config,systemd)
+                cmd="mailctl__subcmd__config__subcmd__systemd"
+                ;;
             mailctl__subcmd__config__subcmd__help,dovecot)
                 cmd="mailctl__subcmd__config__subcmd__help__subcmd__dovecot"
                 ;;
@@ -135,6 +162,9 @@ _mailctl() {
                 ;;
             mailctl__subcmd__config__subcmd__help,postfix)
                 cmd="mailctl__subcmd__config__subcmd__help__subcmd__postfix"
+                ;;
+            mailctl__subcmd__config__subcmd__help,systemd)
+                cmd="mailctl__subcmd__config__subcmd__help__subcmd__systemd"
                 ;;
             mailctl__subcmd__db,help)
                 cmd="mailctl__subcmd__db__subcmd__help"
@@ -277,6 +307,9 @@ _mailctl() {
             mailctl__subcmd__help,audit)
                 cmd="mailctl__subcmd__help__subcmd__audit"
                 ;;
+            mailctl__subcmd__help,bench)
+                cmd="mailctl__subcmd__help__subcmd__bench"
+                ;;
             mailctl__subcmd__help,completions)
                 cmd="mailctl__subcmd__help__subcmd__completions"
                 ;;
@@ -307,6 +340,9 @@ _mailctl() {
             mailctl__subcmd__help,mailbox)
                 cmd="mailctl__subcmd__help__subcmd__mailbox"
                 ;;
+            mailctl__subcmd__help,serve)
+                cmd="mailctl__subcmd__help__subcmd__serve"
+                ;;
             mailctl__subcmd__help__subcmd__alias,add)
                 cmd="mailctl__subcmd__help__subcmd__alias__subcmd__add"
                 ;;
@@ -331,11 +367,20 @@ _mailctl() {
             mailctl__subcmd__help__subcmd__alias__subcmd__domain,list)
                 cmd="mailctl__subcmd__help__subcmd__alias__subcmd__domain__subcmd__list"
                 ;;
+            mailctl__subcmd__help__subcmd__bench,connections)
+                cmd="mailctl__subcmd__help__subcmd__bench__subcmd__connections"
+                ;;
+            mailctl__subcmd__help__subcmd__bench,smtp)
+                cmd="mailctl__subcmd__help__subcmd__bench__subcmd__smtp"
+                ;;
             mailctl__subcmd__help__subcmd__config,dovecot)
                 cmd="mailctl__subcmd__help__subcmd__config__subcmd__dovecot"
                 ;;
             mailctl__subcmd__help__subcmd__config,postfix)
                 cmd="mailctl__subcmd__help__subcmd__config__subcmd__postfix"
+                ;;
+            mailctl__subcmd__help__subcmd__config,systemd)
+                cmd="mailctl__subcmd__help__subcmd__config__subcmd__systemd"
                 ;;
             mailctl__subcmd__help__subcmd__db,migrate)
                 cmd="mailctl__subcmd__help__subcmd__db__subcmd__migrate"
@@ -476,7 +521,7 @@ _mailctl() {
 
     case "${cmd}" in
         mailctl)
-            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version domain mailbox user alias alias-domain dkim dns audit import export config db completions help"
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version domain mailbox user alias alias-domain dkim dns audit serve bench import export config db completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -947,6 +992,172 @@ _mailctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        mailctl__subcmd__bench)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version smtp connections help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__bench__subcmd__connections)
+            opts="-v -q -h -V --count --hold --batch --server-pid --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hold)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server-pid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__bench__subcmd__help)
+            opts="smtp connections help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__bench__subcmd__help__subcmd__connections)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__bench__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__bench__subcmd__help__subcmd__smtp)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__bench__subcmd__smtp)
+            opts="-v -q -h -V --to --from --sessions --messages --size --pipelining --duration --log --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sessions)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --messages)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         mailctl__subcmd__completions)
             opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -970,7 +1181,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__config)
-            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version postfix dovecot help"
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version postfix dovecot systemd help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1018,7 +1229,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__config__subcmd__help)
-            opts="postfix dovecot help"
+            opts="postfix dovecot systemd help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1073,6 +1284,20 @@ _mailctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        mailctl__subcmd__config__subcmd__help__subcmd__systemd)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         mailctl__subcmd__config__subcmd__postfix)
             opts="-v -q -h -V --out --config --database-url --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1081,6 +1306,40 @@ _mailctl() {
             fi
             case "${prev}" in
                 --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__config__subcmd__systemd)
+            opts="-v -q -h -V --out --user --binary --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --binary)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2098,7 +2357,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__help)
-            opts="domain mailbox alias alias-domain dkim dns audit import export config db completions help"
+            opts="domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2265,6 +2524,48 @@ _mailctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        mailctl__subcmd__help__subcmd__bench)
+            opts="smtp connections"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__bench__subcmd__connections)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__bench__subcmd__smtp)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         mailctl__subcmd__help__subcmd__completions)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -2280,7 +2581,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__help__subcmd__config)
-            opts="postfix dovecot"
+            opts="postfix dovecot systemd"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2308,6 +2609,20 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__help__subcmd__config__subcmd__postfix)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__config__subcmd__systemd)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2797,6 +3112,20 @@ _mailctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        mailctl__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         mailctl__subcmd__import)
             opts="-v -q -h -V --dry-run --config --database-url --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -3168,6 +3497,36 @@ _mailctl() {
                     ;;
                 --smtp)
                     COMPREPLY=($(compgen -W "true false" -- "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__serve)
+            opts="-v -q -h -V --listen --nameserver --check-config --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nameserver)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --config)

@@ -37,9 +37,11 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand dkim 'DKIM keys: generate, rotate, publish, sign and verify'
             cand dns 'The DNS records a domain must publish'
             cand audit 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)'
+            cand serve 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)'
+            cand bench 'Load generators for measuring a running server'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
-            cand config 'Generate lookup configuration for Postfix and Dovecot'
+            cand config 'Generate configuration: Postfix lookup maps, Dovecot SQL, the systemd unit for serve'
             cand db 'Database schema: migrate, status'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -956,6 +958,87 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'mailctl;serve'= {
+            cand --listen 'Run only these listeners, at these addresses (NAME = smtp, submission or submissions; repeatable; replaces [server.listen] entirely; port 0 picks a free port)'
+            cand --nameserver 'Ask this nameserver (IP or IP:PORT) instead of the system resolver'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --check-config 'Validate the configuration (TLS files, database connection) and exit'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;bench'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand smtp 'Send messages over concurrent SMTP sessions; report throughput and end-of-DATA latency'
+            cand connections 'Open many idle connections and hold them; report how many the server kept and its memory use'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;bench;smtp'= {
+            cand --to 'Recipient of every message'
+            cand --from 'Sender of every message'
+            cand --sessions 'Concurrent SMTP sessions'
+            cand --messages 'Messages to send in total'
+            cand --size 'Size of each message in bytes (headers and body)'
+            cand --duration 'Stop after this many seconds even if not every message was sent'
+            cand --log 'Append "Message-ID reply" for every accepted message to FILE, each line written as it happens'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --pipelining 'Send MAIL, RCPT and DATA in one write when the server offers PIPELINING'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;bench;connections'= {
+            cand --count 'Connections to open'
+            cand --hold 'Seconds to hold them once all are open'
+            cand --batch 'Connections opened at once while ramping up'
+            cand --server-pid 'PID of the server, to report its VmRSS and VmHWM while the connections are held'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;bench;help'= {
+            cand smtp 'Send messages over concurrent SMTP sessions; report throughput and end-of-DATA latency'
+            cand connections 'Open many idle connections and hold them; report how many the server kept and its memory use'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;bench;help;smtp'= {
+        }
+        &'mailctl;bench;help;connections'= {
+        }
+        &'mailctl;bench;help;help'= {
+        }
         &'mailctl;import'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
@@ -998,6 +1081,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --version 'Print version'
             cand postfix 'Postfix lookup maps (mysql: or sqlite:) and the main.cf lines that use them'
             cand dovecot 'Dovecot passdb/userdb SQL configuration'
+            cand systemd 'A hardened systemd unit (mailctl.service) that runs `mailctl serve` as a dedicated user'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'mailctl;config;postfix'= {
@@ -1028,14 +1112,33 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'mailctl;config;systemd'= {
+            cand --out 'Write mailctl.service into DIR (created if needed) instead of printing it'
+            cand --user 'The dedicated system user (and group) the daemon runs as'
+            cand --binary 'Absolute path of the mailctl binary the unit starts [default: this binary]'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'mailctl;config;help'= {
             cand postfix 'Postfix lookup maps (mysql: or sqlite:) and the main.cf lines that use them'
             cand dovecot 'Dovecot passdb/userdb SQL configuration'
+            cand systemd 'A hardened systemd unit (mailctl.service) that runs `mailctl serve` as a dedicated user'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'mailctl;config;help;postfix'= {
         }
         &'mailctl;config;help;dovecot'= {
+        }
+        &'mailctl;config;help;systemd'= {
         }
         &'mailctl;config;help;help'= {
         }
@@ -1113,9 +1216,11 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand dkim 'DKIM keys: generate, rotate, publish, sign and verify'
             cand dns 'The DNS records a domain must publish'
             cand audit 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)'
+            cand serve 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)'
+            cand bench 'Load generators for measuring a running server'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
-            cand config 'Generate lookup configuration for Postfix and Dovecot'
+            cand config 'Generate configuration: Postfix lookup maps, Dovecot SQL, the systemd unit for serve'
             cand db 'Database schema: migrate, status'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -1230,6 +1335,16 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;help;audit'= {
         }
+        &'mailctl;help;serve'= {
+        }
+        &'mailctl;help;bench'= {
+            cand smtp 'Send messages over concurrent SMTP sessions; report throughput and end-of-DATA latency'
+            cand connections 'Open many idle connections and hold them; report how many the server kept and its memory use'
+        }
+        &'mailctl;help;bench;smtp'= {
+        }
+        &'mailctl;help;bench;connections'= {
+        }
         &'mailctl;help;import'= {
         }
         &'mailctl;help;export'= {
@@ -1237,10 +1352,13 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;help;config'= {
             cand postfix 'Postfix lookup maps (mysql: or sqlite:) and the main.cf lines that use them'
             cand dovecot 'Dovecot passdb/userdb SQL configuration'
+            cand systemd 'A hardened systemd unit (mailctl.service) that runs `mailctl serve` as a dedicated user'
         }
         &'mailctl;help;config;postfix'= {
         }
         &'mailctl;help;config;dovecot'= {
+        }
+        &'mailctl;help;config;systemd'= {
         }
         &'mailctl;help;db'= {
             cand migrate 'Apply pending schema migrations (also done automatically on first use)'

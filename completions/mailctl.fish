@@ -39,9 +39,11 @@ complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "alias-domain" -d 'M
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "dkim" -d 'DKIM keys: generate, rotate, publish, sign and verify'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "dns" -d 'The DNS records a domain must publish'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "audit" -d 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)'
+complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "serve" -d 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)'
+complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "bench" -d 'Load generators for measuring a running server'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "import" -d 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "export" -d 'Export every domain, mailbox and alias as CSV or JSON'
-complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "config" -d 'Generate lookup configuration for Postfix and Dovecot'
+complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "config" -d 'Generate configuration: Postfix lookup maps, Dovecot SQL, the systemd unit for serve'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "db" -d 'Database schema: migrate, status'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c mailctl -n "__fish_mailctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -580,6 +582,55 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -s v -l verbose -
 complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -l listen -d 'Run only these listeners, at these addresses (NAME = smtp, submission or submissions; repeatable; replaces [server.listen] entirely; port 0 picks a free port)' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -l nameserver -d 'Ask this nameserver (IP or IP:PORT) instead of the system resolver' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -l check-config -d 'Validate the configuration (TLS files, database connection) and exit'
+complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and not __fish_seen_subcommand_from smtp connections help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and not __fish_seen_subcommand_from smtp connections help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and not __fish_seen_subcommand_from smtp connections help" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and not __fish_seen_subcommand_from smtp connections help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and not __fish_seen_subcommand_from smtp connections help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and not __fish_seen_subcommand_from smtp connections help" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and not __fish_seen_subcommand_from smtp connections help" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and not __fish_seen_subcommand_from smtp connections help" -f -a "smtp" -d 'Send messages over concurrent SMTP sessions; report throughput and end-of-DATA latency'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and not __fish_seen_subcommand_from smtp connections help" -f -a "connections" -d 'Open many idle connections and hold them; report how many the server kept and its memory use'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and not __fish_seen_subcommand_from smtp connections help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l to -d 'Recipient of every message' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l from -d 'Sender of every message' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l sessions -d 'Concurrent SMTP sessions' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l messages -d 'Messages to send in total' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l size -d 'Size of each message in bytes (headers and body)' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l duration -d 'Stop after this many seconds even if not every message was sent' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l log -d 'Append "Message-ID reply" for every accepted message to FILE, each line written as it happens' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l pipelining -d 'Send MAIL, RCPT and DATA in one write when the server offers PIPELINING'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from connections" -l count -d 'Connections to open' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from connections" -l hold -d 'Seconds to hold them once all are open' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from connections" -l batch -d 'Connections opened at once while ramping up' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from connections" -l server-pid -d 'PID of the server, to report its VmRSS and VmHWM while the connections are held' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from connections" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from connections" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from connections" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from connections" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from connections" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from connections" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from connections" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "smtp" -d 'Send messages over concurrent SMTP sessions; report throughput and end-of-DATA latency'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "connections" -d 'Open many idle connections and hold them; report how many the server kept and its memory use'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand import" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand import" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand import" -l dry-run -d 'Check every row against the database and report, without changing anything'
@@ -597,16 +648,17 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand export" -s v -l verbose 
 complete -c mailctl -n "__fish_mailctl_using_subcommand export" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand export" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailctl -n "__fish_mailctl_using_subcommand export" -s V -l version -d 'Print version'
-complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
-complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -l json -d 'Print data as JSON (one document per run) instead of tables'
-complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -s v -l verbose -d 'Print more detail on stderr'
-complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -s q -l quiet -d 'Print nothing but data and errors'
-complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -s h -l help -d 'Print help'
-complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -s V -l version -d 'Print version'
-complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -f -a "postfix" -d 'Postfix lookup maps (mysql: or sqlite:) and the main.cf lines that use them'
-complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -f -a "dovecot" -d 'Dovecot passdb/userdb SQL configuration'
-complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot systemd help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot systemd help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot systemd help" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot systemd help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot systemd help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot systemd help" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot systemd help" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot systemd help" -f -a "postfix" -d 'Postfix lookup maps (mysql: or sqlite:) and the main.cf lines that use them'
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot systemd help" -f -a "dovecot" -d 'Dovecot passdb/userdb SQL configuration'
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot systemd help" -f -a "systemd" -d 'A hardened systemd unit (mailctl.service) that runs `mailctl serve` as a dedicated user'
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and not __fish_seen_subcommand_from postfix dovecot systemd help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from postfix" -l out -d 'Write the files into DIR (created if needed) instead of printing them' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from postfix" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from postfix" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
@@ -623,8 +675,19 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from dovecot" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from dovecot" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from dovecot" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -l out -d 'Write mailctl.service into DIR (created if needed) instead of printing it' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -l user -d 'The dedicated system user (and group) the daemon runs as' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -l binary -d 'Absolute path of the mailctl binary the unit starts [default: this binary]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "postfix" -d 'Postfix lookup maps (mysql: or sqlite:) and the main.cf lines that use them'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "dovecot" -d 'Dovecot passdb/userdb SQL configuration'
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "systemd" -d 'A hardened systemd unit (mailctl.service) that runs `mailctl serve` as a dedicated user'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand db; and not __fish_seen_subcommand_from migrate status help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
@@ -660,19 +723,21 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s v -l ver
 complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "domain" -d 'Manage hosted domains'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "mailbox" -d 'Manage mailboxes'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "alias" -d 'Manage aliases, forwardings and catch-alls (@domain)'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "alias-domain" -d 'Manage alias domains (every address of one domain delivered to the same address of another)'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "dkim" -d 'DKIM keys: generate, rotate, publish, sign and verify'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "dns" -d 'The DNS records a domain must publish'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "audit" -d 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "import" -d 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "export" -d 'Export every domain, mailbox and alias as CSV or JSON'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "config" -d 'Generate lookup configuration for Postfix and Dovecot'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "db" -d 'Database schema: migrate, status'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit import export config db completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help" -f -a "domain" -d 'Manage hosted domains'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help" -f -a "mailbox" -d 'Manage mailboxes'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help" -f -a "alias" -d 'Manage aliases, forwardings and catch-alls (@domain)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help" -f -a "alias-domain" -d 'Manage alias domains (every address of one domain delivered to the same address of another)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help" -f -a "dkim" -d 'DKIM keys: generate, rotate, publish, sign and verify'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help" -f -a "dns" -d 'The DNS records a domain must publish'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help" -f -a "audit" -d 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help" -f -a "serve" -d 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help" -f -a "bench" -d 'Load generators for measuring a running server'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help" -f -a "import" -d 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help" -f -a "export" -d 'Export every domain, mailbox and alias as CSV or JSON'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help" -f -a "config" -d 'Generate configuration: Postfix lookup maps, Dovecot SQL, the systemd unit for serve'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help" -f -a "db" -d 'Database schema: migrate, status'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and not __fish_seen_subcommand_from domain mailbox alias alias-domain dkim dns audit serve bench import export config db completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from domain" -f -a "add" -d 'Add a hosted domain'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from domain" -f -a "list" -d 'List hosted domains with their usage'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from domain" -f -a "show" -d 'Show one domain with its limits and usage'
@@ -705,7 +770,10 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_su
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from dkim" -f -a "sign" -d 'Sign a message from standard input and write it, signed, to standard output (CRLF line ends)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from dkim" -f -a "verify" -d 'Verify every DKIM-Signature of a message from standard input through DNS'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from dns" -f -a "records" -d 'Print MX, A/AAAA, SPF, DKIM, DMARC, MTA-STS, TLS-RPT and PTR records for a domain'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "smtp" -d 'Send messages over concurrent SMTP sessions; report throughput and end-of-DATA latency'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "connections" -d 'Open many idle connections and hold them; report how many the server kept and its memory use'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "postfix" -d 'Postfix lookup maps (mysql: or sqlite:) and the main.cf lines that use them'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "dovecot" -d 'Dovecot passdb/userdb SQL configuration'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "systemd" -d 'A hardened systemd unit (mailctl.service) that runs `mailctl serve` as a dedicated user'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "migrate" -d 'Apply pending schema migrations (also done automatically on first use)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from db" -f -a "status" -d 'Show the database, its schema version and pending migrations (changes nothing)'

@@ -112,7 +112,7 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Export every domain, mailbox and alias as CSV or JSON
     Export(export::ExportArgs),
-    /// Generate lookup configuration for Postfix and Dovecot
+    /// Generate configuration: Postfix lookup maps, Dovecot SQL, the systemd unit for serve
     #[command(subcommand)]
     Config(config_cmd::ConfigCmd),
     /// Database schema: migrate, status
