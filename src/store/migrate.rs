@@ -34,6 +34,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0002_dkim_keys.sql"),
         mysql: include_str!("migrations/mysql/0002_dkim_keys.sql"),
     },
+    Migration {
+        version: 3,
+        description: "outbound queue (mailctl_queue, mailctl_queue_bodies)",
+        sqlite: include_str!("migrations/sqlite/0003_queue.sql"),
+        mysql: include_str!("migrations/mysql/0003_queue.sql"),
+    },
 ];
 
 /// A migration that has been applied.

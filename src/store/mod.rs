@@ -13,6 +13,7 @@ mod dkim_keys;
 mod domains;
 mod mailboxes;
 pub mod migrate;
+mod queue;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -26,6 +27,7 @@ pub use aliases::{AliasDomainRow, AliasRow};
 pub use dkim_keys::DkimKeyRow;
 pub use domains::{DomainRow, DomainUsage};
 pub use mailboxes::MailboxRow;
+pub use queue::{DueLocking, NewQueueRow, QueueLeaseRow, QueueRow, QueueUpdate, queue_retryable};
 
 use crate::error::{Error, Result};
 
