@@ -79,15 +79,8 @@ impl From<QueueError> for Error {
     /// error, file trouble is a file error, everything else is a refusal.
     fn from(err: QueueError) -> Self {
         match err {
-            QueueError::Io {
-                action,
-                path,
-                source,
-            } => Error::File {
-                action,
-                path,
-                source,
-            },
+            // The message already reads "cannot <action> <path>: <reason>".
+            QueueError::Io { .. } => Error::Refused(format!("queue: {err}")),
             QueueError::NotFound(id) => Error::not_found("queue entry", id),
             QueueError::BadId(_) | QueueError::Invalid(_) => Error::Usage(err.to_string()),
             QueueError::Corrupt { .. } | QueueError::Busy { .. } => Error::Refused(err.to_string()),

@@ -26,9 +26,12 @@
 //! `tokio::task::spawn_blocking`. Clock values are parameters so tests control time.
 
 mod backoff;
+pub mod database;
 mod entry;
 mod error;
 mod id;
+pub mod manager;
+mod open;
 pub mod spool;
 #[cfg(test)]
 mod tests;
@@ -39,11 +42,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use backoff::Backoff;
+pub use database::{DatabaseOptions, DatabaseQueue};
 pub use entry::{
     Entry, Envelope, Notice, Outcome, RECORD_VERSION, Recipient, RecipientResult, Recorded, Status,
 };
 pub use error::QueueError;
 pub use id::QueueId;
+pub use manager::{Clock, LocalDelivery, Manager, ManagerOptions, Transport, Waker};
+pub use open::open;
 pub use spool::{Spool, SpoolOptions, Swept};
 
 /// A delivery lease: who may deliver an entry, until when. Whoever holds an unexpired lease is the only one
