@@ -38,6 +38,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand dns 'The DNS records a domain must publish'
             cand audit 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)'
             cand serve 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)'
+            cand queue 'Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats'
             cand bench 'Load generators for measuring a running server'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
@@ -974,6 +975,146 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'mailctl;queue'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand list 'List queued messages: id, sender, pending recipients, size, age, attempts, next attempt, last error, state'
+            cand show 'Show one message: envelope, DKIM, per-recipient status, lease, and its headers'
+            cand flush 'Make one message, or all, due now (retry now); a running serve picks them up at its next poll'
+            cand hold 'Hold a message: it is not delivered until released (a delivery already running finishes)'
+            cand release 'Release a held message'
+            cand delete 'Delete a message from the queue (refused while a running serve is delivering it)'
+            cand stats 'Counts: messages by state, recipients by status, bytes, age of the oldest message'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;queue;list'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;queue;show'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --body 'Print the whole message instead of its header block'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;queue;flush'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;queue;hold'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;queue;release'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;queue;delete'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --bounce 'Send the sender a bounce naming every recipient not yet delivered'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;queue;stats'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;queue;help'= {
+            cand list 'List queued messages: id, sender, pending recipients, size, age, attempts, next attempt, last error, state'
+            cand show 'Show one message: envelope, DKIM, per-recipient status, lease, and its headers'
+            cand flush 'Make one message, or all, due now (retry now); a running serve picks them up at its next poll'
+            cand hold 'Hold a message: it is not delivered until released (a delivery already running finishes)'
+            cand release 'Release a held message'
+            cand delete 'Delete a message from the queue (refused while a running serve is delivering it)'
+            cand stats 'Counts: messages by state, recipients by status, bytes, age of the oldest message'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;queue;help;list'= {
+        }
+        &'mailctl;queue;help;show'= {
+        }
+        &'mailctl;queue;help;flush'= {
+        }
+        &'mailctl;queue;help;hold'= {
+        }
+        &'mailctl;queue;help;release'= {
+        }
+        &'mailctl;queue;help;delete'= {
+        }
+        &'mailctl;queue;help;stats'= {
+        }
+        &'mailctl;queue;help;help'= {
+        }
         &'mailctl;bench'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
@@ -1217,6 +1358,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand dns 'The DNS records a domain must publish'
             cand audit 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)'
             cand serve 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)'
+            cand queue 'Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats'
             cand bench 'Load generators for measuring a running server'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
@@ -1336,6 +1478,29 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;help;audit'= {
         }
         &'mailctl;help;serve'= {
+        }
+        &'mailctl;help;queue'= {
+            cand list 'List queued messages: id, sender, pending recipients, size, age, attempts, next attempt, last error, state'
+            cand show 'Show one message: envelope, DKIM, per-recipient status, lease, and its headers'
+            cand flush 'Make one message, or all, due now (retry now); a running serve picks them up at its next poll'
+            cand hold 'Hold a message: it is not delivered until released (a delivery already running finishes)'
+            cand release 'Release a held message'
+            cand delete 'Delete a message from the queue (refused while a running serve is delivering it)'
+            cand stats 'Counts: messages by state, recipients by status, bytes, age of the oldest message'
+        }
+        &'mailctl;help;queue;list'= {
+        }
+        &'mailctl;help;queue;show'= {
+        }
+        &'mailctl;help;queue;flush'= {
+        }
+        &'mailctl;help;queue;hold'= {
+        }
+        &'mailctl;help;queue;release'= {
+        }
+        &'mailctl;help;queue;delete'= {
+        }
+        &'mailctl;help;queue;stats'= {
         }
         &'mailctl;help;bench'= {
             cand smtp 'Send messages over concurrent SMTP sessions; report throughput and end-of-DATA latency'

@@ -17,6 +17,7 @@ mod export;
 mod import;
 mod mailbox;
 mod password_input;
+mod queue;
 mod serve;
 
 use std::path::PathBuf;
@@ -105,6 +106,9 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)
     Serve(serve::ServeArgs),
+    /// Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats
+    #[command(subcommand)]
+    Queue(queue::QueueCmd),
     /// Load generators for measuring a running server
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -186,6 +190,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Config(c) => config_cmd::run(&ctx, c).await,
         Command::Db(c) => db::run(&ctx, c).await,
         Command::Serve(a) => serve::run(&ctx, a).await,
+        Command::Queue(c) => queue::run(&ctx, c).await,
         Command::Bench(c) => bench::run(&ctx, c).await,
         Command::Completions(_) => Ok(()),
     };
