@@ -61,6 +61,44 @@ pub struct ServerSection {
     /// `[server.checks]`: what `serve` checks on mail from other servers, and what it does about failures.
     #[serde(default)]
     pub checks: ChecksSection,
+    /// `[server.queue]`: where mail for other domains waits, and the retry schedule.
+    #[serde(default)]
+    pub queue: QueueSection,
+    /// `[server.outbound]`: how `serve` delivers to other servers.
+    #[serde(default)]
+    pub outbound: OutboundSection,
+}
+
+/// `[server.queue]`: every key optional; defaults in [`crate::smtp::settings`].
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSection {
+    /// `"spool"` (default: a directory) or `"database"` (the MySQL/MariaDB database, shared by several nodes).
+    pub backend: Option<String>,
+    /// The spool directory (default `/var/spool/mailctl`).
+    pub spool_dir: Option<PathBuf>,
+    /// Seconds before the first retry (default 300); each later retry waits twice as long.
+    pub retry_initial: Option<u64>,
+    /// Longest wait between retries, seconds (default 14400).
+    pub retry_max: Option<u64>,
+    /// Seconds after which undelivered mail is bounced (default 432000, 5 days).
+    pub lifetime: Option<u64>,
+    /// Seconds after which the sender is warned that delivery is delayed (default 14400).
+    pub delay_warning: Option<u64>,
+}
+
+/// `[server.outbound]`: every key optional; defaults in [`crate::smtp::settings`].
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundSection {
+    /// The port remote MX hosts are contacted on (default 25; tests use another).
+    pub port: Option<u16>,
+    /// Most deliveries in flight at once (default 20).
+    pub concurrency: Option<usize>,
+    /// Most deliveries in flight to one destination domain (default 4).
+    pub per_domain: Option<usize>,
+    /// Seconds to wait for a connection, the greeting and each reply (default 60; the end of DATA gets 600).
+    pub timeout: Option<u64>,
 }
 
 /// `[server.listen]`: one address per listener (`"[::]:25"`, `"127.0.0.1:2525"`), or `"off"`.

@@ -74,7 +74,7 @@ fn the_unit_is_hardened_and_runs_serve_with_this_config() {
     let db_dir = db.path("mail.db").parent().unwrap().to_path_buf();
     assert_eq!(
         one(&unit, "ReadWritePaths"),
-        format!("/var/vmail {}", db_dir.display())
+        format!("/var/vmail /var/spool/mailctl {}", db_dir.display())
     );
     for step in [
         "useradd --system --uid 5000",
@@ -104,7 +104,10 @@ fn read_write_paths_and_ordering_follow_the_config() {
     )
     .ok()
     .stdout;
-    assert_eq!(one(&unit, "ReadWritePaths"), "/srv/mail /var/lib/mailctl");
+    assert_eq!(
+        one(&unit, "ReadWritePaths"),
+        "/srv/mail /var/spool/mailctl /var/lib/mailctl"
+    );
     assert_eq!(one(&unit, "User"), "vmail");
     assert_eq!(one(&unit, "Group"), "vmail");
     assert!(one(&unit, "ExecStart").starts_with("/usr/local/bin/mailctl --config "));
@@ -119,7 +122,7 @@ fn read_write_paths_and_ordering_follow_the_config() {
     )
     .ok()
     .stdout;
-    assert_eq!(one(&unit, "ReadWritePaths"), "/srv/mail");
+    assert_eq!(one(&unit, "ReadWritePaths"), "/srv/mail /var/spool/mailctl");
     assert!(one(&unit, "After").contains("mariadb.service"), "{unit}");
     assert!(unit.contains("--uid 2000"), "{unit}");
     assert!(unit.contains("--gid 2001"), "{unit}");
@@ -128,10 +131,11 @@ fn read_write_paths_and_ordering_follow_the_config() {
         "the unit must not carry the database password"
     );
 
-    // LMTP delivery writes no Maildirs itself.
+    // LMTP delivery writes no Maildirs itself, and a database queue needs no spool directory.
     let unit = run_with_config(
         &db,
-        "[database]\nurl = \"mysql://mail@127.0.0.1/mail\"\n[server]\ndelivery = \"lmtp:127.0.0.1:24\"\n",
+        "[database]\nurl = \"mysql://mail@127.0.0.1/mail\"\n[server]\ndelivery = \"lmtp:127.0.0.1:24\"\n\
+         [server.queue]\nbackend = \"database\"\n",
         &["config", "systemd"],
     )
     .ok()

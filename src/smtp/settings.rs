@@ -149,6 +149,37 @@ impl Default for Limits {
     }
 }
 
+/// Which queue backend holds mail for other domains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueBackend {
+    /// A spool directory on this machine.
+    Spool(PathBuf),
+    /// The MySQL/MariaDB database, shared by every node that uses it.
+    Database,
+}
+
+/// The outbound queue and its retry schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Where queued mail lives.
+    pub backend: QueueBackend,
+    /// Retry schedule, lifetime and delay-warning age.
+    pub backoff: crate::smtp::queue::Backoff,
+}
+
+/// How mail leaves for other servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundSettings {
+    /// Remote port (25 in production).
+    pub port: u16,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Deliveries in flight per destination domain.
+    pub per_domain: usize,
+    /// Connect, greeting and per-command timeout.
+    pub timeout: Duration,
+}
+
 /// Everything `serve` needs from the configuration, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -166,6 +197,10 @@ pub struct Settings {
     pub delivery: DeliveryTarget,
     /// Prometheus endpoint address.
     pub metrics: Option<SocketAddr>,
+    /// The outbound queue.
+    pub queue: QueueSettings,
+    /// Outbound delivery.
+    pub outbound: OutboundSettings,
     /// Database URL.
     pub database_url: String,
     /// Nameserver override (`[dns] nameserver` or `--nameserver`).
@@ -216,10 +251,79 @@ impl Settings {
                     })
                 })
                 .transpose()?,
+            queue: queue(&server.queue, &config.database_url)?,
+            outbound: outbound(&server.outbound)?,
             database_url: config.database_url.clone(),
             nameserver: config.nameserver.clone(),
         })
     }
+}
+
+/// Validates `[server.queue]` alone (also used by `mailctl queue`, which needs no listeners).
+pub fn queue(file: &crate::config::QueueSection, database_url: &str) -> Result<QueueSettings> {
+    let backend = match file.backend.as_deref() {
+        None | Some("spool") => QueueBackend::Spool(
+            file.spool_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("/var/spool/mailctl")),
+        ),
+        Some("database") => {
+            if !(database_url.starts_with("mysql:") || database_url.starts_with("mariadb:")) {
+                return Err(Error::usage(
+                    "server.queue.backend = \"database\" needs a MySQL/MariaDB database (the queue is shared by nodes)",
+                ));
+            }
+            QueueBackend::Database
+        }
+        Some(other) => {
+            return Err(Error::usage(format!(
+                "server.queue.backend: unknown backend '{other}' (expected spool or database)"
+            )));
+        }
+    };
+    let mut backoff = crate::smtp::queue::Backoff::default();
+    let secs = |key: &str, v: Option<u64>, default: Duration| -> Result<Duration> {
+        match v {
+            Some(0) => Err(Error::usage(format!(
+                "server.queue.{key}: must be at least 1"
+            ))),
+            Some(v) => Ok(Duration::from_secs(v)),
+            None => Ok(default),
+        }
+    };
+    backoff.initial = secs("retry_initial", file.retry_initial, backoff.initial)?;
+    backoff.max = secs("retry_max", file.retry_max, backoff.max)?;
+    backoff.give_up_after = secs("lifetime", file.lifetime, backoff.give_up_after)?;
+    backoff.warn_after = secs("delay_warning", file.delay_warning, backoff.warn_after)?;
+    backoff
+        .validate()
+        .map_err(|e| Error::usage(format!("server.queue: {e}")))?;
+    Ok(QueueSettings { backend, backoff })
+}
+
+fn outbound(file: &crate::config::OutboundSection) -> Result<OutboundSettings> {
+    let at_least_one = |key: &str, v: Option<usize>, default: usize| -> Result<usize> {
+        match v {
+            Some(0) => Err(Error::usage(format!(
+                "server.outbound.{key}: must be at least 1"
+            ))),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        }
+    };
+    if file.port == Some(0) {
+        return Err(Error::usage(
+            "server.outbound.port: must be a port number from 1 to 65535",
+        ));
+    }
+    Ok(OutboundSettings {
+        port: file.port.unwrap_or(25),
+        concurrency: at_least_one("concurrency", file.concurrency, 20)?,
+        per_domain: at_least_one("per_domain", file.per_domain, 4)?,
+        timeout: Duration::from_secs(
+            at_least_one("timeout", file.timeout.map(|t| t as usize), 60)? as u64,
+        ),
+    })
 }
 
 fn listeners(

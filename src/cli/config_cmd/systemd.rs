@@ -94,6 +94,15 @@ pub fn params(config: &Config, args: &SystemdArgs) -> Result<(UnitParams, Vec<St
         unit_path("mail.vmail_root", &config.vmail_root)?;
         writable.push(config.vmail_root.clone());
     }
+    // The outbound spool (unless the queue lives in the database).
+    if let Ok(queue) = crate::smtp::settings::queue(&config.server.queue, &config.database_url)
+        && let crate::smtp::settings::QueueBackend::Spool(dir) = queue.backend
+    {
+        unit_path("server.queue.spool_dir", &dir)?;
+        if !writable.contains(&dir) {
+            writable.push(dir);
+        }
+    }
     let url = config.database_url.trim();
     let mysql = url.starts_with("mysql:") || url.starts_with("mariadb:");
     if url.starts_with("sqlite:") {

@@ -63,7 +63,7 @@ async fn handle(server: Arc<Server>, kind: ListenerKind, mut tcp: TcpStream, pee
             server.metrics.connection_closed(kind);
             return;
         };
-        let handshake = tls.acceptor().accept(tcp);
+        let handshake = Box::pin(tls.acceptor().accept(tcp));
         match tokio::time::timeout(server.settings.limits.command_timeout, handshake).await {
             Ok(Ok(s)) => Stream::Tls(Box::new(s)),
             Ok(Err(e)) => {

@@ -8,10 +8,11 @@
 
 pub mod limits;
 mod listener;
+mod local;
 pub mod tls;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -22,6 +23,9 @@ use crate::error::{Error, Result};
 use crate::smtp::checks::Checks;
 use crate::smtp::deliver::Deliverer;
 use crate::smtp::metrics::Metrics;
+use crate::smtp::outbound::Outbound;
+use crate::smtp::queue::Queue;
+use crate::smtp::queue::manager::{Manager, Waker};
 use crate::smtp::settings::{ListenerKind, Settings};
 use crate::store::Store;
 
@@ -45,6 +49,19 @@ pub struct Server {
     pub auth_throttle: limits::AuthThrottle,
     /// Becomes `true` when the daemon is stopping.
     pub shutdown: watch::Receiver<bool>,
+    /// The outbound queue (mail for other domains).
+    pub queue: Arc<dyn Queue>,
+    /// Wakes the queue manager after an enqueue (set once the manager exists).
+    pub queue_waker: OnceLock<Waker>,
+}
+
+impl Server {
+    /// Asks the queue manager to look at the queue now (after a session queued a message).
+    pub fn wake_queue(&self) {
+        if let Some(w) = self.queue_waker.get() {
+            w.wake();
+        }
+    }
 }
 
 /// How long a stopping daemon waits for sessions to finish their transactions.
@@ -56,6 +73,7 @@ pub struct Bound {
     listeners: Vec<(ListenerKind, TcpListener)>,
     metrics_listener: Option<TcpListener>,
     stop: watch::Sender<bool>,
+    manager: Manager,
 }
 
 impl Bound {
@@ -68,6 +86,13 @@ impl Bound {
         };
         let (store, _) = Store::open(&settings.database_url).await?;
         let resolver = Resolver::new(settings.nameserver.as_deref())?;
+        let queue_settings = settings.queue.clone();
+        let queue = tokio::task::spawn_blocking({
+            let store = store.clone();
+            move || crate::smtp::queue::open(&queue_settings, Some(store))
+        })
+        .await
+        .map_err(|e| Error::Refused(format!("cannot open the queue: {e}")))??;
         let mut listeners = Vec::new();
         for (kind, addr) in &settings.listeners {
             listeners.push((*kind, bind(kind.name(), *addr).await?));
@@ -78,7 +103,11 @@ impl Bound {
         };
         let (stop, shutdown) = watch::channel(false);
         let server = Server {
-            checks: Checks::new(resolver, settings.checks.clone(), settings.hostname.clone()),
+            checks: Checks::new(
+                resolver.clone(),
+                settings.checks.clone(),
+                settings.hostname.clone(),
+            ),
             deliverer: Deliverer::start(&settings.delivery, &settings.hostname),
             metrics: Arc::new(Metrics::default()),
             tls,
@@ -91,14 +120,32 @@ impl Bound {
                 settings.limits.auth_lockout,
             ),
             shutdown,
+            queue: queue.clone(),
+            queue_waker: OnceLock::new(),
             store,
             settings,
         };
+        let server = Arc::new(server);
+        let outbound = Outbound::new(
+            resolver,
+            server.settings.hostname.clone(),
+            &server.settings.outbound,
+        );
+        let manager = Manager::new(
+            queue,
+            Arc::new(outbound),
+            Arc::new(local::Local(server.clone())),
+            server.settings.hostname.clone(),
+            server.settings.outbound.clone(),
+            server.settings.queue.backoff,
+        );
+        let _ = server.queue_waker.set(manager.waker());
         Ok(Bound {
-            server: Arc::new(server),
+            server,
             listeners,
             metrics_listener,
             stop,
+            manager,
         })
     }
 
@@ -124,8 +171,10 @@ impl Bound {
             listeners,
             metrics_listener,
             stop,
+            manager,
         } = self;
         let mut tasks = tokio::task::JoinSet::new();
+        let delivering = tokio::spawn(manager.run(server.shutdown.clone()));
         for (kind, listener) in listeners {
             tasks.spawn(listener::accept_loop(server.clone(), kind, listener));
         }
@@ -150,6 +199,8 @@ impl Bound {
             tracing::warn!(target: "mailctl::smtp", open = server.connections.open(),
                 "drain deadline passed; closing the remaining connections");
         }
+        // The queue manager finishes (or releases) the deliveries it has in flight.
+        let _ = delivering.await;
         server.store.close().await;
         tracing::info!(target: "mailctl::smtp", "stopped");
         Ok(())

@@ -85,7 +85,7 @@ impl Session {
         stamped.extend_from_slice(received.as_bytes());
         stamped.extend_from_slice(&message);
         drop(message);
-        let targets = txn
+        let targets: Vec<crate::smtp::deliver::Target> = txn
             .targets
             .iter()
             .cloned()
@@ -96,11 +96,34 @@ impl Session {
             .collect();
         let id = txn.id.clone();
         let sender = txn.sender.clone();
-        let outcome = self
-            .server
-            .deliverer
-            .deliver(&sender, Arc::new(stamped), targets)
-            .await;
+        let remote = txn.remote.clone();
+        let stamped = Arc::new(stamped);
+        // Remote recipients first: once the queue holds the message, local delivery follows; if that fails,
+        // the queue entry is taken back out, so a retrying client never causes a second remote copy.
+        let queued = if remote.is_empty() {
+            None
+        } else {
+            match self.queue_remote(&sender, remote, &stamped).await {
+                Ok(queued) => Some(queued),
+                Err(reply) => {
+                    self.finish_log(size, &summary, &reply);
+                    return reply;
+                }
+            }
+        };
+        let outcome = if txn_targets_empty(&targets) {
+            Ok(Vec::new())
+        } else {
+            self.server
+                .deliverer
+                .deliver(&sender, stamped.clone(), targets)
+                .await
+        };
+        match (&outcome, &queued) {
+            (Err(_), Some(queue_id)) => self.unqueue(queue_id).await,
+            (Ok(_), Some(_)) => self.server.wake_queue(),
+            _ => {}
+        }
         let reply = match outcome {
             Ok(failed) => {
                 for (target, failure) in &failed {
@@ -134,4 +157,8 @@ impl Session {
         self.finish_log(size, &summary, &reply);
         reply
     }
+}
+
+fn txn_targets_empty(targets: &[crate::smtp::deliver::Target]) -> bool {
+    targets.is_empty()
 }

@@ -69,6 +69,7 @@ impl Session {
             spf,
             recipients: Vec::new(),
             targets: Vec::new(),
+            remote: Vec::new(),
             quotas: Vec::new(),
             refused: Vec::new(),
             via: Vec::new(),

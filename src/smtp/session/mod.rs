@@ -20,6 +20,7 @@ pub mod io;
 mod mail;
 mod rcpt;
 mod received;
+mod relay;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,6 +69,8 @@ pub struct Transaction {
     recipients: Vec<String>,
     /// Where the message goes: each mailbox once, however many RCPTs lead to it.
     targets: Vec<Target>,
+    /// Addresses in other domains (a logged-in user's recipients, alias targets outside): queued for delivery.
+    remote: Vec<String>,
     /// Mailbox quotas in bytes (0 = none) and usage seen at RCPT, per target.
     quotas: Vec<(u64, u64)>,
     /// RCPTs refused, with the reply code, for the log line.
@@ -166,13 +169,15 @@ impl Session {
         let reply = match command {
             Command::Ehlo(name) => self.ehlo(name, true),
             Command::Helo(name) => self.ehlo(name, false),
-            Command::StartTls => return self.starttls(conn).await,
+            // The larger stages are boxed: an idle session's future then holds only what waiting for a line
+            // needs, which is what ten thousand idle connections cost.
+            Command::StartTls => return Box::pin(self.starttls(conn)).await,
             Command::Auth { mechanism, initial } => {
-                return self.auth(conn, &mechanism, initial).await;
+                return Box::pin(self.auth(conn, &mechanism, initial)).await;
             }
-            Command::Mail { from, params } => self.mail(from, params).await,
-            Command::Rcpt { to, params } => self.rcpt(to, params).await,
-            Command::Data => return self.data(conn).await,
+            Command::Mail { from, params } => Box::pin(self.mail(from, params)).await,
+            Command::Rcpt { to, params } => Box::pin(self.rcpt(to, params)).await,
+            Command::Data => return Box::pin(self.data(conn)).await,
             Command::Bdat { .. } => Reply::new(502, Some((5, 5, 1)), "BDAT not implemented"),
             Command::Rset => {
                 self.abandon("reset");

@@ -70,12 +70,6 @@ impl Session {
                 external,
                 via,
             } => {
-                if !external.is_empty() {
-                    // Forwarding outside needs the outbound queue; until it exists the sender must retry
-                    // rather than have part of the expansion silently dropped.
-                    return self.refuse(&shown, "tempfail", Reply::new(451, Some((4, 3, 2)),
-                        format!("<{shown}>: forwarding to other domains is not available on this server yet")));
-                }
                 let size = txn.params.size.unwrap_or(0);
                 let mut quotas = Vec::with_capacity(mailboxes.len());
                 for m in &mailboxes {
@@ -107,6 +101,12 @@ impl Session {
                         txn.quotas.push(quota);
                     }
                 }
+                for address in external {
+                    let address = address.to_string();
+                    if !txn.remote.contains(&address) {
+                        txn.remote.push(address);
+                    }
+                }
                 txn.via.extend(via);
                 txn.recipients.push(shown);
                 Reply::new(250, Some((2, 1, 5)), "Ok")
@@ -125,17 +125,7 @@ impl Session {
                 "disabled",
                 Reply::new(550, Some((5, 2, 1)), format!("<{shown}>: Mailbox disabled")),
             ),
-            Recipient::NotLocal if self.login.is_some() => self.refuse(
-                &shown,
-                "tempfail",
-                Reply::new(
-                    451,
-                    Some((4, 3, 2)),
-                    format!(
-                        "<{shown}>: delivery to other domains is not available on this server yet"
-                    ),
-                ),
-            ),
+            Recipient::NotLocal if self.login.is_some() => self.accept_remote(&to, shown),
             Recipient::NotLocal => self.refuse(
                 &shown,
                 "relay",
@@ -146,6 +136,37 @@ impl Session {
                 ),
             ),
         }
+    }
+
+    /// A logged-in user's recipient in another domain: queued for delivery to its MX. Address literals
+    /// (`user@[192.0.2.1]`) are refused: mail goes where DNS says, never to an address the client picks.
+    fn accept_remote(&mut self, to: &ForwardPath, shown: String) -> Reply {
+        let ForwardPath::Path(path) = to else {
+            return self.refuse(
+                &shown,
+                "relay",
+                Reply::new(550, Some((5, 1, 1)), "Unknown recipient"),
+            );
+        };
+        if path.domain_name().is_none() {
+            return self.refuse(
+                &shown,
+                "relay",
+                Reply::new(
+                    553,
+                    Some((5, 1, 3)),
+                    format!("<{shown}>: address literals are not accepted as recipients"),
+                ),
+            );
+        }
+        let Some(txn) = self.txn.as_mut() else {
+            return temporary_failure();
+        };
+        if !txn.remote.contains(&shown) {
+            txn.remote.push(shown.clone());
+        }
+        txn.recipients.push(shown);
+        Reply::new(250, Some((2, 1, 5)), "Ok")
     }
 
     /// Records a refused RCPT for the log line and the metrics, and returns the reply.

@@ -1,0 +1,94 @@
+//! Local delivery for the queue manager: DSNs to local senders, and queued recipients that turn out to be
+//! hosted here, go straight into the Maildir (through the same resolution as RCPT) instead of to an MX that
+//! would be this server itself.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use super::Server;
+use crate::smtp::deliver::Target;
+use crate::smtp::queue::manager::LocalDelivery;
+use crate::smtp::queue::{Envelope, Outcome};
+use crate::smtp::recipients::{self, Recipient, ResolveLimits};
+
+/// [`LocalDelivery`] over the server's store, deliverer and queue.
+pub struct Local(pub Arc<Server>);
+
+impl LocalDelivery for Local {
+    fn deliver_local<'a>(
+        &'a self,
+        sender: &'a str,
+        recipient: &'a str,
+        message: &'a [u8],
+    ) -> BoxFuture<'a, Option<Outcome>> {
+        Box::pin(async move {
+            let server = &self.0;
+            let (local, domain) = recipient.rsplit_once('@')?;
+            let resolved = async {
+                let mut tx = server.store.begin().await?;
+                let r = recipients::resolve_parts(&mut tx, local, domain, ResolveLimits::default())
+                    .await?;
+                tx.rollback().await?;
+                Ok::<_, crate::error::Error>(r)
+            };
+            let resolved = match resolved.await {
+                Ok(r) => r,
+                Err(e) => return Some(Outcome::Deferred(format!("local lookup failed: {e}"))),
+            };
+            match resolved {
+                Recipient::NotLocal => None,
+                Recipient::Unknown => Some(Outcome::Failed(format!(
+                    "550 5.1.1 <{recipient}>: Recipient address rejected: User unknown"
+                ))),
+                Recipient::Disabled => Some(Outcome::Failed(format!(
+                    "550 5.2.1 <{recipient}>: Mailbox disabled"
+                ))),
+                Recipient::Local {
+                    mailboxes,
+                    external,
+                    ..
+                } => {
+                    if !external.is_empty() {
+                        let envelope = Envelope {
+                            sender: sender.to_string(),
+                            recipients: external.iter().map(|a| a.to_string()).collect(),
+                            dkim: None,
+                        };
+                        let queue = server.queue.clone();
+                        let body = message.to_vec();
+                        let queued = tokio::task::spawn_blocking(move || {
+                            queue.enqueue(&envelope, &body, chrono::Utc::now())
+                        })
+                        .await;
+                        if !matches!(queued, Ok(Ok(_))) {
+                            return Some(Outcome::Deferred("cannot queue forwarded copies".into()));
+                        }
+                    }
+                    if mailboxes.is_empty() {
+                        return Some(Outcome::Delivered("250 2.0.0 forwarded".into()));
+                    }
+                    let targets = mailboxes
+                        .into_iter()
+                        .map(|m| Target {
+                            mailbox: m.username,
+                            maildir: m.maildir,
+                            junk: false,
+                        })
+                        .collect();
+                    match server
+                        .deliverer
+                        .deliver(sender, Arc::new(message.to_vec()), targets)
+                        .await
+                    {
+                        Ok(_) => Some(Outcome::Delivered(format!(
+                            "250 2.0.0 delivered locally to <{recipient}>"
+                        ))),
+                        Err(f) if f.temporary => Some(Outcome::Deferred(f.reason)),
+                        Err(f) => Some(Outcome::Failed(format!("554 5.3.0 {}", f.reason))),
+                    }
+                }
+            }
+        })
+    }
+}

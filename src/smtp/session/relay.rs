@@ -1,0 +1,123 @@
+//! Mail for other domains: a logged-in user's remote recipients and alias targets outside the hosted
+//! domains. The message is DKIM-signed (for a logged-in user, with the active key of the From domain) and
+//! written to the outbound queue before the client gets its `250`.
+
+use std::sync::Arc;
+
+use super::Session;
+use super::auth::temporary_failure;
+use crate::model::{DomainName, Selector};
+use crate::smtp::command::Reply;
+use crate::smtp::queue::{Envelope, QueueId};
+
+impl Session {
+    /// Signs (when a user is logged in) and queues the message for `remote`; returns the queue id, or the
+    /// reply to give when the queue cannot take it.
+    pub(super) async fn queue_remote(
+        &self,
+        sender: &str,
+        remote: Vec<String>,
+        message: &Arc<Vec<u8>>,
+    ) -> Result<QueueId, Reply> {
+        let (body, dkim) = match &self.login {
+            Some(_) => match self.sign(message).await {
+                Ok(Some((signed, note))) => (signed, Some(note)),
+                Ok(None) => (message.as_ref().clone(), None),
+                Err(()) => {
+                    self.server.metrics.rejected("tempfail");
+                    return Err(temporary_failure());
+                }
+            },
+            None => (message.as_ref().clone(), None),
+        };
+        let envelope = Envelope {
+            sender: sender.to_string(),
+            recipients: remote,
+            dkim,
+        };
+        let queue = self.server.queue.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            queue.enqueue(&envelope, &body, chrono::Utc::now())
+        })
+        .await;
+        match stored {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(e)) => {
+                tracing::error!(target: "mailctl::smtp", error = %e, "cannot queue message");
+                self.server.metrics.rejected("tempfail");
+                Err(temporary_failure())
+            }
+            Err(e) => {
+                tracing::error!(target: "mailctl::smtp", error = %e, "queue task failed");
+                self.server.metrics.rejected("tempfail");
+                Err(temporary_failure())
+            }
+        }
+    }
+
+    /// Takes a queued message back out after local delivery failed (the client will retry the whole
+    /// transaction). A failure here is logged: the remote copy may then be sent twice, never lost.
+    pub(super) async fn unqueue(&self, id: &QueueId) {
+        let queue = self.server.queue.clone();
+        let id = id.clone();
+        let result =
+            tokio::task::spawn_blocking(move || queue.delete(&id, chrono::Utc::now())).await;
+        if !matches!(result, Ok(Ok(_))) {
+            tracing::error!(target: "mailctl::smtp",
+                "local delivery failed and the queued remote copy could not be withdrawn; it will still be sent");
+        }
+    }
+
+    /// DKIM-signs `message` with the active key of its From domain, when that domain is hosted here and has
+    /// one. `Ok(None)`: nothing to sign with (sent unsigned, and the log says so). `Err`: database trouble.
+    async fn sign(&self, message: &Arc<Vec<u8>>) -> Result<Option<(Vec<u8>, String)>, ()> {
+        let Ok(from_domain) = crate::dkim::sign::check_message(message) else {
+            return Ok(None);
+        };
+        let Ok(domain) = from_domain.parse::<DomainName>() else {
+            return Ok(None);
+        };
+        let lookup = async {
+            let mut tx = self.server.store.begin().await?;
+            let keys = tx.dkim_keys(Some(domain.as_str())).await?;
+            tx.rollback().await?;
+            Ok::<_, crate::error::Error>(keys.into_iter().find(|k| k.state == "active"))
+        };
+        let key = match lookup.await {
+            Ok(Some(key)) => key,
+            Ok(None) => {
+                tracing::warn!(target: "mailctl::smtp", domain = %domain,
+                    "no active DKIM key: sending unsigned (mailctl dkim generate)");
+                return Ok(None);
+            }
+            Err(e) => {
+                tracing::warn!(target: "mailctl::smtp", error = %e, "database error reading the DKIM key");
+                return Err(());
+            }
+        };
+        let Ok(selector) = key.selector.parse::<Selector>() else {
+            return Ok(None);
+        };
+        let message = message.clone();
+        let signed = tokio::task::spawn_blocking(move || {
+            let pair = crate::dkim::keys::from_stored(&key.private_key)?;
+            let signed = crate::dkim::sign::sign(&message, &domain, &selector, &pair)?;
+            Ok::<_, String>((
+                signed,
+                format!(
+                    "d={domain} s={selector} a={}",
+                    pair.algorithm.signing_name()
+                ),
+            ))
+        })
+        .await;
+        match signed {
+            Ok(Ok(done)) => Ok(Some(done)),
+            Ok(Err(e)) => {
+                tracing::error!(target: "mailctl::smtp", error = %e, "DKIM signing failed: sending unsigned");
+                Ok(None)
+            }
+            Err(_) => Ok(None),
+        }
+    }
+}
