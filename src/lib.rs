@@ -26,6 +26,7 @@
 //!                 reader), recipients/ (alias/catch-all resolution, sender ownership), checks/ (SPF, DKIM,
 //!                 DMARC, iprev, DNSBL with per-check actions; Authentication-Results), deliver/ (Maildir with
 //!                 a group-commit writer, LMTP), metrics/ (Prometheus counters and endpoint)
+//! mta_sts/        MTA-STS policies (parse, mx patterns, HTTPS fetch), shared by the audit and outbound delivery
 //! bench/          load generators behind `mailctl bench` (SMTP throughput, idle connections)
 //! logging.rs      tracing to stderr (RUST_LOG filter, journald-friendly)
 //! store/          the ONLY place that speaks SQL: Store over SQLite and MySQL/MariaDB, migrations,
@@ -58,6 +59,7 @@ pub mod error;
 pub mod logging;
 pub mod lookup_config;
 pub mod model;
+pub mod mta_sts;
 pub mod output;
 pub mod password;
 pub mod provision;
