@@ -85,6 +85,9 @@ pub struct QueueSection {
     pub lifetime: Option<u64>,
     /// Seconds after which the sender is warned that delivery is delayed (default 14400).
     pub delay_warning: Option<u64>,
+    /// Seconds a node holds a claimed entry before another node may take it over (default 600); with the
+    /// database queue this is how long the entries of a node that died wait.
+    pub lease: Option<u64>,
 }
 
 /// `[server.outbound]`: every key optional; defaults in [`crate::smtp::settings`].

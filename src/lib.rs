@@ -25,7 +25,9 @@
 //!                 received), command/ (command line, AUTH decoders, replies), data/ (smuggling-safe DATA
 //!                 reader), recipients/ (alias/catch-all resolution, sender ownership), checks/ (SPF, DKIM,
 //!                 DMARC, iprev, DNSBL with per-check actions; Authentication-Results), deliver/ (Maildir with
-//!                 a group-commit writer, LMTP), metrics/ (Prometheus counters and endpoint)
+//!                 a group-commit writer, LMTP), metrics/ (Prometheus counters and endpoint), queue/ (the
+//!                 outbound queue: the Queue trait, spool and database backends, the delivery manager),
+//!                 outbound/ (MX routing, the SMTP client with MTA-STS), dsn/ (RFC 3464 bounces)
 //! mta_sts/        MTA-STS policies (parse, mx patterns, HTTPS fetch), shared by the audit and outbound delivery
 //! bench/          load generators behind `mailctl bench` (SMTP throughput, idle connections)
 //! logging.rs      tracing to stderr (RUST_LOG filter, journald-friendly)

@@ -165,6 +165,8 @@ pub struct QueueSettings {
     pub backend: QueueBackend,
     /// Retry schedule, lifetime and delay-warning age.
     pub backoff: crate::smtp::queue::Backoff,
+    /// How long a claim on an entry lasts (renewed while a delivery runs).
+    pub lease: Duration,
 }
 
 /// How mail leaves for other servers.
@@ -298,7 +300,17 @@ pub fn queue(file: &crate::config::QueueSection, database_url: &str) -> Result<Q
     backoff
         .validate()
         .map_err(|e| Error::usage(format!("server.queue: {e}")))?;
-    Ok(QueueSettings { backend, backoff })
+    let lease = secs("lease", file.lease, Duration::from_secs(600))?;
+    if lease < Duration::from_secs(10) {
+        return Err(Error::usage(
+            "server.queue.lease: must be at least 10 seconds",
+        ));
+    }
+    Ok(QueueSettings {
+        backend,
+        backoff,
+        lease,
+    })
 }
 
 fn outbound(file: &crate::config::OutboundSection) -> Result<OutboundSettings> {

@@ -25,7 +25,7 @@ use crate::smtp::deliver::Deliverer;
 use crate::smtp::metrics::Metrics;
 use crate::smtp::outbound::Outbound;
 use crate::smtp::queue::Queue;
-use crate::smtp::queue::manager::{Manager, Waker};
+use crate::smtp::queue::manager::{Manager, ManagerOptions, Waker};
 use crate::smtp::settings::{ListenerKind, Settings};
 use crate::store::Store;
 
@@ -138,7 +138,11 @@ impl Bound {
             server.settings.hostname.clone(),
             server.settings.outbound.clone(),
             server.settings.queue.backoff,
-        );
+        )
+        .with_options(ManagerOptions {
+            lease: server.settings.queue.lease,
+            ..ManagerOptions::default()
+        });
         let _ = server.queue_waker.set(manager.waker());
         Ok(Bound {
             server,
