@@ -1258,15 +1258,17 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
         }
         'mailctl;bench;smtp' {
             [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'Recipient of every message')
-            [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'Sender of every message')
+            [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'Sender of every message [default: the --auth user, else bench@bench.test]')
             [CompletionResult]::new('--sessions', '--sessions', [CompletionResultType]::ParameterName, 'Concurrent SMTP sessions')
             [CompletionResult]::new('--messages', '--messages', [CompletionResultType]::ParameterName, 'Messages to send in total')
             [CompletionResult]::new('--size', '--size', [CompletionResultType]::ParameterName, 'Size of each message in bytes (headers and body)')
             [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Stop after this many seconds even if not every message was sent')
             [CompletionResult]::new('--log', '--log', [CompletionResultType]::ParameterName, 'Append "Message-ID reply" for every accepted message to FILE, each line written as it happens')
+            [CompletionResult]::new('--auth', '--auth', [CompletionResultType]::ParameterName, 'Log in once per session with AUTH PLAIN after STARTTLS (implies --starttls), e.g. to benchmark a submission listener. The server''s certificate is NOT verified (this is a benchmark tool), so the password goes to whatever answers at ADDR: use it only against your own server and a test account')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
             [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
             [CompletionResult]::new('--pipelining', '--pipelining', [CompletionResultType]::ParameterName, 'Send MAIL, RCPT and DATA in one write when the server offers PIPELINING')
+            [CompletionResult]::new('--starttls', '--starttls', [CompletionResultType]::ParameterName, 'Start every session with STARTTLS (any certificate is accepted: this is a benchmark tool, not a mail client)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')

@@ -1184,7 +1184,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__bench__subcmd__smtp)
-            opts="-v -q -h -V --to --from --sessions --messages --size --pipelining --duration --log --config --database-url --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --to --from --sessions --messages --size --pipelining --duration --log --starttls --auth --config --database-url --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1215,6 +1215,10 @@ _mailctl() {
                     return 0
                     ;;
                 --log)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

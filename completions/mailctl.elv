@@ -1133,15 +1133,17 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;bench;smtp'= {
             cand --to 'Recipient of every message'
-            cand --from 'Sender of every message'
+            cand --from 'Sender of every message [default: the --auth user, else bench@bench.test]'
             cand --sessions 'Concurrent SMTP sessions'
             cand --messages 'Messages to send in total'
             cand --size 'Size of each message in bytes (headers and body)'
             cand --duration 'Stop after this many seconds even if not every message was sent'
             cand --log 'Append "Message-ID reply" for every accepted message to FILE, each line written as it happens'
+            cand --auth 'Log in once per session with AUTH PLAIN after STARTTLS (implies --starttls), e.g. to benchmark a submission listener. The server''s certificate is NOT verified (this is a benchmark tool), so the password goes to whatever answers at ADDR: use it only against your own server and a test account'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --pipelining 'Send MAIL, RCPT and DATA in one write when the server offers PIPELINING'
+            cand --starttls 'Start every session with STARTTLS (any certificate is accepted: this is a benchmark tool, not a mail client)'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'

@@ -678,15 +678,17 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and not __fish_se
 complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and not __fish_seen_subcommand_from smtp connections help" -f -a "connections" -d 'Open many idle connections and hold them; report how many the server kept and its memory use'
 complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and not __fish_seen_subcommand_from smtp connections help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l to -d 'Recipient of every message' -r
-complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l from -d 'Sender of every message' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l from -d 'Sender of every message [default: the --auth user, else bench@bench.test]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l sessions -d 'Concurrent SMTP sessions' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l messages -d 'Messages to send in total' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l size -d 'Size of each message in bytes (headers and body)' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l duration -d 'Stop after this many seconds even if not every message was sent' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l log -d 'Append "Message-ID reply" for every accepted message to FILE, each line written as it happens' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l auth -d 'Log in once per session with AUTH PLAIN after STARTTLS (implies --starttls), e.g. to benchmark a submission listener. The server\'s certificate is NOT verified (this is a benchmark tool), so the password goes to whatever answers at ADDR: use it only against your own server and a test account' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l pipelining -d 'Send MAIL, RCPT and DATA in one write when the server offers PIPELINING'
+complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l starttls -d 'Start every session with STARTTLS (any certificate is accepted: this is a benchmark tool, not a mail client)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand bench; and __fish_seen_subcommand_from smtp" -s q -l quiet -d 'Print nothing but data and errors'

@@ -1,12 +1,18 @@
-//! The bench's minimal SMTP client: one plain-TCP connection, reading multi-line replies with a deadline.
+//! The bench's minimal SMTP client: one TCP connection (upgraded to TLS after STARTTLS when asked), reading
+//! multi-line replies with a deadline.
 //!
-//! Only what a load generator needs: greeting, EHLO (noting PIPELINING and SIZE), sending command lines or raw
-//! payloads, reading replies. Every read has a deadline and a line-length cap, so a hung or hostile server costs
-//! the bench a counted error, never a hang or unbounded memory.
+//! Only what a load generator needs: greeting, EHLO (noting PIPELINING, SIZE and STARTTLS), the TLS upgrade,
+//! sending command lines or raw payloads, reading replies. Every read has a deadline and a line-length cap, so a
+//! hung or hostile server costs the bench a counted error, never a hang or unbounded memory. The STARTTLS and
+//! AUTH conversation itself is in [`super::login`].
 
 use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -59,38 +65,91 @@ pub fn parse_line(line: &str) -> Option<(u16, bool, &str)> {
     }
 }
 
+/// What the client's connection is: plain TCP, or TLS over it after STARTTLS. A trait object, so one
+/// [`Client`] type serves both (the dynamic call costs nothing next to a network round trip).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// An SMTP client connection after the greeting and EHLO.
 pub struct Client {
-    stream: BufReader<TcpStream>,
-    /// The server offered PIPELINING.
+    stream: BufReader<Box<dyn Io>>,
+    /// The server's address (the TLS server name, as the bench knows no host name).
+    peer: IpAddr,
+    /// The server offered PIPELINING (in its last EHLO reply).
     pub pipelining: bool,
     /// The server offered SIZE.
     pub size: bool,
+    /// The server offered STARTTLS.
+    pub starttls: bool,
 }
 
 impl Client {
     /// Reads the 220 greeting from `stream` and says EHLO as `helo`; any other answer is an error.
     pub async fn greet(stream: TcpStream, helo: &str, until: Instant) -> io::Result<Client> {
+        let peer = stream.peer_addr()?.ip();
         let mut client = Client {
-            stream: BufReader::new(stream),
+            stream: BufReader::new(Box::new(stream)),
+            peer,
             pipelining: false,
             size: false,
+            starttls: false,
         };
         let banner = client.reply(until).await?;
         if banner.code != 220 {
             return Err(protocol(format!("greeting was {}", banner.summary())));
         }
-        client.send(format!("EHLO {helo}\r\n").as_bytes()).await?;
-        let ehlo = client.reply(until).await?;
+        client.ehlo(helo, until).await?;
+        Ok(client)
+    }
+
+    /// Says EHLO as `helo` and notes the extensions offered (again after STARTTLS, as RFC 3207 requires);
+    /// anything but 250 is an error.
+    pub async fn ehlo(&mut self, helo: &str, until: Instant) -> io::Result<()> {
+        let ehlo = self
+            .command(format!("EHLO {helo}\r\n").as_bytes(), until)
+            .await?;
         if ehlo.code != 250 {
             return Err(protocol(format!("EHLO answered {}", ehlo.summary())));
         }
+        (self.pipelining, self.size, self.starttls) = (false, false, false);
         for ext in ehlo.lines.iter().skip(1) {
             let keyword = ext.split_whitespace().next().unwrap_or("");
-            client.pipelining |= keyword.eq_ignore_ascii_case("PIPELINING");
-            client.size |= keyword.eq_ignore_ascii_case("SIZE");
+            self.pipelining |= keyword.eq_ignore_ascii_case("PIPELINING");
+            self.size |= keyword.eq_ignore_ascii_case("SIZE");
+            self.starttls |= keyword.eq_ignore_ascii_case("STARTTLS");
         }
-        Ok(client)
+        Ok(())
+    }
+
+    /// Sends one command line (with its CRLF) and reads the reply.
+    pub async fn command(&mut self, line: &[u8], until: Instant) -> io::Result<Reply> {
+        self.send(line).await?;
+        self.reply(until).await
+    }
+
+    /// The TLS handshake after the server's `220` to STARTTLS, with `config`, finished by `until`. The
+    /// extensions are forgotten: say EHLO again. Anything the server sent after its 220 and before the
+    /// handshake is a protocol error (RFC 3207 says nothing may come in between; a server that does could be
+    /// injecting plain-text replies into the TLS session).
+    pub async fn upgrade(self, config: Arc<ClientConfig>, until: Instant) -> io::Result<Client> {
+        if !self.stream.buffer().is_empty() {
+            return Err(protocol(
+                "the server sent data after its 220 to STARTTLS".into(),
+            ));
+        }
+        let name = ServerName::IpAddress(self.peer.into());
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let tls = tokio::time::timeout_at(until, connector.connect(name, self.stream.into_inner()))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        Ok(Client {
+            stream: BufReader::new(Box::new(tls)),
+            peer: self.peer,
+            pipelining: false,
+            size: false,
+            starttls: false,
+        })
     }
 
     /// Writes `bytes` in one call (commands, pipelined groups, or a dot-stuffed message).

@@ -2,11 +2,12 @@
 //! sessions, throughput and latency) and `bench connections` (many idle connections, what holding them costs the
 //! server).
 //!
-//! They speak plain TCP SMTP with tokio and nothing else, so what they measure is the server, not a client
+//! They speak SMTP over tokio TCP (with rustls after STARTTLS when asked) and nothing else, so what they measure is the server, not a client
 //! library. Nothing here prints: each bench returns a report that `cli::bench` renders.
 
 pub mod client;
 pub mod connections;
+pub mod login;
 pub mod message;
 pub mod smtp;
 pub mod stats;

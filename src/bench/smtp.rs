@@ -1,10 +1,11 @@
 //! `bench smtp`: messages over concurrent SMTP sessions, measuring throughput and end-of-DATA latency.
 //!
-//! Each session greets, says EHLO, then runs transactions (MAIL, RCPT, DATA, message) until the shared total is
+//! Each session greets, says EHLO (then STARTTLS and AUTH when asked, see [`super::login`]), then runs transactions (MAIL, RCPT, DATA, message) until the shared total is
 //! reached, and QUITs. A message counts once it got a final answer: 2xx is accepted, any other code rejected
 //! (except 421, which closes the session). A connection that fails (the server was killed, a reply timed out)
 //! is an error: the session reconnects after [`RECONNECT_DELAY`] and retries its message under a new
-//! Message-ID, so a kill-and-restart loop can run underneath. Accepted messages go to the `--log` file, one line
+//! Message-ID, so a kill-and-restart loop can run underneath. A login or STARTTLS the server refuses for good
+//! stops the run (every session), so a wrong password is one failed AUTH per session, not a retry loop. Accepted messages go to the `--log` file, one line
 //! each, written straight to the OS: a crash test checks every line against the Maildir.
 
 use std::collections::BTreeMap;
@@ -13,7 +14,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::client::{Client, Reply};
+use super::login::{self, Security};
 use super::message::{self, Spec};
 use super::stats::{self, LatencySummary};
 use crate::error::{Error, Result};
@@ -55,6 +57,8 @@ pub struct Options {
     pub duration: Option<Duration>,
     /// Append `Message-ID reply` for every accepted message here.
     pub log: Option<PathBuf>,
+    /// STARTTLS and AUTH at the start of every session.
+    pub security: Security,
 }
 
 /// What a run measured (`--json` prints it as is).
@@ -76,6 +80,8 @@ pub struct Report {
     pub first_error: Option<String>,
     /// Whether MAIL/RCPT/DATA were pipelined (asked for and offered).
     pub pipelined: bool,
+    /// How sessions started: `plain`, `starttls` or `starttls+auth`.
+    pub security: &'static str,
     /// Wall-clock time of the whole run.
     pub elapsed_seconds: f64,
     /// Accepted messages per second.
@@ -98,6 +104,7 @@ struct Shared {
     errors: AtomicU64,
     first_error: OnceLock<String>,
     pipelined: AtomicU64,
+    stopped: AtomicBool,
     log: Option<Mutex<File>>,
     log_error: OnceLock<String>,
     deadline: Option<Instant>,
@@ -151,6 +158,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         errors: AtomicU64::new(0),
         first_error: OnceLock::new(),
         pipelined: AtomicU64::new(0),
+        stopped: AtomicBool::new(false),
         log,
         log_error: OnceLock::new(),
         deadline: opts.duration.map(|d| start + d),
@@ -184,6 +192,7 @@ pub async fn run(opts: Options) -> Result<Report> {
         errors: shared.errors.load(Ordering::Relaxed),
         first_error: shared.first_error.get().cloned(),
         pipelined: shared.pipelined.load(Ordering::Relaxed) > 0,
+        security: login::describe(&shared.opts.security),
         elapsed_seconds: (elapsed * 1000.0).round() / 1000.0,
         messages_per_second: if elapsed > 0.0 {
             (accepted as f64 / elapsed * 10.0).round() / 10.0
@@ -196,8 +205,9 @@ pub async fn run(opts: Options) -> Result<Report> {
 }
 
 impl Shared {
+    /// Time is up, or a fatal refusal stopped the run.
     fn expired(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
+        self.stopped.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
     /// The deadline for the next reply: [`REPLY_TIMEOUT`] from now, but never past the end of `--duration`
@@ -257,7 +267,10 @@ async fn session(shared: Arc<Shared>, mut first: Option<tokio::net::TcpStream>) 
             None => super::connect(shared.opts.addr).await,
         };
         let client = match stream {
-            Ok(s) => Client::greet(s, &shared.helo, shared.reply_deadline()).await,
+            Ok(s) => {
+                let until = shared.reply_deadline();
+                login::establish(s, &shared.helo, &shared.opts.security, until).await
+            }
             Err(e) => Err(e),
         };
         let mut client = match client {
@@ -267,6 +280,10 @@ async fn session(shared: Arc<Shared>, mut first: Option<tokio::net::TcpStream>) 
             }
             Err(e) => {
                 shared.error(&e);
+                if login::is_fatal(&e) {
+                    shared.stopped.store(true, Ordering::Relaxed);
+                    return tally;
+                }
                 let since = *failing_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= GIVE_UP_AFTER {
                     return tally;

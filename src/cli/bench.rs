@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{Ctx, parse};
+use crate::bench::login::{Login, Security};
 use crate::bench::{connections, smtp};
 use crate::error::{Error, Result};
 use crate::model::Address;
@@ -33,9 +34,9 @@ pub struct SmtpArgs {
     /// Recipient of every message
     #[arg(long, value_name = "ADDRESS")]
     to: String,
-    /// Sender of every message
-    #[arg(long, value_name = "ADDRESS", default_value = "bench@bench.test")]
-    from: String,
+    /// Sender of every message [default: the --auth user, else bench@bench.test]
+    #[arg(long, value_name = "ADDRESS")]
+    from: Option<String>,
     /// Concurrent SMTP sessions
     #[arg(long, value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -57,6 +58,15 @@ pub struct SmtpArgs {
     /// Append "Message-ID reply" for every accepted message to FILE, each line written as it happens
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+    /// Start every session with STARTTLS (any certificate is accepted: this is a benchmark tool, not a
+    /// mail client)
+    #[arg(long)]
+    starttls: bool,
+    /// Log in once per session with AUTH PLAIN after STARTTLS (implies --starttls), e.g. to benchmark a
+    /// submission listener. The server's certificate is NOT verified (this is a benchmark tool), so the
+    /// password goes to whatever answers at ADDR: use it only against your own server and a test account
+    #[arg(long, value_name = "USER:PASS")]
+    auth: Option<String>,
 }
 
 /// Options of `bench connections`.
@@ -89,10 +99,27 @@ pub async fn run(ctx: &Ctx, cmd: BenchCmd) -> Result<()> {
 }
 
 async fn run_smtp(ctx: &Ctx, args: SmtpArgs) -> Result<()> {
-    let from: Address = parse(&args.from).map_err(|e| Error::usage(format!("--from: {e}")))?;
+    let login = match &args.auth {
+        Some(text) => {
+            Some(Login::parse(text).ok_or_else(|| Error::usage("--auth must be USER:PASS"))?)
+        }
+        None => None,
+    };
+    let from = match (&args.from, &login) {
+        (Some(from), _) => from.as_str(),
+        (None, Some(login)) => login.user.as_str(),
+        (None, None) => "bench@bench.test",
+    };
+    let what = match args.from.is_none() && login.is_some() {
+        true => "--from (by default the --auth user)",
+        false => "--from",
+    };
+    let from: Address = parse(from).map_err(|e| Error::usage(format!("{what}: {e}")))?;
     let to: Address = parse(&args.to).map_err(|e| Error::usage(format!("--to: {e}")))?;
     let size = usize::try_from(args.size).map_err(|_| Error::usage("--size is too large"))?;
     let log = args.log.clone();
+    let security = Security::new(args.starttls, login)
+        .map_err(|e| Error::refused(format!("cannot set up TLS: {e}")))?;
     let report = smtp::run(smtp::Options {
         addr: args.addr,
         from: from.to_string(),
@@ -103,6 +130,7 @@ async fn run_smtp(ctx: &Ctx, args: SmtpArgs) -> Result<()> {
         pipelining: args.pipelining,
         duration: args.duration.map(Duration::from_secs),
         log: args.log,
+        security,
     })
     .await?;
     ctx.out.emit(&report);
@@ -113,8 +141,12 @@ async fn run_smtp(ctx: &Ctx, args: SmtpArgs) -> Result<()> {
         )));
     }
     if report.accepted < report.messages {
+        let first = match &report.first_error {
+            Some(e) => format!("; first: {e}"),
+            None => String::new(),
+        };
         return Err(Error::refused(format!(
-            "{} of {} messages accepted ({} rejected, {} connection errors)",
+            "{} of {} messages accepted ({} rejected, {} connection errors{first})",
             report.accepted, report.messages, report.rejected, report.errors
         )));
     }
@@ -161,6 +193,7 @@ impl Render for smtp::Report {
             ),
             ("errors", r.errors.to_string()),
             ("pipelined", crate::output::yes_no(r.pipelined)),
+            ("security", r.security.to_string()),
             ("elapsed", format!("{:.3} s", r.elapsed_seconds)),
             ("messages/s", format!("{:.1}", r.messages_per_second)),
             ("latency p50", format!("{:.3} ms", r.latency_ms.p50)),

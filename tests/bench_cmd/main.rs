@@ -2,6 +2,7 @@
 //! dot-stuffing as the server sees them, the `--log` of acknowledged Message-IDs, retries after dropped
 //! connections, refusals, and exit codes.
 
+mod auth;
 mod sink;
 #[path = "../support/mod.rs"]
 mod support;
