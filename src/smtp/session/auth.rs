@@ -8,13 +8,10 @@
 use std::time::Duration;
 
 use super::io::{Conn, Line};
-use super::{Next, Session};
+use super::{Next, Session, temporary_failure};
 use crate::model::Address;
 use crate::smtp::command::{self, AuthError, Reply};
 use crate::smtp::server::limits::Penalty;
-
-/// How long a database lookup for a login may take before the client gets a temporary failure.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Session {
     pub(super) async fn auth(
@@ -184,17 +181,7 @@ impl Session {
             tx.rollback().await?;
             Ok::<_, crate::error::Error>((mailbox, domain))
         };
-        let (mailbox, domain) = match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
-            Ok(Ok(rows)) => rows,
-            Ok(Err(e)) => {
-                tracing::warn!(target: "mailctl::smtp", error = %e, "database error during AUTH");
-                return Err(());
-            }
-            Err(_) => {
-                tracing::warn!(target: "mailctl::smtp", "database timeout during AUTH");
-                return Err(());
-            }
-        };
+        let (mailbox, domain) = self.lookup("AUTH", lookup).await?;
         let usable = mailbox.filter(|m| m.active && m.smtp_active);
         let domain_active = domain.is_some_and(|d| d.active);
         // Verify even for unknown users (against a dummy hash) so timing does not reveal which logins exist.
@@ -236,13 +223,4 @@ async fn challenge(
         Line::TooLong => Ok(Some(Err(AuthError::TooLong))),
         Line::Eof => Ok(None),
     }
-}
-
-/// The reply to a database failure: the client should retry later.
-pub(super) fn temporary_failure() -> Reply {
-    Reply::new(
-        451,
-        Some((4, 3, 0)),
-        "Temporary local problem, try again later",
-    )
 }

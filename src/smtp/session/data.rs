@@ -111,7 +111,7 @@ impl Session {
                 }
             }
         };
-        let outcome = if txn_targets_empty(&targets) {
+        let outcome = if targets.is_empty() {
             Ok(Vec::new())
         } else {
             self.server
@@ -157,8 +157,4 @@ impl Session {
         self.finish_log(size, &summary, &reply);
         reply
     }
-}
-
-fn txn_targets_empty(targets: &[crate::smtp::deliver::Target]) -> bool {
-    targets.is_empty()
 }

@@ -1,16 +1,10 @@
 //! MAIL FROM: opens a transaction. On submission listeners the client must be logged in and may only use a
 //! sender address it owns; on the MX listener the connect-time checks (iprev, DNSBL) and SPF run here.
 
-use std::time::Duration;
-
-use super::auth::temporary_failure;
-use super::{Session, Transaction, queue_id, sender_text};
+use super::{Session, Transaction, queue_id, sender_text, temporary_failure};
 use crate::model::Address;
 use crate::smtp::command::{MailParams, Reply, ReversePath};
 use crate::smtp::settings::ListenerKind;
-
-/// How long a database lookup may take before the client gets a temporary failure.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Session {
     pub(super) async fn mail(&mut self, from: ReversePath, params: MailParams) -> Reply {
@@ -129,16 +123,6 @@ impl Session {
             tx.rollback().await?;
             Ok::<_, crate::error::Error>(owned)
         };
-        match tokio::time::timeout(LOOKUP_TIMEOUT, check).await {
-            Ok(Ok(owned)) => Ok(owned),
-            Ok(Err(e)) => {
-                tracing::warn!(target: "mailctl::smtp", error = %e, "database error at MAIL");
-                Err(())
-            }
-            Err(_) => {
-                tracing::warn!(target: "mailctl::smtp", "database timeout at MAIL");
-                Err(())
-            }
-        }
+        self.lookup("MAIL", check).await
     }
 }

@@ -351,6 +351,41 @@ impl Session {
     }
 }
 
+/// How long a database read may take before the client gets a temporary failure.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Session {
+    /// Runs a database read for a stage (`"AUTH"`, `"MAIL"`, ...), bounded by [`LOOKUP_TIMEOUT`]. A failure or
+    /// timeout is logged with the stage and becomes `Err(())`, which the stage answers with
+    /// [`temporary_failure`]: a database problem is never a permanent refusal.
+    async fn lookup<T>(
+        &self,
+        stage: &'static str,
+        read: impl std::future::Future<Output = crate::error::Result<T>>,
+    ) -> Result<T, ()> {
+        match tokio::time::timeout(LOOKUP_TIMEOUT, read).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                tracing::warn!(target: "mailctl::smtp", stage, error = %e, "database error");
+                Err(())
+            }
+            Err(_) => {
+                tracing::warn!(target: "mailctl::smtp", stage, "database timeout");
+                Err(())
+            }
+        }
+    }
+}
+
+/// The reply to a database failure: the client should retry later.
+fn temporary_failure() -> Reply {
+    Reply::new(
+        451,
+        Some((4, 3, 0)),
+        "Temporary local problem, try again later",
+    )
+}
+
 /// `"5.3.4"` → `(5, 3, 4)`.
 fn parse_enhanced(text: &str) -> Option<(u8, u16, u16)> {
     let mut parts = text.split('.');

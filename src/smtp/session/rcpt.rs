@@ -2,16 +2,10 @@
 //! catch-alls at this point, so an unknown user is refused now (550) instead of bounced later (backscatter);
 //! anything outside the hosted domains is a relay request, refused unless the client is logged in.
 
-use std::time::Duration;
-
-use super::Session;
-use super::auth::temporary_failure;
+use super::{Session, temporary_failure};
 use crate::smtp::command::{ForwardPath, RcptParams, Reply};
 use crate::smtp::deliver::Target;
 use crate::smtp::recipients::{self, Recipient, ResolveLimits};
-
-/// How long a database lookup may take before the client gets a temporary failure.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Session {
     pub(super) async fn rcpt(&mut self, to: ForwardPath, params: RcptParams) -> Reply {
@@ -53,16 +47,8 @@ impl Session {
             tx.rollback().await?;
             Ok::<_, crate::error::Error>(r)
         };
-        let resolved = match tokio::time::timeout(LOOKUP_TIMEOUT, resolved).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                tracing::warn!(target: "mailctl::smtp", error = %e, "database error at RCPT");
-                return self.refuse(&shown, "tempfail", temporary_failure());
-            }
-            Err(_) => {
-                tracing::warn!(target: "mailctl::smtp", "database timeout at RCPT");
-                return self.refuse(&shown, "tempfail", temporary_failure());
-            }
+        let Ok(resolved) = self.lookup("RCPT", resolved).await else {
+            return self.refuse(&shown, "tempfail", temporary_failure());
         };
         match resolved {
             Recipient::Local {

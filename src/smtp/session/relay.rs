@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 
-use super::Session;
-use super::auth::temporary_failure;
+use super::{Session, temporary_failure};
 use crate::model::{DomainName, Selector};
 use crate::smtp::command::Reply;
 use crate::smtp::queue::{Envelope, QueueId};
@@ -19,16 +18,17 @@ impl Session {
         remote: Vec<String>,
         message: &Arc<Vec<u8>>,
     ) -> Result<QueueId, Reply> {
+        // The unsigned message is shared, not copied, on its way to the queue.
         let (body, dkim) = match &self.login {
             Some(_) => match self.sign(message).await {
-                Ok(Some((signed, note))) => (signed, Some(note)),
-                Ok(None) => (message.as_ref().clone(), None),
+                Ok(Some((signed, note))) => (Arc::new(signed), Some(note)),
+                Ok(None) => (message.clone(), None),
                 Err(()) => {
                     self.server.metrics.rejected("tempfail");
                     return Err(temporary_failure());
                 }
             },
-            None => (message.as_ref().clone(), None),
+            None => (message.clone(), None),
         };
         let envelope = Envelope {
             sender: sender.to_string(),
@@ -83,17 +83,10 @@ impl Session {
             tx.rollback().await?;
             Ok::<_, crate::error::Error>(keys.into_iter().find(|k| k.state == "active"))
         };
-        let key = match lookup.await {
-            Ok(Some(key)) => key,
-            Ok(None) => {
-                tracing::warn!(target: "mailctl::smtp", domain = %domain,
-                    "no active DKIM key: sending unsigned (mailctl dkim generate)");
-                return Ok(None);
-            }
-            Err(e) => {
-                tracing::warn!(target: "mailctl::smtp", error = %e, "database error reading the DKIM key");
-                return Err(());
-            }
+        let Some(key) = self.lookup("DKIM key", lookup).await? else {
+            tracing::warn!(target: "mailctl::smtp", domain = %domain,
+                "no active DKIM key: sending unsigned (mailctl dkim generate)");
+            return Ok(None);
         };
         let Ok(selector) = key.selector.parse::<Selector>() else {
             return Ok(None);
