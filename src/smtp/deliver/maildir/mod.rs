@@ -35,6 +35,7 @@ mod tests;
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 pub use error::DeliverError;
 
@@ -45,6 +46,8 @@ pub use error::DeliverError;
 pub struct MaildirStore {
     /// The mail base, e.g. `/var/vmail`; every Maildir lives under it.
     base: PathBuf,
+    /// The base with its symlinks resolved, computed on first use and shared by every clone.
+    resolved: Arc<OnceLock<PathBuf>>,
     /// This host's name, already escaped for use in file names (`/` → `\057`, `:` → `\072`).
     hostname: String,
 }
@@ -73,6 +76,7 @@ impl MaildirStore {
     pub fn new(base: impl Into<PathBuf>, hostname: &str) -> Self {
         MaildirStore {
             base: base.into(),
+            resolved: Arc::new(OnceLock::new()),
             hostname: name::escape_hostname(hostname),
         }
     }
@@ -148,7 +152,17 @@ impl MaildirStore {
     /// Callers compare it (plus the incoming message size) with the mailbox's quota in bytes, 0 meaning
     /// unlimited, and answer `552 5.2.2` when over. Blocking, like delivery.
     pub fn usage(&self, maildir_rel: &str) -> Result<u64, DeliverError> {
-        quota::usage(&self.base, maildir_rel)
+        quota::usage(&self.resolved_base()?, maildir_rel)
+    }
+
+    /// The canonical base, resolved once (and again only while resolving fails, e.g. before the admin has
+    /// created it): resolving costs a readlink per component, on every delivery otherwise.
+    fn resolved_base(&self) -> Result<PathBuf, DeliverError> {
+        if let Some(resolved) = self.resolved.get() {
+            return Ok(resolved.clone());
+        }
+        let resolved = path::canonical_base(&self.base)?;
+        Ok(self.resolved.get_or_init(|| resolved).clone())
     }
 
     /// Steps 1 and 2: checks the path, creates what is missing, writes and fsyncs the message in `tmp/`.
@@ -158,7 +172,7 @@ impl MaildirStore {
         folder: Option<&str>,
         message: &[u8],
     ) -> Result<Staged, DeliverError> {
-        let target = path::prepare(&self.base, rel, folder)?;
+        let target = path::prepare(&self.resolved_base()?, rel, folder)?;
         let size = message.len() as u64;
         let unique = name::unique_name(&self.hostname, size);
         let tmp = target.tmp.join(&unique);

@@ -39,7 +39,8 @@ pub(super) struct Target {
     pub new: PathBuf,
 }
 
-/// Creates whatever is missing and returns where a message for this mailbox and folder is written.
+/// Creates whatever is missing below the canonical `base` and returns where a message for this mailbox and
+/// folder is written.
 pub(super) fn prepare(
     base: &Path,
     rel: &str,
@@ -50,15 +51,14 @@ pub(super) fn prepare(
         Some(name) => folder_dir(name)?,
         None => None,
     };
-    let base = canonical_base(base)?;
-    let mut root = base.clone();
+    let mut root = base.to_path_buf();
     for component in components {
-        root = enter_or_create(&base, &root, component)?;
+        root = enter_or_create(base, &root, component)?;
     }
-    let (mut new, mut tmp) = ensure_maildir(&base, &root)?;
+    let (mut new, mut tmp) = ensure_maildir(base, &root)?;
     if let Some(name) = folder {
-        let dir = enter_or_create(&base, &root, &name)?;
-        (new, tmp) = ensure_maildir(&base, &dir)?;
+        let dir = enter_or_create(base, &root, &name)?;
+        (new, tmp) = ensure_maildir(base, &dir)?;
         mark_folder(&dir)?;
     }
     Ok(Target { root, tmp, new })
@@ -71,15 +71,14 @@ pub(super) fn find_root(
     rel: &str,
 ) -> Result<Option<(PathBuf, PathBuf)>, DeliverError> {
     let components = rel_components(rel)?;
-    let base = canonical_base(base)?;
-    let mut dir = base.clone();
+    let mut dir = base.to_path_buf();
     for component in components {
-        match enter(&base, &dir, component)? {
+        match enter(base, &dir, component)? {
             Some(next) => dir = next,
             None => return Ok(None),
         }
     }
-    Ok(Some((base, dir)))
+    Ok(Some((base.to_path_buf(), dir)))
 }
 
 /// Checks a row's `maildir` as text and splits it into components (empty ones from `//` or a trailing `/`
@@ -157,20 +156,11 @@ fn shown(value: &str) -> String {
 }
 
 /// The base with symlinks resolved, the prefix every directory we use must stay under.
-fn canonical_base(base: &Path) -> Result<PathBuf, DeliverError> {
-    // Resolving the base costs a readlink per component on every delivery; the base of a running server does
-    // not move, so the answer is remembered per base (the Maildirs below it are still walked every time).
-    static RESOLVED: std::sync::Mutex<Option<(PathBuf, PathBuf)>> = std::sync::Mutex::new(None);
-    let mut cache = RESOLVED.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((given, resolved)) = cache.as_ref()
-        && given == base
-    {
-        return Ok(resolved.clone());
-    }
-    let resolved =
-        fs::canonicalize(base).map_err(DeliverError::io("resolve the mail base", base))?;
-    *cache = Some((base.to_path_buf(), resolved.clone()));
-    Ok(resolved)
+/// The mail base with every symlink in it resolved: the root below which no Maildir path may escape. The
+/// store computes it once (the base of a running server does not move) and passes it to [`prepare`] and
+/// [`find_root`], which walk the Maildirs below it on every call.
+pub(super) fn canonical_base(base: &Path) -> Result<PathBuf, DeliverError> {
+    fs::canonicalize(base).map_err(DeliverError::io("resolve the mail base", base))
 }
 
 /// Creates `cur/`, `new/` and `tmp/` in `dir` if missing; returns the resolved `new/` and `tmp/`.
