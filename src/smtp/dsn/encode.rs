@@ -9,7 +9,7 @@ const FOLD_AT: usize = 78;
 /// `s` as one line: every control character (CR, LF, TAB, NUL, ...) and every run of blanks becomes one space,
 /// surrounding blanks go, and at most `max` characters are kept (a cut ends in `...`). With `ascii`, other
 /// non-ASCII characters become `?`, as the 7-bit `message/delivery-status` part requires.
-pub(super) fn one_line(s: &str, max: usize, ascii: bool) -> String {
+pub(crate) fn one_line(s: &str, max: usize, ascii: bool) -> String {
     let mut out = String::with_capacity(s.len().min(max + 3));
     let mut count = 0;
     let mut blank = false;

@@ -12,13 +12,15 @@
 //! to single lines or encoded, so nothing in it can start a header, a field or a MIME part.
 
 mod encode;
+
+pub(crate) use encode::one_line;
 #[cfg(test)]
 mod tests;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use encode::{address_field, field, header_block, is_7bit_lines, one_line, quoted_printable, wrap};
+use encode::{address_field, field, header_block, is_7bit_lines, quoted_printable, wrap};
 
 /// Longest remote reply or diagnostic kept, in characters (the rest is cut, marked `...`).
 const MAX_DIAGNOSTIC: usize = 900;

@@ -53,30 +53,10 @@ pub fn envelope_safe(address: &str) -> bool {
             .any(|c| c.is_control() || c.is_whitespace() || c == '<' || c == '>')
 }
 
-/// `text` on one line: control characters become blanks, runs of blanks one blank, at most [`MAX_TEXT`]
-/// characters.
+/// `text` on one line (controls and runs of white space become one blank), at most [`MAX_TEXT`] characters:
+/// the same cleaning the DSN fields get, since these texts end up in DSNs.
 pub fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(MAX_TEXT));
-    let mut count = 0;
-    let mut blank = false;
-    for c in text.trim().chars() {
-        let c = if c.is_control() || c.is_whitespace() {
-            ' '
-        } else {
-            c
-        };
-        if c == ' ' && blank {
-            continue;
-        }
-        blank = c == ' ';
-        if count == MAX_TEXT {
-            out.push_str("...");
-            break;
-        }
-        out.push(c);
-        count += 1;
-    }
-    out
+    crate::smtp::dsn::one_line(text, MAX_TEXT, false)
 }
 
 /// `who: CODE text` for a reply the server sent.

@@ -137,11 +137,6 @@ impl DatabaseQueue {
         &self.holder
     }
 
-    /// The options the queue was opened with.
-    pub fn options(&self) -> &DatabaseOptions {
-        &self.options
-    }
-
     /// Runs `op` to completion on the store's runtime (see "Blocking" in the module documentation), again
     /// while it fails on a lock race, and turns database errors into [`QueueError`]s that name `action`.
     fn run<T>(

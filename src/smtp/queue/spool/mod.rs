@@ -63,7 +63,7 @@ mod sweep;
 mod tests;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -126,16 +126,6 @@ impl Spool {
         };
         spool.sweep()?;
         Ok(spool)
-    }
-
-    /// The spool directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// The options the spool was opened with.
-    pub fn options(&self) -> &SpoolOptions {
-        &self.options
     }
 
     fn body_path(&self, id: &QueueId) -> PathBuf {

@@ -137,6 +137,7 @@ fn concurrent_enqueues_share_directory_fsyncs() {
         })
         .collect();
     let enqueued: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(enqueued, 40, "every enqueue returned an id");
     let rounds = spool.dir_sync_rounds() - before;
     eprintln!("group commit: {rounds} directory fsyncs for {enqueued} enqueues");
     assert_eq!(spool.list(t(0)).unwrap().len(), enqueued);
