@@ -127,6 +127,10 @@ fn kill_9_during_load_loses_no_acknowledged_message_and_duplicates_none() {
     let sessions = env_or("MAILCTL_TEST_SESSIONS", 4);
     let per_session = env_or("MAILCTL_TEST_MESSAGES", 300);
     let total = sessions * per_session;
+    assert!(
+        kills >= 1,
+        "MAILCTL_TEST_KILLS must be at least 1: this test is about kills"
+    );
 
     let db = TestDb::sqlite();
     example(&db);
@@ -158,6 +162,10 @@ fn kill_9_during_load_loses_no_acknowledged_message_and_duplicates_none() {
             std::thread::sleep(Duration::from_millis(2));
         }
         std::thread::sleep(Duration::from_millis(rng.gen_range(0..25)));
+        assert!(
+            shared.acked_count.load(Ordering::SeqCst) < total,
+            "kill {k} would land after the load finished"
+        );
         server.kill9();
         server.restart();
         *shared.addr.lock().expect("addr") = server.smtp();
