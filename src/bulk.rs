@@ -21,7 +21,7 @@
 //! domains, alias domains, mailboxes, aliases, whatever their order in the file.
 
 use crate::error::{Error, Result};
-use crate::model::{Address, AliasAddress, DomainName};
+use crate::model::{Address, AliasAddress, DomainName, printable};
 use crate::provision::{DomainSettings, MB, MailboxSettings};
 
 /// Every column the layout knows, in the order `export` writes them.
@@ -116,7 +116,7 @@ impl Row<'_> {
         self.opt(column)
             .map(|v| {
                 v.parse::<i64>()
-                    .map_err(|_| format!("{column} '{v}' is not a whole number"))
+                    .map_err(|_| format!("{column} '{}' is not a whole number", printable(v)))
             })
             .transpose()
     }
@@ -126,7 +126,10 @@ impl Row<'_> {
             .map(|v| match v.to_ascii_lowercase().as_str() {
                 "1" | "true" | "yes" => Ok(true),
                 "0" | "false" | "no" => Ok(false),
-                _ => Err(format!("{column} '{v}' is not 1/0, true/false or yes/no")),
+                _ => Err(format!(
+                    "{column} '{}' is not 1/0, true/false or yes/no",
+                    printable(v)
+                )),
             })
             .transpose()
     }
@@ -343,6 +346,25 @@ mod tests {
         assert!(rows[1].starts_with("line 9: expected 4 fields"), "{rows:?}");
         let lines = parse("kind,address\n\n\ndomain,x.org\n".as_bytes()).unwrap();
         assert_eq!(lines[0].line, 4);
+    }
+
+    #[test]
+    fn bad_values_are_quoted_without_control_characters() {
+        // Found by fuzz/fuzz_targets/csv_import.rs: a field's raw bytes (here NUL, ESC, a quoted line break)
+        // were copied into the one-line error, which goes to a terminal.
+        let csv = "kind,address,password,quota_mb,active\n\
+                   mailbox,a@x.org,secret123,\"1\u{0}\u{1b}[2J\n2\",\n\
+                   domain,x.org,,,ja\u{7}\n";
+        let Err(Error::Rows { rows, .. }) = parse(csv.as_bytes()) else {
+            panic!("expected row errors")
+        };
+        assert_eq!(
+            rows,
+            [
+                "line 2: quota_mb '1\\0\\u{1b}[2J\\n2' is not a whole number",
+                "line 4: active 'ja\\u{7}' is not 1/0, true/false or yes/no",
+            ]
+        );
     }
 
     #[test]

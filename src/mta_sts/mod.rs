@@ -11,7 +11,7 @@
 //! The `_mta-sts.DOMAIN` TXT record is read by `crate::audit::checks::mta_sts::sts_txt`.
 
 mod fetch;
-mod http;
+pub mod http;
 
 use std::fmt;
 

@@ -41,7 +41,7 @@ fn field_name(name: &str) -> bool {
 }
 
 /// Parses one `v=STSv1` record into its id.
-fn parse_sts(record: &str) -> Result<String, String> {
+pub fn parse_sts(record: &str) -> Result<String, String> {
     let tags = tag_list(record);
     if let Some(why) = pairs_error(&tags) {
         return Err(why);
@@ -114,7 +114,7 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
 }
 
 /// Checks one `v=TLSRPTv1` record; returns its report destinations.
-fn parse_tls_rpt(record: &str) -> Result<Vec<String>, String> {
+pub fn parse_tls_rpt(record: &str) -> Result<Vec<String>, String> {
     let tags = tag_list(record);
     if let Some(why) = pairs_error(&tags) {
         return Err(why);

@@ -73,7 +73,7 @@ pub(crate) fn suggested(ctx: &Context<'_>, domain: &DomainName, prefix: &str) ->
 
 /// The tags of a `tag=value; ...` record, names lower-cased, both sides trimmed, empty parts skipped. A part
 /// without `=` comes back with an empty name and the part as value (see [`pairs_error`]).
-pub(crate) fn tag_list(record: &str) -> Vec<(String, String)> {
+pub fn tag_list(record: &str) -> Vec<(String, String)> {
     record
         .split(';')
         .map(str::trim)
@@ -86,7 +86,7 @@ pub(crate) fn tag_list(record: &str) -> Vec<(String, String)> {
 }
 
 /// The complaint about the first part of a [`tag_list`] that is not `tag=value`, if any.
-pub(crate) fn pairs_error(tags: &[(String, String)]) -> Option<String> {
+pub fn pairs_error(tags: &[(String, String)]) -> Option<String> {
     tags.iter()
         .find(|(k, _)| k.is_empty())
         .map(|(_, v)| format!("'{}' is not a tag=value pair", printable(v)))
@@ -94,7 +94,7 @@ pub(crate) fn pairs_error(tags: &[(String, String)]) -> Option<String> {
 
 /// Whether `record` starts with `v=VERSION`, the value matched exactly as DMARC, MTA-STS and TLS-RPT demand
 /// (the only records receivers consider at all).
-pub(crate) fn has_version(record: &str, version: &str) -> bool {
+pub fn has_version(record: &str, version: &str) -> bool {
     tag_list(record)
         .first()
         .is_some_and(|(k, v)| k == "v" && v == version)
@@ -102,17 +102,17 @@ pub(crate) fn has_version(record: &str, version: &str) -> bool {
 
 /// A DMARC record as a receiver reads it: the tags as published, and the ones it ignores (RFC 7489 6.3: invalid
 /// or repeated tags are ignored, the rest of the record applies).
-pub(crate) struct Dmarc {
+pub struct Dmarc {
     tags: Vec<(String, String)>,
     /// Indices into `tags` of the tags receivers ignore.
     ignored: Vec<usize>,
     /// One line per ignored tag or report URI, naming it; empty for a clean record.
-    pub(crate) problems: Vec<String>,
+    pub problems: Vec<String>,
 }
 
 impl Dmarc {
     /// The value of the first `tag` receivers use (None when absent or ignored).
-    pub(crate) fn get(&self, tag: &str) -> Option<&str> {
+    pub fn get(&self, tag: &str) -> Option<&str> {
         self.tags
             .iter()
             .enumerate()
@@ -121,7 +121,7 @@ impl Dmarc {
     }
 
     /// The valid report URIs of `rua`/`ruf` (receivers skip the others).
-    pub(crate) fn uris(&self, tag: &str) -> Vec<String> {
+    pub fn uris(&self, tag: &str) -> Vec<String> {
         self.get(tag)
             .map(|v| v.split(',').map(str::trim).filter(|u| valid_uri(u)))
             .into_iter()
@@ -156,12 +156,12 @@ impl Dmarc {
     }
 
     /// Whether the repaired record (see [`Dmarc::with`]) still has an aggregate report address.
-    pub(crate) fn repaired_has_rua(&self) -> bool {
+    pub fn repaired_has_rua(&self) -> bool {
         self.clean().iter().any(|(k, _)| k == "rua")
     }
 
     /// The repaired record with `tag` set to `value` (appended when absent, removed when `value` is None).
-    pub(crate) fn with(&self, tag: &str, value: Option<&str>) -> String {
+    pub fn with(&self, tag: &str, value: Option<&str>) -> String {
         let mut tags = self.clean();
         match (tags.iter().position(|(k, _)| k == tag), value) {
             (Some(i), Some(v)) => tags[i].1 = v.to_string(),
@@ -179,7 +179,7 @@ impl Dmarc {
 }
 
 /// The domain of a `mailto:` report URI (`mailto:a@b.example!10m`), lower-cased.
-pub(crate) fn mailto_domain(uri: &str) -> Option<String> {
+pub fn mailto_domain(uri: &str) -> Option<String> {
     let rest = uri
         .get(..7)?
         .eq_ignore_ascii_case("mailto:")
@@ -211,7 +211,7 @@ fn valid_uri(uri: &str) -> bool {
 /// Parses a DMARC record (one that starts with `v=DMARC1`). Err only when receivers cannot apply it: `p=`
 /// missing, invalid or repeated, or `sp=` invalid (RFC 7489 6.6.3 step 6). Other invalid tags end up in
 /// [`Dmarc::problems`] and are ignored, as receivers ignore them.
-pub(crate) fn parse_dmarc(record: &str) -> Result<Dmarc, String> {
+pub fn parse_dmarc(record: &str) -> Result<Dmarc, String> {
     let tags = tag_list(record);
     let one_of = |v: &str, set: &[&str]| set.contains(&v.to_ascii_lowercase().as_str());
     let (mut ignored, mut problems) = (Vec::new(), Vec::new());
@@ -275,16 +275,18 @@ pub(crate) fn parse_dmarc(record: &str) -> Result<Dmarc, String> {
 
 /// A DKIM key record that parsed.
 #[derive(Debug)]
-pub(crate) struct Key {
-    pub(crate) algorithm: KeyAlgorithm,
+pub struct Key {
+    /// The key type (`k=`, `rsa` when absent).
+    pub algorithm: KeyAlgorithm,
     /// RSA modulus size (None for Ed25519).
-    pub(crate) bits: Option<usize>,
-    pub(crate) testing: bool,
+    pub bits: Option<usize>,
+    /// `t=y`: the domain is testing DKIM.
+    pub testing: bool,
 }
 
 /// Why the DKIM key records at a selector give no usable key.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum KeyProblem {
+pub enum KeyProblem {
     /// `p=` is empty: the key was withdrawn on purpose (RFC 6376 3.6.1).
     Revoked,
     /// Anything else, as a sentence.
@@ -303,7 +305,7 @@ impl std::fmt::Display for KeyProblem {
 }
 
 /// The RSA modulus size of a public key in SubjectPublicKeyInfo or PKCS#1 DER.
-pub(crate) fn rsa_bits(der: &[u8]) -> Option<usize> {
+pub fn rsa_bits(der: &[u8]) -> Option<usize> {
     let pkcs1 = match rsa::pkcs8::SubjectPublicKeyInfoRef::from_der(der) {
         Ok(spki) if spki.algorithm.oid == rsa::pkcs1::ALGORITHM_OID => {
             spki.subject_public_key.as_bytes()?
@@ -318,14 +320,14 @@ pub(crate) fn rsa_bits(der: &[u8]) -> Option<usize> {
 }
 
 /// Whether a TXT record is meant as a DKIM key (has `p=` or `v=DKIM1`).
-pub(crate) fn is_key_record(record: &str) -> bool {
+pub fn is_key_record(record: &str) -> bool {
     dkim::parse_tags(record)
         .iter()
         .any(|(k, v)| k == "p" || (k == "v" && v == "DKIM1"))
 }
 
 /// Parses the TXT records at a DKIM selector's name (RFC 6376 3.6.1).
-pub(crate) fn parse_key(records: &[String]) -> Result<Key, KeyProblem> {
+pub fn parse_key(records: &[String]) -> Result<Key, KeyProblem> {
     let invalid = |why: String| Err(KeyProblem::Invalid(why));
     let keys: Vec<&String> = records.iter().filter(|r| is_key_record(r)).collect();
     let record = match keys.as_slice() {

@@ -26,7 +26,7 @@
 
 mod eval;
 mod probe;
-mod syntax;
+pub mod syntax;
 mod tree;
 
 use futures_util::future::join;
