@@ -528,3 +528,141 @@ on_both_backends!(
     control_characters_in_free_text_are_refused,
     deleting_a_domain_with_contents_needs_force,
 );
+
+/// Header injection through provisioning: names, descriptions and addresses given to the `add` commands with
+/// CR, LF or another control character are refused (exit 2, one line naming the field), nothing written.
+mod control_characters_on_add {
+    use super::{USAGE, refused, setup};
+    use crate::support::TestDb;
+
+    /// Line breaks of every kind, plus the other characters that end or rewrite a header line somewhere:
+    /// tab, escape, DEL, NEL (U+0085), and the Unicode line and paragraph separators.
+    const HOSTILE: [&str; 9] = [
+        "\r\n", "\n", "\r", "\t", "\x1b", "\x7f", "\u{85}", "\u{2028}", "\u{2029}",
+    ];
+
+    fn names_and_descriptions_with_control_characters_are_refused(db: &TestDb) {
+        setup(db);
+        for c in HOSTILE {
+            let shown = c.escape_debug().to_string();
+            let injected = format!("Eve{c}Bcc: victim@example.net");
+            let run = refused(
+                db,
+                &[
+                    "mailbox",
+                    "add",
+                    "bob@example.org",
+                    "--password-stdin",
+                    "--name",
+                    &injected,
+                ],
+                "long enough\n",
+                USAGE,
+                "name '",
+            );
+            assert!(
+                run.stderr.contains("control characters"),
+                "{shown}: {}",
+                run.stderr
+            );
+            refused(
+                db,
+                &["domain", "add", "new.example", "--description", &injected],
+                "",
+                USAGE,
+                "description '",
+            );
+            refused(
+                db,
+                &[
+                    "domain",
+                    "update",
+                    "example.org",
+                    "--description",
+                    &injected,
+                ],
+                "",
+                USAGE,
+                "description '",
+            );
+        }
+    }
+
+    fn addresses_and_domains_with_control_characters_are_refused(db: &TestDb) {
+        setup(db);
+        for c in HOSTILE {
+            let local = format!("bo{c}b@example.org");
+            let domain = format!("evil{c}example.org");
+            let target = format!("alice@example.org{c}Bcc: evil@far.test");
+            refused(
+                db,
+                &["domain", "add", &domain],
+                "",
+                USAGE,
+                "invalid domain name",
+            );
+            refused(
+                db,
+                &["mailbox", "add", &local, "--password-stdin"],
+                "long enough\n",
+                USAGE,
+                "invalid local part",
+            );
+            refused(
+                db,
+                &["alias", "add", &local, "alice@example.org"],
+                "",
+                USAGE,
+                "invalid local part",
+            );
+            refused(
+                db,
+                &["alias", "add", "x@example.org", &target],
+                "",
+                USAGE,
+                "invalid local part 'alice@example.org",
+            );
+            refused(
+                db,
+                &[
+                    "alias",
+                    "add",
+                    "x@example.org",
+                    &format!("alice@exa{c}mple.org"),
+                ],
+                "",
+                USAGE,
+                "invalid domain name",
+            );
+            refused(
+                db,
+                &["alias-domain", "add", &domain, "example.org"],
+                "",
+                USAGE,
+                "invalid domain name",
+            );
+        }
+    }
+
+    crate::on_both_backends!(
+        names_and_descriptions_with_control_characters_are_refused,
+        addresses_and_domains_with_control_characters_are_refused,
+    );
+}
+
+/// A config value holding a line break or a terminal escape is quoted in the error escaped, on one line
+/// (the fuzzer found validation errors that copied such values through raw).
+#[test]
+fn config_values_with_control_characters_give_a_one_line_error() {
+    let db = TestDb::sqlite();
+    std::fs::write(
+        db.path("mailctl.toml"),
+        "[server]\nhostname = \"mail.example.org\"\nmetrics = \"a\\nb\\u001b[2J\"\n\
+         [server.listen]\nsmtp = \"127.0.0.1:0\"\nsubmission = \"off\"\nsubmissions = \"off\"\n",
+    )
+    .unwrap();
+    let run = db
+        .run(&["serve", "--check-config"])
+        .fails(USAGE, "server.metrics");
+    assert!(run.stderr.contains("a\\nb\\u{1b}[2J"), "{}", run.stderr);
+}

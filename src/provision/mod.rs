@@ -28,8 +28,13 @@ pub const MB: i64 = 1_024_000;
 pub const MAX_MB: i64 = i64::MAX / MB;
 
 /// Checks free text that ends up in the database and in generated mail headers: one line, at most 255 chars.
+/// Control characters (C0, DEL, C1 such as NEL) and the Unicode line and paragraph separators are refused: any
+/// of them can end or rewrite a header line in some program that shows the text.
 pub fn free_text(field: &str, value: &str) -> Result<String> {
-    if value.chars().any(char::is_control) {
+    if value
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
         return Err(Error::usage(format!(
             "{field} '{}' contains control characters (CR, LF, tab...)",
             crate::model::printable(value)

@@ -11,7 +11,7 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -96,6 +96,11 @@ pub struct Conn {
     wbuf: Vec<u8>,
     /// Skipping the rest of an over-long line.
     skipping: bool,
+    /// How long sending the queued replies may take: a client that stops reading (while pipelining on, say)
+    /// must not hold the session forever on a full socket buffer.
+    pub write_timeout: Duration,
+    /// The code of the last reply queued (0 before any), for the session's error count.
+    pub last_code: u16,
 }
 
 impl Conn {
@@ -106,24 +111,82 @@ impl Conn {
             rbuf: Vec::new(),
             wbuf: Vec::new(),
             skipping: false,
+            write_timeout: Duration::from_secs(300),
+            last_code: 0,
         }
     }
 
-    /// Queues bytes for the client.
+    /// Queues bytes for the client: one whole reply (all its lines) per call.
     pub fn queue(&mut self, bytes: &[u8]) {
+        if let Some(code) = bytes
+            .get(..3)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| d.parse().ok())
+        {
+            self.last_code = code;
+        }
         self.wbuf.extend_from_slice(bytes);
     }
 
-    /// Sends everything queued.
+    /// Sends everything queued, within [`Conn::write_timeout`].
     pub async fn flush(&mut self) -> io::Result<()> {
-        if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await?;
-            self.wbuf.clear();
-            if self.wbuf.capacity() > KEEP_CAPACITY {
-                self.wbuf = Vec::new();
+        let send = async {
+            if !self.wbuf.is_empty() {
+                self.stream.write_all(&self.wbuf).await?;
+                self.wbuf.clear();
+                if self.wbuf.capacity() > KEEP_CAPACITY {
+                    self.wbuf = Vec::new();
+                }
+            }
+            self.stream.flush().await
+        };
+        match tokio::time::timeout(self.write_timeout, send).await {
+            Ok(r) => r,
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+
+    /// Sends what is queued and closes the sending side (FIN, or TLS close_notify), so the last reply reaches
+    /// the client before the socket goes away.
+    pub async fn finish(&mut self) -> io::Result<()> {
+        self.flush().await?;
+        let _ = tokio::time::timeout(self.write_timeout, self.stream.shutdown()).await;
+        Ok(())
+    }
+
+    /// Whether the client sent anything before being greeted: waits up to `pause` for input (zero: looks only
+    /// at what has already arrived), without consuming it. Only a cleartext socket can tell; under implicit
+    /// TLS the handshake already made the client wait for the server.
+    ///
+    /// Bytes already in the socket when the greeting is about to be sent were sent before the client could
+    /// have seen it, so a `true` is never a false alarm. A client whose early bytes are still in flight at
+    /// that moment is not caught; a `pause` gives them time to arrive (sendmail's `greet_pause`, nginx's
+    /// `smtp_greeting_delay`).
+    pub async fn input_before_greeting(&mut self, pause: Duration) -> bool {
+        let Stream::Plain(tcp) = &self.stream else {
+            return false;
+        };
+        if !pause.is_zero() {
+            let mut byte = [0u8; 1];
+            if let Ok(Ok(n)) = tokio::time::timeout(pause, tcp.peek(&mut byte)).await {
+                return n > 0;
             }
         }
-        self.stream.flush().await
+        // A non-blocking peek that does not depend on the reactor having seen the socket yet: tokio's own
+        // try_* methods answer "would block" until it has. The std socket is already non-blocking.
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+            return false;
+        };
+        let Ok(std_tcp) = tcp.into_std() else {
+            return false;
+        };
+        let mut byte = [0u8; 1];
+        let waiting = matches!(std_tcp.peek(&mut byte), Ok(n) if n > 0);
+        match TcpStream::from_std(std_tcp) {
+            Ok(tcp) => self.stream = Stream::Plain(tcp),
+            Err(_) => return true,
+        }
+        waiting
     }
 
     /// Reads more bytes into the read buffer, waiting at most `timeout`. `Ok(0)` at end of stream.
@@ -206,13 +269,22 @@ impl Conn {
     }
 
     /// Reads the next command line, flushing queued replies first when the client must be waiting for them.
+    ///
+    /// `timeout` bounds the whole line, not each read: a client dribbling one byte at a time (slowloris) is cut
+    /// off when the line is not complete in time, however steadily the bytes come (Postfix's
+    /// `smtpd_per_record_deadline`). The error is [`io::ErrorKind::TimedOut`].
     pub async fn read_line(&mut self, max: usize, timeout: Duration) -> io::Result<Line> {
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(line) = self.take_line(max) {
                 return Ok(line);
             }
             self.flush().await?;
-            if self.fill(timeout).await? == 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            if self.fill(left).await? == 0 {
                 return Ok(Line::Eof);
             }
         }

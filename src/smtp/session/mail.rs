@@ -67,6 +67,7 @@ impl Session {
             quotas: Vec::new(),
             refused: Vec::new(),
             via: Vec::new(),
+            overshoot: 0,
         });
         Reply::new(250, Some((2, 1, 0)), "Ok")
     }

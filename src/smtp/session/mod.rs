@@ -24,7 +24,7 @@ mod relay;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use self::io::{Conn, Line, Stream};
 use crate::model::Address;
@@ -37,6 +37,21 @@ use crate::smtp::settings::ListenerKind;
 
 /// The longest command line accepted, CRLF included (Postfix's `line_length_limit`); longer lines get 500.
 pub const MAX_COMMAND_LINE: usize = 2048;
+
+/// Refused commands (any 4xx or 5xx reply) a client may collect without delivering a message; the next one
+/// ends the session with `421 4.7.0` (Postfix's `smtpd_hard_error_limit`, same default). A delivered message
+/// starts the count again.
+pub const MAX_ERRORS: u32 = 20;
+
+/// RCPTs past `max_recipients` that are answered `452 4.5.3` without counting as errors, as a client that
+/// honours the 452 sends the rest in a later transaction (Postfix's `smtpd_recipient_overshoot_limit`, same
+/// default). Past it each 452 counts, so a flood of RCPTs ends at [`MAX_ERRORS`].
+pub const RECIPIENT_OVERSHOOT: usize = 1000;
+
+/// Bytes per second a DATA phase must average to earn more time than `data_timeout` (Postfix's
+/// `smtpd_min_data_rate`): the whole message must arrive within `data_timeout` plus one second per this many
+/// bytes received, so a client dribbling bytes cannot hold a session open forever, however steadily it sends.
+pub const MIN_DATA_RATE: u64 = 500;
 
 /// What the session knows about its client and the transaction in progress.
 pub struct Session {
@@ -53,6 +68,11 @@ pub struct Session {
     connect_checks: Option<ConnectResult>,
     /// The transaction in progress (after MAIL FROM).
     txn: Option<Transaction>,
+    /// Refused commands since the session started or last delivered a message (see [`MAX_ERRORS`]).
+    errors: u32,
+    /// The reply just queued refuses something without counting as an error (a 452 within
+    /// [`RECIPIENT_OVERSHOOT`]).
+    forgiven: bool,
 }
 
 /// One mail transaction: MAIL FROM, the accepted recipients, and what the checks said so far.
@@ -77,6 +97,8 @@ pub struct Transaction {
     refused: Vec<String>,
     /// Alias expansions, for the log line.
     via: Vec<String>,
+    /// RCPTs refused because `max_recipients` was reached.
+    overshoot: usize,
 }
 
 /// What the loop does after a reply.
@@ -100,16 +122,36 @@ impl Session {
             login: None,
             connect_checks: None,
             txn: None,
+            errors: 0,
+            forgiven: false,
         };
         let mut conn = Conn::new(stream);
+        conn.write_timeout = session.server.settings.limits.command_timeout;
         if let Stream::Tls(tls) = &conn.stream {
             session.tls = Some(crate::smtp::server::tls::describe(tls.get_ref().1));
         }
-        let banner = Reply::new(
-            220,
-            None,
-            format!("{} ESMTP mailctl", session.server.settings.hostname),
-        );
+        let hostname = &session.server.settings.hostname;
+        // A client that talks before it is greeted is not waiting for replies: a spam bot firing its whole
+        // transaction blind, or a client confused about where it is. Either way nothing it says is taken.
+        if conn
+            .input_before_greeting(session.server.settings.limits.greet_pause)
+            .await
+        {
+            session.server.metrics.rejected("protocol");
+            tracing::info!(target: "mailctl::smtp", listener = kind.name(), client = %peer.ip(),
+                "client sent commands before the greeting; refused");
+            let refusal = Reply::new(
+                554,
+                Some((5, 5, 0)),
+                format!(
+                    "{hostname} Error: SMTP protocol synchronization (command sent before the greeting)"
+                ),
+            );
+            conn.queue(&refusal.to_bytes());
+            let _ = conn.finish().await;
+            return;
+        }
+        let banner = Reply::new(220, None, format!("{hostname} ESMTP mailctl"));
         conn.queue(&banner.to_bytes());
         let _ = session.serve(&mut conn).await;
         session.abandon("connection closed");
@@ -134,33 +176,61 @@ impl Session {
             } else {
                 conn.read_line(MAX_COMMAND_LINE, timeout).await
             };
-            let line = match line {
-                Ok(Line::Line(l)) => l,
+            conn.last_code = 0;
+            self.forgiven = false;
+            let mut delivered = false;
+            let next = match line {
+                Ok(Line::Line(line)) => match command::parse(&line) {
+                    Ok(command) => {
+                        let data = matches!(command, Command::Data);
+                        let next = self.dispatch(conn, command).await?;
+                        delivered = data && conn.last_code == 250;
+                        next
+                    }
+                    Err(e) => {
+                        self.server.metrics.rejected("protocol");
+                        conn.queue(&e.reply().to_bytes());
+                        Next::Continue
+                    }
+                },
                 Ok(Line::TooLong) => {
                     self.server.metrics.rejected("protocol");
                     conn.queue(&Reply::new(500, Some((5, 5, 2)), "Line too long").to_bytes());
-                    continue;
+                    Next::Continue
                 }
                 Ok(Line::Eof) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     self.server.metrics.rejected("timeout");
+                    self.abandon("timeout");
                     let bye = Reply::new(421, Some((4, 4, 2)), "Timeout, closing connection");
                     conn.queue(&bye.to_bytes());
-                    return conn.flush().await;
+                    return conn.finish().await;
                 }
                 Err(e) => return Err(e),
             };
-            let command = match command::parse(&line) {
-                Ok(c) => c,
-                Err(e) => {
+            if let Next::Close = next {
+                return conn.finish().await;
+            }
+            if delivered {
+                self.errors = 0;
+            } else if conn.last_code >= 400 && !self.forgiven {
+                self.errors += 1;
+                if self.errors >= MAX_ERRORS {
                     self.server.metrics.rejected("protocol");
-                    conn.queue(&e.reply().to_bytes());
-                    continue;
+                    tracing::info!(target: "mailctl::smtp", listener = self.kind.name(),
+                        client = %self.peer.ip(), errors = self.errors, "too many errors; disconnecting");
+                    self.abandon("too many errors");
+                    let bye = Reply::new(
+                        421,
+                        Some((4, 7, 0)),
+                        format!(
+                            "{} Error: too many errors, closing connection",
+                            self.server.settings.hostname
+                        ),
+                    );
+                    conn.queue(&bye.to_bytes());
+                    return conn.finish().await;
                 }
-            };
-            match self.dispatch(conn, command).await? {
-                Next::Continue => {}
-                Next::Close => return conn.flush().await,
             }
         }
     }
@@ -178,7 +248,7 @@ impl Session {
             Command::Mail { from, params } => Box::pin(self.mail(from, params)).await,
             Command::Rcpt { to, params } => Box::pin(self.rcpt(to, params)).await,
             Command::Data => return Box::pin(self.data(conn)).await,
-            Command::Bdat { .. } => Reply::new(502, Some((5, 5, 1)), "BDAT not implemented"),
+            Command::Bdat { size, .. } => return Box::pin(self.bdat(conn, size)).await,
             Command::Rset => {
                 self.abandon("reset");
                 Reply::new(250, Some((2, 0, 0)), "Ok")
@@ -257,24 +327,19 @@ impl Session {
         };
         let mut reader = DataReader::new(limits);
         let mut message = Vec::with_capacity(8192);
+        let started = Instant::now();
         let outcome = loop {
             let progress = reader.feed(&conn.rbuf, &mut message);
             match progress {
                 Progress::NeedMore => {
                     let n = conn.rbuf.len();
                     conn.consume(n);
-                    match conn.fill(self.server.settings.limits.data_timeout).await {
-                        Ok(0) => return Ok(Next::Close),
-                        Ok(_) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                            self.server.metrics.rejected("timeout");
-                            self.abandon("timeout during DATA");
-                            let bye =
-                                Reply::new(421, Some((4, 4, 2)), "Timeout, closing connection");
-                            conn.queue(&bye.to_bytes());
+                    match self.fill_data(conn, started, reader.size()).await? {
+                        Some(()) => {}
+                        None => {
+                            self.abandon("timeout or disconnect during DATA");
                             return Ok(Next::Close);
                         }
-                        Err(e) => return Err(e),
                     }
                 }
                 Progress::Done { consumed } => {
@@ -303,6 +368,80 @@ impl Session {
                 reply
             }
         };
+        conn.queue(&reply.to_bytes());
+        Ok(Next::Continue)
+    }
+
+    /// Reads more message bytes (DATA, or a BDAT chunk being skipped) into the read buffer. Each read may take
+    /// `data_timeout`, and the whole phase `data_timeout` plus one second per [`MIN_DATA_RATE`] bytes received
+    /// so far. `None` when the phase is over: the client went away, or it was too slow and has been sent
+    /// `421 4.4.2`.
+    async fn fill_data(
+        &mut self,
+        conn: &mut Conn,
+        started: Instant,
+        received: u64,
+    ) -> std::io::Result<Option<()>> {
+        let idle = self.server.settings.limits.data_timeout;
+        let allowed = idle.saturating_add(Duration::from_secs(received / MIN_DATA_RATE));
+        let wait = allowed.saturating_sub(started.elapsed()).min(idle);
+        let filled = if wait.is_zero() {
+            Err(std::io::ErrorKind::TimedOut.into())
+        } else {
+            conn.fill(wait).await
+        };
+        match filled {
+            Ok(0) => Ok(None),
+            Ok(_) => Ok(Some(())),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                self.server.metrics.rejected("timeout");
+                let bye = Reply::new(421, Some((4, 4, 2)), "Timeout, closing connection");
+                conn.queue(&bye.to_bytes());
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// BDAT (RFC 3030) is not offered: EHLO lists no CHUNKING. A client that sends it anyway follows it with
+    /// exactly `size` octets of message, which are read and thrown away before the `502`, so that a chunk is
+    /// never taken for commands: a message relayed to this server with BDAT by a careless upstream would
+    /// otherwise run its own MAIL, RCPT and DATA here, under the upstream's name (smuggling by another road).
+    /// A chunk larger than the message size limit is not waited for: `552` and the connection is closed.
+    async fn bdat(&mut self, conn: &mut Conn, size: u64) -> std::io::Result<Next> {
+        if size > self.server.settings.limits.max_message_size {
+            self.server.metrics.rejected("size");
+            let reply = Reply::new(
+                552,
+                Some((5, 3, 4)),
+                "Message size exceeds fixed maximum message size",
+            );
+            conn.queue(&reply.to_bytes());
+            return Ok(Next::Close);
+        }
+        let started = Instant::now();
+        let mut left = size;
+        loop {
+            let take = conn
+                .rbuf
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            conn.consume(take);
+            left -= take as u64;
+            if left == 0 {
+                break;
+            }
+            if self.fill_data(conn, started, size - left).await?.is_none() {
+                self.abandon("timeout or disconnect during BDAT");
+                return Ok(Next::Close);
+            }
+        }
+        self.server.metrics.rejected("protocol");
+        let reply = Reply::new(
+            502,
+            Some((5, 5, 1)),
+            "BDAT not implemented (CHUNKING is not offered)",
+        );
         conn.queue(&reply.to_bytes());
         Ok(Next::Continue)
     }

@@ -9,13 +9,21 @@ use crate::smtp::recipients::{self, Recipient, ResolveLimits};
 
 impl Session {
     pub(super) async fn rcpt(&mut self, to: ForwardPath, params: RcptParams) -> Reply {
-        let Some(txn) = &self.txn else {
+        let max = self.server.settings.limits.max_recipients;
+        let Some(txn) = self.txn.as_mut() else {
             return Reply::new(503, Some((5, 5, 1)), "Need MAIL command");
         };
-        if txn.recipients.len() >= self.server.settings.limits.max_recipients {
+        if txn.recipients.len() >= max {
+            txn.overshoot += 1;
+            // The first RECIPIENT_OVERSHOOT of these are what a client that honours 452 sends anyway; past
+            // that they count towards MAX_ERRORS.
+            self.forgiven = txn.overshoot <= super::RECIPIENT_OVERSHOOT;
             self.server.metrics.rejected("too_many_recipients");
             return Reply::new(452, Some((4, 5, 3)), "Too many recipients");
         }
+        let Some(txn) = &self.txn else {
+            return temporary_failure();
+        };
         if let Err(e) = params.check_supported(&[]) {
             return e.reply();
         }
