@@ -1393,7 +1393,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
         }
         'mailctl;config;systemd' {
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Write mailctl.service into DIR (created if needed) instead of printing it')
-            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The dedicated system user (and group) the daemon runs as')
+            [CompletionResult]::new('--user', '--user', [CompletionResultType]::ParameterName, 'The dedicated system user (and group) the daemon runs as [default: server.user, else mailctl]')
             [CompletionResult]::new('--binary', '--binary', [CompletionResultType]::ParameterName, 'Absolute path of the mailctl binary the unit starts [default: this binary]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
             [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')

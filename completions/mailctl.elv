@@ -1257,7 +1257,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;config;systemd'= {
             cand --out 'Write mailctl.service into DIR (created if needed) instead of printing it'
-            cand --user 'The dedicated system user (and group) the daemon runs as'
+            cand --user 'The dedicated system user (and group) the daemon runs as [default: server.user, else mailctl]'
             cand --binary 'Absolute path of the mailctl binary the unit starts [default: this binary]'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'

@@ -753,7 +753,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from dovecot" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from dovecot" -s V -l version -d 'Print version'
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -l out -d 'Write mailctl.service into DIR (created if needed) instead of printing it' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -l user -d 'The dedicated system user (and group) the daemon runs as' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -l user -d 'The dedicated system user (and group) the daemon runs as [default: server.user, else mailctl]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -l binary -d 'Absolute path of the mailctl binary the unit starts [default: this binary]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand config; and __fish_seen_subcommand_from systemd" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r

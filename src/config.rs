@@ -49,6 +49,10 @@ pub struct ServerSection {
     pub delivery: Option<String>,
     /// Address of the Prometheus text endpoint (`"127.0.0.1:9425"`); absent = no endpoint.
     pub metrics: Option<String>,
+    /// The user `serve` switches to once its ports are bound and its TLS key is read (when started as root).
+    pub user: Option<String>,
+    /// The group `serve` switches to with `user` (default: that user's primary group).
+    pub group: Option<String>,
     /// `[server.listen]`: which sockets `serve` binds.
     #[serde(default)]
     pub listen: ListenSection,
@@ -147,6 +151,9 @@ pub struct LimitsSection {
     pub auth_max_failures: Option<u32>,
     /// Seconds an IP stays locked out of AUTH after too many failures.
     pub auth_lockout: Option<u64>,
+    /// Seconds to wait before the greeting for a client that talks first (0, the default: only input
+    /// already there when the greeting is sent is caught).
+    pub greet_pause: Option<u64>,
 }
 
 /// `[server.checks]`: per-check action for inbound mail from other servers: `"reject"`, `"mark"` (file into
@@ -247,6 +254,9 @@ pub struct Config {
     pub nameserver: Option<String>,
     /// `[server]` as written, for `serve`, which validates it into [`crate::smtp::settings::Settings`].
     pub server: ServerSection,
+    /// Problems worth a warning that do not stop the run (a world-readable file holding the database
+    /// password); `cli` prints them, `serve` logs them.
+    pub warnings: Vec<String>,
 }
 
 /// The values that flags and environment may set, already merged by clap (flag beats env).
@@ -271,6 +281,11 @@ impl Config {
             }
             None => (FileConfig::default(), None),
         };
+        let warnings = config_file
+            .as_deref()
+            .and_then(|p| exposed_password(p, &file))
+            .into_iter()
+            .collect();
         let non_empty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
         let (database_url, database_source) = if let Some(u) = non_empty(&o.database_url_flag) {
             (u, Source::Flag)
@@ -303,6 +318,7 @@ impl Config {
             public_ips: file.server.public_ips.clone(),
             nameserver: file.dns.nameserver,
             server: file.server,
+            warnings,
         })
     }
 }
@@ -312,6 +328,25 @@ fn config_error(file: &Option<PathBuf>, msg: &str) -> Error {
         Some(p) => Error::usage(format!("config file {}: {msg}", p.display())),
         None => Error::usage(msg.to_string()),
     }
+}
+
+/// The warning for a config file that every local user may read while it holds the database password (the
+/// only secret the file format has: the password of a `mysql://` URL in `[database] url`).
+fn exposed_password(path: &Path, file: &FileConfig) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let url = file.database.url.as_deref()?;
+    let has_password = match url::Url::parse(url.trim()) {
+        Ok(u) => u.password().is_some_and(|p| !p.is_empty()),
+        Err(_) => crate::store::redact_url(url) != url,
+    };
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (has_password && mode & 0o004 != 0).then(|| {
+        format!(
+            "config file {0} is readable by every user and holds the database password: \
+             chmod 640 {0} (and chgrp it to the group mailctl runs as)",
+            path.display()
+        )
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileConfig> {
@@ -324,7 +359,17 @@ fn read_file(path: &Path) -> Result<FileConfig> {
 /// Parses config text; the error is one line naming the offending key or position.
 pub fn parse(text: &str) -> std::result::Result<FileConfig, String> {
     toml::from_str(text).map_err(|e| {
-        let msg = e.message().trim().to_string();
+        // The message may quote a key as written, and a quoted key can hold any character (`"a\nb" = 1`):
+        // control characters are escaped so the error stays one line and cannot forge terminal or log output.
+        let msg: String = e
+            .message()
+            .trim()
+            .chars()
+            .flat_map(|c| match c.is_control() {
+                true => c.escape_debug().collect::<Vec<_>>(),
+                false => vec![c],
+            })
+            .collect();
         match e.span() {
             Some(span) => {
                 let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
@@ -366,6 +411,17 @@ mod tests {
         let err = parse("[database]\nurl = \"sqlite://x\"\nulr = 1\n").unwrap_err();
         assert!(err.starts_with("line 3:"), "{err}");
         assert!(err.contains("ulr"), "{err}");
+    }
+
+    #[test]
+    fn errors_quoting_a_key_with_control_characters_stay_one_line() {
+        // Found by fuzz/fuzz_targets/config.rs: the unknown key came back with a raw newline and ESC.
+        let err = parse("[server]\n\"a\\nb\\u001b[2J\" = 1\n").unwrap_err();
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+        assert!(
+            err.starts_with("line 2: unknown field `a\\nb\\u{1b}[2J`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,4 +1,9 @@
 //! `mailctl export [--format csv|json]`: everything needed to rebuild the database with `mailctl import`.
+//!
+//! That includes every mailbox's password hash: a backup without them could not restore the logins, and
+//! asking for an export is asking for them (like `mysqldump` or `slapcat`). It is the one listing that shows
+//! hashes; `mailbox list/show` name only the scheme. The help says to keep the output as private as the
+//! database.
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
@@ -20,6 +25,10 @@ pub enum Format {
 
 /// Arguments of `mailctl export`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "The output holds every mailbox's password hash, so that import restores the logins: keep it as \
+                  private as the database (e.g. (umask 077; mailctl export > backup.csv))."
+)]
 pub struct ExportArgs {
     /// Output format [default: csv, or json with --json]
     #[arg(long, value_enum)]
@@ -148,10 +157,7 @@ pub async fn run(ctx: &Ctx, args: ExportArgs) -> Result<()> {
                     })
                     .collect(),
             };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&dump).unwrap_or_default()
-            );
+            crate::output::print_line(&serde_json::to_string_pretty(&dump).unwrap_or_default());
         }
         Format::Csv => {
             let mut rows = Vec::new();

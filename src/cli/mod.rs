@@ -177,6 +177,12 @@ pub async fn run(cli: Cli) -> Result<i32> {
         },
         out,
     };
+    // The daemon logs them instead, where its other warnings go (the journal, with a warning priority).
+    if !matches!(&cli.command, Command::Serve(a) if !a.check_config) {
+        for warning in &ctx.config.warnings {
+            ctx.out.note(format!("warning: {warning}"));
+        }
+    }
     let done = match cli.command {
         Command::Audit(a) => return audit::run(&ctx, a).await,
         Command::Domain(c) => domain::run(&ctx, c).await,

@@ -3,6 +3,9 @@
 //! Runs in the foreground (systemd's `Type=simple`; see `mailctl config systemd`), logs to stderr, and on
 //! stdout reports each bound address (`listening smtp 127.0.0.1:25`) and then `ready`, so scripts and tests
 //! using port 0 learn the real ports.
+//!
+//! Started as root, it binds its ports and reads its TLS key, then becomes `server.user` (see
+//! [`crate::smtp::server::privileges`]); started as another user, it must be that user or have none set.
 
 use std::io::Write as _;
 
@@ -58,6 +61,9 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         return Ok(());
     }
     crate::logging::init(ctx.out.verbose, ctx.out.quiet);
+    for warning in &ctx.config.warnings {
+        tracing::warn!(target: "mailctl::config", "{warning}");
+    }
     raise_file_limit();
     let bound = Bound::start(settings).await?;
     let mut stdout = std::io::stdout().lock();

@@ -132,6 +132,8 @@ pub struct Limits {
     pub auth_max_failures: u32,
     /// How long a locked-out IP stays locked out.
     pub auth_lockout: Duration,
+    /// How long to wait, before the greeting, for a client that talks first (zero: no wait).
+    pub greet_pause: Duration,
 }
 
 impl Default for Limits {
@@ -145,6 +147,7 @@ impl Default for Limits {
             data_timeout: Duration::from_secs(600),
             auth_max_failures: 5,
             auth_lockout: Duration::from_secs(300),
+            greet_pause: Duration::ZERO,
         }
     }
 }
@@ -207,6 +210,8 @@ pub struct Settings {
     pub database_url: String,
     /// Nameserver override (`[dns] nameserver` or `--nameserver`).
     pub nameserver: Option<String>,
+    /// `server.user` / `server.group`, looked up: whom a root-started daemon becomes once its ports are bound.
+    pub run_as: Option<crate::smtp::server::privileges::RunAs>,
 }
 
 impl Settings {
@@ -222,6 +227,16 @@ impl Settings {
             None => system_hostname()?,
         };
         let listeners = listeners(&server.listen, listen)?;
+        let run_as = match (&server.user, &server.group) {
+            (Some(user), group) => Some(crate::smtp::server::privileges::RunAs::resolve(
+                user,
+                group.as_deref(),
+            )?),
+            (None, Some(_)) => {
+                return Err(Error::usage("server.group is set but server.user is not"));
+            }
+            (None, None) => None,
+        };
         let tls = match (&server.tls.cert, &server.tls.key) {
             (Some(c), Some(k)) => Some((c.clone(), k.clone())),
             (None, None) => None,
@@ -257,6 +272,7 @@ impl Settings {
             outbound: outbound(&server.outbound)?,
             database_url: config.database_url.clone(),
             nameserver: config.nameserver.clone(),
+            run_as,
         })
     }
 }
@@ -395,6 +411,9 @@ fn listeners(
     Ok(out)
 }
 
+/// The longest `greet_pause`: every connection waits that long for its greeting (postscreen waits 6 s).
+const MAX_GREET_PAUSE: u64 = 30;
+
 fn limits(file: &crate::config::LimitsSection) -> Result<Limits> {
     let d = Limits::default();
     let positive = |key: &str, v: Option<u64>, default: u64| -> Result<u64> {
@@ -448,6 +467,15 @@ fn limits(file: &crate::config::LimitsSection) -> Result<Limits> {
             file.auth_lockout,
             d.auth_lockout.as_secs(),
         )?),
+        greet_pause: match file.greet_pause {
+            Some(s) if s > MAX_GREET_PAUSE => {
+                return Err(Error::usage(format!(
+                    "server.limits.greet_pause: at most {MAX_GREET_PAUSE} seconds"
+                )));
+            }
+            Some(s) => Duration::from_secs(s),
+            None => d.greet_pause,
+        },
     })
 }
 

@@ -6,7 +6,7 @@ use super::{Tx, on_conn};
 use crate::error::{Error, Result};
 
 /// A `mailbox` row. `quota` is in bytes (0 = unlimited); `maildir` is relative, like `example.com/alice/`.
-#[derive(Debug, Clone, PartialEq, FromRow)]
+#[derive(Clone, PartialEq, FromRow)]
 pub struct MailboxRow {
     /// The full address, lower-case.
     pub username: String,
@@ -30,6 +30,20 @@ pub struct MailboxRow {
     pub active: bool,
     /// SMTP AUTH allowed.
     pub smtp_active: bool,
+}
+
+impl std::fmt::Debug for MailboxRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the password hash by accident (a `{:?}` in a log line or a panic message).
+        f.debug_struct("MailboxRow")
+            .field("username", &self.username)
+            .field("name", &self.name)
+            .field("maildir", &self.maildir)
+            .field("quota", &self.quota)
+            .field("active", &self.active)
+            .field("smtp_active", &self.smtp_active)
+            .finish_non_exhaustive()
+    }
 }
 
 macro_rules! select {
@@ -128,5 +142,30 @@ impl Tx {
             .map_err(|e| Error::db(format!("deleting mailbox {username}"), e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MailboxRow;
+
+    #[test]
+    fn debug_output_leaves_out_the_password_hash() {
+        let row = MailboxRow {
+            username: "alice@example.org".into(),
+            password: "{BLF-CRYPT}$2y$05$secrethashsecrethash".into(),
+            name: "Alice".into(),
+            maildir: "example.org/alice/".into(),
+            quota: 0,
+            local_part: "alice".into(),
+            domain: "example.org".into(),
+            created: String::new(),
+            modified: String::new(),
+            active: true,
+            smtp_active: true,
+        };
+        let shown = format!("{row:?}");
+        assert!(shown.contains("alice@example.org"), "{shown}");
+        assert!(!shown.contains("secrethash"), "{shown}");
     }
 }

@@ -94,6 +94,7 @@ impl TestServer {
             "--config".to_string(),
             config.to_string_lossy().into_owned(),
         ];
+        args.extend((0..options.verbose).map(|_| "-v".to_string()));
         args.push("serve".into());
         let mut listeners = vec!["smtp"];
         if cert.is_some() {
@@ -103,8 +104,14 @@ impl TestServer {
             listeners.push("submissions");
         }
         for name in listeners {
+            let addr = options
+                .listen
+                .iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map_or("127.0.0.1:0", |(_, a)| a.as_str());
             args.push("--listen".into());
-            args.push(format!("{name}=127.0.0.1:0"));
+            args.push(format!("{name}={addr}"));
         }
         TestServer {
             dir,

@@ -4,6 +4,10 @@
 //! `ReadWritePaths` the Maildir root (for local delivery) and the SQLite database's directory, and the unit
 //! orders itself after MariaDB when the database is MySQL/MariaDB. Everything else of the system is read-only
 //! to the daemon, and its only privilege is binding ports below 1024.
+//!
+//! systemd starts the daemon as `User=` (it never holds root), so `server.user`, which makes a root-started
+//! `serve` drop to a user, is not needed; when the config sets it, the unit runs as that user and group, since
+//! `serve` refuses to start as any other.
 
 use std::path::{Path, PathBuf};
 
@@ -22,9 +26,9 @@ pub struct SystemdArgs {
     /// Write mailctl.service into DIR (created if needed) instead of printing it
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// The dedicated system user (and group) the daemon runs as
-    #[arg(long, value_name = "NAME", default_value = "mailctl")]
-    pub user: String,
+    /// The dedicated system user (and group) the daemon runs as [default: server.user, else mailctl]
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
     /// Absolute path of the mailctl binary the unit starts [default: this binary]
     #[arg(long, value_name = "PATH")]
     pub binary: Option<PathBuf>,
@@ -33,8 +37,10 @@ pub struct SystemdArgs {
 /// What the unit needs to know, already validated.
 #[derive(Debug)]
 pub struct UnitParams {
-    /// `User=` and `Group=`.
+    /// `User=`.
     pub user: String,
+    /// `Group=`: `server.group`, else a group named like the user.
+    pub group: String,
     /// The `mailctl` binary.
     pub binary: PathBuf,
     /// The config file `serve` reads.
@@ -43,6 +49,8 @@ pub struct UnitParams {
     pub writable: Vec<PathBuf>,
     /// Whether the database is MySQL/MariaDB (ordering after its server).
     pub mysql: bool,
+    /// The SQLite database file, which must belong to the user (mailctl creates it 0600 for whoever runs first).
+    pub sqlite: Option<PathBuf>,
     /// Owner uid and gid of the Maildirs (`[mail] vmail_uid/vmail_gid`), which the user should get.
     pub vmail_ids: (u32, u32),
 }
@@ -50,7 +58,21 @@ pub struct UnitParams {
 /// Validates the arguments against the configuration; returns the unit's parameters and notes for the user
 /// (settings the service will not see, paths its sandbox hides).
 pub fn params(config: &Config, args: &SystemdArgs) -> Result<(UnitParams, Vec<String>)> {
-    check_user(&args.user)?;
+    let user = match (&args.user, &config.server.user) {
+        (Some(flag), Some(set)) if flag != set => {
+            return Err(Error::usage(format!(
+                "--user {flag} differs from server.user = \"{set}\" in the config: serve started as {flag} \
+                 would refuse to run (drop --user, or change server.user)",
+                flag = flag.escape_debug(),
+                set = set.escape_debug()
+            )));
+        }
+        (Some(u), _) | (None, Some(u)) => u.clone(),
+        (None, None) => "mailctl".to_string(),
+    };
+    check_user("--user", &user)?;
+    let group = config.server.group.clone().unwrap_or_else(|| user.clone());
+    check_user("server.group", &group)?;
     let binary = match &args.binary {
         Some(b) if !b.is_absolute() => {
             return Err(Error::usage(format!(
@@ -105,15 +127,18 @@ pub fn params(config: &Config, args: &SystemdArgs) -> Result<(UnitParams, Vec<St
     }
     let url = config.database_url.trim();
     let mysql = url.starts_with("mysql:") || url.starts_with("mariadb:");
+    let mut sqlite = None;
     if url.starts_with("sqlite:") {
         let db = crate::store::sqlite_path(url).ok_or_else(|| {
             Error::usage("the database URL names no SQLite file (in-memory databases cannot serve)")
         })?;
         let dir = db.parent().map(Path::to_path_buf).unwrap_or_default();
         unit_path("the SQLite database directory", &dir)?;
+        unit_path("the SQLite database", &db)?;
         if !writable.contains(&dir) {
             writable.push(dir);
         }
+        sqlite = Some(db);
     }
 
     let tls = [&config.server.tls.cert, &config.server.tls.key];
@@ -131,11 +156,13 @@ pub fn params(config: &Config, args: &SystemdArgs) -> Result<(UnitParams, Vec<St
         }
     }
     let params = UnitParams {
-        user: args.user.clone(),
+        user,
+        group,
         binary,
         config: config_path,
         writable,
         mysql,
+        sqlite,
         vmail_ids: (config.vmail_uid, config.vmail_gid),
     };
     Ok((params, notes))
@@ -143,7 +170,8 @@ pub fn params(config: &Config, args: &SystemdArgs) -> Result<(UnitParams, Vec<St
 
 /// A name `useradd` accepts on every distribution: lower-case letter or `_` first, then letters, digits, `_`
 /// and `-`, at most 32 characters. `root` is refused: the point of the unit is a user without privileges.
-fn check_user(name: &str) -> Result<()> {
+/// `what` names where the name came from (`--user`, `server.group`).
+fn check_user(what: &str, name: &str) -> Result<()> {
     let mut chars = name.chars();
     let sane = name.len() <= 32
         && chars
@@ -152,14 +180,14 @@ fn check_user(name: &str) -> Result<()> {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if !sane {
         return Err(Error::usage(format!(
-            "--user '{}' is not a valid user name (lower-case letter or _ first, then a-z 0-9 _ -, at most 32)",
+            "{what} '{}' is not a valid name (lower-case letter or _ first, then a-z 0-9 _ -, at most 32)",
             name.escape_debug()
         )));
     }
     if name == "root" {
-        return Err(Error::usage(
-            "--user root would run the daemon with every privilege; name a dedicated user",
-        ));
+        return Err(Error::usage(format!(
+            "{what} root would run the daemon with every privilege; name a dedicated one"
+        )));
     }
     Ok(())
 }
@@ -199,20 +227,26 @@ fn hidden_by_sandbox(path: &Path) -> Option<&'static str> {
 /// The unit file.
 pub fn unit(p: &UnitParams) -> File {
     let (uid, gid) = p.vmail_ids;
-    let user = &p.user;
+    let (user, group) = (&p.user, &p.group);
     let mut install = format!(
         "# Install (as root):\n\
-         #   groupadd --system --gid {gid} {user}\n\
-         #   useradd --system --uid {uid} --gid {user} --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin {user}\n"
+         #   groupadd --system --gid {gid} {group}\n\
+         #   useradd --system --uid {uid} --gid {group} --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin {user}\n"
     );
     for dir in &p.writable {
         install.push_str(&format!(
-            "#   install -d -o {user} -g {user} -m 0700 {}\n",
+            "#   install -d -o {user} -g {group} -m 0700 {}\n",
             dir.display()
         ));
     }
+    if let Some(db) = &p.sqlite {
+        install.push_str(&format!(
+            "#   chown {user}:{group} {}   # if it exists: created by root, it is root's alone (0600)\n",
+            db.display()
+        ));
+    }
     install.push_str(&format!(
-        "#   chgrp {user} {config} && chmod 0640 {config}   # and the TLS key: readable by {user}\n\
+        "#   chgrp {group} {config} && chmod 0640 {config}   # and the TLS key: readable by {group}\n\
          #   cp {UNIT_NAME} /etc/systemd/system/ && systemctl daemon-reload\n\
          #   {binary} --config {config} serve --check-config\n\
          #   systemctl enable --now {UNIT_NAME}\n\
@@ -238,6 +272,7 @@ pub fn unit(p: &UnitParams) -> File {
     };
     let content = format!(
         "# {UNIT_NAME}: runs `mailctl serve` as the unprivileged user {user} (generated by mailctl config systemd).\n\
+         # It starts as {user} and never holds root, so the config needs no server.user (if set, it must be {user}).\n\
          # The uid/gid are [mail] vmail_uid/vmail_gid, so Dovecot (mailctl config dovecot) reads the Maildirs.\n\
          #\n\
          {install}\n\
@@ -250,7 +285,7 @@ pub fn unit(p: &UnitParams) -> File {
          [Service]\n\
          Type=simple\n\
          User={user}\n\
-         Group={user}\n\
+         Group={group}\n\
          ExecStart={binary} --config {config} serve\n\
          ExecReload=/bin/kill -HUP $MAINPID\n\
          Restart=on-failure\n\
@@ -312,7 +347,7 @@ mod tests {
     #[test]
     fn user_names_are_checked() {
         for good in ["mailctl", "_mail", "mail-ctl2", "a"] {
-            check_user(good).unwrap();
+            check_user("--user", good).unwrap();
         }
         for bad in [
             "",
@@ -323,7 +358,7 @@ mod tests {
             "root",
             &"a".repeat(33),
         ] {
-            assert!(check_user(bad).is_err(), "{bad:?}");
+            assert!(check_user("--user", bad).is_err(), "{bad:?}");
         }
     }
 

@@ -1,17 +1,22 @@
 //! The daemon around the sessions: what every session shares ([`Server`]), the listeners, and the signals.
 //!
-//! Start-up order: validate the settings, load TLS, open the database, bind every listener (so a port in use
-//! fails the start instead of half-running), start the delivery writer and the metrics endpoint, report the
-//! bound addresses, then accept. SIGTERM/SIGINT stop the accepting, let every session finish the transaction
-//! it is in (idle sessions get `421` at once), and return when the last one is gone or the drain deadline
-//! passes. SIGHUP re-reads the TLS certificate and key.
+//! Start-up order: validate the settings (looking `server.user` up), decide whether to drop root, load TLS,
+//! bind every listener and the metrics endpoint (so a port in use fails the start instead of half-running),
+//! drop root ([`privileges`]), then open the database and the queue and start the delivery writer as that
+//! user, report the bound addresses, then accept. SIGTERM/SIGINT stop the accepting, let every session finish
+//! the transaction it is in (idle sessions get `421` at once), and return when the last one is gone or the
+//! drain deadline passes. SIGHUP re-reads the TLS certificate and key, as the user the daemon runs as: after a
+//! drop, the key must be readable by `server.user` or `server.group` for a reload to work (start-up warns when
+//! it is not).
 
 pub mod limits;
 mod listener;
 mod local;
+pub mod privileges;
 pub mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -77,13 +82,26 @@ pub struct Bound {
 }
 
 impl Bound {
-    /// Loads TLS, opens the database and binds every socket. Errors: bad TLS files (exit 2), unreachable
-    /// database (exit 3), a port that cannot be bound (exit 1, naming the listener).
+    /// Loads TLS, binds every socket, drops root (when started as root with `server.user`), then opens the
+    /// database and the queue. Errors: bad TLS files or a `server.user` this process cannot become (exit 2),
+    /// a port that cannot be bound (exit 1, naming the listener), unreachable database (exit 3).
     pub async fn start(settings: Settings) -> Result<Bound> {
+        let plan = privileges::Plan::decide(settings.run_as.as_ref())?;
         let tls = match &settings.tls {
             Some((cert, key)) => Some(tls::Tls::load(cert, key)?),
             None => None,
         };
+        let mut listeners = Vec::new();
+        for (kind, addr) in &settings.listeners {
+            listeners.push((*kind, bind(kind.name(), *addr).await?));
+        }
+        let metrics_listener = match settings.metrics {
+            Some(addr) => Some(bind("metrics", addr).await?),
+            None => None,
+        };
+        if let privileges::Plan::Switch(r) = &plan {
+            privileges::switch(r)?;
+        }
         let (store, _) = Store::open(&settings.database_url).await?;
         let resolver = Resolver::new(settings.nameserver.as_deref())?;
         let queue_settings = settings.queue.clone();
@@ -93,14 +111,6 @@ impl Bound {
         })
         .await
         .map_err(|e| Error::Refused(format!("cannot open the queue: {e}")))??;
-        let mut listeners = Vec::new();
-        for (kind, addr) in &settings.listeners {
-            listeners.push((*kind, bind(kind.name(), *addr).await?));
-        }
-        let metrics_listener = match settings.metrics {
-            Some(addr) => Some(bind("metrics", addr).await?),
-            None => None,
-        };
         let (stop, shutdown) = watch::channel(false);
         let server = Server {
             checks: Checks::new(
@@ -144,6 +154,7 @@ impl Bound {
             ..ManagerOptions::default()
         });
         let _ = server.queue_waker.set(manager.waker());
+        report_identity(&plan, server.settings.tls.as_ref());
         Ok(Bound {
             server,
             listeners,
@@ -208,6 +219,30 @@ impl Bound {
         server.store.close().await;
         tracing::info!(target: "mailctl::smtp", "stopped");
         Ok(())
+    }
+}
+
+/// Says in the log, once the start succeeded, whom the daemon runs as, and warns when that is root or when the
+/// TLS files cannot be re-read (SIGHUP) as the user it became.
+fn report_identity(plan: &privileges::Plan, tls: Option<&(PathBuf, PathBuf)>) {
+    match plan {
+        privileges::Plan::Switch(r) => {
+            tracing::info!(target: "mailctl::smtp", user = %r.user, group = %r.group, uid = r.uid, gid = r.gid,
+                "ports bound, root dropped");
+            // The key was read as root; SIGHUP re-reads it as this user.
+            for path in tls.into_iter().flat_map(|(cert, key)| [cert, key]) {
+                if let Err(e) = std::fs::File::open(path) {
+                    tracing::warn!(target: "mailctl::smtp", file = %path.display(), user = %r.user, error = %e,
+                        "TLS file not readable after dropping root: SIGHUP cannot reload it (make it readable by \
+                         server.group, e.g. chgrp GROUP FILE && chmod 640 FILE)");
+                }
+            }
+        }
+        privileges::Plan::StayRoot => {
+            tracing::warn!(target: "mailctl::smtp",
+                "serve runs as root: set server.user so that it drops root once its ports are bound");
+        }
+        privileges::Plan::AlreadyThere | privileges::Plan::Unprivileged => {}
     }
 }
 

@@ -82,6 +82,13 @@ pub struct ServeOptions {
     pub checks: Vec<(String, String)>,
     /// `[server.checks] dnsbl_lists`.
     pub dnsbl_lists: Vec<String>,
+    /// More `[server]` keys with their TOML values, e.g. `("user", "\"nobody\"")`; dotted keys reach its
+    /// sub-tables not written otherwise (`("queue.spool_dir", ...)`).
+    pub server: Vec<(String, String)>,
+    /// Listener addresses instead of `127.0.0.1:0`, e.g. `("smtp", "127.0.0.1:625")`.
+    pub listen: Vec<(String, String)>,
+    /// `-v` flags of the daemon (1: debug for mailctl, 2: also debug for its dependencies).
+    pub verbose: u8,
 }
 
 impl Default for ServeOptions {
@@ -94,6 +101,9 @@ impl Default for ServeOptions {
             limits: Vec::new(),
             checks: Vec::new(),
             dnsbl_lists: Vec::new(),
+            server: Vec::new(),
+            listen: Vec::new(),
+            verbose: 0,
         }
     }
 }
@@ -122,6 +132,12 @@ impl ServeOptions {
         self.submissions = true;
         self
     }
+
+    /// Sets one more `[server]` key (`value` is TOML: quote strings).
+    pub fn server_key(mut self, key: &str, value: impl std::fmt::Display) -> Self {
+        self.server.push((key.to_string(), value.to_string()));
+        self
+    }
 }
 
 /// Writes the config file at `path` (certificate and key beside it, when TLS is on).
@@ -135,12 +151,16 @@ pub(super) fn write(
 ) {
     let mut text = format!(
         "[database]\nurl = {}\n\n[mail]\nvmail_root = {}\n\n[dns]\nnameserver = {}\n\n\
-         [server]\nhostname = {}\n\n",
+         [server]\nhostname = {}\n",
         q(url),
         q(&vmail_root.to_string_lossy()),
         q(nameserver),
         q(HOSTNAME)
     );
+    for (key, value) in &options.server {
+        text += &format!("{key} = {value}\n");
+    }
+    text += "\n";
     if let Some(cert) = cert {
         let dir = path.parent().expect("config directory");
         let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -169,4 +189,7 @@ pub(super) fn write(
     let lists: Vec<String> = options.dnsbl_lists.iter().map(|l| q(l)).collect();
     text += &format!("dnsbl_lists = [{}]\n", lists.join(", "));
     std::fs::write(path, text).expect("write config");
+    // As an admin would keep it: the file may hold a database password (`serve` warns about 0644 then).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o640)).expect("chmod config");
 }
