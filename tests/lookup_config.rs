@@ -569,3 +569,45 @@ on_both_backends!(
     files_with_credentials_are_private_and_main_cf_names_every_map_by_absolute_path,
     without_out_files_are_printed_with_headers_or_as_json,
 );
+
+/// Once `--out` has written the files, `--json` names them but leaves out the content of those holding the
+/// database password: it lives in the 0640 files only, not in a terminal or a provisioning script's log.
+#[test]
+fn json_after_out_leaves_the_database_password_in_the_files_only() {
+    let db = TestDb::sqlite();
+    let secret = "Sup3r-S3cret-pw";
+    let url = format!("mysql://mailuser:{secret}@127.0.0.1:3306/mail");
+    for kind in ["postfix", "dovecot"] {
+        let dir = db.path(&format!("{kind}-secret"));
+        let run = db
+            .run(&[
+                "--database-url",
+                &url,
+                "--json",
+                "config",
+                kind,
+                "--out",
+                dir.to_str().unwrap(),
+            ])
+            .ok();
+        assert!(!run.stdout.contains(secret), "{kind}: {}", run.stdout);
+        assert!(!run.stderr.contains(secret), "{kind}: {}", run.stderr);
+        let json = run.json();
+        let files = json["files"].as_array().unwrap();
+        let (secret_files, public): (Vec<_>, Vec<_>) =
+            files.iter().partition(|f| f["secret"] == true);
+        assert!(!secret_files.is_empty(), "{kind}: {json}");
+        for f in &secret_files {
+            let name = f["name"].as_str().unwrap();
+            assert!(f.get("content").is_none(), "{kind}: {f}");
+            assert!(
+                read(&dir, name).contains(secret),
+                "{name} holds the password"
+            );
+        }
+        for f in &public {
+            let name = f["name"].as_str().unwrap();
+            assert_eq!(f["content"].as_str().unwrap(), read(&dir, name), "{name}");
+        }
+    }
+}

@@ -35,9 +35,19 @@ pub struct OutArgs {
     out: Option<PathBuf>,
 }
 
+/// A generated file as reported. Once written with `--out`, a file holding database credentials is reported by
+/// name only: the password stays in the 0640 file and out of the (`--json`) output.
+#[derive(Serialize)]
+struct Shown {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<String>,
+    secret: bool,
+}
+
 #[derive(Serialize)]
 struct Files {
-    files: Vec<File>,
+    files: Vec<Shown>,
     #[serde(skip_serializing_if = "Option::is_none")]
     written_to: Option<PathBuf>,
 }
@@ -54,14 +64,57 @@ impl Render for Files {
             None => self
                 .files
                 .iter()
-                .map(|f| format!("# ==> {} <==\n{}", f.name, f.content))
+                .map(|f| {
+                    let content = f.content.as_deref().unwrap_or_default();
+                    format!("# ==> {} <==\n{content}", f.name)
+                })
                 .collect::<Vec<_>>()
                 .join("\n"),
         }
     }
 }
 
-fn write_all(dir: &PathBuf, files: &[File]) -> Result<()> {
+/// The group that must be able to read the files holding database credentials, per program.
+///
+/// Postfix opens its lookup tables as the unprivileged `postfix` user (proxymap(8) for `proxy:` maps, smtpd(8)
+/// otherwise), after dropping root: a map that is 0640 root:root cannot be read, every lookup fails with
+/// "Permission denied" and each RCPT is deferred with 451 4.3.0. Dovecot's auth process reads
+/// `dovecot-sql.conf.ext` while still root, so that file stays root's alone.
+const POSTFIX_READER: &str = "postfix";
+
+/// The gid of the group called `name`, `None` when there is none.
+#[cfg(unix)]
+fn group_id(name: &str) -> std::io::Result<Option<u32>> {
+    let Ok(cname) = std::ffi::CString::new(name) else {
+        return Ok(None);
+    };
+    let mut buf: Vec<libc::c_char> = vec![0; 1024];
+    loop {
+        // SAFETY: all-zero is a valid `group` (null pointers, gid 0); getgrnam_r fills it and points its strings
+        // into `buf`, which outlives the call; only the integer gid is read.
+        let mut entry: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut entry,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match rc {
+            0 => return Ok((!found.is_null()).then_some(entry.gr_gid)),
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            rc => return Err(std::io::Error::from_raw_os_error(rc)),
+        }
+    }
+}
+
+/// Writes `files` into `dir`. Files with credentials are created 0640 before any content is written and, when
+/// `reader` names a group, handed to it (the program's usual group: see [`POSTFIX_READER`]). Returns notes for
+/// the user about what could not be done (no such group here, not allowed to change the group).
+fn write_all(dir: &PathBuf, files: &[File], reader: Option<&str>) -> Result<Vec<String>> {
     let io = |action, path: PathBuf| {
         move |source| Error::File {
             action,
@@ -70,18 +123,68 @@ fn write_all(dir: &PathBuf, files: &[File]) -> Result<()> {
         }
     };
     std::fs::create_dir_all(dir).map_err(io("cannot create directory", dir.clone()))?;
+    let mut notes = Vec::new();
+    #[cfg(unix)]
+    let reader_gid = match reader {
+        Some(group) if files.iter().any(|f| f.secret) => match group_id(group) {
+            Ok(Some(gid)) => Some(gid),
+            Ok(None) => {
+                notes.push(format!(
+                    "note: there is no group '{group}' on this machine; where {group} runs, make the files \
+                     with credentials readable by it: chgrp {group} {}/*.cf",
+                    dir.display()
+                ));
+                None
+            }
+            Err(e) => {
+                notes.push(format!("note: cannot look up group '{group}': {e}"));
+                None
+            }
+        },
+        _ => None,
+    };
+    #[cfg(not(unix))]
+    let _ = reader;
+    // Why the group of the credential files could not be changed (not root, not a member), if it could not.
+    let mut refused: Option<std::io::Error> = None;
     for f in files {
         let path = dir.join(&f.name);
-        std::fs::write(&path, &f.content).map_err(io("cannot write", path.clone()))?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        let mode = if f.secret { 0o640 } else { 0o644 };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(mode);
+        }
+        let mut file = options
+            .open(&path)
+            .map_err(io("cannot write", path.clone()))?;
+        // An existing file keeps its old mode and group on open: fix both before the content goes in.
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = if f.secret { 0o640 } else { 0o644 };
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
                 .map_err(io("cannot set permissions of", path.clone()))?;
+            if f.secret
+                && let Some(gid) = reader_gid
+                && let Err(e) = std::os::unix::fs::fchown(&file, None, Some(gid))
+            {
+                refused.get_or_insert(e);
+            }
         }
+        std::io::Write::write_all(&mut file, f.content.as_bytes())
+            .map_err(io("cannot write", path.clone()))?;
     }
-    Ok(())
+    if let (Some(e), Some(group)) = (refused, reader) {
+        notes.push(format!(
+            "note: cannot give the files with credentials to group {group} ({e}), which must be able to read \
+             them: chgrp {group} {}/*.cf",
+            dir.display()
+        ));
+    }
+    Ok(notes)
 }
 
 /// The Postfix or Dovecot files, naming `DIR` (or the program's usual directory) as where they live.
@@ -100,29 +203,41 @@ fn lookup_files(
 
 /// Runs a config subcommand.
 pub async fn run(ctx: &Ctx, cmd: ConfigCmd) -> Result<()> {
-    let (out, files) = match &cmd {
+    let (out, files, reader) = match &cmd {
         ConfigCmd::Postfix(a) => (
             &a.out,
             lookup_files(ctx, a, "/etc/postfix/mailctl", lookup_config::postfix)?,
+            Some(POSTFIX_READER),
         ),
         ConfigCmd::Dovecot(a) => (
             &a.out,
             lookup_files(ctx, a, "/etc/dovecot", lookup_config::dovecot)?,
+            None,
         ),
         ConfigCmd::Systemd(a) => {
             let (params, notes) = systemd::params(&ctx.config, a)?;
             for note in notes {
                 ctx.out.note(format!("note: {note}"));
             }
-            (&a.out, vec![systemd::unit(&params)])
+            (&a.out, vec![systemd::unit(&params)], None)
         }
     };
     let written_to = out
         .as_ref()
         .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()));
     if let Some(dir) = &written_to {
-        write_all(dir, &files)?;
+        for note in write_all(dir, &files, reader)? {
+            ctx.out.note(note);
+        }
     }
+    let files = files
+        .into_iter()
+        .map(|f| Shown {
+            content: (written_to.is_none() || !f.secret).then_some(f.content),
+            name: f.name,
+            secret: f.secret,
+        })
+        .collect();
     ctx.out.emit(&Files { files, written_to });
     Ok(())
 }

@@ -1,0 +1,254 @@
+//! `mailctl serve` for the interop tests: started as root with a config written under the [`Site`]'s
+//! directory (its database and Maildir root, a certificate from a throw-away CA, every inbound check off, a
+//! spool directory, the test's nameserver), listening for SMTP and submission on `127.0.0.1:0`, optionally
+//! switching to the Maildir owner (`[server] user`) as a production daemon does, and killed on drop.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::{Site, VMAIL_USER, chown, q, tail};
+use crate::support::dns::TestDns;
+use crate::support::serve::ServerCert;
+
+/// How long the daemon may take from spawn to `ready`.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+static INSTANCE: AtomicUsize = AtomicUsize::new(0);
+
+/// How one daemon is configured.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// `[server] hostname` (banner, HELO, certificate name).
+    pub hostname: String,
+    /// `[server] user`: switch to [`VMAIL_USER`] after binding (needs a database it can reach as that user).
+    pub as_vmail: bool,
+    /// `[server] delivery` (`None`: Maildir).
+    pub delivery: Option<String>,
+    /// `[server.outbound] port`.
+    pub outbound_port: Option<u16>,
+    /// `[dns] nameserver` (`None`: a private, empty test DNS).
+    pub nameserver: Option<String>,
+}
+
+impl ServeOptions {
+    /// A daemon called `hostname`, delivering to Maildir, staying root.
+    pub fn new(hostname: &str) -> ServeOptions {
+        ServeOptions {
+            hostname: hostname.to_string(),
+            as_vmail: false,
+            delivery: None,
+            outbound_port: None,
+            nameserver: None,
+        }
+    }
+}
+
+/// A running daemon.
+pub struct Serve {
+    dir: PathBuf,
+    /// Its certificate (the CA is what clients trust).
+    pub cert: ServerCert,
+    /// The CA certificate as a PEM file (for swaks).
+    pub ca_file: PathBuf,
+    /// The config file.
+    pub config: PathBuf,
+    child: Option<Child>,
+    addrs: HashMap<String, SocketAddr>,
+    _dns: Option<TestDns>,
+}
+
+impl Serve {
+    /// Writes the config and starts the daemon; waits for its `ready` line.
+    pub fn start(site: &Site, options: ServeOptions) -> Serve {
+        let n = INSTANCE.fetch_add(1, Ordering::SeqCst);
+        let dir = site.path(&format!("serve-{n}"));
+        std::fs::create_dir(&dir).expect("serve dir");
+        let spool = dir.join("spool");
+        std::fs::create_dir(&spool).expect("spool dir");
+        if options.as_vmail {
+            chown(&spool, site.vmail.0, site.vmail.1);
+        }
+        let (dns, nameserver) = match &options.nameserver {
+            Some(ns) => (None, ns.clone()),
+            None => {
+                let dns = TestDns::start(&[]);
+                let ns = dns.nameserver();
+                (Some(dns), ns)
+            }
+        };
+        let cert = ServerCert::new(&[&options.hostname, "127.0.0.1"]);
+        let (cert_file, key_file, ca_file) = (
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+            dir.join("ca.pem"),
+        );
+        std::fs::write(&cert_file, &cert.cert_pem).expect("cert");
+        std::fs::write(&key_file, &cert.key_pem).expect("key");
+        std::fs::write(&ca_file, &cert.ca_pem).expect("CA");
+
+        let mut text = site.base_config();
+        text += &format!(
+            "\n[dns]\nnameserver = {}\n\n[server]\nhostname = {}\n",
+            q(&nameserver),
+            q(&options.hostname)
+        );
+        if options.as_vmail {
+            text += &format!("user = {}\n", q(VMAIL_USER));
+        }
+        if let Some(d) = &options.delivery {
+            text += &format!("delivery = {}\n", q(d));
+        }
+        text += &format!(
+            "\n[server.tls]\ncert = {}\nkey = {}\n",
+            q(&cert_file.to_string_lossy()),
+            q(&key_file.to_string_lossy())
+        );
+        text += "\n[server.checks]\nspf = \"off\"\ndkim = \"off\"\ndmarc = \"off\"\niprev = \"off\"\n\
+                 dnsbl = \"off\"\ndnsbl_lists = []\n";
+        text += &format!(
+            "\n[server.queue]\nspool_dir = {}\nretry_initial = 1\nretry_max = 2\n",
+            q(&spool.to_string_lossy())
+        );
+        text += "\n[server.outbound]\ntimeout = 5\n";
+        if let Some(port) = options.outbound_port {
+            text += &format!("port = {port}\n");
+        }
+        let config = dir.join("mailctl.toml");
+        std::fs::write(&config, text).expect("serve config");
+
+        let mut serve = Serve {
+            dir,
+            cert,
+            ca_file,
+            config,
+            child: None,
+            addrs: HashMap::new(),
+            _dns: dns,
+        };
+        serve.launch(site);
+        serve
+    }
+
+    fn launch(&mut self, site: &Site) {
+        let log = std::fs::File::create(self.log_path()).expect("serve log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailctl"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args([
+                "serve",
+                "--listen",
+                "smtp=127.0.0.1:0",
+                "--listen",
+                "submission=127.0.0.1:0",
+            ])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", site.dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        if let Some(filter) = std::env::var_os("RUST_LOG") {
+            cmd.env("RUST_LOG", filter);
+        }
+        let mut child = cmd.spawn().expect("spawn mailctl serve");
+        let stdout = child.stdout.take().expect("stdout");
+        self.child = Some(child);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if line == "ready" => return,
+                Ok(line) => {
+                    if let ["listening", name, addr] =
+                        line.split_whitespace().collect::<Vec<_>>()[..]
+                    {
+                        let addr = addr
+                            .parse()
+                            .unwrap_or_else(|e| self.fail(&format!("bad line {line:?}: {e}")));
+                        self.addrs.insert(name.to_string(), addr);
+                    }
+                }
+                Err(e) => {
+                    self.kill();
+                    self.fail(&format!("no `ready` line ({e:?})"));
+                }
+            }
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("serve.log")
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Panics with `what` and the end of the daemon's log.
+    #[track_caller]
+    pub fn fail(&self, what: &str) -> ! {
+        panic!(
+            "mailctl serve ({}): {what}\n--- serve log (end) ---\n{}",
+            self.config.display(),
+            tail(&self.log(), 40)
+        )
+    }
+
+    /// The MX listener.
+    pub fn smtp(&self) -> SocketAddr {
+        self.addr("smtp")
+    }
+
+    /// The submission (STARTTLS) listener.
+    pub fn submission(&self) -> SocketAddr {
+        self.addr("submission")
+    }
+
+    #[track_caller]
+    fn addr(&self, name: &str) -> SocketAddr {
+        *self
+            .addrs
+            .get(name)
+            .unwrap_or_else(|| self.fail(&format!("no `listening {name}` line")))
+    }
+
+    /// `mailctl --config <this config> queue list --json`: one object per queued message.
+    pub fn queue(&self) -> Vec<serde_json::Value> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailctl"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(["queue", "list", "--json"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("NO_COLOR", "1");
+        let run = super::run_cmd(cmd, Duration::from_secs(30)).ok();
+        run.json().as_array().expect("a JSON array").clone()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
