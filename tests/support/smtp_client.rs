@@ -303,6 +303,27 @@ impl SmtpClient {
         self.conn = Some(conn);
     }
 
+    /// [`SmtpClient::starttls`] with errors (a reply other than 220, a failed handshake) returned instead of
+    /// panics, for senders that must survive a server killed under them.
+    pub fn try_starttls(
+        &mut self,
+        root: &CertificateDer<'static>,
+        server_name: &str,
+    ) -> io::Result<()> {
+        let reply = self.try_command("STARTTLS")?;
+        if reply.code != 220 || !self.pending.is_empty() {
+            return Err(io::Error::other(format!("STARTTLS: {}", reply.raw())));
+        }
+        let Some(Conn::Plain(tcp)) = self.conn.take() else {
+            return Err(io::Error::other(
+                "STARTTLS on a connection that is not plain",
+            ));
+        };
+        tcp.set_read_timeout(Some(self.timeout))?;
+        self.conn = Some(handshake(tcp, root, server_name)?);
+        Ok(())
+    }
+
     /// `AUTH PLAIN` with an initial response; returns the reply.
     pub fn auth_plain(&mut self, user: &str, password: &str) -> Reply {
         let token =

@@ -99,6 +99,12 @@ impl Node {
         self
     }
 
+    /// Sets a `[server.outbound]` key (a TOML value, e.g. `("per_domain", "4")`) for the next start.
+    pub fn set_outbound(&mut self, key: &str, value: &str) -> &mut Node {
+        self.outbound.push((key.into(), value.into()));
+        self
+    }
+
     fn write_config(&self) {
         let mut text = self.base_config.clone();
         for (section, keys) in [("queue", &self.queue), ("outbound", &self.outbound)] {

@@ -15,6 +15,10 @@ use crate::store::{NewQueueRow, QueueUpdate};
 
 /// Tries with a fresh id when the random one is taken (practically never).
 const ID_ATTEMPTS: usize = 4;
+/// How long an enqueue whose commit failed waits for the database to say whether the row is there.
+const UNKNOWN_COMMIT_PATIENCE: Duration = Duration::from_secs(30);
+/// The pause between two such questions.
+const UNKNOWN_COMMIT_RETRY: Duration = Duration::from_millis(250);
 
 impl DatabaseQueue {
     /// Stores `message` for `envelope`; returns its id once the transaction has committed.
@@ -36,19 +40,61 @@ impl DatabaseQueue {
                 record: &record,
                 next_attempt: super::row::due_at(&entry, &self.options.backoff),
             };
+            let committing = std::cell::Cell::new(false);
             let stored = self.run("write to", async || {
                 let mut tx = self.store.begin_queue().await?;
                 if !tx.queue_insert(&row, message).await? {
                     return Ok(false);
                 }
+                committing.set(true);
                 tx.commit().await?;
                 Ok(true)
-            })?;
+            });
+            let stored = match stored {
+                Ok(stored) => stored,
+                Err(e) if committing.get() => self.stored_after_all(&entry.id, e)?,
+                Err(e) => return Err(e),
+            };
             if stored {
                 return Ok(entry.id);
             }
         }
         Err(QueueError::Invalid("no unused queue id found".into()))
+    }
+
+    /// Settles an enqueue whose commit failed (`error`), typically because the connection broke: the
+    /// outcome is unknown, and a `451` for a message that did commit means it is delivered and then sent again
+    /// by the client. So the row is looked up (a locking read, which waits for the server to finish that
+    /// transaction either way) until the database answers, for up to [`UNKNOWN_COMMIT_PATIENCE`]: `Ok(true)`
+    /// when it is there, `error` when it is not or the question cannot be answered in time (then, as before,
+    /// the message may be queued although the client was told to retry).
+    fn stored_after_all(&self, id: &QueueId, error: QueueError) -> Result<bool, QueueError> {
+        let deadline = std::time::Instant::now() + UNKNOWN_COMMIT_PATIENCE;
+        loop {
+            let found = self.run("check", async || {
+                let mut tx = self.store.begin_queue().await?;
+                let row = tx.queue_lock(id.as_str()).await?;
+                tx.rollback().await?;
+                Ok(row.is_some())
+            });
+            match found {
+                Ok(true) => {
+                    tracing::info!(queue_id = %id, error = %error,
+                        "the commit of a queued message reported an error but went through");
+                    return Ok(true);
+                }
+                Ok(false) => return Err(error),
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(UNKNOWN_COMMIT_RETRY);
+                }
+                Err(e) => {
+                    tracing::warn!(queue_id = %id, error = %e,
+                        "cannot tell whether a queued message was stored; the client is told to retry, so it \
+                         may be sent twice");
+                    return Err(error);
+                }
+            }
+        }
     }
 
     /// Claims up to `max` due rows in one transaction (see the module documentation). Rows that turn out

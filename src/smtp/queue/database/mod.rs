@@ -27,8 +27,12 @@
 //!
 //! ## Durability
 //! [`Queue::enqueue`] returns after the commit, InnoDB's durability point (with the default
-//! `innodb_flush_log_at_trx_commit = 1`). If the connection breaks during the commit the outcome is unknown;
-//! the error makes the client retry, so such a message may be queued twice (never lost).
+//! `innodb_flush_log_at_trx_commit = 1`). If the connection breaks during the commit the outcome is unknown,
+//! and a `451` for a message that did commit means it is delivered and then sent again by the client; so
+//! `enqueue` asks the database (a locking read of the row, which waits for that transaction to end either
+//! way) until it answers, for up to 30 seconds, and returns the id if the row is there. Only a database away
+//! for longer leaves the old ambiguity: the client is told to retry, so such a message may be queued twice
+//! (never lost).
 //!
 //! ## Blocking
 //! The [`Queue`] trait is blocking; sqlx is async. A [`DatabaseQueue`] holds the [`Store`] and the `Handle`

@@ -9,7 +9,9 @@
 //! [`LocalDelivery`] (hosted here: delivered at once), the rest of the group goes to the [`Transport`] in one
 //! transaction, within two limits: `concurrency` groups in flight in total and `per_domain` per destination
 //! domain. Then, in the order the queue's delivery protocol demands:
-//! 1. [`Queue::record`] stores the results durably, before anything else;
+//! 1. [`Queue::record`] stores the results durably, before anything else (a temporary failure, such as the
+//!    database being away, is retried every second for as long as the lease lasts: an unrecorded result means
+//!    the recipients are delivered again);
 //! 2. failures not yet notified get one DSN ([`crate::smtp::dsn::bounce`]), a message still pending after the
 //!    warning age one delay warning; a DSN to a local sender is delivered locally, any other is queued with
 //!    the null sender; then [`Queue::note`] records it (a crash in between sends it twice, never zero times);

@@ -15,10 +15,13 @@ use crate::smtp::queue::{
     Claimed, Completion, Entry, Outcome, QueueError, Recipient, RecipientResult, Recorded,
 };
 
-/// How often `record` is tried before giving up: a lost result means a duplicate delivery later.
+/// How often `record` is tried on an error that is not temporary before giving up: a lost result means a
+/// duplicate delivery later. Temporary errors are retried for as long as the lease lasts (see [`record`]).
 const RECORD_TRIES: u32 = 3;
 /// The pause between two `record` tries.
 const RECORD_RETRY: Duration = Duration::from_secs(1);
+/// While `record` keeps failing, one warning per this many tries (the first one is always logged).
+const RECORD_WARN_EVERY: u32 = 30;
 /// Reply recorded for a recipient without a domain (the queue accepts it; no server would).
 const NO_DOMAIN: &str = "550 5.1.3 recipient address has no domain";
 /// Reply recorded when the transport returned no result for a recipient.
@@ -71,9 +74,9 @@ async fn attempt(
     let results = if due.is_empty() {
         Vec::new()
     } else {
-        deliver_due(inner, claimed, &due, &body, cancel).await
+        deliver_due(inner, claimed, &due, &body, cancel.clone()).await
     };
-    let recorded = record(inner, claimed, results).await?;
+    let recorded = record(inner, claimed, results, cancel).await?;
     notice::send_notices(inner, claimed, &recorded, &body).await?;
     let c = claimed.clone();
     let completion = inner.blocking(move |q| q.complete(&c)).await?;
@@ -88,29 +91,52 @@ async fn attempt(
     Ok(())
 }
 
-/// Durably records the results, retrying a few times: results that are never recorded mean the
-/// recipients are delivered again later.
+/// Durably records the results. Results that are never recorded mean the recipients are delivered again
+/// later, so a temporary failure (the disk or the database away for a while) is retried every
+/// [`RECORD_RETRY`] for as long as the lease lasts, and any other failure [`RECORD_TRIES`] times; shutdown
+/// (`cancel`) ends the retries after one more try.
 async fn record(
     inner: &Inner,
     claimed: &Claimed,
     results: Vec<RecipientResult>,
+    cancel: watch::Receiver<bool>,
 ) -> Result<Recorded, StepError> {
     let results = Arc::new(results);
+    let patience = tokio::time::Instant::now() + inner.options.lease;
     let mut tries = 0;
     loop {
         tries += 1;
         let (c, r, now) = (claimed.clone(), results.clone(), inner.now());
         match inner.blocking(move |q| q.record(&c, &r, now)).await {
-            Ok(recorded) => return Ok(recorded),
+            Ok(recorded) => {
+                if tries > 1 {
+                    tracing::info!(target: TARGET, queue_id = %claimed.id(), tries,
+                        "delivery results recorded after all");
+                }
+                return Ok(recorded);
+            }
             Err(StepError::Queue(QueueError::NotFound(id))) => {
                 return Err(StepError::Queue(QueueError::NotFound(id)));
             }
-            Err(e) if tries < RECORD_TRIES => {
-                tracing::warn!(target: TARGET, queue_id = %claimed.id(), error = %e,
-                    "cannot record delivery results; trying again");
-                tokio::time::sleep(RECORD_RETRY).await;
+            Err(e) => {
+                let temporary = matches!(&e, StepError::Queue(q) if q.temporary());
+                let again = if temporary {
+                    tokio::time::Instant::now() + RECORD_RETRY < patience
+                } else {
+                    tries < RECORD_TRIES
+                };
+                if !again || *cancel.borrow() {
+                    return Err(e);
+                }
+                if tries % RECORD_WARN_EVERY == 1 {
+                    tracing::warn!(target: TARGET, queue_id = %claimed.id(), error = %e, tries,
+                        "cannot record delivery results; trying again");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(RECORD_RETRY) => {}
+                    () = cancelled(cancel.clone()) => {}
+                }
             }
-            Err(e) => return Err(e),
         }
     }
 }

@@ -3,6 +3,7 @@
 mod delivery;
 mod looping;
 mod notices;
+mod outage;
 
 use std::collections::HashMap;
 use std::path::Path;
