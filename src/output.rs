@@ -31,7 +31,7 @@ impl Output {
         if self.json {
             print_json(value);
         } else {
-            println!("{}", value.render());
+            print_line(&value.render());
         }
     }
 
@@ -40,7 +40,7 @@ impl Output {
         if self.json {
             print_json(value);
         } else if !self.quiet {
-            println!("{message}");
+            print_line(&message.to_string());
         }
     }
 
@@ -72,6 +72,13 @@ impl Output {
         bar.set_message(what.to_string());
         bar
     }
+}
+
+/// Writes one line to stdout. A reader that went away (`mailctl ... | head`) is not an error worth a panic,
+/// which `println!` would raise on a broken pipe.
+pub fn print_line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
 }
 
 fn print_json<T: Serialize>(value: &T) {

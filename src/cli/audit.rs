@@ -271,7 +271,7 @@ pub async fn run(ctx: &Ctx, args: AuditArgs) -> Result<i32> {
             ..ctx.out
         }
         .emit(&Run(report)),
-        (Format::Nagios, false) => println!("{}", report::nagios(&report)),
+        (Format::Nagios, false) => crate::output::print_line(&report::nagios(&report)),
         (Format::Table, false) => ctx.out.emit(&Run(report)),
     }
     Ok(code)

@@ -269,7 +269,10 @@ pub async fn run(ctx: &Ctx, cmd: DkimCmd) -> Result<()> {
                 }
                 .emit(&view),
                 Some(ShowFormat::Plain) if !ctx.out.json => {
-                    println!("{}\n{}", view.record_name, view.record_value);
+                    crate::output::print_line(&format!(
+                        "{}\n{}",
+                        view.record_name, view.record_value
+                    ));
                 }
                 _ => ctx.out.emit(&view),
             }

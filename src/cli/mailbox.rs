@@ -344,7 +344,7 @@ fn announce(ctx: &Ctx, row: MailboxRow, generated: Option<String>, message: Stri
     view.generated_password = generated;
     if view.generated_password.is_some() && ctx.out.quiet && !ctx.out.json {
         // The generated password is shown exactly once; -q must not swallow it.
-        println!("{}", view.generated_password.as_deref().unwrap_or_default());
+        crate::output::print_line(view.generated_password.as_deref().unwrap_or_default());
         return;
     }
     ctx.out.done(&view, message);
