@@ -475,6 +475,77 @@ fn a_million_pipelined_rcpts_get_452_4_5_3_then_421_4_7_0_with_bounded_memory() 
 }
 
 #[test]
+fn junk_commands_past_one_hundred_count_as_errors_and_end_the_session_with_421_4_7_0() {
+    // As in src/smtp/session: MAX_JUNK_COMMANDS NOOPs are free, then each counts until MAX_ERRORS.
+    const JUNK: usize = 100;
+    const MAX_ERRORS: usize = 20;
+    let (_db, server) = start(ServeOptions::default());
+    let mut raw = Raw::connect(server.smtp());
+    assert!(raw.line().unwrap_or_default().starts_with("220 "));
+    raw.command("HELO idle.far.test", "250 ");
+    raw.send(&b"NOOP\r\n".repeat(JUNK + MAX_ERRORS + 30));
+    let mut ok = 0;
+    let last = loop {
+        match raw.line() {
+            Some(line) if line == "250 2.0.0 Ok" => ok += 1,
+            other => break other,
+        }
+    };
+    assert_eq!(ok, JUNK + MAX_ERRORS, "NOOPs answered before the cut");
+    assert_eq!(
+        last.as_deref(),
+        Some(&*format!(
+            "421 4.7.0 {HOSTNAME} Error: too many errors, closing connection"
+        ))
+    );
+    assert_eq!(raw.rest(), "", "nothing after the 421");
+    still_serves(&server, "after-junk-commands");
+}
+
+#[test]
+fn data_streamed_far_past_the_size_limit_is_cut_off_552_5_3_4() {
+    // The limit is 10,000 bytes; the session stops reading 1 MiB past it. The client streams 8 MiB of
+    // well-formed lines and never ends the message.
+    let (_db, server) = start(ServeOptions::default().limit("max_message_size", 10_000));
+    let mut raw = Raw::connect(server.smtp());
+    assert!(raw.line().unwrap_or_default().starts_with("220 "));
+    raw.command("HELO big.far.test", "250 ");
+    raw.command(&format!("MAIL FROM:<{FROM}>"), "250 2.1.0");
+    raw.command(&format!("RCPT TO:<{BOB}>"), "250 2.1.5");
+    raw.command("DATA", "354 ");
+    let sent = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let mut tcp = raw.tcp.try_clone().expect("clone");
+        let sent = sent.clone();
+        std::thread::spawn(move || {
+            let line = format!("{}\r\n", "x".repeat(998));
+            let chunk = line.repeat(64);
+            while sent.load(Ordering::Relaxed) < 8 << 20 {
+                if tcp.write_all(chunk.as_bytes()).is_err() {
+                    return;
+                }
+                sent.fetch_add(chunk.len(), Ordering::Relaxed);
+            }
+        })
+    };
+    let reply = raw.line().unwrap_or_default();
+    assert_eq!(
+        reply,
+        "552 5.3.4 Message size exceeds fixed maximum message size",
+        "after {} bytes",
+        sent.load(Ordering::Relaxed)
+    );
+    assert_eq!(raw.rest(), "", "the connection is closed after the 552");
+    writer.join().expect("writer thread");
+    assert!(
+        sent.load(Ordering::Relaxed) < 8 << 20,
+        "the server read all 8 MiB instead of cutting the client off"
+    );
+    assert!(server.inbox(BOB).is_empty());
+    still_serves(&server, "after-oversize-stream");
+}
+
+#[test]
 fn two_thousand_connections_from_one_ip_past_the_limit_get_421_4_7_0_and_service_resumes() {
     const PER_IP: usize = 50;
     let (_db, server) = start(ServeOptions::default().limit("max_connections_per_ip", PER_IP));

@@ -87,6 +87,11 @@ pub enum Line {
     Eof,
 }
 
+/// How long [`Conn::finish`] keeps reading (and discarding) after its last reply before closing.
+const LINGER: Duration = Duration::from_secs(2);
+/// How much [`Conn::finish`] reads at most before closing.
+const LINGER_BYTES: usize = 64 * 1024;
+
 /// A stream with its buffers.
 pub struct Conn {
     /// The transport.
@@ -101,6 +106,9 @@ pub struct Conn {
     pub write_timeout: Duration,
     /// The code of the last reply queued (0 before any), for the session's error count.
     pub last_code: u16,
+    /// A write timed out: part of the buffer may have gone out, so nothing more is sent (a later flush would
+    /// repeat those bytes) and [`Conn::finish`] closes at once.
+    broken: bool,
 }
 
 impl Conn {
@@ -113,6 +121,7 @@ impl Conn {
             skipping: false,
             write_timeout: Duration::from_secs(300),
             last_code: 0,
+            broken: false,
         }
     }
 
@@ -130,6 +139,9 @@ impl Conn {
 
     /// Sends everything queued, within [`Conn::write_timeout`].
     pub async fn flush(&mut self) -> io::Result<()> {
+        if self.broken {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
         let send = async {
             if !self.wbuf.is_empty() {
                 self.stream.write_all(&self.wbuf).await?;
@@ -142,15 +154,38 @@ impl Conn {
         };
         match tokio::time::timeout(self.write_timeout, send).await {
             Ok(r) => r,
-            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+            Err(_) => {
+                self.broken = true;
+                self.wbuf = Vec::new();
+                Err(io::ErrorKind::TimedOut.into())
+            }
         }
     }
 
     /// Sends what is queued and closes the sending side (FIN, or TLS close_notify), so the last reply reaches
     /// the client before the socket goes away.
+    ///
+    /// Then input still arriving is read and thrown away for a moment (at most [`LINGER`] or [`LINGER_BYTES`]):
+    /// closing a socket with unread input makes the kernel send a reset, which can destroy the last reply
+    /// before the client reads it, exactly when it matters (a 554 to a client that talked before the greeting,
+    /// the 421 of the error limit, both sent to clients that are still writing).
     pub async fn finish(&mut self) -> io::Result<()> {
+        if self.broken {
+            return Ok(());
+        }
         self.flush().await?;
         let _ = tokio::time::timeout(self.write_timeout, self.stream.shutdown()).await;
+        let drain = async {
+            let mut sink = vec![0u8; CHUNK];
+            let mut drained = 0;
+            while drained < LINGER_BYTES {
+                match self.stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => drained += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
         Ok(())
     }
 

@@ -38,10 +38,16 @@ use crate::smtp::settings::ListenerKind;
 /// The longest command line accepted, CRLF included (Postfix's `line_length_limit`); longer lines get 500.
 pub const MAX_COMMAND_LINE: usize = 2048;
 
-/// Refused commands (any 4xx or 5xx reply) a client may collect without delivering a message; the next one
-/// ends the session with `421 4.7.0` (Postfix's `smtpd_hard_error_limit`, same default). A delivered message
-/// starts the count again.
+/// Refused commands (any 4xx or 5xx reply but `451`, which is this server's own trouble, such as a database
+/// away) a client may collect without delivering a message; the one that reaches this count ends the session
+/// with `421 4.7.0` (Postfix's `smtpd_hard_error_limit`, same default). A delivered message starts the count
+/// again.
 pub const MAX_ERRORS: u32 = 20;
+
+/// NOOP, RSET, VRFY, EXPN and HELP commands a session may send before each further one counts as an error
+/// (Postfix's `smtpd_junk_command_limit`, same default): otherwise a client could hold a connection slot
+/// forever with a NOOP every few minutes.
+pub const MAX_JUNK_COMMANDS: u32 = 100;
 
 /// RCPTs past `max_recipients` that are answered `452 4.5.3` without counting as errors, as a client that
 /// honours the 452 sends the rest in a later transaction (Postfix's `smtpd_recipient_overshoot_limit`, same
@@ -70,6 +76,8 @@ pub struct Session {
     txn: Option<Transaction>,
     /// Refused commands since the session started or last delivered a message (see [`MAX_ERRORS`]).
     errors: u32,
+    /// NOOP/RSET/VRFY/EXPN/HELP commands in this session (see [`MAX_JUNK_COMMANDS`]).
+    junk: u32,
     /// The reply just queued refuses something without counting as an error (a 452 within
     /// [`RECIPIENT_OVERSHOOT`]).
     forgiven: bool,
@@ -123,6 +131,7 @@ impl Session {
             connect_checks: None,
             txn: None,
             errors: 0,
+            junk: 0,
             forgiven: false,
         };
         let mut conn = Conn::new(stream);
@@ -179,10 +188,19 @@ impl Session {
             conn.last_code = 0;
             self.forgiven = false;
             let mut delivered = false;
+            let mut junk = false;
             let next = match line {
                 Ok(Line::Line(line)) => match command::parse(&line) {
                     Ok(command) => {
                         let data = matches!(command, Command::Data);
+                        junk = matches!(
+                            command,
+                            Command::Noop
+                                | Command::Rset
+                                | Command::Vrfy(_)
+                                | Command::Expn(_)
+                                | Command::Help
+                        );
                         let next = self.dispatch(conn, command).await?;
                         delivered = data && conn.last_code == 250;
                         next
@@ -211,9 +229,13 @@ impl Session {
             if let Next::Close = next {
                 return conn.finish().await;
             }
+            if junk {
+                self.junk = self.junk.saturating_add(1);
+            }
+            let refused = conn.last_code >= 400 && conn.last_code != 451 && !self.forgiven;
             if delivered {
                 self.errors = 0;
-            } else if conn.last_code >= 400 && !self.forgiven {
+            } else if refused || (junk && self.junk > MAX_JUNK_COMMANDS) {
                 self.errors += 1;
                 if self.errors >= MAX_ERRORS {
                     self.server.metrics.rejected("protocol");
@@ -334,6 +356,19 @@ impl Session {
                 Progress::NeedMore => {
                     let n = conn.rbuf.len();
                     conn.consume(n);
+                    // Refused as too large long ago and still streaming: stop reading (and paying for) it.
+                    let max = self.server.settings.limits.max_message_size;
+                    if reader.size() > max.saturating_add(max.max(1 << 20)) {
+                        self.server.metrics.rejected("size");
+                        self.abandon("message far over the size limit");
+                        let reply = Reply::new(
+                            552,
+                            Some((5, 3, 4)),
+                            "Message size exceeds fixed maximum message size",
+                        );
+                        conn.queue(&reply.to_bytes());
+                        return Ok(Next::Close);
+                    }
                     match self.fill_data(conn, started, reader.size()).await? {
                         Some(()) => {}
                         None => {
