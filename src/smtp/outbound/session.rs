@@ -121,7 +121,8 @@ pub async fn run(
     // this returns. Waiting for QUIT's reply first would widen the window in which a crash makes a delivered
     // message go out again by one round trip.
     if healthy && !conn.has_broken() {
-        let limit = params.timeout;
+        // Short: this connection no longer counts against the per-domain and total limits.
+        let limit = params.timeout.min(Duration::from_secs(5));
         tokio::spawn(async move {
             let _ = timeout(limit, conn.command(Quit)).await;
         });

@@ -60,6 +60,12 @@ impl RunAs {
                 primary,
             ),
         };
+        if gid == 0 {
+            return Err(Error::usage(format!(
+                "server.group: '{}' is root's group: name an unprivileged group for serve to run as",
+                group.escape_debug()
+            )));
+        }
         Ok(RunAs {
             user: user.to_string(),
             uid,
@@ -271,8 +277,10 @@ mod tests {
         let primary = passwd_by_name("nobody").unwrap().unwrap().1;
         assert_eq!(r.gid, primary);
         assert_eq!(group_by_name(&r.group).unwrap().map(|g| g.0), Some(primary));
-        let explicit = RunAs::resolve("nobody", Some("root")).unwrap();
-        assert_eq!(explicit.gid, 0);
+        let e = RunAs::resolve("nobody", Some("root"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("server.group:") && e.contains("root"), "{e}");
     }
 
     #[test]

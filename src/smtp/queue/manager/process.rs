@@ -94,7 +94,7 @@ async fn attempt(
 /// Durably records the results. Results that are never recorded mean the recipients are delivered again
 /// later, so a temporary failure (the disk or the database away for a while) is retried every
 /// [`RECORD_RETRY`] for as long as the lease lasts, and any other failure [`RECORD_TRIES`] times; shutdown
-/// (`cancel`) ends the retries after one more try.
+/// (`cancel`) ends the retries once [`RECORD_TRIES`] tries were made (a few seconds, within the shutdown grace).
 async fn record(
     inner: &Inner,
     claimed: &Claimed,
@@ -125,16 +125,20 @@ async fn record(
                 } else {
                     tries < RECORD_TRIES
                 };
-                if !again || *cancel.borrow() {
+                if !again || (*cancel.borrow() && tries >= RECORD_TRIES) {
                     return Err(e);
                 }
                 if tries % RECORD_WARN_EVERY == 1 {
                     tracing::warn!(target: TARGET, queue_id = %claimed.id(), error = %e, tries,
                         "cannot record delivery results; trying again");
                 }
-                tokio::select! {
-                    () = tokio::time::sleep(RECORD_RETRY) => {}
-                    () = cancelled(cancel.clone()) => {}
+                if *cancel.borrow() {
+                    tokio::time::sleep(RECORD_RETRY).await;
+                } else {
+                    tokio::select! {
+                        () = tokio::time::sleep(RECORD_RETRY) => {}
+                        () = cancelled(cancel.clone()) => {}
+                    }
                 }
             }
         }
