@@ -20,9 +20,10 @@
 //! audit/          the receiver's view of a domain: runner (MX first, then every family concurrently),
 //!                 checks/ one file (or folder) per family, report.rs (table, json, nagios, exit code)
 //! smtp/           the daemon (`mailctl serve`): settings.rs (the validated [server] config), server/ (listeners,
-//!                 connection limits, AUTH throttling, TLS with SIGHUP reload, SIGTERM drain), session/ (the
-//!                 state machine: io.rs owns the socket, one file per stage: ehlo, auth, mail, rcpt, data,
-//!                 received), command/ (command line, AUTH decoders, replies), data/ (smuggling-safe DATA
+//!                 connection limits, AUTH throttling, TLS with SIGHUP reload, SIGTERM drain, privileges.rs:
+//!                 root dropped for `server.user` once the ports are bound), session/ (the state machine:
+//!                 io.rs owns the socket and its deadlines, mod.rs the hostile-client limits (pre-greet,
+//!                 error and junk-command counts), one file per stage: ehlo, auth, mail, rcpt, data, received), command/ (command line, AUTH decoders, replies), data/ (smuggling-safe DATA
 //!                 reader), recipients/ (alias/catch-all resolution, sender ownership), checks/ (SPF, DKIM,
 //!                 DMARC, iprev, DNSBL with per-check actions; Authentication-Results), deliver/ (Maildir with
 //!                 a group-commit writer, LMTP), metrics/ (Prometheus counters and endpoint), queue/ (the
@@ -45,8 +46,12 @@
 //! provider (configs are always built with an explicit provider), so nothing compiles aws-lc-sys and there is
 //! exactly one rustls provider in the tree.
 //!
+//! Outside `src/`: `fuzz/` is a separate cargo-fuzz crate (its own workspace and lock) with one libFuzzer
+//! target per untrusted-input parser; `tests/` runs the real binary, including against real Postfix and
+//! Dovecot (`tests/interop.rs`) and under SIGKILL (`tests/serve_durability.rs`, `serve_crash_*.rs`).
+//!
 //! Differences from `DESIGN.md`: there is a library crate (`src/lib.rs`) so integration tests, the docs
-//! generator and later fuzz targets can reach the modules; provisioning rules live in `provision/` rather than
+//! generator and the fuzz targets can reach the modules; provisioning rules live in `provision/` rather than
 //! inside `store/`, so that the store stays a thin SQL layer with one statement per method.
 
 pub mod assets;
