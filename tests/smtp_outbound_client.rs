@@ -156,7 +156,7 @@ async fn one_transaction_settles_each_recipient_with_the_remote_reply() {
         failed(&results[1].outcome),
         "mx1.rcpts.test[127.66.1.1]: 550 5.1.1 <nobody@rcpts.test>: Recipient address rejected: User unknown"
     );
-    let sessions = mx[0].sessions();
+    let sessions = mx[0].sessions_after_quit().await;
     assert_eq!(sessions.len(), 1, "one connection for the whole domain");
     let s = &sessions[0];
     assert_eq!(
@@ -243,7 +243,7 @@ async fn a_4xx_at_rcpt_defers_and_no_data_is_sent() {
         deferred(&results[0].outcome),
         "mx.later.test[127.66.4.1]: 451 4.3.0 <carol@later.test>: greylisted, come back"
     );
-    let s = &mx[0].sessions()[0];
+    let s = &mx[0].sessions_after_quit().await[0];
     assert!(s.message.is_none());
     assert!(!s.commands.iter().any(|c| c == "DATA"), "{:?}", s.commands);
     assert_eq!(s.commands.last().map(String::as_str), Some("QUIT"));

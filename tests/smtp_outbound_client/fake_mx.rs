@@ -78,6 +78,22 @@ impl FakeMx {
         self.log.lock().unwrap().clone()
     }
 
+    /// Every session so far, once the last one has received its QUIT (or after 5 s): the client says goodbye
+    /// in the background, after it has returned its results.
+    pub async fn sessions_after_quit(&self) -> Vec<Session> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let sessions = self.sessions();
+            let quit = sessions
+                .last()
+                .is_some_and(|s| s.commands.last().is_some_and(|c| c == "QUIT"));
+            if quit || tokio::time::Instant::now() >= deadline {
+                return sessions;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Whether any session got as far as MAIL FROM.
     pub fn saw_mail(&self) -> bool {
         self.sessions().iter().any(|s| {
