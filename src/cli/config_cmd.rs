@@ -85,30 +85,7 @@ const POSTFIX_READER: &str = "postfix";
 /// The gid of the group called `name`, `None` when there is none.
 #[cfg(unix)]
 fn group_id(name: &str) -> std::io::Result<Option<u32>> {
-    let Ok(cname) = std::ffi::CString::new(name) else {
-        return Ok(None);
-    };
-    let mut buf: Vec<libc::c_char> = vec![0; 1024];
-    loop {
-        // SAFETY: all-zero is a valid `group` (null pointers, gid 0); getgrnam_r fills it and points its strings
-        // into `buf`, which outlives the call; only the integer gid is read.
-        let mut entry: libc::group = unsafe { std::mem::zeroed() };
-        let mut found: *mut libc::group = std::ptr::null_mut();
-        let rc = unsafe {
-            libc::getgrnam_r(
-                cname.as_ptr(),
-                &mut entry,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut found,
-            )
-        };
-        match rc {
-            0 => return Ok((!found.is_null()).then_some(entry.gr_gid)),
-            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
-            rc => return Err(std::io::Error::from_raw_os_error(rc)),
-        }
-    }
+    crate::smtp::server::privileges::gid_by_name(name)
 }
 
 /// Writes `files` into `dir`. Files with credentials are created 0640 before any content is written and, when

@@ -211,6 +211,11 @@ fn group_by_name(name: &str) -> io::Result<Option<(u32, u32)>> {
     })
 }
 
+/// The gid of the group called `name`, `None` when there is none.
+pub fn gid_by_name(name: &str) -> io::Result<Option<u32>> {
+    Ok(group_by_name(name)?.map(|(gid, _)| gid))
+}
+
 /// The name of group `gid`, for messages.
 fn group_name(gid: u32) -> Option<String> {
     with_buffer(|buf| {
