@@ -361,15 +361,7 @@ pub fn parse(text: &str) -> std::result::Result<FileConfig, String> {
     toml::from_str(text).map_err(|e| {
         // The message may quote a key as written, and a quoted key can hold any character (`"a\nb" = 1`):
         // control characters are escaped so the error stays one line and cannot forge terminal or log output.
-        let msg: String = e
-            .message()
-            .trim()
-            .chars()
-            .flat_map(|c| match c.is_control() {
-                true => c.escape_debug().collect::<Vec<_>>(),
-                false => vec![c],
-            })
-            .collect();
+        let msg = crate::model::one_line(e.message().trim());
         match e.span() {
             Some(span) => {
                 let line = text[..span.start.min(text.len())].matches('\n').count() + 1;

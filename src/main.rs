@@ -58,21 +58,9 @@ fn main() {
                     eprintln!("  {row}");
                 }
             }
-            eprintln!("error: {}", one_line(&err.to_string()));
+            // Every error is one line, whatever it quotes (a config value may hold a line break or an escape).
+            eprintln!("error: {}", mailctl::model::one_line(&err.to_string()));
             std::process::exit(err.exit_code());
         }
     }
-}
-
-/// Every error is one line, whatever it quotes: a value from a config file or the command line may hold line
-/// breaks or terminal escapes, which are shown escaped (`\n`, `\u{1b}`) so they cannot forge output or logs.
-fn one_line(message: &str) -> String {
-    let mut shown = String::with_capacity(message.len());
-    for c in message.chars() {
-        match c.is_control() {
-            true => shown.extend(c.escape_debug()),
-            false => shown.push(c),
-        }
-    }
-    shown
 }

@@ -289,6 +289,20 @@ impl fmt::Display for AliasAddress {
     }
 }
 
+/// A message that stays one line whatever it quotes: control characters (line breaks, terminal escapes) are
+/// shown escaped (`\n`, `\u{1b}`), everything else, quotes included, as it is. For whole messages; see
+/// [`printable`] for a value quoted inside one.
+pub fn one_line(message: &str) -> String {
+    let mut shown = String::with_capacity(message.len());
+    for c in message.chars() {
+        match c.is_control() {
+            true => shown.extend(c.escape_debug()),
+            false => shown.push(c),
+        }
+    }
+    shown
+}
+
 /// Renders user input safely inside a one-line message: control characters (CR, LF, NUL) are escaped.
 pub fn printable(input: &str) -> String {
     input
