@@ -3,10 +3,6 @@
 //! `--no-connect`, in one run. Run with `cargo bench --bench audit` (optionally `-- DOMAINS RUNS`); it prints
 //! the wall time of each run and fails if any domain is not healthy (so a fast run never hides wrong results).
 
-#[path = "../tests/support/dns.rs"]
-#[allow(dead_code)]
-mod dns;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -51,7 +47,7 @@ fn main() {
     let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let runs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
     let (zone, reverse, lists) = zones(n);
-    let server = dns::TestDns::start(&[
+    let server = kit::dns::TestDns::start(&[
         ("bench.example.", &zone),
         ("18.198.in-addr.arpa.", &reverse),
         ("lists.example.", &lists),
@@ -64,7 +60,7 @@ fn main() {
     let mut times = Vec::new();
     for run in 0..runs {
         let start = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_mailctl"))
+        let out = Command::new(kit::mailctl())
             .args([
                 "--json",
                 "audit",

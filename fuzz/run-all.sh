@@ -26,7 +26,9 @@ fi
 # Build every target once, then run the binaries: each run's SECONDS are spent fuzzing, and every target runs
 # the same build even if the sources change meanwhile.
 cargo fuzz build -s "$sanitizer" || exit 2
-bin_dir="$PWD/fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release"
+# The fuzz crate is a member of the main workspace, so its binaries land in the workspace's target directory.
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+bin_dir="$target_dir/$(rustc -vV | sed -n 's/^host: //p')/release"
 
 for t in "${targets[@]}"; do
     mkdir -p "fuzz/runs/$t" "fuzz/artifacts/$t"

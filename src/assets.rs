@@ -1,6 +1,6 @@
 //! Man pages and shell completions, generated from the clap definition so they never drift from `--help`.
 //!
-//! The committed copies live in `completions/` and `man/`; the test `tests/generated_files.rs` fails when they
+//! The committed copies live in `completions/` and `man/`; the test `generated_files` (`tests/it/generated_files.rs`) fails when they
 //! are stale and rewrites them when run with `MAILCTL_BLESS=1`.
 
 use std::path::Path;

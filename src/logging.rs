@@ -24,11 +24,20 @@ const OWN_TARGET: &str = "mailctl";
 /// Safe to call more than once: only the first call installs anything. An unparsable `RUST_LOG` is reported as
 /// one warning and the `-v`/`-q` level is used instead, so a typo never silences a daemon.
 pub fn init(verbosity: u8, quiet: bool) {
-    let rust_log = std::env::var("RUST_LOG").ok();
-    let (targets, bad_rust_log) = select_filter(rust_log.as_deref(), verbosity, quiet);
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let ansi = std::io::stderr().is_terminal() && !no_color;
-    let installed = subscriber(targets, under_journal(), ansi, std::io::stderr).try_init();
+    init_with(verbosity, quiet, ansi, std::io::stderr);
+}
+
+/// [`init`] with another writer: the unit tests install the harness's captured writer, so the log lines of
+/// tests that exercise failures show with a failing test instead of in the middle of a green run.
+fn init_with<W>(verbosity: u8, quiet: bool, ansi: bool, writer: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (targets, bad_rust_log) = select_filter(rust_log.as_deref(), verbosity, quiet);
+    let installed = subscriber(targets, under_journal(), ansi, writer).try_init();
     if installed.is_ok()
         && let Some(problem) = bad_rust_log
     {
@@ -272,7 +281,8 @@ mod tests {
 
     #[test]
     fn init_twice_is_harmless() {
-        init(0, true);
-        init(2, false);
+        use tracing_subscriber::fmt::TestWriter;
+        init_with(0, true, false, TestWriter::default);
+        init_with(2, false, false, TestWriter::default);
     }
 }

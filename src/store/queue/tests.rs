@@ -1,4 +1,4 @@
-//! SQL of the queue tables on SQLite; the MariaDB side runs in `tests/queue_database.rs`.
+//! SQL of the queue tables on SQLite; the MariaDB side runs in `tests/it/queue_database/`.
 
 use super::*;
 

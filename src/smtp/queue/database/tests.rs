@@ -1,5 +1,5 @@
 //! Database queue internals on SQLite: when a row is due, and the blocking bridge from every kind of
-//! thread. The behaviour itself is tested on SQLite and MariaDB in `tests/queue_database.rs`.
+//! thread. The behaviour itself is tested on SQLite and MariaDB in `tests/it/queue_database/`.
 
 use std::sync::Arc;
 

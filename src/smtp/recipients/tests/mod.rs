@@ -1,5 +1,5 @@
 //! Unit tests over a throw-away SQLite store, with rows written directly (so broken tables the CLI would refuse
-//! can be built too). The end-to-end tests on both backends are in `tests/smtp_recipients.rs`.
+//! can be built too). The end-to-end tests on both backends are in `tests/it/smtp_recipients.rs`.
 
 mod resolve;
 mod sender;

@@ -1,0 +1,317 @@
+//! Benchmark: submission -> DKIM signing -> queue -> delivery between two local `mailctl serve` instances
+//! (issue 6), 16 sessions of 4 KiB messages, once with an RSA-2048 key and once with an Ed25519 key.
+//!
+//! Instance A hosts `a.test` (user alice, a DKIM key generated with `mailctl dkim generate --algorithm ...`
+//! and published in a loopback DNS server, SPF and DMARC `p=reject`); instance B hosts `b.test` (user bob;
+//! its SPF, DKIM and DMARC checks are on, action `mark`, so every message is verified as a real receiver
+//! would, and one is checked to show `dkim=pass`). `mailctl bench smtp` submits N messages to A's submission
+//! listener (STARTTLS and AUTH PLAIN once per session, pipelining); meanwhile the bench counts the files in
+//! bob's Maildir. It prints the submission rate (from the bench's JSON) and the end-to-end rate (N divided by
+//! the time from the start until the N-th message is in B's Maildir).
+//!
+//! Run: `cargo bench --bench outbound -- [N] [rsa2048] [ed25519] [nochecks] [per_domain=K] [concurrency=K]`
+//! (N defaults to 5000; both algorithms unless named; `per_domain`/`concurrency` set A's `[server.outbound]`).
+//! `cargo bench` builds the binary in release mode; the daemons run through the test kit's launcher.
+
+mod node;
+mod signing;
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kit::TestDb;
+use kit::daemon::free_port;
+use kit::dns::TestDns;
+use kit::serve::{ServeOptions, TestServer};
+use node::{Node, PASSWORD, Tuning, cli};
+
+/// Sessions and message size the issue asks for.
+const SESSIONS: &str = "16";
+const SIZE: &str = "4096";
+/// The bench's addresses: A is `.2`, B is `.3` (a subnet no test uses).
+const NET: u8 = 201;
+/// Give up when B's Maildir has not grown for this long.
+const STALL: Duration = Duration::from_secs(120);
+
+/// Command-line choices.
+struct Args {
+    n: u64,
+    algorithms: Vec<&'static str>,
+    checks: bool,
+    outbound: Vec<(String, String)>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        n: 5000,
+        algorithms: Vec::new(),
+        checks: true,
+        outbound: Vec::new(),
+    };
+    for arg in std::env::args().skip(1).filter(|a| !a.starts_with('-')) {
+        match arg.as_str() {
+            "rsa2048" => a.algorithms.push("rsa2048"),
+            "ed25519" => a.algorithms.push("ed25519"),
+            "nochecks" => a.checks = false,
+            other => match (other.parse(), other.split_once('=')) {
+                (Ok(n), _) => a.n = n,
+                (_, Some((key @ ("per_domain" | "concurrency"), value))) => {
+                    a.outbound.push((key.to_string(), value.to_string()))
+                }
+                _ => panic!("unknown argument {other:?}"),
+            },
+        }
+    }
+    if a.algorithms.is_empty() {
+        a.algorithms = vec!["rsa2048", "ed25519"];
+    }
+    a
+}
+
+/// The DNS records of the bench besides a.test's DKIM key.
+fn zone(b: Ipv4Addr) -> String {
+    format!(
+        "a.test. IN TXT \"v=spf1 ip4:127.0.0.0/8 -all\"\n\
+         _dmarc.a.test. IN TXT \"v=DMARC1; p=reject\"\n\
+         b.test. IN MX 10 mx.b.test.\n\
+         mx.b.test. IN A {b}\n"
+    )
+}
+
+/// What one run measured.
+struct Measured {
+    submit_rate: f64,
+    submit_secs: f64,
+    p50_ms: f64,
+    /// Seconds from the start until the bench exited, and B's and A's counts then.
+    submit_end: (f64, usize, usize),
+    total_secs: f64,
+    junk: usize,
+    /// CPU time over the run of A, B, the bench client, and this process (DNS server, Maildir polling).
+    cpu: [Duration; 4],
+}
+
+fn run(algorithm: &str, args: &Args) -> Measured {
+    let a_db = TestDb::sqlite();
+    cli(&a_db, &["domain", "add", "a.test"], "");
+    let pw = format!("{PASSWORD}\n");
+    cli(
+        &a_db,
+        &["mailbox", "add", "alice@a.test", "--password-stdin"],
+        &pw,
+    );
+    let generate = ["dkim", "generate", "a.test", "--selector", "sel"];
+    cli(
+        &a_db,
+        &[&generate[..], &["--algorithm", algorithm]].concat(),
+        "",
+    );
+    let key = cli(&a_db, &["dkim", "show", "a.test", "--format", "zone"], "");
+    let b_db = TestDb::sqlite();
+    cli(&b_db, &["domain", "add", "b.test"], "");
+    cli(
+        &b_db,
+        &["mailbox", "add", "bob@b.test", "--password-stdin"],
+        &pw,
+    );
+
+    let (a_ip, b_ip) = (Ipv4Addr::new(127, 0, NET, 2), Ipv4Addr::new(127, 0, NET, 3));
+    let dns = TestDns::start(&[("test.", &format!("{}{key}", zone(b_ip)))]);
+    let port = free_port(&[a_ip, b_ip]);
+    let mut b_options = ServeOptions::default().dns(&dns);
+    if args.checks {
+        for check in ["spf", "dkim", "dmarc"] {
+            b_options = b_options.check(check, "mark");
+        }
+    }
+    let plain = Tuning {
+        port,
+        outbound: Vec::new(),
+    };
+    let b = Node::start(&b_db, b_options, b_ip, false, &plain);
+    let tuned = Tuning {
+        port,
+        outbound: args.outbound.clone(),
+    };
+    let a = Node::start(&a_db, ServeOptions::default().dns(&dns), a_ip, true, &tuned);
+
+    let [inbox, junk] = b.maildirs("bob@b.test");
+    let delivered = || TestServer::count(&inbox) + TestServer::count(&junk);
+    let login = format!("alice@a.test:{PASSWORD}");
+    let (n, submission) = (args.n.to_string(), a.addr("submission").to_string());
+    let cpu_before = [
+        a.cpu(),
+        b.cpu(),
+        node::rusage(libc::RUSAGE_CHILDREN),
+        node::rusage(libc::RUSAGE_SELF),
+    ];
+    let start = Instant::now();
+    let mut bench = Command::new(kit::mailctl())
+        .args(["--json", "bench", "smtp", &submission, "--auth", &login])
+        .args([
+            "--to",
+            "bob@b.test",
+            "--sessions",
+            SESSIONS,
+            "--messages",
+            &n,
+        ])
+        .args(["--size", SIZE, "--pipelining"])
+        .env_clear()
+        .env("HOME", a_db.path("bench-home"))
+        .env("MAILCTL_CONFIG", a_db.path("mailctl.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mailctl bench smtp");
+    let mut at_submit_end = None;
+    let (mut last, mut last_change) = (0, Instant::now());
+    loop {
+        if at_submit_end.is_none() && bench.try_wait().expect("wait for the bench").is_some() {
+            at_submit_end = Some((start.elapsed().as_secs_f64(), delivered(), a.queued()));
+        }
+        let now = delivered();
+        if now as u64 >= args.n {
+            break;
+        }
+        if now != last {
+            (last, last_change) = (now, Instant::now());
+        }
+        if last_change.elapsed() > STALL {
+            panic!(
+                "{now} of {} delivered, no progress for {STALL:?}\n--- A ---\n{}\n--- B ---\n{}",
+                args.n,
+                tail(&a.log()),
+                tail(&b.log())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let total = start.elapsed();
+    let out = bench.wait_with_output().expect("bench output");
+    let cpu_after = [
+        a.cpu(),
+        b.cpu(),
+        node::rusage(libc::RUSAGE_CHILDREN),
+        node::rusage(libc::RUSAGE_SELF),
+    ];
+    assert!(
+        out.status.success(),
+        "bench smtp failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bench JSON");
+    let submit_end = at_submit_end.unwrap_or((total.as_secs_f64(), args.n as usize, 0));
+    if args.checks {
+        check_one(&inbox, &junk);
+    }
+    Measured {
+        submit_rate: report["messages_per_second"].as_f64().unwrap_or(0.0),
+        submit_secs: report["elapsed_seconds"].as_f64().unwrap_or(0.0),
+        p50_ms: report["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+        submit_end,
+        total_secs: total.as_secs_f64(),
+        junk: TestServer::count(&junk),
+        cpu: std::array::from_fn(|i| cpu_after[i].saturating_sub(cpu_before[i])),
+    }
+}
+
+/// One delivered message must show B's verdict `dkim=pass`, `spf=pass` and `dmarc=pass`, and nothing may
+/// have gone to Junk: otherwise the bench would not be measuring what it claims.
+fn check_one(inbox: &std::path::Path, junk: &std::path::Path) {
+    let first = std::fs::read_dir(inbox)
+        .expect("B's inbox")
+        .filter_map(Result::ok)
+        .next()
+        .expect("a delivered message");
+    let text = std::fs::read_to_string(first.path()).expect("read message");
+    let head = &text[..text.find("\r\n\r\n").unwrap_or(text.len())];
+    for verdict in ["dkim=pass", "spf=pass", "dmarc=pass"] {
+        assert!(head.contains(verdict), "no {verdict} in:\n{head}");
+    }
+    assert_eq!(TestServer::count(junk), 0, "messages were filed as Junk");
+}
+
+/// The last lines of a daemon log.
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+fn main() {
+    let args = args();
+    let checks = match args.checks {
+        true => "B checks SPF, DKIM and DMARC (mark)",
+        false => "B's checks off",
+    };
+    println!(
+        "outbound: {} messages of {SIZE} bytes over {SESSIONS} sessions (STARTTLS + AUTH, pipelining); {checks}; \
+         A's outbound settings: {}",
+        args.n,
+        match args.outbound.is_empty() {
+            true => "defaults (concurrency 20, per_domain 4)".to_string(),
+            false => {
+                let keys: Vec<String> = args
+                    .outbound
+                    .iter()
+                    .map(|(k, v)| format!("{k} = {v}"))
+                    .collect();
+                keys.join(", ")
+            }
+        }
+    );
+    for algorithm in &args.algorithms {
+        let m = run(algorithm, &args);
+        report(algorithm, &args, &m);
+    }
+}
+
+fn report(algorithm: &str, args: &Args, m: &Measured) {
+    let n = args.n as f64;
+    let (end, delivered, queued) = m.submit_end;
+    println!(
+        "{algorithm:>8}: submission {:.1} msg/s ({:.2} s, p50 {:.1} ms), end to end {:.1} msg/s ({} in B's \
+         Maildir after {:.2} s){}",
+        m.submit_rate,
+        m.submit_secs,
+        m.p50_ms,
+        n / m.total_secs,
+        args.n,
+        m.total_secs,
+        match m.junk {
+            0 => String::new(),
+            j => format!(", {j} in Junk"),
+        }
+    );
+    let drain = (n - delivered as f64) / (m.total_secs - end).max(0.001);
+    println!(
+        "          delivery: {delivered} delivered ({:.1} msg/s) and {queued} queued when submission ended, \
+         then {:.1} msg/s until the queue was empty",
+        delivered as f64 / end.max(0.001),
+        drain
+    );
+    let per = |d: Duration| d.as_secs_f64() * 1000.0 / n;
+    let total: Duration = m.cpu.iter().sum();
+    println!(
+        "          CPU per message: A {:.2} ms, B {:.2} ms, bench client {:.2} ms, harness (DNS, polling) {:.2} ms; \
+         total {:.2} ms (2 cores: at most {:.0} msg/s)",
+        per(m.cpu[0]),
+        per(m.cpu[1]),
+        per(m.cpu[2]),
+        per(m.cpu[3]),
+        per(total),
+        2000.0 / per(total).max(0.001)
+    );
+    let cost = signing::measure(algorithm, 200);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "          signing per message in serve: key load {:.3} ms + sign() {:.3} ms; the signature alone \
+         (key parsed once) {:.3} ms",
+        ms(cost.load),
+        ms(cost.sign),
+        ms(cost.signature_only)
+    );
+}

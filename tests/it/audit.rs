@@ -1,0 +1,309 @@
+//! `mailctl audit` as a whole: MX checks, output formats, exit codes, argument errors, `--all`.
+
+use kit::TestDb;
+use kit::dns::TestDns;
+
+const ZONE: &str = "\
+healthy.example.\t300\tIN\tMX\t10 mx.healthy.example.
+mx.healthy.example.\t300\tIN\tA\t127.0.0.10
+nullmx.example.\t300\tIN\tMX\t0 .
+nomx.example.\t300\tIN\tA\t127.0.0.11
+alias.example.\t300\tIN\tMX\t10 mx.alias.example.
+mx.alias.example.\t300\tIN\tCNAME\tmx.healthy.example.
+noaddr.example.\t300\tIN\tMX\t10 mx.noaddr.example.
+";
+
+fn zones() -> TestDns {
+    TestDns::start(&[("example.", ZONE)])
+}
+
+fn audit(db: &TestDb, dns: &TestDns, args: &[&str]) -> kit::Run {
+    let ns = dns.nameserver();
+    let mut full = vec![
+        "--json",
+        "audit",
+        "--nameserver",
+        &ns,
+        "--no-connect",
+        "--only",
+        "mx",
+    ];
+    full.extend_from_slice(args);
+    db.run(&full)
+}
+
+fn statuses(run: &kit::Run) -> Vec<(String, String)> {
+    run.json()["domains"][0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_healthy_mx_passes_and_exits_0() {
+    let (db, dns) = (TestDb::sqlite(), zones());
+    let run = audit(&db, &dns, &["healthy.example"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        statuses(&run),
+        pairs(&[("mx.present", "PASS"), ("mx.address", "PASS")])
+    );
+    assert!(
+        run.json()["domains"][0]["findings"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("10 mx.healthy.example")
+    );
+}
+
+#[test]
+fn mx_faults_fail_with_their_own_id() {
+    let (db, dns) = (TestDb::sqlite(), zones());
+    let run = audit(&db, &dns, &["nomx.example"]);
+    assert_eq!(run.code, 2);
+    assert_eq!(statuses(&run), pairs(&[("mx.present", "FAIL")]));
+    assert!(
+        run.json()["domains"][0]["findings"][0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("IN MX 10 mail.nomx.example.")
+    );
+
+    let run = audit(&db, &dns, &["alias.example"]);
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        statuses(&run),
+        pairs(&[
+            ("mx.present", "PASS"),
+            ("mx.cname", "FAIL"),
+            ("mx.address", "PASS")
+        ])
+    );
+
+    let run = audit(&db, &dns, &["noaddr.example"]);
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        statuses(&run),
+        pairs(&[("mx.present", "PASS"), ("mx.address", "FAIL")])
+    );
+
+    let run = audit(&db, &dns, &["nullmx.example"]);
+    assert_eq!(run.code, 0);
+    assert_eq!(statuses(&run), pairs(&[("mx.present", "INFO")]));
+    assert!(run.stdout.contains("accepts no mail"));
+}
+
+#[test]
+fn a_nameserver_that_never_answers_is_unknown_not_missing() {
+    let db = TestDb::sqlite();
+    // Nothing listens on port 1: every query fails after the retry.
+    let run = db.run(&[
+        "--json",
+        "audit",
+        "healthy.example",
+        "--nameserver",
+        "127.0.0.1:1",
+        "--timeout",
+        "1",
+        "--no-connect",
+        "--only",
+        "mx",
+    ]);
+    assert_eq!(run.code, 3);
+    let findings = run.json()["domains"][0]["findings"].clone();
+    assert_eq!(findings[0]["status"], "UNKNOWN");
+    assert!(
+        findings[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("could not test"),
+        "{findings}"
+    );
+}
+
+#[test]
+fn nagios_and_table_formats() {
+    let (db, dns) = (TestDb::sqlite(), zones());
+    let ns = dns.nameserver();
+    let run = db.run(&[
+        "audit",
+        "healthy.example",
+        "nomx.example",
+        "--nameserver",
+        &ns,
+        "--no-connect",
+        "--only",
+        "mx",
+        "--format",
+        "nagios",
+    ]);
+    assert_eq!(run.code, 2);
+    let line = run.stdout.trim();
+    assert!(
+        line.starts_with("MAILCTL AUDIT CRITICAL - nomx.example mx.present FAIL"),
+        "{line}"
+    );
+    assert!(line.ends_with("| pass=2 warn=0 fail=1 unknown=0"), "{line}");
+    assert_eq!(run.stdout.lines().count(), 1);
+
+    let run = db.run(&[
+        "audit",
+        "healthy.example",
+        "nomx.example",
+        "--nameserver",
+        &ns,
+        "--no-connect",
+        "--only",
+        "mx",
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stdout.contains("DOMAIN") && run.stdout.contains("nomx.example"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .trim_end()
+            .ends_with("FAIL: 2 passed, 0 info, 0 warnings, 1 failed, 0 could not be tested"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains('\u{1b}'), "no colour codes in a pipe");
+}
+
+#[test]
+fn bad_audit_arguments_exit_3_before_any_lookup() {
+    let db = TestDb::sqlite();
+    for (args, needle) in [
+        (&["audit", "bad..example"][..], "invalid domain name"),
+        (&["audit", "--bogus", "example.org"], "unexpected argument"),
+        (
+            &["audit", "example.org", "--nameserver", "ns.example"],
+            "invalid nameserver",
+        ),
+        (
+            &["audit", "example.org", "--format", "xml"],
+            "invalid value 'xml'",
+        ),
+        (&["audit", "example.org", "--timeout", "0"], "--timeout"),
+        (
+            &["audit", "example.org", "--rbl", "not a zone"],
+            "blocklist zone",
+        ),
+        (&["audit"], "required"),
+        (
+            &["audit", "example.org", "--only", "spff"],
+            "unknown check 'spff'",
+        ),
+        (
+            &["audit", "example.org", "--skip", "mx.present.x"],
+            "unknown check",
+        ),
+    ] {
+        db.run(args).fails(3, needle);
+    }
+    std::fs::write(db.path("mailctl.toml"), "bogus = 1\n").unwrap();
+    db.run(&["audit", "example.org"]).fails(3, "unknown field");
+}
+
+#[test]
+fn all_audits_every_active_domain_in_the_database() {
+    let (db, dns) = (TestDb::sqlite(), zones());
+    db.run(&["domain", "add", "healthy.example"]).ok();
+    db.run(&["domain", "add", "nomx.example"]).ok();
+    db.run(&["domain", "add", "sleepy.example", "--inactive"])
+        .ok();
+    let run = audit(&db, &dns, &["--all"]);
+    assert_eq!(run.code, 2);
+    let domains: Vec<String> = run.json()["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["domain"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(domains, ["healthy.example", "nomx.example"]);
+    let fresh = TestDb::sqlite();
+    let mut cmd = fresh.command(&["audit", "--all"]);
+    cmd.env_remove("MAILCTL_DATABASE_URL");
+    kit::run_command(cmd, "").fails(3, "needs a database");
+    assert!(
+        !fresh.path("data/mailctl/mailctl.db").exists(),
+        "audit never creates a database"
+    );
+}
+
+#[test]
+fn only_and_skip_select_findings() {
+    let (db, dns) = (TestDb::sqlite(), zones());
+    let ns = dns.nameserver();
+    let run = db.run(&[
+        "--json",
+        "audit",
+        "healthy.example",
+        "--nameserver",
+        &ns,
+        "--no-connect",
+        "--only",
+        "mx.present",
+    ]);
+    assert_eq!(statuses(&run), pairs(&[("mx.present", "PASS")]));
+    let run = db.run(&[
+        "--json",
+        "audit",
+        "healthy.example",
+        "--nameserver",
+        &ns,
+        "--no-connect",
+        "--only",
+        "mx",
+        "--skip",
+        "mx.address",
+    ]);
+    assert_eq!(statuses(&run), pairs(&[("mx.present", "PASS")]));
+}
+
+#[test]
+fn an_audit_that_tests_nothing_is_unknown_not_ok() {
+    let (db, dns) = (TestDb::sqlite(), zones());
+    let ns = dns.nameserver();
+    let run = db.run(&[
+        "--json",
+        "audit",
+        "healthy.example",
+        "--nameserver",
+        &ns,
+        "--no-connect",
+        "--only",
+        "smtp",
+    ]);
+    assert_eq!(run.code, 3, "{}", run.stdout);
+    assert!(run.stdout.contains("no check ran"), "{}", run.stdout);
+    // A dead nameserver under --only smtp: the MX lookup's UNKNOWN stays visible.
+    let run = db.run(&[
+        "--json",
+        "audit",
+        "healthy.example",
+        "--nameserver",
+        "127.0.0.1:1",
+        "--timeout",
+        "1",
+        "--only",
+        "smtp",
+    ]);
+    assert_eq!(run.code, 3);
+    assert_eq!(statuses(&run), pairs(&[("mx.present", "UNKNOWN")]));
+}
