@@ -189,8 +189,12 @@ mod tests {
         assert!(!enabled(&t, "mailctl", Level::INFO));
 
         let (t, _) = select_filter(None, 1, false);
-        assert!(enabled(&t, "mailctl::smtp::session", Level::DEBUG));
-        assert!(!enabled(&t, "mailctl::smtp::session", Level::TRACE));
+        assert!(enabled(&t, "mailctl::smtp::inbound::session", Level::DEBUG));
+        assert!(!enabled(
+            &t,
+            "mailctl::smtp::inbound::session",
+            Level::TRACE
+        ));
         assert!(!enabled(&t, "hickory_proto::udp", Level::DEBUG));
         assert!(enabled(&t, "hickory_proto::udp", Level::INFO));
 
@@ -207,7 +211,7 @@ mod tests {
     fn rust_log_wins_over_flags() {
         let (t, p) = select_filter(Some("warn,mailctl::smtp=trace"), 0, true);
         assert!(p.is_none());
-        assert!(enabled(&t, "mailctl::smtp::session", Level::TRACE));
+        assert!(enabled(&t, "mailctl::smtp::inbound::session", Level::TRACE));
         assert!(!enabled(&t, "mailctl::store", Level::INFO));
         assert!(enabled(&t, "mailctl::store", Level::WARN));
     }

@@ -10,8 +10,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use libfuzzer_sys::fuzz_target;
-use mailctl::smtp::command::auth::MAX_AUTH_LINE;
-use mailctl::smtp::command::{decode_login_step, decode_plain};
+use mailctl::smtp::inbound::command::auth::MAX_AUTH_LINE;
+use mailctl::smtp::inbound::command::{decode_login_step, decode_plain};
 use mailctl_fuzz::check_reply;
 
 fuzz_target!(|data: &[u8]| {

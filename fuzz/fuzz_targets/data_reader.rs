@@ -2,7 +2,7 @@
 //!
 //! Input layout: byte 0 picks the limits and the mode, bytes 1-2 seed the chunk sizes, the rest is the stream.
 //! Raw mode feeds the stream as a client would send it; stuff mode feeds `stuff(rest)` followed by a pipelined
-//! command. Asserted against a straightforward model of the rules in `src/smtp/data/mod.rs`:
+//! command. Asserted against a straightforward model of the rules in `src/smtp/inbound/data/mod.rs`:
 //!
 //! - the data ends exactly at the first `<CRLF>.<CRLF>` (or at `.<CRLF>` as the very first line), and
 //!   `consumed` says so, never more than the chunk; without a terminator the reader always asks for more;
@@ -15,7 +15,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mailctl::smtp::data::{DataError, DataReader, Limits, Progress, stuff};
+use mailctl::smtp::inbound::data::{DataError, DataReader, Limits, Progress, stuff};
 
 const MAX_LINES: [usize; 8] = [0, 1, 2, 3, 5, 10, 80, Limits::RFC_MAX_LINE];
 const MAX_SIZES: [u64; 8] = [0, 1, 3, 10, 100, 1000, Limits::DEFAULT_MAX_SIZE, u64::MAX];

@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mailctl::smtp::command::{
+use mailctl::smtp::inbound::command::{
     self, Command, ForwardPath, MailParams, Path, PathDomain, Reply, ReversePath,
     decode_login_step, decode_plain, decode_xtext,
 };

@@ -1,6 +1,6 @@
 //! Helpers shared by the fuzz targets in `fuzz_targets/`: invariants that more than one target asserts.
 
-use mailctl::smtp::command::Reply;
+use mailctl::smtp::inbound::command::Reply;
 
 /// The longest SMTP reply line, CRLF included (RFC 5321 4.5.3.1.5).
 pub const MAX_REPLY_LINE: usize = 512;

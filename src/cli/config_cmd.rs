@@ -85,7 +85,7 @@ const POSTFIX_READER: &str = "postfix";
 /// The gid of the group called `name`, `None` when there is none.
 #[cfg(unix)]
 fn group_id(name: &str) -> std::io::Result<Option<u32>> {
-    crate::smtp::server::privileges::gid_by_name(name)
+    crate::smtp::daemon::privileges::gid_by_name(name)
 }
 
 /// Writes `files` into `dir`. Files with credentials are created 0640 before any content is written and, when

@@ -5,7 +5,7 @@
 //! using port 0 learn the real ports.
 //!
 //! Started as root, it binds its ports and reads its TLS key, then becomes `server.user` (see
-//! [`crate::smtp::server::privileges`]); started as another user, it must be that user or have none set.
+//! [`crate::smtp::daemon::privileges`]); started as another user, it must be that user or have none set.
 
 use std::io::Write as _;
 
@@ -13,7 +13,8 @@ use clap::Args;
 
 use super::Ctx;
 use crate::error::{Error, Result};
-use crate::smtp::server::{Bound, tls::Tls};
+use crate::smtp::daemon::Bound;
+use crate::smtp::inbound::tls::Tls;
 use crate::smtp::settings::Settings;
 use crate::store::Store;
 

@@ -1,16 +1,18 @@
-//! The SMTP daemon (`mailctl serve`), built bottom-up: the protocol pieces that need no socket come first, each
-//! testable on its own (and fuzzable later): [`command`] parses command lines, [`data`] reads a DATA stream
-//! safely, [`deliver`] puts messages on stable storage. The listener and session that tie them together follow.
+//! The SMTP daemon (`mailctl serve`), in two halves and what connects them:
+//!
+//! - [`inbound`]: mail arriving (listeners, sessions, command and DATA parsing, recipient resolution, checks);
+//! - [`queue`]: the one outbound queue engine (spool or database storage, leases, the delivery manager);
+//! - [`outbound`]: mail leaving (MX routing, MTA-STS, the SMTP client, DSNs);
+//! - [`deliver`]: putting messages in mailboxes (Maildir with group commit, LMTP);
+//! - [`daemon`]: start-up (checks, privileges, binding), wiring the halves, signals and the drain;
+//! - [`settings`] (the validated `[server]` config), [`metrics`] (counters and the endpoint), [`shutdown`]
+//!   (the stop signal every long-running task holds).
 
-pub mod checks;
-pub mod command;
-pub mod data;
+pub mod daemon;
 pub mod deliver;
-pub mod dsn;
+pub mod inbound;
 pub mod metrics;
 pub mod outbound;
 pub mod queue;
-pub mod recipients;
-pub mod server;
-pub mod session;
 pub mod settings;
+pub mod shutdown;

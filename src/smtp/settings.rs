@@ -211,7 +211,7 @@ pub struct Settings {
     /// Nameserver override (`[dns] nameserver` or `--nameserver`).
     pub nameserver: Option<String>,
     /// `server.user` / `server.group`, looked up: whom a root-started daemon becomes once its ports are bound.
-    pub run_as: Option<crate::smtp::server::privileges::RunAs>,
+    pub run_as: Option<crate::smtp::daemon::privileges::RunAs>,
 }
 
 impl Settings {
@@ -228,7 +228,7 @@ impl Settings {
         };
         let listeners = listeners(&server.listen, listen)?;
         let run_as = match (&server.user, &server.group) {
-            (Some(user), group) => Some(crate::smtp::server::privileges::RunAs::resolve(
+            (Some(user), group) => Some(crate::smtp::daemon::privileges::RunAs::resolve(
                 user,
                 group.as_deref(),
             )?),

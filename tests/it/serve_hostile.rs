@@ -408,7 +408,7 @@ fn a_million_pipelined_rcpts_get_452_4_5_3_then_421_4_7_0_with_bounded_memory() 
     let _heavy = kit::exclusive();
     const ATTEMPTED: usize = 1_000_000;
     const MAX_RECIPIENTS: usize = 100;
-    // As in src/smtp/session: RECIPIENT_OVERSHOOT 452s are free, then MAX_ERRORS of them end the session.
+    // As in src/smtp/inbound/session: RECIPIENT_OVERSHOOT 452s are free, then MAX_ERRORS of them end the session.
     const OVERSHOOT: usize = 1000;
     const MAX_ERRORS: usize = 20;
     let (_db, server) = start(ServeOptions::default());
@@ -476,7 +476,7 @@ fn a_million_pipelined_rcpts_get_452_4_5_3_then_421_4_7_0_with_bounded_memory() 
 
 #[test]
 fn junk_commands_past_one_hundred_count_as_errors_and_end_the_session_with_421_4_7_0() {
-    // As in src/smtp/session: MAX_JUNK_COMMANDS NOOPs are free, then each counts until MAX_ERRORS.
+    // As in src/smtp/inbound/session: MAX_JUNK_COMMANDS NOOPs are free, then each counts until MAX_ERRORS.
     const JUNK: usize = 100;
     const MAX_ERRORS: usize = 20;
     let (_db, server) = start(ServeOptions::default());

@@ -175,7 +175,7 @@ fn smuggling_payloads_never_produce_a_second_message() {
         let sep_text = String::from_utf8_lossy(sep).escape_debug().to_string();
         match reply.code {
             250 => accepted += 1,
-            // Bare CR / bare LF: refused as src/smtp/data's DataError::reply says.
+            // Bare CR / bare LF: refused as src/smtp/inbound/data's DataError::reply says.
             554 => {
                 reply.expect(554, "5.5.2");
             }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use kit::dns::TestDns;
 use mailctl::dkim::{KeySpec, keys};
 use mailctl::dns::Resolver;
-use mailctl::smtp::checks::{Checks, ConnectResult, Outcome, SpfResult, Verdict};
+use mailctl::smtp::inbound::checks::{Checks, ConnectResult, Outcome, SpfResult, Verdict};
 use mailctl::smtp::settings::{Action, CheckPolicy};
 
 const HOST: &str = "mx.test.example";
@@ -129,7 +129,7 @@ async fn transaction(
     (conn, spf, verdict)
 }
 
-fn reply_line(reply: &mailctl::smtp::command::Reply) -> String {
+fn reply_line(reply: &mailctl::smtp::inbound::command::Reply) -> String {
     String::from_utf8(reply.to_bytes()).unwrap()
 }
 

@@ -1,10 +1,10 @@
-//! How the SMTP daemon will treat recipients and senders (`mailctl::smtp::recipients`), on SQLite and MariaDB:
+//! How the SMTP daemon will treat recipients and senders (`mailctl::smtp::inbound::recipients`), on SQLite and MariaDB:
 //! the database is provisioned with the real binary (and, for tables the CLI refuses to build, raw SQL), then
 //! the store is opened in-process and every answer is checked.
 
 use kit::TestDb;
 use mailctl::model::Address;
-use mailctl::smtp::recipients::{Recipient, ResolveLimits, may_send_as, resolve};
+use mailctl::smtp::inbound::recipients::{Recipient, ResolveLimits, may_send_as, resolve};
 use mailctl::store::Store;
 
 /// The open store of a test database, with the runtime that drives it.

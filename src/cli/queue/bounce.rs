@@ -3,7 +3,7 @@
 //! any other DSN (locally when the sender is hosted here).
 
 use crate::config::Config;
-use crate::smtp::dsn::{self, Diagnostic, Dsn, RecipientStatus, Report};
+use crate::smtp::outbound::dsn::{self, Diagnostic, Dsn, RecipientStatus, Report};
 use crate::smtp::queue::{Entry, Status};
 
 /// The diagnostic every pending recipient of a deleted message gets (`X-mailctl; ...` in the DSN).

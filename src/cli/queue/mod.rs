@@ -288,7 +288,7 @@ async fn delete(ctx: &Ctx, id: &str, bounce: bool) -> Result<()> {
         Bounce::Send(dsn, recipients) => {
             let to = dsn.recipient.clone();
             let envelope = Envelope {
-                sender: crate::smtp::dsn::Dsn::ENVELOPE_SENDER.to_string(),
+                sender: crate::smtp::outbound::dsn::Dsn::ENVELOPE_SENDER.to_string(),
                 recipients: vec![dsn.recipient],
                 dkim: None,
             };

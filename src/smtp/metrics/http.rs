@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::Semaphore;
 
 use super::Metrics;
+use crate::smtp::shutdown::Shutdown;
 
 /// How long a client has to send its request head (and to take the response).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,15 +28,11 @@ const LINGER: Duration = Duration::from_secs(2);
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Serves `GET /metrics` on `listener` until `shutdown` turns true (or its sender is dropped).
+/// Serves `GET /metrics` on `listener` until the daemon stops.
 ///
 /// Runs as one task of `serve`; connections in flight when it returns finish on their own (each is bounded by
 /// the read timeout).
-pub async fn serve_endpoint(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve_endpoint(listener: TcpListener, metrics: Arc<Metrics>, shutdown: Shutdown) {
     serve_with(listener, metrics, shutdown, READ_TIMEOUT).await;
 }
 
@@ -43,20 +40,16 @@ pub async fn serve_endpoint(
 pub(super) async fn serve_with(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
     timeout: Duration,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        if *shutdown.borrow() {
+        if shutdown.is_shutdown() {
             return;
         }
         tokio::select! {
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
+            () = shutdown.recv() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     // Over the limit: dropping the stream closes it, which a scraper reports as a failed scrape.

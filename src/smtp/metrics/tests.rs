@@ -220,12 +220,12 @@ async fn endpoint(
     metrics: Arc<Metrics>,
 ) -> (
     std::net::SocketAddr,
-    tokio::sync::watch::Sender<bool>,
+    crate::smtp::shutdown::Trigger,
     tokio::task::JoinHandle<()>,
 ) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::watch::channel(false);
+    let (tx, rx) = crate::smtp::shutdown::channel();
     let task = tokio::spawn(serve_with(
         listener,
         metrics,
@@ -284,7 +284,7 @@ async fn endpoint_serves_metrics_over_a_real_socket_and_stops_on_shutdown() {
     let r = exchange(addr, b"GET /metrics HTTP/1.1\r\n").await;
     assert!(r.starts_with("HTTP/1.1 408 "), "{r}");
 
-    tx.send(true).unwrap();
+    tx.fire();
     tokio::time::timeout(Duration::from_secs(2), task)
         .await
         .expect("endpoint stops on shutdown")

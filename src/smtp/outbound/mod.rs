@@ -12,6 +12,7 @@
 //! trait.
 
 pub mod client;
+pub mod dsn;
 pub mod mta_sts;
 pub mod mx;
 pub mod reply;

@@ -56,7 +56,7 @@ pub fn envelope_safe(address: &str) -> bool {
 /// `text` on one line (controls and runs of white space become one blank), at most [`MAX_TEXT`] characters:
 /// the same cleaning the DSN fields get, since these texts end up in DSNs.
 pub fn one_line(text: &str) -> String {
-    crate::smtp::dsn::one_line(text, MAX_TEXT, false)
+    crate::smtp::outbound::dsn::one_line(text, MAX_TEXT, false)
 }
 
 /// `who: CODE text` for a reply the server sent.

@@ -25,7 +25,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use self::conn::{Conn, LinkError, Reply};
 use super::{Failure, Target};
-use crate::smtp::data::stuff;
+use crate::smtp::inbound::data::stuff;
 
 /// Where the LMTP server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@
 //! 1. [`Queue::record`] stores the results durably, before anything else (a temporary failure, such as the
 //!    database being away, is retried every second for as long as the lease lasts: an unrecorded result means
 //!    the recipients are delivered again);
-//! 2. failures not yet notified get one DSN ([`crate::smtp::dsn::bounce`]), a message still pending after the
+//! 2. failures not yet notified get one DSN ([`crate::smtp::outbound::dsn::bounce`]), a message still pending after the
 //!    warning age one delay warning; a DSN to a local sender is delivered locally, any other is queued with
 //!    the null sender; then [`Queue::note`] records it (a crash in between sends it twice, never zero times);
 //! 3. [`Queue::complete`] removes the entry or releases it until its next attempt.
@@ -47,6 +47,7 @@ use tokio::task::{Id, JoinError, JoinSet};
 
 use super::{Backoff, Claimed, Outcome, Queue, QueueError, RecipientResult};
 use crate::smtp::settings::OutboundSettings;
+use crate::smtp::shutdown::Shutdown;
 use limits::Limits;
 
 /// The tracing target of every queue manager log line.
@@ -197,16 +198,16 @@ impl Manager {
         self.inner.notify.notify_one();
     }
 
-    /// Runs the delivery loop until `shutdown` turns true (or its sender is dropped), then finishes or cuts
-    /// off the deliveries in flight as the module documentation describes.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs the delivery loop until the daemon stops, then finishes or cuts off the deliveries in flight as
+    /// the module documentation describes.
+    pub async fn run(self, mut shutdown: Shutdown) {
         let inner = Arc::new(self.inner);
         let (cancel, cancelled) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut claims: HashMap<Id, Claimed> = HashMap::new();
         tracing::info!(target: TARGET, concurrency = inner.concurrency,
             per_domain = inner.limits.per_domain(), "delivery loop started");
-        while !*shutdown.borrow() {
+        while !shutdown.is_shutdown() {
             let room = inner.concurrency.saturating_sub(tasks.len());
             if room > 0 {
                 match inner.claim(room).await {
@@ -223,11 +224,7 @@ impl Manager {
                 }
             }
             tokio::select! {
-                changed = shutdown.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                }
+                () = shutdown.recv() => break,
                 () = inner.notify.notified() => {}
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     finished(done, &mut claims);

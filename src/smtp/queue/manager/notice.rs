@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::process::StepError;
 use super::{Inner, TARGET};
-use crate::smtp::dsn::{self, Diagnostic, Dsn, RecipientStatus, Report};
+use crate::smtp::outbound::dsn::{self, Diagnostic, Dsn, RecipientStatus, Report};
 use crate::smtp::queue::backoff::delta;
 use crate::smtp::queue::{Claimed, Entry, Envelope, Notice, Outcome, Recipient, Recorded, Status};
 

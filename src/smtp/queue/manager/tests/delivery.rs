@@ -2,7 +2,7 @@
 //! delivered locally, recipients are grouped by domain.
 
 use super::*;
-use crate::smtp::dsn::Diagnostic;
+use crate::smtp::outbound::dsn::Diagnostic;
 use crate::smtp::queue::Status;
 use crate::smtp::queue::manager::limits::Limits;
 use crate::smtp::queue::manager::notice::{enhanced_code, parse_reply};

@@ -2,15 +2,16 @@
 
 use super::*;
 use crate::smtp::queue::Status;
+use crate::smtp::shutdown::{self, Trigger};
 
 /// Starts `manager.run` and returns the shutdown switch and the task.
-fn start(manager: Manager) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-    let (stop, shutdown) = watch::channel(false);
+fn start(manager: Manager) -> (Trigger, tokio::task::JoinHandle<()>) {
+    let (stop, shutdown) = shutdown::channel();
     (stop, tokio::spawn(manager.run(shutdown)))
 }
 
-async fn stop(stop: watch::Sender<bool>, task: tokio::task::JoinHandle<()>) {
-    stop.send(true).unwrap();
+async fn stop(stop: Trigger, task: tokio::task::JoinHandle<()>) {
+    stop.fire();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
         .expect("the loop stops")

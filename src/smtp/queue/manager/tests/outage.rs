@@ -155,14 +155,14 @@ async fn shutdown_ends_record_retries() {
         &["bob@remote.test"],
         Utc::now(),
     );
-    let (stop, shutdown) = watch::channel(false);
+    let (stop, shutdown) = crate::smtp::shutdown::channel();
     let running = tokio::spawn(m.run(shutdown));
     wait_until("a record was tried", || {
         queue.tries.load(Ordering::SeqCst) > 0
     })
     .await;
     let started = std::time::Instant::now();
-    stop.send(true).unwrap();
+    stop.fire();
     running.await.unwrap();
     // quick(): 300 ms of grace, then the cut-off deliveries get up to 5 s; the retry pause is 1 s and a record
     // gets at most RECORD_TRIES (3) tries in all once shutdown began: about 2 s.

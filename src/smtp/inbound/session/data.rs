@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::Session;
 use super::received::Trace;
-use crate::smtp::command::Reply;
+use crate::smtp::inbound::command::Reply;
 
 impl Session {
     /// Why DATA cannot start now, if it cannot.

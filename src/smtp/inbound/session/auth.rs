@@ -10,8 +10,8 @@ use std::time::Duration;
 use super::io::{Conn, Line};
 use super::{Next, Session, temporary_failure};
 use crate::model::Address;
-use crate::smtp::command::{self, AuthError, Reply};
-use crate::smtp::server::limits::Penalty;
+use crate::smtp::inbound::command::{self, AuthError, Reply};
+use crate::smtp::inbound::limits::Penalty;
 
 impl Session {
     pub(super) async fn auth(

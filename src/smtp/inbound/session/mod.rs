@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 
 use self::io::{Conn, Line, Stream};
 use crate::model::Address;
-use crate::smtp::checks::{ConnectResult, SpfResult};
-use crate::smtp::command::{self, Command, MailParams, Reply, ReversePath};
-use crate::smtp::data::{DataReader, Limits as DataLimits, Progress};
 use crate::smtp::deliver::Target;
-use crate::smtp::server::{Server, stopping};
+use crate::smtp::inbound::Context;
+use crate::smtp::inbound::checks::{ConnectResult, SpfResult};
+use crate::smtp::inbound::command::{self, Command, MailParams, Reply, ReversePath};
+use crate::smtp::inbound::data::{DataReader, Limits as DataLimits, Progress};
 use crate::smtp::settings::ListenerKind;
 
 /// The longest command line accepted, CRLF included (Postfix's `line_length_limit`); longer lines get 500.
@@ -61,7 +61,7 @@ pub const MIN_DATA_RATE: u64 = 500;
 
 /// What the session knows about its client and the transaction in progress.
 pub struct Session {
-    server: Arc<Server>,
+    server: Arc<Context>,
     kind: ListenerKind,
     peer: SocketAddr,
     /// `TLSv1.3:TLS13_...` once TLS is up.
@@ -120,7 +120,7 @@ enum Next {
 impl Session {
     /// Runs a session to its end on an accepted connection. Never panics on client input; every I/O error ends
     /// the session quietly (the client went away).
-    pub async fn run(server: Arc<Server>, kind: ListenerKind, peer: SocketAddr, stream: Stream) {
+    pub async fn run(server: Arc<Context>, kind: ListenerKind, peer: SocketAddr, stream: Stream) {
         let mut session = Session {
             server,
             kind,
@@ -137,7 +137,7 @@ impl Session {
         let mut conn = Conn::new(stream);
         conn.write_timeout = session.server.settings.limits.command_timeout;
         if let Stream::Tls(tls) = &conn.stream {
-            session.tls = Some(crate::smtp::server::tls::describe(tls.get_ref().1));
+            session.tls = Some(crate::smtp::inbound::tls::describe(tls.get_ref().1));
         }
         let hostname = &session.server.settings.hostname;
         // A client that talks before it is greeted is not waiting for replies: a spam bot firing its whole
@@ -175,7 +175,7 @@ impl Session {
                 conn.flush().await?;
                 tokio::select! {
                     line = conn.read_line(MAX_COMMAND_LINE, timeout) => line,
-                    _ = stopping(&mut shutdown) => {
+                    () = shutdown.recv() => {
                         let bye = Reply::new(421, Some((4, 3, 2)), format!(
                             "{} shutting down, try again later", self.server.settings.hostname));
                         conn.queue(&bye.to_bytes());
@@ -321,7 +321,7 @@ impl Session {
         let handshake = tls.accept(tcp);
         match tokio::time::timeout(self.server.settings.limits.command_timeout, handshake).await {
             Ok(Ok(stream)) => {
-                self.tls = Some(crate::smtp::server::tls::describe(stream.get_ref().1));
+                self.tls = Some(crate::smtp::inbound::tls::describe(stream.get_ref().1));
                 conn.stream = Stream::Tls(Box::new(stream));
                 self.abandon("starttls");
                 self.helo = None;
@@ -394,9 +394,9 @@ impl Session {
                 let (code, enhanced, text) = error.reply();
                 let reply = Reply::new(code, parse_enhanced(enhanced), text);
                 self.server.metrics.rejected(match error {
-                    crate::smtp::data::DataError::TooLarge => "size",
-                    crate::smtp::data::DataError::BareLineFeed
-                    | crate::smtp::data::DataError::BareCarriageReturn => "smuggling",
+                    crate::smtp::inbound::data::DataError::TooLarge => "size",
+                    crate::smtp::inbound::data::DataError::BareLineFeed
+                    | crate::smtp::inbound::data::DataError::BareCarriageReturn => "smuggling",
                     _ => "protocol",
                 });
                 self.finish_log(reader.size(), "", &reply);

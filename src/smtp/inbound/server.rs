@@ -7,20 +7,20 @@ use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{Server, stopping};
-use crate::smtp::command::Reply;
-use crate::smtp::session::Session;
-use crate::smtp::session::io::Stream;
+use super::Context;
+use super::command::Reply;
+use super::session::Session;
+use super::session::io::Stream;
 use crate::smtp::settings::ListenerKind;
 
 /// Accepts until shutdown. Errors from `accept` (e.g. out of file descriptors) are logged and slowed down,
 /// never fatal: the daemon keeps serving the connections it has.
-pub async fn accept_loop(server: Arc<Server>, kind: ListenerKind, listener: TcpListener) {
+pub async fn accept_loop(server: Arc<Context>, kind: ListenerKind, listener: TcpListener) {
     let mut shutdown = server.shutdown.clone();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = stopping(&mut shutdown) => return,
+            () = shutdown.recv() => return,
         };
         match accepted {
             Ok((tcp, peer)) => {
@@ -35,7 +35,7 @@ pub async fn accept_loop(server: Arc<Server>, kind: ListenerKind, listener: TcpL
     }
 }
 
-async fn handle(server: Arc<Server>, kind: ListenerKind, mut tcp: TcpStream, peer: SocketAddr) {
+async fn handle(server: Arc<Context>, kind: ListenerKind, mut tcp: TcpStream, peer: SocketAddr) {
     let _slot = match server.connections.admit(peer.ip()) {
         Ok(slot) => slot,
         Err(refusal) => {

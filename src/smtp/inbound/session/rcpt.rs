@@ -3,9 +3,9 @@
 //! anything outside the hosted domains is a relay request, refused unless the client is logged in.
 
 use super::{Session, temporary_failure};
-use crate::smtp::command::{ForwardPath, RcptParams, Reply};
 use crate::smtp::deliver::Target;
-use crate::smtp::recipients::{self, Recipient, ResolveLimits};
+use crate::smtp::inbound::command::{ForwardPath, RcptParams, Reply};
+use crate::smtp::inbound::recipients::{self, Recipient, ResolveLimits};
 
 impl Session {
     pub(super) async fn rcpt(&mut self, to: ForwardPath, params: RcptParams) -> Reply {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Session, temporary_failure};
 use crate::model::{DomainName, Selector};
-use crate::smtp::command::Reply;
+use crate::smtp::inbound::command::Reply;
 use crate::smtp::queue::{Envelope, QueueId};
 
 impl Session {

@@ -1,7 +1,7 @@
 //! EHLO and HELO: the client names itself, the server lists what it offers.
 
 use super::Session;
-use crate::smtp::command::{PathDomain, Reply};
+use crate::smtp::inbound::command::{PathDomain, Reply};
 
 impl Session {
     /// Answers EHLO (`esmtp`) or HELO. The name is recorded as given (for the Received header and HELO SPF)

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::Server;
 use crate::smtp::deliver::Target;
+use crate::smtp::inbound::Context;
+use crate::smtp::inbound::recipients::{self, Recipient, ResolveLimits};
 use crate::smtp::queue::manager::LocalDelivery;
 use crate::smtp::queue::{Envelope, Outcome};
-use crate::smtp::recipients::{self, Recipient, ResolveLimits};
 
 /// [`LocalDelivery`] over the server's store, deliverer and queue.
-pub struct Local(pub Arc<Server>);
+pub struct Local(pub Arc<Context>);
 
 impl LocalDelivery for Local {
     fn deliver_local<'a>(

@@ -1,7 +1,7 @@
 //! Every verb, its case variants, argument rules and hostile lines.
 
 use super::{codes, err, ok};
-use crate::smtp::command::{Command, CommandError, ReversePath, parse};
+use crate::smtp::inbound::command::{Command, CommandError, ReversePath, parse};
 
 #[test]
 fn every_verb_without_arguments_parses() {

@@ -4,7 +4,7 @@
 use mail_auth::{AuthenticatedMessage, SpfOutput};
 
 use super::{Checks, Outcome, dkim, dmarc, results};
-use crate::smtp::command::Reply;
+use crate::smtp::inbound::command::Reply;
 use crate::smtp::settings::Action;
 
 /// The consequences gathered so far: the first reject wins (and names the reason), else the first mark.

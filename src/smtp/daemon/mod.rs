@@ -9,11 +9,8 @@
 //! drop, the key must be readable by `server.user` or `server.group` for a reload to work (start-up warns when
 //! it is not).
 
-pub mod limits;
-mod listener;
 mod local;
 pub mod privileges;
-pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,63 +18,30 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::dns::Resolver;
 use crate::error::{Error, Result};
-use crate::smtp::checks::Checks;
 use crate::smtp::deliver::Deliverer;
+use crate::smtp::inbound::checks::Checks;
+use crate::smtp::inbound::limits::{AuthThrottle, Connections};
+use crate::smtp::inbound::tls::Tls;
+use crate::smtp::inbound::{Context, server};
 use crate::smtp::metrics::Metrics;
 use crate::smtp::outbound::Outbound;
-use crate::smtp::queue::Queue;
-use crate::smtp::queue::manager::{Manager, ManagerOptions, Waker};
+use crate::smtp::queue::manager::{Manager, ManagerOptions};
 use crate::smtp::settings::{ListenerKind, Settings};
+use crate::smtp::shutdown::{self, Trigger};
 use crate::store::Store;
-
-/// Everything the sessions share.
-pub struct Server {
-    /// Validated settings.
-    pub settings: Settings,
-    /// The provisioning database (recipients, logins).
-    pub store: Store,
-    /// Inbound checks (MX listener).
-    pub checks: Checks,
-    /// Local delivery.
-    pub deliverer: Deliverer,
-    /// Counters for the metrics endpoint.
-    pub metrics: Arc<Metrics>,
-    /// TLS, when configured.
-    pub tls: Option<tls::Tls>,
-    /// Open connections, total and per IP.
-    pub connections: Arc<limits::Connections>,
-    /// AUTH failures per IP.
-    pub auth_throttle: limits::AuthThrottle,
-    /// Becomes `true` when the daemon is stopping.
-    pub shutdown: watch::Receiver<bool>,
-    /// The outbound queue (mail for other domains).
-    pub queue: Arc<dyn Queue>,
-    /// Wakes the queue manager after an enqueue (set once the manager exists).
-    pub queue_waker: OnceLock<Waker>,
-}
-
-impl Server {
-    /// Asks the queue manager to look at the queue now (after a session queued a message).
-    pub fn wake_queue(&self) {
-        if let Some(w) = self.queue_waker.get() {
-            w.wake();
-        }
-    }
-}
 
 /// How long a stopping daemon waits for sessions to finish their transactions.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(45);
 
 /// A started daemon: bound sockets and shared state, not yet accepting.
 pub struct Bound {
-    server: Arc<Server>,
+    server: Arc<Context>,
     listeners: Vec<(ListenerKind, TcpListener)>,
     metrics_listener: Option<TcpListener>,
-    stop: watch::Sender<bool>,
+    stop: Trigger,
     manager: Manager,
 }
 
@@ -88,7 +52,7 @@ impl Bound {
     pub async fn start(settings: Settings) -> Result<Bound> {
         let plan = privileges::Plan::decide(settings.run_as.as_ref())?;
         let tls = match &settings.tls {
-            Some((cert, key)) => Some(tls::Tls::load(cert, key)?),
+            Some((cert, key)) => Some(Tls::load(cert, key)?),
             None => None,
         };
         let mut listeners = Vec::new();
@@ -111,8 +75,8 @@ impl Bound {
         })
         .await
         .map_err(|e| Error::Refused(format!("cannot open the queue: {e}")))??;
-        let (stop, shutdown) = watch::channel(false);
-        let server = Server {
+        let (stop, shutdown) = shutdown::channel();
+        let server = Context {
             checks: Checks::new(
                 resolver.clone(),
                 settings.checks.clone(),
@@ -121,11 +85,11 @@ impl Bound {
             deliverer: Deliverer::start(&settings.delivery, &settings.hostname),
             metrics: Arc::new(Metrics::default()),
             tls,
-            connections: limits::Connections::new(
+            connections: Connections::new(
                 settings.limits.max_connections,
                 settings.limits.max_connections_per_ip,
             ),
-            auth_throttle: limits::AuthThrottle::new(
+            auth_throttle: AuthThrottle::new(
                 settings.limits.auth_max_failures,
                 settings.limits.auth_lockout,
             ),
@@ -191,7 +155,7 @@ impl Bound {
         let mut tasks = tokio::task::JoinSet::new();
         let delivering = tokio::spawn(manager.run(server.shutdown.clone()));
         for (kind, listener) in listeners {
-            tasks.spawn(listener::accept_loop(server.clone(), kind, listener));
+            tasks.spawn(server::accept_loop(server.clone(), kind, listener));
         }
         if let Some(l) = metrics_listener {
             tasks.spawn(crate::smtp::metrics::serve_endpoint(
@@ -202,7 +166,7 @@ impl Bound {
         }
         wait_for_stop(&server).await?;
         tracing::info!(target: "mailctl::smtp", "stopping: no new connections, finishing transactions in flight");
-        let _ = stop.send(true);
+        stop.fire();
         let drained = tokio::time::timeout(DRAIN_DEADLINE, async {
             while tasks.join_next().await.is_some() {}
             while server.connections.open() > 0 {
@@ -246,11 +210,6 @@ fn report_identity(plan: &privileges::Plan, tls: Option<&(PathBuf, PathBuf)>) {
     }
 }
 
-/// Resolves once the daemon is stopping (without holding the watch lock across an await).
-pub async fn stopping(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 async fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener> {
     let attempt = TcpListener::bind(addr).await;
     // `[::]` on a host without IPv6: fall back to all IPv4 addresses on the same port.
@@ -268,7 +227,7 @@ async fn bind(name: &str, addr: SocketAddr) -> Result<TcpListener> {
 }
 
 /// Waits for SIGTERM or SIGINT, reloading TLS on every SIGHUP meanwhile.
-async fn wait_for_stop(server: &Server) -> Result<()> {
+async fn wait_for_stop(server: &Context) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let setup = |e: std::io::Error| Error::Refused(format!("cannot install signal handlers: {e}"));
     let mut term = signal(SignalKind::terminate()).map_err(setup)?;

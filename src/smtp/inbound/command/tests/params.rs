@@ -1,7 +1,9 @@
 //! MAIL and RCPT parameters: typed ones, xtext, unknown ones, and abuse.
 
 use super::{codes, err, ok};
-use crate::smtp::command::{Body, Command, CommandError, MailParams, RcptParams, decode_xtext};
+use crate::smtp::inbound::command::{
+    Body, Command, CommandError, MailParams, RcptParams, decode_xtext,
+};
 
 /// The parameters of a MAIL line that must parse.
 fn mail(line: &str) -> MailParams {

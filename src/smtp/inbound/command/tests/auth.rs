@@ -3,8 +3,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::smtp::command::auth::MAX_AUTH_LINE;
-use crate::smtp::command::{AuthError, PlainCredentials, decode_login_step, decode_plain};
+use crate::smtp::inbound::command::auth::MAX_AUTH_LINE;
+use crate::smtp::inbound::command::{AuthError, PlainCredentials, decode_login_step, decode_plain};
 
 fn b64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)

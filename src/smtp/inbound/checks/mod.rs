@@ -27,7 +27,7 @@ use std::time::Duration;
 use mail_auth::{AuthenticatedMessage, SpfOutput};
 
 use crate::dns::Resolver;
-use crate::smtp::command::Reply;
+use crate::smtp::inbound::command::Reply;
 use crate::smtp::settings::{Action, CheckPolicy};
 use content::{Decision, fallback_domain, report_dkim};
 pub use results::Outcome;

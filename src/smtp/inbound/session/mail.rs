@@ -3,7 +3,7 @@
 
 use super::{Session, Transaction, queue_id, sender_text, temporary_failure};
 use crate::model::Address;
-use crate::smtp::command::{MailParams, Reply, ReversePath};
+use crate::smtp::inbound::command::{MailParams, Reply, ReversePath};
 use crate::smtp::settings::ListenerKind;
 
 impl Session {
@@ -120,7 +120,8 @@ impl Session {
         let check = async {
             let mut tx = self.server.store.begin().await?;
             let owned =
-                crate::smtp::recipients::may_send_as(&mut tx, login, &sender, Some('+')).await?;
+                crate::smtp::inbound::recipients::may_send_as(&mut tx, login, &sender, Some('+'))
+                    .await?;
             tx.rollback().await?;
             Ok::<_, crate::error::Error>(owned)
         };

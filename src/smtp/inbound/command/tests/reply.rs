@@ -1,6 +1,6 @@
 //! Reply formatting and the reply each parse error maps to.
 
-use crate::smtp::command::{CommandError, Reply};
+use crate::smtp::inbound::command::{CommandError, Reply};
 
 #[test]
 fn single_line_reply_with_enhanced_code() {

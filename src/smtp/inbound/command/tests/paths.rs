@@ -3,7 +3,9 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::{codes, err, ok};
-use crate::smtp::command::{Command, CommandError, ForwardPath, Path, PathDomain, ReversePath};
+use crate::smtp::inbound::command::{
+    Command, CommandError, ForwardPath, Path, PathDomain, ReversePath,
+};
 
 /// The sender path of a MAIL line that must parse to a mailbox.
 fn sender(line: &str) -> Path {

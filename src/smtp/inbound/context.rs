@@ -1,0 +1,51 @@
+//! What every inbound session shares: the settings, the database, the checks, local delivery, the queue, the
+//! limits and the stop signal. Built once by the daemon (`crate::smtp::daemon`) and handed to each session as
+//! an `Arc<Context>`; nothing here knows about listeners or sessions.
+
+use std::sync::{Arc, OnceLock};
+
+use super::checks::Checks;
+use super::limits::{AuthThrottle, Connections};
+use super::tls::Tls;
+use crate::smtp::deliver::Deliverer;
+use crate::smtp::metrics::Metrics;
+use crate::smtp::queue::Queue;
+use crate::smtp::queue::manager::Waker;
+use crate::smtp::settings::Settings;
+use crate::smtp::shutdown::Shutdown;
+use crate::store::Store;
+
+/// Everything the sessions share.
+pub struct Context {
+    /// Validated settings.
+    pub settings: Settings,
+    /// The provisioning database (recipients, logins).
+    pub store: Store,
+    /// Inbound checks (MX listener).
+    pub checks: Checks,
+    /// Local delivery.
+    pub deliverer: Deliverer,
+    /// Counters for the metrics endpoint.
+    pub metrics: Arc<Metrics>,
+    /// TLS, when configured.
+    pub tls: Option<Tls>,
+    /// Open connections, total and per IP.
+    pub connections: Arc<Connections>,
+    /// AUTH failures per IP.
+    pub auth_throttle: AuthThrottle,
+    /// The daemon's stop signal.
+    pub shutdown: Shutdown,
+    /// The outbound queue (mail for other domains).
+    pub queue: Arc<dyn Queue>,
+    /// Wakes the queue manager after an enqueue (set once the manager exists).
+    pub queue_waker: OnceLock<Waker>,
+}
+
+impl Context {
+    /// Asks the queue manager to look at the queue now (after a session queued a message).
+    pub fn wake_queue(&self) {
+        if let Some(w) = self.queue_waker.get() {
+            w.wake();
+        }
+    }
+}
