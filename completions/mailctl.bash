@@ -1006,7 +1006,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__audit)
-            opts="-v -q -h -V --all --nameserver --ip --selector --rbl --dbl --only --skip --timeout --no-connect --relay-test --fetch-policy --format --smtp-port --config --database-url --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --all --nameserver --ip --selector --rbl --dbl --only --skip --timeout --no-connect --relay-test --fetch-policy --format --extra-ca --smtp-port --https-port --connect-to --config --database-url --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1048,7 +1048,19 @@ _mailctl() {
                     COMPREPLY=($(compgen -W "table json nagios" -- "${cur}"))
                     return 0
                     ;;
+                --extra-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --smtp-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --https-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

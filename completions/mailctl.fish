@@ -571,7 +571,10 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l timeout -d 'Se
 complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l format -d 'Output format' -r -f -a "table\t'One row per finding and a summary'
 json\t'One document with every finding of every domain'
 nagios\t'One monitoring-plugin line with perfdata'"
-complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l smtp-port -d 'Port the SMTP probe connects to (25 in real life)' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l extra-ca -d 'Also trust the CA certificates in this PEM file (a private CA, a lab) for the SMTP certificate and the MTA-STS policy fetch' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l smtp-port -d 'Port the SMTP probe connects to (25 is what senders use; another port audits a lab or test server)' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l https-port -d 'Port of the MTA-STS policy fetch (443 is what senders use)' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l connect-to -d 'Connect the SMTP probe to this IP instead of each MX address (a lab, or a server behind NAT); names, PTR and certificate checks still use the MX\'s own address and name' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l all -d 'Audit every active domain in the database'

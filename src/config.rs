@@ -106,6 +106,11 @@ pub struct OutboundSection {
     pub per_domain: Option<usize>,
     /// Seconds to wait for a connection, the greeting and each reply (default 60; the end of DATA gets 600).
     pub timeout: Option<u64>,
+    /// A PEM file of CA certificates trusted besides webpki-roots for verified TLS (MTA-STS `enforce`) and
+    /// MTA-STS policy fetches: a private CA, a lab (default: none).
+    pub extra_ca: Option<PathBuf>,
+    /// The port MTA-STS policies are fetched from (default 443, what RFC 8461 prescribes; a lab may differ).
+    pub mta_sts_port: Option<u16>,
 }
 
 /// `[server.listen]`: one address per listener (`"[::]:25"`, `"127.0.0.1:2525"`), or `"off"`.

@@ -70,6 +70,8 @@ pub mod mta_sts;
 pub mod output;
 pub mod password;
 pub mod provision;
+pub mod records;
 pub mod smtp;
 pub mod store;
 pub mod time;
+pub mod tls;

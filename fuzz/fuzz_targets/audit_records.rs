@@ -14,7 +14,7 @@
 use libfuzzer_sys::fuzz_target;
 use mailctl::audit::checks::spf::syntax;
 use mailctl::audit::checks::{mta_sts, txt_records};
-use mailctl::mta_sts::{MAX_AGE_LIMIT, MAX_BODY, Mode, Policy, http, mx_matches};
+use mailctl::mta_sts::{MAX_AGE_LIMIT, MAX_BODY, Mode, Policy, http, mx_matches, parse_sts};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&which, rest)) = data.split_first() else {
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         1 => dmarc(&text),
         2 => dkim(&text, rest),
         3 => {
-            if let Ok(id) = mta_sts::parse_sts(&text) {
+            if let Ok(id) = parse_sts(&text) {
                 assert!(
                     (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
                 );
@@ -59,7 +59,7 @@ fn spf(text: &str) {
 }
 
 fn dmarc(text: &str) {
-    let _ = txt_records::has_version(text, "DMARC1");
+    let _ = mailctl::dns::txt::has_version(text, "DMARC1");
     let Ok(d) = txt_records::parse_dmarc(text) else {
         return;
     };

@@ -119,8 +119,14 @@ pub struct Options {
     pub relay_test: bool,
     /// Fetch the MTA-STS policy over HTTPS.
     pub fetch_policy: bool,
-    /// Port of the SMTP probe (25; tests use others).
+    /// Port of the SMTP probe (25; `--smtp-port`).
     pub smtp_port: u16,
+    /// Port of the MTA-STS policy fetch (443; `--https-port`).
+    pub https_port: u16,
+    /// Probe this IP instead of each MX address (`--connect-to`).
+    pub connect_to: Option<IpAddr>,
+    /// The trusted roots (webpki-roots, plus `--extra-ca`).
+    pub trust: crate::tls::Trust,
     /// Name this host uses in EHLO when probing.
     pub helo_name: String,
 }

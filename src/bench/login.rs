@@ -73,7 +73,7 @@ impl Security {
     /// certificate. Fails only when no TLS client configuration can be built (a broken crypto provider).
     pub fn new(starttls: bool, login: Option<Login>) -> Result<Security, String> {
         let tls = match starttls || login.is_some() {
-            true => Some(crate::audit::checks::smtp_probe::tls::inspecting_config()?),
+            true => Some(crate::tls::inspecting_config()?),
             false => None,
         };
         Ok(Security { tls, login })

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::model::DomainName;
 use crate::output::Render;
 use crate::store::Store;
+use crate::tls::Trust;
 
 /// IP blocklists asked by default.
 pub const DEFAULT_IP_LISTS: &[&str] = &[
@@ -77,9 +78,20 @@ pub struct AuditArgs {
     /// Output format
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
-    /// Port the SMTP probe connects to (25 in real life)
-    #[arg(long, value_name = "PORT", default_value_t = 25, hide = true)]
+    /// Also trust the CA certificates in this PEM file (a private CA, a lab) for the SMTP certificate and the
+    /// MTA-STS policy fetch
+    #[arg(long, value_name = "FILE")]
+    extra_ca: Option<std::path::PathBuf>,
+    /// Port the SMTP probe connects to (25 is what senders use; another port audits a lab or test server)
+    #[arg(long, value_name = "PORT", default_value_t = 25)]
     smtp_port: u16,
+    /// Port of the MTA-STS policy fetch (443 is what senders use)
+    #[arg(long, value_name = "PORT", default_value_t = 443)]
+    https_port: u16,
+    /// Connect the SMTP probe to this IP instead of each MX address (a lab, or a server behind NAT); names,
+    /// PTR and certificate checks still use the MX's own address and name
+    #[arg(long, value_name = "IP")]
+    connect_to: Option<IpAddr>,
 }
 
 /// Output formats of `mailctl audit`.
@@ -239,6 +251,10 @@ pub async fn run(ctx: &Ctx, args: AuditArgs) -> Result<i32> {
         relay_test: args.relay_test,
         fetch_policy: args.fetch_policy,
         smtp_port: args.smtp_port,
+        https_port: args.https_port,
+        connect_to: args.connect_to,
+        trust: Trust::load(args.extra_ca.as_deref())
+            .map_err(|e| Error::AuditUsage(format!("--extra-ca {e}")))?,
         helo_name: ctx.config.hostname.clone().unwrap_or_else(machine_hostname),
     };
     let selection = Selection {

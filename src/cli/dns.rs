@@ -6,10 +6,10 @@ use clap::{Subcommand, ValueEnum};
 
 use super::{Ctx, parse};
 use crate::dkim::KeyAlgorithm;
-use crate::dns::records::{self, Inputs, RecordSet};
 use crate::error::{Error, Result};
 use crate::model::{DomainName, Selector};
 use crate::output::{Render, table};
+use crate::records::{self, Inputs, RecordSet};
 
 /// DNS subcommands.
 #[derive(Debug, Subcommand)]

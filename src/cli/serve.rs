@@ -14,9 +14,9 @@ use clap::Args;
 use super::Ctx;
 use crate::error::{Error, Result};
 use crate::smtp::daemon::Bound;
-use crate::smtp::inbound::tls::Tls;
 use crate::smtp::settings::Settings;
 use crate::store::Store;
+use crate::tls::server::Tls;
 
 /// `serve` options.
 #[derive(Debug, Args)]

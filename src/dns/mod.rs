@@ -6,7 +6,7 @@
 //! one cache. Lookups distinguish "the name has no such record" (an answer) from "DNS did not answer" (an
 //! error, exit 3): a timeout is never reported as a missing record.
 
-pub mod records;
+pub mod txt;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -19,6 +19,23 @@ use mail_auth::hickory_resolver::config::{
 pub use mail_auth::hickory_resolver::proto::rr::{RData, RecordType};
 
 use crate::error::{Error, Result};
+
+/// The reverse-DNS name of an IP: `4.3.2.1.in-addr.arpa.` or the nibble form under `ip6.arpa.`.
+pub fn reverse_name(ip: &IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut s = String::new();
+            for byte in v6.octets().iter().rev() {
+                s.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
+            }
+            s + "ip6.arpa."
+        }
+    }
+}
 
 /// A resolver shared by everything that looks names up during one run.
 #[derive(Clone)]
@@ -181,13 +198,19 @@ impl Resolver {
     /// The TXT records at `name`, each with its strings joined. An empty list means the name has no TXT
     /// records (NXDOMAIN or no data); a timeout or server failure is an error.
     pub async fn txt(&self, name: &str) -> Result<Vec<String>> {
+        self.txt_or_reason(name).await.map_err(|reason| Error::Dns {
+            name: name.to_string(),
+            reason,
+        })
+    }
+
+    /// [`Resolver::txt`] for callers that report a failed lookup rather than fail with it (the audit, the
+    /// MTA-STS policy of a delivery): the error is the reason the lookup got no answer.
+    pub async fn txt_or_reason(&self, name: &str) -> std::result::Result<Vec<String>, String> {
         match self.query(name, RecordType::TXT).await {
             Answer::Records { data, .. } => Ok(txt_strings(&data)),
             Answer::NxDomain | Answer::NoData => Ok(Vec::new()),
-            Answer::Failed(reason) => Err(Error::Dns {
-                name: name.to_string(),
-                reason,
-            }),
+            Answer::Failed(reason) => Err(reason),
         }
     }
 }
@@ -202,5 +225,16 @@ mod tests {
         assert_eq!(parse_nameserver("127.0.0.1:5353").unwrap().port(), 5353);
         assert_eq!(parse_nameserver("[::1]:5353").unwrap().port(), 5353);
         assert!(parse_nameserver("ns.example").is_err());
+    }
+
+    #[test]
+    fn reverse_names_cover_ipv4_and_ipv6_nibbles() {
+        assert_eq!(
+            reverse_name(&"203.0.113.7".parse().unwrap()),
+            "7.113.0.203.in-addr.arpa."
+        );
+        let v6 = reverse_name(&"2001:db8::1".parse().unwrap());
+        assert!(v6.starts_with("1.0.0.0.0.0.0.0."), "{v6}");
+        assert!(v6.ends_with("8.b.d.0.1.0.0.2.ip6.arpa."), "{v6}");
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::RootCertStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -87,7 +87,7 @@ pub async fn fetch_policy_text(
     let tcp = tcp.ok_or_else(|| {
         FetchError::Unreachable(format!("cannot connect to {host} ({})", errors.join("; ")))
     })?;
-    let config = strict_config(options.roots.clone())
+    let config = crate::tls::strict_config(options.roots.clone())
         .map_err(|e| FetchError::Unreachable(format!("TLS setup failed on our side ({e})")))?;
     let name = rustls::pki_types::ServerName::try_from(host.clone())
         .map_err(|e| FetchError::Invalid(format!("{host} is not a valid TLS server name ({e})")))?;
@@ -141,16 +141,6 @@ pub async fn fetch_policy_text(
     };
     let _ = tokio::time::timeout(timeout, stream.shutdown()).await;
     response.policy_text().map_err(FetchError::Invalid)
-}
-
-/// A client configuration (ring provider) that verifies the chain and the name during the handshake.
-fn strict_config(roots: Arc<RootCertStore>) -> Result<Arc<ClientConfig>, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
 }
 
 /// The A and AAAA addresses of `host`.

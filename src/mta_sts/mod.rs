@@ -8,14 +8,16 @@
 //!   sender does it (verified TLS, no redirects, `200 text/plain`, at most [`MAX_BODY`] bytes). The caller
 //!   supplies the trusted roots and the port ([`FetchOptions`]), so each caller keeps its own test knobs.
 //!
-//! The `_mta-sts.DOMAIN` TXT record is read by `crate::audit::checks::mta_sts::sts_txt`.
+//! - [`sts_txt`]: the `_mta-sts.DOMAIN` TXT record ([`StsTxt`]: absent, valid with its id, invalid, failed).
 
 mod fetch;
 pub mod http;
+mod txt;
 
 use std::fmt;
 
 pub use fetch::{FetchError, FetchOptions, fetch_policy, fetch_policy_text};
+pub use txt::{StsTxt, field_name, parse_sts, sts_txt};
 
 /// Largest policy body accepted (RFC 8461 3.3 suggests senders limit it; 64 KiB is generous).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -126,7 +128,8 @@ impl Policy {
     }
 }
 
-/// Whether an MTA-STS `mx:` pattern (or a certificate name) covers `host`: equal ignoring case and a trailing
+/// Whether an MTA-STS `mx:` pattern or a certificate's DNS name covers `host` (the audit judges certificates with
+/// it too): equal ignoring case and a trailing
 /// dot, or `*.rest` where `host` is exactly one label followed by `rest` (RFC 8461 4.1, RFC 6125 6.4.3).
 pub fn mx_matches(pattern: &str, host: &str) -> bool {
     let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
@@ -171,6 +174,9 @@ mod tests {
 
     #[test]
     fn wildcards_cover_exactly_one_label() {
+        assert!(mx_matches("mx.example.org", "MX.example.org."));
+        assert!(!mx_matches("mx.example.org", "mx2.example.org"));
+        assert!(!mx_matches("*.example.org", "example.org"));
         assert!(mx_matches("*.example.org", "mx.example.org"));
         assert!(!mx_matches("*.example.org", "a.mx.example.org"));
         assert!(!mx_matches("*.org", "example.org"));

@@ -183,6 +183,10 @@ pub struct OutboundSettings {
     pub per_domain: usize,
     /// Connect, greeting and per-command timeout.
     pub timeout: Duration,
+    /// CA certificates trusted besides webpki-roots (`extra_ca`), loaded when the daemon starts.
+    pub extra_ca: Option<PathBuf>,
+    /// Port of MTA-STS policy fetches (443).
+    pub mta_sts_port: u16,
 }
 
 /// Everything `serve` needs from the configuration, validated.
@@ -339,10 +343,12 @@ fn outbound(file: &crate::config::OutboundSection) -> Result<OutboundSettings> {
             None => Ok(default),
         }
     };
-    if file.port == Some(0) {
-        return Err(Error::usage(
-            "server.outbound.port: must be a port number from 1 to 65535",
-        ));
+    for (key, port) in [("port", file.port), ("mta_sts_port", file.mta_sts_port)] {
+        if port == Some(0) {
+            return Err(Error::usage(format!(
+                "server.outbound.{key}: must be a port number from 1 to 65535"
+            )));
+        }
     }
     Ok(OutboundSettings {
         port: file.port.unwrap_or(25),
@@ -351,6 +357,8 @@ fn outbound(file: &crate::config::OutboundSection) -> Result<OutboundSettings> {
         timeout: Duration::from_secs(
             at_least_one("timeout", file.timeout.map(|t| t as usize), 60)? as u64,
         ),
+        extra_ca: file.extra_ca.clone(),
+        mta_sts_port: file.mta_sts_port.unwrap_or(443),
     })
 }
 

@@ -61,6 +61,9 @@ impl Scenario {
     fn audit(&self) -> Run {
         let ns = self.dns.nameserver();
         let port = self.smtp.port();
+        let pem = self.db.path("ca.pem");
+        self.ca.write_pem(&pem);
+        let pem = pem.to_string_lossy();
         let args = [
             "--json",
             "audit",
@@ -75,13 +78,12 @@ impl Scenario {
             "rbl.lists.example",
             "--dbl",
             "dbl.lists.example",
+            "--extra-ca",
+            &pem,
+            "--connect-to",
+            &self.listen,
         ];
-        let mut cmd = self.db.command(&args);
-        let pem = self.db.path("ca.pem");
-        self.ca.write_pem(&pem);
-        cmd.env("MAILCTL_AUDIT_EXTRA_CA", pem)
-            .env("MAILCTL_AUDIT_SMTP_CONNECT_TO", &self.listen);
-        kit::run_command(cmd, "")
+        kit::run_command(self.db.command(&args), "")
     }
 }
 

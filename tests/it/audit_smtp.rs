@@ -1,6 +1,6 @@
 //! `mailctl audit` SMTP probe and MTA-STS policy fetch, end to end: the real binary against a test DNS server and
 //! a scriptable SMTP listener (or a tiny HTTPS server) on their own 127.0.0.x address, so tests run in parallel.
-//! Certificates come from a throw-away CA trusted through `MAILCTL_AUDIT_EXTRA_CA`.
+//! Certificates come from a throw-away CA trusted through `--extra-ca`.
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ use serde_json::Value;
 /// (127.0.0.N).
 ///
 /// The MX address is 192.0.2.N with a PTR (`mx.LABEL.example` unless a test names another), and the probe is
-/// redirected to 127.0.0.N with `MAILCTL_AUDIT_SMTP_CONNECT_TO`: the resolver answers PTR queries under
+/// redirected to 127.0.0.N with `--connect-to`: the resolver answers PTR queries under
 /// `127.in-addr.arpa` itself (`localhost`, RFC 6761), so a loopback MX address cannot carry a test PTR.
 /// [`Case::loopback`] puts the MX on 127.0.0.N itself.
 struct Case {
@@ -86,16 +86,16 @@ impl Case {
             args.extend(["--timeout", "3"]);
         }
         args.extend_from_slice(extra);
-        let mut cmd = self.db.command(&args);
         if self.redirect {
-            cmd.env("MAILCTL_AUDIT_SMTP_CONNECT_TO", &self.listen);
+            args.extend(["--connect-to", &self.listen]);
         }
+        let pem = self.db.path("ca.pem");
+        let pem = pem.to_string_lossy();
         if trust {
-            let pem = self.db.path("ca.pem");
-            self.ca.write_pem(&pem);
-            cmd.env("MAILCTL_AUDIT_EXTRA_CA", pem);
+            self.ca.write_pem(std::path::Path::new(&*pem));
+            args.extend(["--extra-ca", &pem]);
         }
-        kit::run_command(cmd, "")
+        kit::run_command(self.db.command(&args), "")
     }
 }
 
@@ -474,7 +474,8 @@ fn audit_policy(label: &str, n: u8, policy: &str) -> Run {
     let ns = case.dns.nameserver();
     let pem = case.db.path("ca.pem");
     case.ca.write_pem(&pem);
-    let mut cmd = case.db.command(&[
+    let (pem, port) = (pem.to_string_lossy(), https.port());
+    let cmd = case.db.command(&[
         "--json",
         "audit",
         &domain,
@@ -486,9 +487,11 @@ fn audit_policy(label: &str, n: u8, policy: &str) -> Run {
         "mta_sts.policy,mta_sts.mode,mta_sts.mx",
         "--timeout",
         "3",
+        "--extra-ca",
+        &pem,
+        "--https-port",
+        &port,
     ]);
-    cmd.env("MAILCTL_AUDIT_EXTRA_CA", pem)
-        .env("MAILCTL_AUDIT_HTTPS_PORT", https.port());
     kit::run_command(cmd, "")
 }
 
@@ -576,7 +579,7 @@ fn fan_out_is_capped_per_domain_and_per_process() {
     script.greeting_delay = std::time::Duration::from_millis(1000);
     let smtp = SmtpListener::start(listen, script);
     let (ns, port) = (dns.nameserver(), smtp.port());
-    let mut cmd = db.command(&[
+    let cmd = db.command(&[
         "--json",
         "audit",
         "--all",
@@ -588,8 +591,9 @@ fn fan_out_is_capped_per_domain_and_per_process() {
         &port,
         "--timeout",
         "5",
+        "--connect-to",
+        listen,
     ]);
-    cmd.env("MAILCTL_AUDIT_SMTP_CONNECT_TO", listen);
     let run = kit::run_command(cmd, "");
     let json = run.json();
     let domains = json["domains"]

@@ -240,8 +240,9 @@ fn mta_sts_enforce_with_an_unverifiable_certificate_defers_and_never_sends_in_cl
     );
     let ca_file = w.a.server.path("policy-ca.pem");
     ca.write_pem(&ca_file);
-    w.a.env("MAILCTL_OUTBOUND_MTA_STS_PORT", &policy.port())
-        .env("MAILCTL_OUTBOUND_EXTRA_CA", &ca_file.to_string_lossy());
+    let ca_file = toml::Value::from(ca_file.to_string_lossy().into_owned()).to_string();
+    w.a.set_outbound("mta_sts_port", &policy.port())
+        .set_outbound("extra_ca", &ca_file);
     w.b.start();
     w.a.start();
     submit(

@@ -24,7 +24,7 @@
 
 use futures_util::future::join_all;
 
-use super::txt_records::{Key, KeyProblem, is_key_record, parse_key, txt, with_fix, zone_line};
+use super::txt_records::{Key, KeyProblem, is_key_record, parse_key, with_fix, zone_line};
 use crate::audit::{Context, Finding, Status};
 use crate::dkim::{self, KeyAlgorithm};
 use crate::model::{DomainName, Selector, printable};
@@ -104,7 +104,7 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
         targets = common.map(|s| (s, Source::Common)).collect();
     }
     let names: Vec<String> = targets.iter().map(|(s, _)| s.record_name(domain)).collect();
-    let answers = join_all(names.iter().map(|n| txt(ctx.resolver, n))).await;
+    let answers = join_all(names.iter().map(|n| ctx.resolver.txt_or_reason(n))).await;
     let mut looked: Vec<_> = targets.into_iter().zip(answers).collect();
     let failed: Vec<(String, String)> = looked
         .iter()

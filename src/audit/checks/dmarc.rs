@@ -26,12 +26,11 @@
 
 use futures_util::future::join_all;
 
-use super::txt_records::{
-    Dmarc, has_version, mailto_domain, parse_dmarc, suggested, txt, with_fix, zone_line,
-};
+use super::txt_records::{Dmarc, mailto_domain, parse_dmarc, suggested, with_fix, zone_line};
 use crate::audit::{Context, Finding, Status};
-use crate::dns::records;
+use crate::dns::txt::has_version;
 use crate::model::{DomainName, printable};
+use crate::records;
 
 /// The last two labels of `name`: its organizational domain, approximated without a public-suffix list.
 fn organizational(name: &str) -> String {
@@ -96,7 +95,7 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
     // All candidates at once: the parents cost nothing for a two-label domain and save a round trip otherwise.
     let owners = policy_domains(domain.as_str());
     let names: Vec<String> = owners.iter().map(|o| format!("_dmarc.{o}")).collect();
-    let answers = join_all(names.iter().map(|n| txt(ctx.resolver, n))).await;
+    let answers = join_all(names.iter().map(|n| ctx.resolver.txt_or_reason(n))).await;
     let (mut others, mut found) = (Vec::new(), None);
     for (i, (owner, answer)) in owners.iter().zip(answers).enumerate() {
         let all = match answer {
@@ -287,7 +286,7 @@ fn reports(at: &Owner<'_>, d: &Dmarc) -> Finding {
 /// `dmarc.external` for one outside report domain of the record published by `owner`.
 async fn authorization(ctx: &Context<'_>, owner: &str, other: &str) -> Finding {
     let name = format!("{owner}._report._dmarc.{other}");
-    match txt(ctx.resolver, &name).await {
+    match ctx.resolver.txt_or_reason(&name).await {
         Err(e) => Finding::unknown_dns("dmarc.external", &name, "the report authorization record", &e),
         Ok(found) if found.iter().any(|r| has_version(r, "DMARC1")) => Finding::new(
             "dmarc.external",

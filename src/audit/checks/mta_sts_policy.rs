@@ -12,18 +12,13 @@
 //!   or when the domain has no MX host.
 //!
 //! Fetching and parsing are [`crate::mta_sts`]'s (shared with the outbound SMTP client). The host name is
-//! resolved with the audit's resolver and port 443 is used; tests override the port with the
-//! environment variable `MAILCTL_AUDIT_HTTPS_PORT` (a test knob) and trust their own CA with
-//! `MAILCTL_AUDIT_EXTRA_CA` (see [`super::smtp_probe::tls`]).
+//! resolved with the audit's resolver; the port is 443 unless `--https-port` says otherwise, and the roots are
+//! webpki-roots plus `--extra-ca`.
 
-use super::mta_sts::{StsTxt, sts_txt};
-use super::smtp_probe::tls;
 use crate::audit::{Context, Finding, Status};
 use crate::model::DomainName;
-use crate::mta_sts::{FetchError, FetchOptions, Mode, Policy, fetch_policy_text};
+use crate::mta_sts::{FetchError, FetchOptions, Mode, Policy, StsTxt, fetch_policy_text, sts_txt};
 
-/// Environment variable overriding the HTTPS port (443): a knob for tests.
-pub const HTTPS_PORT_ENV: &str = "MAILCTL_AUDIT_HTTPS_PORT";
 /// Largest policy body accepted (the shared limit of [`crate::mta_sts`]).
 pub use crate::mta_sts::MAX_BODY;
 
@@ -141,25 +136,11 @@ fn example_policy(ctx: &Context<'_>, domain: &DomainName) -> String {
     )
 }
 
-fn https_port() -> Result<u16, String> {
-    match std::env::var(HTTPS_PORT_ENV) {
-        Ok(p) => p
-            .trim()
-            .parse()
-            .map_err(|_| format!("{HTTPS_PORT_ENV}={p} is not a port")),
-        Err(_) => Ok(443),
-    }
-}
-
-/// Fetches the policy text with the audit's roots ([`tls::roots`]) and port knob.
+/// Fetches the policy text with the run's trusted roots and port (`--extra-ca`, `--https-port`).
 async fn fetch(ctx: &Context<'_>, domain: &DomainName) -> Result<String, FetchError> {
-    let port = https_port().map_err(FetchError::Unreachable)?;
-    let roots = tls::roots().map_err(|e| {
-        FetchError::Unreachable(format!("TLS setup failed on the auditing side ({e})"))
-    })?;
     let options = FetchOptions {
-        port,
-        roots,
+        port: ctx.options.https_port,
+        roots: ctx.options.trust.roots(),
         timeout: ctx.options.timeout,
         user_agent: "mailctl-audit",
     };

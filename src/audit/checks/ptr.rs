@@ -23,9 +23,10 @@ use std::net::IpAddr;
 use futures_util::future::join_all;
 
 use crate::audit::{Context, Finding, Status};
-use crate::dns::records::{TTL, reverse_name};
+use crate::dns::reverse_name;
 use crate::dns::{Answer, RData, RecordType, Resolver};
 use crate::model::DomainName;
+use crate::records::TTL;
 
 /// One IP whose identity receivers check, with the MX host it belongs to (`None` for an outbound-only IP).
 #[derive(Debug, Clone)]

@@ -1,5 +1,5 @@
-//! Helpers shared by the TXT-record families (DKIM, DMARC, MTA-STS, TLS-RPT): the TXT lookup, zone-syntax fixes,
-//! `tag=value` parsing, and the two record parsers that are more than a few lines: DMARC records
+//! Helpers shared by the TXT-record families (DKIM, DMARC, MTA-STS, TLS-RPT): zone-syntax fixes and the two
+//! record parsers that are more than a few lines: DMARC records
 //! ([`parse_dmarc`], RFC 7489 6.3) and DKIM key records ([`parse_key`], RFC 6376 3.6.1).
 //!
 //! No findings are made here; the families decide what a parse result means.
@@ -10,19 +10,9 @@ use rsa::pkcs1::der::Decode;
 
 use crate::audit::{Context, Finding};
 use crate::dkim::{self, KeyAlgorithm};
-use crate::dns::records::{self, Inputs};
-use crate::dns::{Answer, RecordType, Resolver};
+use crate::dns::txt::tag_list;
 use crate::model::{DomainName, printable};
-
-/// The TXT records at `name`, each with its strings joined; empty when the name or the type does not exist; the
-/// error is the reason the lookup got no answer.
-pub(crate) async fn txt(resolver: &Resolver, name: &str) -> Result<Vec<String>, String> {
-    match resolver.query(name, RecordType::TXT).await {
-        Answer::Records { data, .. } => Ok(crate::dns::txt_strings(&data)),
-        Answer::NxDomain | Answer::NoData => Ok(Vec::new()),
-        Answer::Failed(reason) => Err(reason),
-    }
-}
+use crate::records::{self, Inputs};
 
 /// A TXT record in zone syntax: `name. 3600 IN TXT "value"`.
 pub(crate) fn zone_line(name: &str, value: &str) -> String {
@@ -69,35 +59,6 @@ pub(crate) fn suggested(ctx: &Context<'_>, domain: &DomainName, prefix: &str) ->
         .iter()
         .find(|r| r.name == name && r.rtype == "TXT")
         .map(|r| zone_line(&r.name, &r.value))
-}
-
-/// The tags of a `tag=value; ...` record, names lower-cased, both sides trimmed, empty parts skipped. A part
-/// without `=` comes back with an empty name and the part as value (see [`pairs_error`]).
-pub fn tag_list(record: &str) -> Vec<(String, String)> {
-    record
-        .split(';')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| match t.split_once('=') {
-            Some((k, v)) => (k.trim().to_ascii_lowercase(), v.trim().to_string()),
-            None => (String::new(), t.to_string()),
-        })
-        .collect()
-}
-
-/// The complaint about the first part of a [`tag_list`] that is not `tag=value`, if any.
-pub fn pairs_error(tags: &[(String, String)]) -> Option<String> {
-    tags.iter()
-        .find(|(k, _)| k.is_empty())
-        .map(|(_, v)| format!("'{}' is not a tag=value pair", printable(v)))
-}
-
-/// Whether `record` starts with `v=VERSION`, the value matched exactly as DMARC, MTA-STS and TLS-RPT demand
-/// (the only records receivers consider at all).
-pub fn has_version(record: &str, version: &str) -> bool {
-    tag_list(record)
-        .first()
-        .is_some_and(|(k, v)| k == "v" && v == version)
 }
 
 /// A DMARC record as a receiver reads it: the tags as published, and the ones it ignores (RFC 7489 6.3: invalid

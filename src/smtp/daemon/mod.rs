@@ -24,7 +24,6 @@ use crate::error::{Error, Result};
 use crate::smtp::deliver::Deliverer;
 use crate::smtp::inbound::checks::Checks;
 use crate::smtp::inbound::limits::{AuthThrottle, Connections};
-use crate::smtp::inbound::tls::Tls;
 use crate::smtp::inbound::{Context, server};
 use crate::smtp::metrics::Metrics;
 use crate::smtp::outbound::Outbound;
@@ -32,6 +31,7 @@ use crate::smtp::queue::manager::{Manager, ManagerOptions};
 use crate::smtp::settings::{ListenerKind, Settings};
 use crate::smtp::shutdown::{self, Trigger};
 use crate::store::Store;
+use crate::tls::server::Tls;
 
 /// How long a stopping daemon waits for sessions to finish their transactions.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(45);
@@ -46,15 +46,22 @@ pub struct Bound {
 }
 
 impl Bound {
-    /// Loads TLS, binds every socket, drops root (when started as root with `server.user`), then opens the
-    /// database and the queue. Errors: bad TLS files or a `server.user` this process cannot become (exit 2),
-    /// a port that cannot be bound (exit 1, naming the listener), unreachable database (exit 3).
+    /// Loads TLS and the outbound trust roots, binds every socket, drops root (when started as root with
+    /// `server.user`), then opens the database and the queue. Errors: bad TLS or CA files or a `server.user`
+    /// this process cannot become (exit 2), a port that cannot be bound (exit 1, naming the listener),
+    /// unreachable database (exit 3).
     pub async fn start(settings: Settings) -> Result<Bound> {
         let plan = privileges::Plan::decide(settings.run_as.as_ref())?;
         let tls = match &settings.tls {
             Some((cert, key)) => Some(Tls::load(cert, key)?),
             None => None,
         };
+        let resolver = Resolver::new(settings.nameserver.as_deref())?;
+        let outbound = Outbound::new(
+            resolver.clone(),
+            settings.hostname.clone(),
+            &settings.outbound,
+        )?;
         let mut listeners = Vec::new();
         for (kind, addr) in &settings.listeners {
             listeners.push((*kind, bind(kind.name(), *addr).await?));
@@ -67,7 +74,6 @@ impl Bound {
             privileges::switch(r)?;
         }
         let (store, _) = Store::open(&settings.database_url).await?;
-        let resolver = Resolver::new(settings.nameserver.as_deref())?;
         let queue_settings = settings.queue.clone();
         let queue = tokio::task::spawn_blocking({
             let store = store.clone();
@@ -100,11 +106,6 @@ impl Bound {
             settings,
         };
         let server = Arc::new(server);
-        let outbound = Outbound::new(
-            resolver,
-            server.settings.hostname.clone(),
-            &server.settings.outbound,
-        );
         let manager = Manager::new(
             queue,
             Arc::new(outbound),

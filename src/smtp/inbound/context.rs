@@ -6,7 +6,6 @@ use std::sync::{Arc, OnceLock};
 
 use super::checks::Checks;
 use super::limits::{AuthThrottle, Connections};
-use super::tls::Tls;
 use crate::smtp::deliver::Deliverer;
 use crate::smtp::metrics::Metrics;
 use crate::smtp::queue::Queue;
@@ -14,6 +13,7 @@ use crate::smtp::queue::manager::Waker;
 use crate::smtp::settings::Settings;
 use crate::smtp::shutdown::Shutdown;
 use crate::store::Store;
+use crate::tls::server::Tls;
 
 /// Everything the sessions share.
 pub struct Context {

@@ -9,8 +9,8 @@
 //!   `Authentication-Results`;
 //! - [`session`] is the state machine of one connection, one file per stage; it takes the shared
 //!   [`context::Context`], the [`limits`] and the stop signal, and never the server;
-//! - [`server`] is the accept loop of a listener: admission, implicit TLS, one task per session; [`tls`] the
-//!   listeners' certificate (reloaded on SIGHUP).
+//! - [`server`] is the accept loop of a listener: admission, implicit TLS (the listeners' certificate is
+//!   `crate::tls::server`'s), one task per session.
 //!
 //! Arrows go one way: `server` -> `session` -> (`command`, `data`, `recipients`, `checks`, `context`,
 //! `limits`); messages leave through local delivery (`crate::smtp::deliver`) or the queue
@@ -24,6 +24,5 @@ pub mod limits;
 pub mod recipients;
 pub mod server;
 pub mod session;
-pub mod tls;
 
 pub use context::Context;

@@ -28,12 +28,12 @@ use futures_util::future::BoxFuture;
 use super::mta_sts::{Policies, Requirement};
 use super::reply::envelope_safe;
 use super::session::{self, End, Envelope, Params, Security};
-use super::tls::Trust;
 use super::{Route, RouteOptions, route};
 use crate::dns::Resolver;
 use crate::model::printable;
 use crate::smtp::queue::{Outcome, RecipientResult, Transport};
 use crate::smtp::settings::OutboundSettings;
+use crate::tls::Trust;
 
 /// Bound on sending the message and reading the reply to the end of data (RFC 5321 4.5.3.2.6: 10 minutes).
 pub const DATA_TIMEOUT: Duration = Duration::from_secs(600);
@@ -55,30 +55,37 @@ pub struct Outbound {
 
 impl Outbound {
     /// A client saying EHLO as `hostname`, resolving through `resolver`, connecting to `settings.port` with
-    /// `settings.timeout` per step. Trusts webpki-roots (plus the test-only knobs
-    /// [`super::tls::EXTRA_CA_ENV`] and [`super::mta_sts::HTTPS_PORT_ENV`] when set).
-    pub fn new(resolver: Resolver, hostname: String, settings: &OutboundSettings) -> Outbound {
-        let trust = Trust::from_env();
-        Outbound {
+    /// `settings.timeout` per step, fetching MTA-STS policies from `settings.mta_sts_port`. Trusts webpki-roots
+    /// plus the CA certificates of `settings.extra_ca`; an unusable file is a usage error naming it.
+    pub fn new(
+        resolver: Resolver,
+        hostname: String,
+        settings: &OutboundSettings,
+    ) -> crate::error::Result<Outbound> {
+        let trust = Trust::load(settings.extra_ca.as_deref())
+            .map_err(|e| crate::error::Error::usage(format!("server.outbound.extra_ca: {e}")))?;
+        let mut policies = Policies::new(trust.clone(), settings.timeout);
+        policies.set_port(settings.mta_sts_port);
+        Ok(Outbound {
             resolver,
             hostname,
             port: settings.port,
             timeout: settings.timeout,
             data_timeout: DATA_TIMEOUT,
-            policies: Policies::new(trust.clone(), settings.timeout),
+            policies,
             trust,
-        }
+        })
     }
 
-    /// Also trusts the CA certificates in `pem`, for verified STARTTLS and policy fetches. For tests (and
-    /// private CAs); the error says why the PEM is unusable.
+    /// Also trusts the CA certificates in `pem`, for verified STARTTLS and policy fetches (what
+    /// `[server.outbound] extra_ca` does from a file); the error says why the PEM is unusable.
     pub fn with_extra_ca(mut self, pem: &str) -> Result<Outbound, String> {
         self.trust = self.trust.with_extra_pem(pem)?;
         self.policies.set_trust(self.trust.clone());
         Ok(self)
     }
 
-    /// Fetches MTA-STS policies from `port` instead of 443. For tests only.
+    /// Fetches MTA-STS policies from `port` instead of `settings.mta_sts_port`.
     pub fn with_mta_sts_port(mut self, port: u16) -> Outbound {
         self.policies.set_port(port);
         self

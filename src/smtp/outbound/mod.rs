@@ -6,7 +6,7 @@
 //! - [`client`]: [`Outbound`], the SMTP client that delivers one message to the recipients of one domain
 //!   and reports per recipient; [`session`] is one SMTP session with one address (lettre's
 //!   `AsyncSmtpConnection`), [`reply`] the envelope commands and outcome texts.
-//! - [`mta_sts`]: the recipient domain's MTA-STS policy, cached; [`tls`]: whom outbound TLS trusts.
+//! - [`mta_sts`]: the recipient domain's MTA-STS policy, cached (whom TLS trusts is `crate::tls::Trust`).
 //!
 //! The queue and its retry schedule (`crate::smtp::queue`) call [`Outbound`] through the queue's `Transport`
 //! trait.
@@ -17,7 +17,6 @@ pub mod mta_sts;
 pub mod mx;
 pub mod reply;
 pub mod session;
-pub mod tls;
 
 pub use client::{DATA_TIMEOUT, MAX_SESSIONS, Outbound};
 pub use mx::{MAX_MX_HOSTS, MxHost, Route, RouteError, RouteOptions, route, route_with_rng};

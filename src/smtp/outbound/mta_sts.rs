@@ -7,21 +7,17 @@
 //! applies (so an attacker who blocks DNS or HTTPS cannot strip it); without one the domain has no policy and
 //! delivery is opportunistic.
 //!
-//! The HTTPS port is 443; the test-only knob [`HTTPS_PORT_ENV`] (or [`Policies::set_port`]) overrides it.
+//! The HTTPS port is 443 unless `[server.outbound] mta_sts_port` says otherwise ([`Policies::set_port`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::audit::checks::mta_sts::{StsTxt, sts_txt};
 use crate::dns::Resolver;
 use crate::model::DomainName;
-use crate::mta_sts::{FetchOptions, Mode, Policy, fetch_policy};
+use crate::mta_sts::{FetchOptions, Mode, Policy, StsTxt, fetch_policy, sts_txt};
 
-use super::tls::Trust;
-
-/// Environment variable overriding the port of the MTA-STS policy fetch (443): a test-only knob.
-pub const HTTPS_PORT_ENV: &str = "MAILCTL_OUTBOUND_MTA_STS_PORT";
+use crate::tls::Trust;
 
 /// Most domains whose policy is remembered; beyond it expired entries go first, then arbitrary ones.
 const MAX_CACHED: usize = 10_000;
@@ -42,24 +38,17 @@ pub struct Policies {
 }
 
 impl Policies {
-    /// An empty cache fetching on port 443 (or [`HTTPS_PORT_ENV`]) with `trust`'s roots, `timeout` per step.
+    /// An empty cache fetching on port 443 with `trust`'s roots, `timeout` per step.
     pub fn new(trust: Trust, timeout: Duration) -> Policies {
-        let port = match std::env::var(HTTPS_PORT_ENV) {
-            Ok(p) => p.trim().parse().unwrap_or_else(|_| {
-                tracing::warn!(target: "mailctl::outbound", "{HTTPS_PORT_ENV}={p} is not a port; using 443");
-                443
-            }),
-            Err(_) => 443,
-        };
         Policies {
             cache: Mutex::new(HashMap::new()),
-            port,
+            port: 443,
             trust,
             timeout,
         }
     }
 
-    /// Fetches policies from `port` instead (tests).
+    /// Fetches policies from `port` instead.
     pub fn set_port(&mut self, port: u16) {
         self.port = port;
     }

@@ -22,8 +22,8 @@ use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::reply::{self, Failure, MailFrom, RcptTo};
-use super::tls::Trust;
 use crate::smtp::queue::Outcome;
+use crate::tls::Trust;
 
 /// How STARTTLS is used in this session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

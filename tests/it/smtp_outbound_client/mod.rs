@@ -96,8 +96,10 @@ fn outbound(setup: &Setup, port: u16) -> Outbound {
         concurrency: 1,
         per_domain: 1,
         timeout: Duration::from_secs(5),
+        extra_ca: None,
+        mta_sts_port: 443,
     };
-    Outbound::new(setup.resolver.clone(), HOSTNAME.into(), &settings)
+    Outbound::new(setup.resolver.clone(), HOSTNAME.into(), &settings).expect("outbound client")
 }
 
 fn rcpts(list: &[&str]) -> Vec<String> {

@@ -46,12 +46,6 @@ impl Node {
         Node { server }
     }
 
-    /// Sets an environment variable of the daemon for the next start.
-    pub fn env(&mut self, key: &str, value: &str) -> &mut Node {
-        self.server.daemon.env(key, value);
-        self
-    }
-
     /// Sets a `[server.outbound]` key (a TOML value, e.g. `("per_domain", "4")`) for the next start.
     pub fn set_outbound(&mut self, key: &str, value: &str) -> &mut Node {
         let key = format!("outbound.{key}");

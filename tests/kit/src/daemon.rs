@@ -1,8 +1,8 @@
 //! The one launcher of `mailctl serve` for tests and benches.
 //!
-//! A [`Daemon`] is a command line (`--config FILE [-v] serve --listen NAME=ADDR ...`), an environment and a log
-//! file. [`Daemon::start`] spawns the real binary with a clean environment (`PATH`, a private `HOME`,
-//! `NO_COLOR`, `RUST_LOG` when the test run sets it, plus what the caller adds), sends its stderr (the
+//! A [`Daemon`] is a command line (`--config FILE [-v] serve --listen NAME=ADDR ...`) and a log file.
+//! [`Daemon::start`] spawns the real binary with a clean environment (`PATH`, a private `HOME`, `NO_COLOR`,
+//! `RUST_LOG` when the test run sets it), sends its stderr (the
 //! daemon's log) to the log file, and reads its stdout until `ready`, recording every `listening NAME ADDR`
 //! line. Every way a test can fail with a daemon ([`Daemon::fail`]) quotes the end of that log, so a green
 //! run prints nothing of it and a red one shows why. The daemon can be signalled, SIGKILLed and started
@@ -27,7 +27,6 @@ const LOG_TAIL: usize = 200;
 /// A `mailctl serve` process of a test: configured, started, stopped and started again by the test.
 pub struct Daemon {
     args: Vec<OsString>,
-    env: Vec<(String, String)>,
     home: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -79,18 +78,11 @@ impl Daemon {
         }
         Daemon {
             args,
-            env: Vec::new(),
             home: home.to_path_buf(),
             log: log.to_path_buf(),
             child: None,
             addrs: HashMap::new(),
         }
-    }
-
-    /// Sets an environment variable of the daemon from its next start on.
-    pub fn env(&mut self, key: &str, value: &str) -> &mut Daemon {
-        self.env.push((key.into(), value.into()));
-        self
     }
 
     /// The `--listen` values, in order.
@@ -115,9 +107,6 @@ impl Daemon {
             .unwrap_or_else(|e| panic!("daemon log file {}: {e}", self.log.display()));
         let mut cmd = command(&self.home);
         cmd.args(&self.args);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A CA whose certificate the audit trusts through `MAILCTL_AUDIT_EXTRA_CA`.
+/// A CA whose certificate the audit trusts through `--extra-ca` (and `serve` through `extra_ca`).
 pub struct TestCa {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     /// The CA certificate, PEM.
@@ -59,7 +59,7 @@ impl TestCa {
         }
     }
 
-    /// Writes the CA certificate to `path` (for `MAILCTL_AUDIT_EXTRA_CA`).
+    /// Writes the CA certificate to `path` (for `--extra-ca`).
     pub fn write_pem(&self, path: &Path) {
         std::fs::write(path, &self.pem).expect("write CA PEM");
     }
@@ -408,7 +408,7 @@ impl HttpsServer {
         HttpsServer { server }
     }
 
-    /// The port, for `MAILCTL_AUDIT_HTTPS_PORT`.
+    /// The port, for `--https-port`.
     pub fn port(&self) -> String {
         self.server.addr.port().to_string()
     }

@@ -38,7 +38,7 @@ use futures_util::future::{join, join_all};
 
 use crate::audit::{Context, Finding, Status};
 use crate::dns::Resolver;
-use crate::dns::records::reverse_name;
+use crate::dns::reverse_name;
 use crate::model::DomainName;
 
 mod health;

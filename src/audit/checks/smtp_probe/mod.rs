@@ -21,7 +21,7 @@
 //!   policy refuse delivery), covers the MX host name (else FAIL) and expires in more than 14 days (WARN within
 //!   14 days, FAIL expired). The `_mta-sts` record is looked up only for an untrusted certificate, once per
 //!   domain; the policy's mode is not fetched (a `testing` policy only reports). Trusted roots are webpki-roots
-//!   plus the PEM file named by `MAILCTL_AUDIT_EXTRA_CA` (a knob for tests and private CAs).
+//!   plus the PEM file of `--extra-ca` (a private CA, a lab).
 //! - `smtp.rcpt_unknown`: after `MAIL FROM:<postmaster@HELO-NAME>`, `RCPT TO` a random 24-character local part
 //!   of the domain gets a 5xx saying the address is bad (PASS): an enhanced status `5.1.x` (5.1.1 etc.), or
 //!   550/551/553 without one; 250 is FAIL (accept-then-bounce backscatter); 4xx is WARN (refused for now, e.g.
@@ -37,10 +37,10 @@
 //! Steps that could not happen because an earlier one failed are left out rather than reported.
 //!
 //! A loopback MX address gets `smtp.banner_name` INFO without comparison: the resolver answers reverse names
-//! under `127.in-addr.arpa` itself with `localhost` (RFC 6761), and no receiver ever sees such an address. So
-//! that tests can still give their MX a routable-looking address with a PTR, the environment variable
-//! `MAILCTL_AUDIT_SMTP_CONNECT_TO=IP` (a test knob) makes the probe connect to `IP` instead of every MX address,
-//! while subjects, PTR and certificate checks keep using the MX address and name.
+//! under `127.in-addr.arpa` itself with `localhost` (RFC 6761), and no receiver ever sees such an address.
+//! `--connect-to IP` makes the probe connect to `IP` (and `--smtp-port`) instead of every MX address, while
+//! subjects, PTR and certificate checks keep using the MX address and name: a lab, a server behind NAT, and the
+//! tests, whose MX hosts have routable-looking addresses with PTRs but listen on loopback.
 
 mod conn;
 mod envelope;
@@ -53,14 +53,11 @@ use std::net::{IpAddr, SocketAddr};
 use futures_util::future::{join, join_all};
 use tokio::sync::{OnceCell, Semaphore};
 
-use super::mta_sts::StsTxt;
 use crate::audit::{Context, Finding, Status};
-use crate::dns::records::reverse_name;
+use crate::dns::reverse_name;
 use crate::dns::{Answer, RData, RecordType, Resolver};
 use crate::model::DomainName;
-
-/// Environment variable redirecting every probe connection to one IP (a test knob, see the module docs).
-pub const CONNECT_TO_ENV: &str = "MAILCTL_AUDIT_SMTP_CONNECT_TO";
+use crate::mta_sts::StsTxt;
 
 /// At most this many MX addresses are probed per domain.
 pub const MAX_ADDRESSES: usize = 10;
@@ -147,24 +144,7 @@ async fn probe_address(
     host: String,
     ip: IpAddr,
 ) -> Vec<Finding> {
-    let connect_ip = match std::env::var(CONNECT_TO_ENV) {
-        Err(_) => ip,
-        Ok(v) => match v.trim().parse::<IpAddr>() {
-            Ok(redirect) => redirect,
-            Err(_) => {
-                let detail = format!(
-                    "could not test: {CONNECT_TO_ENV}={} is not an IP address",
-                    crate::model::printable(&v)
-                );
-                return vec![Finding::new(
-                    "smtp.connect",
-                    Status::Unknown,
-                    format!("{host} ({ip})"),
-                    detail,
-                )];
-            }
-        },
-    };
+    let connect_ip = ctx.options.connect_to.unwrap_or(ip);
     let target = session::Target {
         host: &host,
         ip,
@@ -174,6 +154,7 @@ async fn probe_address(
         timeout: ctx.options.timeout,
         relay_test: ctx.options.relay_test,
         resolver: ctx.resolver,
+        trust: &ctx.options.trust,
         sts,
     };
     let ptr_name = reverse_name(&ip);

@@ -13,10 +13,10 @@ use super::conn::{Conn, ConnError};
 use super::envelope::envelope;
 use super::reply::Reply;
 use super::tls;
-use crate::audit::checks::mta_sts::{StsTxt, sts_txt};
 use crate::audit::{Finding, Status};
 use crate::dns::Resolver;
 use crate::model::DomainName;
+use crate::mta_sts::{StsTxt, sts_txt};
 
 /// One MX address to probe and how.
 pub struct Target<'a> {
@@ -36,6 +36,8 @@ pub struct Target<'a> {
     pub relay_test: bool,
     /// The run's resolver (for the domain's `_mta-sts` record).
     pub resolver: &'a Resolver,
+    /// The run's trusted roots.
+    pub trust: &'a crate::tls::Trust,
     /// The domain's `_mta-sts` record, looked up once for all its probes and only when a certificate is untrusted.
     pub sts: &'a OnceCell<StsTxt>,
 }
@@ -99,7 +101,7 @@ pub async fn probe(t: &Target<'_>) -> Outcome {
     let redirected = if addr.ip() == t.ip {
         String::new()
     } else {
-        format!(" (instead of {}: {})", t.ip, super::CONNECT_TO_ENV)
+        format!(" (instead of {}: --connect-to)", t.ip)
     };
     out.findings.push(t.finding(
         "smtp.connect",
@@ -220,7 +222,7 @@ async fn handshake(
                 .fix("check the SMTP server's TLS settings and certificate files in its log"),
         );
     };
-    let config = match tls::inspecting_config() {
+    let config = match crate::tls::inspecting_config() {
         Ok(c) => c,
         Err(e) => {
             out.findings.push(t.finding(
@@ -291,23 +293,15 @@ async fn certificate(
     t: &Target<'_>,
     chain: &[rustls::pki_types::CertificateDer<'static>],
 ) -> Finding {
-    match tls::roots() {
-        Ok(roots) => {
-            let now = SystemTime::now();
-            let mut v = tls::evaluate(chain, t.host, &roots, now, false);
-            if v.untrusted && t.publishes_mta_sts().await {
-                v = tls::evaluate(chain, t.host, &roots, now, true);
-            }
-            let f = t.finding("smtp.certificate", v.status, v.detail);
-            match v.fix {
-                Some(fix) => f.fix(fix),
-                None => f,
-            }
-        }
-        Err(e) => t.finding(
-            "smtp.certificate",
-            Status::Unknown,
-            format!("could not test: trusted roots unavailable ({e})"),
-        ),
+    let roots = t.trust.roots();
+    let now = SystemTime::now();
+    let mut v = tls::evaluate(chain, t.host, &roots, now, false);
+    if v.untrusted && t.publishes_mta_sts().await {
+        v = tls::evaluate(chain, t.host, &roots, now, true);
+    }
+    let f = t.finding("smtp.certificate", v.status, v.detail);
+    match v.fix {
+        Some(fix) => f.fix(fix),
+        None => f,
     }
 }

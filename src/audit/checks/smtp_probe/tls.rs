@@ -1,159 +1,28 @@
-//! TLS for the audit's probes: client configurations (ring provider only), the trusted roots, and the verdict on
-//! a server's certificate.
+//! The audit's verdict on a server's certificate.
 //!
 //! The SMTP probe must see a certificate even when it is bad, because opportunistic senders deliver over TLS
 //! whatever the certificate, and the report should say exactly what is wrong (untrusted, wrong name, expired)
-//! rather than "handshake failed". So [`inspecting_config`] completes the handshake with any certificate (the
-//! handshake signature is still verified) and [`evaluate`] judges the chain afterwards. The MTA-STS policy
-//! fetch uses [`strict_config`], as RFC 8461 senders do.
-//!
-//! Trusted roots are webpki-roots plus, for tests and private CAs, the PEM certificates in the file named by
-//! the environment variable [`EXTRA_CA_ENV`] (`MAILCTL_AUDIT_EXTRA_CA`).
+//! rather than "handshake failed". So the probe completes the handshake with any certificate
+//! ([`crate::tls::inspecting_config`]) and [`evaluate`] judges the chain afterwards against the run's trusted
+//! roots (webpki-roots, plus `--extra-ca`).
 
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
+use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use x509_cert::der::Decode;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
 use crate::audit::Status;
 
-/// Environment variable naming a PEM file of CA certificates trusted in addition to webpki-roots: a knob for
-/// tests and for private CAs, not needed on the public Internet.
-pub const EXTRA_CA_ENV: &str = "MAILCTL_AUDIT_EXTRA_CA";
-
 /// A certificate expiring within this many days warns.
 pub const EXPIRY_WARN_DAYS: u64 = 14;
-
-/// The one crypto provider of the audit.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// webpki-roots plus the certificates of [`EXTRA_CA_ENV`]; read once per process. An unreadable file is an
-/// error (reported as "could not test"), never silently ignored.
-pub fn roots() -> Result<Arc<RootCertStore>, String> {
-    static ROOTS: OnceLock<Result<Arc<RootCertStore>, String>> = OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let mut store = RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            if let Some(path) = std::env::var_os(EXTRA_CA_ENV) {
-                let shown = std::path::Path::new(&path).display().to_string();
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&path)
-                    .and_then(|it| it.collect::<Result<_, _>>())
-                    .map_err(|e| format!("{EXTRA_CA_ENV}={shown}: {e}"))?;
-                if certs.is_empty() {
-                    return Err(format!(
-                        "{EXTRA_CA_ENV}={shown}: no certificate in the file"
-                    ));
-                }
-                for cert in certs {
-                    store
-                        .add(cert)
-                        .map_err(|e| format!("{EXTRA_CA_ENV}={shown}: {e}"))?;
-                }
-            }
-            Ok(Arc::new(store))
-        })
-        .clone()
-}
-
-/// A client configuration that verifies the certificate chain and name during the handshake.
-pub fn strict_config(roots: Arc<RootCertStore>) -> Result<Arc<ClientConfig>, String> {
-    let config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-/// A client configuration that accepts any certificate, to be judged afterwards with [`evaluate`].
-pub fn inspecting_config() -> Result<Arc<ClientConfig>, String> {
-    let provider = provider();
-    let config = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
 
 /// The name sent as SNI: the host name, or the IP when the name is not a valid DNS name.
 pub fn server_name(host: &str, ip: IpAddr) -> ServerName<'static> {
     ServerName::try_from(host.to_string()).unwrap_or(ServerName::IpAddress(ip.into()))
-}
-
-/// Accepts any certificate; the handshake signatures are still checked, so the peer holds the key.
-#[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// Whether a certificate name or MTA-STS `mx:` pattern covers `host`: equal ignoring case and a trailing dot,
-/// or `*.rest` where `host` is one label followed by `rest` (RFC 6125 6.4.3, RFC 8461 4.1).
-pub fn name_matches(pattern: &str, host: &str) -> bool {
-    let pattern = pattern.trim_end_matches('.').to_ascii_lowercase();
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    match pattern.strip_prefix("*.") {
-        Some(rest) => host
-            .split_once('.')
-            .is_some_and(|(label, tail)| !label.is_empty() && tail == rest && rest.contains('.')),
-        None => !pattern.is_empty() && pattern == host,
-    }
 }
 
 /// The verdict on a certificate chain for one host.
@@ -179,7 +48,7 @@ fn date(t: SystemTime) -> String {
         .unwrap_or_else(|| "an unreadable date".into())
 }
 
-/// Judges `chain` (leaf first, as the server sent it) for `host` at `now`: trusted by [`roots`] (else WARN, or
+/// Judges `chain` (leaf first, as the server sent it) for `host` at `now`: trusted by `roots` (else WARN, or
 /// FAIL with `mta_sts`: the domain publishes MTA-STS, whose senders verify the certificate), covers `host` (else
 /// FAIL), within its validity period (else FAIL) and not expiring within [`EXPIRY_WARN_DAYS`] (else WARN).
 pub fn evaluate(
@@ -221,7 +90,7 @@ pub fn evaluate(
         _ => Vec::new(),
     };
     let mut problems: Vec<(Status, String, String)> = Vec::new();
-    if !names.iter().any(|n| name_matches(n, host)) {
+    if !names.iter().any(|n| crate::mta_sts::mx_matches(n, host)) {
         let listed = if names.is_empty() {
             "no DNS names".to_string()
         } else {
@@ -326,7 +195,7 @@ fn trusted(
         roots,
         &chain[1..],
         at,
-        provider().signature_verification_algorithms.all,
+        crate::tls::provider().signature_verification_algorithms.all,
     )
     .map_err(|e| match e {
         rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
@@ -422,16 +291,5 @@ mod tests {
             evaluate(&garbage, "mx.example.org", &roots, at(2029, 1, 1), false).status,
             Status::Fail
         );
-    }
-
-    #[test]
-    fn wildcards_match_exactly_one_label() {
-        assert!(name_matches("mx.example.org", "MX.example.org."));
-        assert!(name_matches("*.example.org", "mx.example.org"));
-        assert!(!name_matches("*.example.org", "a.mx.example.org"));
-        assert!(!name_matches("*.example.org", "example.org"));
-        assert!(!name_matches("*.org", "example.org"));
-        assert!(!name_matches("mx.example.org", "mx2.example.org"));
-        assert!(!name_matches("", ""));
     }
 }

@@ -34,8 +34,9 @@ use futures_util::future::join;
 use self::syntax::{Kind, Record};
 use self::tree::Node;
 use crate::audit::{Context, Finding, Status};
-use crate::dns::{Answer, RData, RecordType, records};
+use crate::dns::{Answer, RData, RecordType};
 use crate::model::DomainName;
+use crate::records;
 
 /// The SPF values among TXT records (strings of one record joined).
 fn spf_values(data: &[RData]) -> Vec<String> {

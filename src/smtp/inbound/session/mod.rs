@@ -137,7 +137,7 @@ impl Session {
         let mut conn = Conn::new(stream);
         conn.write_timeout = session.server.settings.limits.command_timeout;
         if let Stream::Tls(tls) = &conn.stream {
-            session.tls = Some(crate::smtp::inbound::tls::describe(tls.get_ref().1));
+            session.tls = Some(crate::tls::server::describe(tls.get_ref().1));
         }
         let hostname = &session.server.settings.hostname;
         // A client that talks before it is greeted is not waiting for replies: a spam bot firing its whole
@@ -321,7 +321,7 @@ impl Session {
         let handshake = tls.accept(tcp);
         match tokio::time::timeout(self.server.settings.limits.command_timeout, handshake).await {
             Ok(Ok(stream)) => {
-                self.tls = Some(crate::smtp::inbound::tls::describe(stream.get_ref().1));
+                self.tls = Some(crate::tls::server::describe(stream.get_ref().1));
                 conn.stream = Stream::Tls(Box::new(stream));
                 self.abandon("starttls");
                 self.helo = None;

@@ -182,6 +182,8 @@ fn settings(concurrency: usize, per_domain: usize) -> OutboundSettings {
         concurrency,
         per_domain,
         timeout: Duration::from_secs(60),
+        extra_ca: None,
+        mta_sts_port: 443,
     }
 }
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 use sha2::Digest;
 
 use crate::dkim::{self, KeyAlgorithm};
+use crate::dns::reverse_name;
 use crate::model::{DomainName, Selector};
 
 /// TTL of every generated record.
@@ -63,23 +64,6 @@ pub struct RecordSet {
     pub mta_sts_policy: String,
     /// Things the admin must know (missing IPs ...).
     pub notes: Vec<String>,
-}
-
-/// The reverse-DNS name of an IP: `4.3.2.1.in-addr.arpa.` or the nibble form under `ip6.arpa.`.
-pub fn reverse_name(ip: &IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
-        }
-        IpAddr::V6(v6) => {
-            let mut s = String::new();
-            for byte in v6.octets().iter().rev() {
-                s.push_str(&format!("{:x}.{:x}.", byte & 0xf, byte >> 4));
-            }
-            s + "ip6.arpa."
-        }
-    }
 }
 
 /// A `mailto:` URI for DMARC/TLS-RPT: characters that mean something in a URI (or to DMARC: `!` size limits,
@@ -333,16 +317,5 @@ mod tests {
         }
         assert!(!not_public(&"192.0.2.1".parse().unwrap()));
         assert!(!not_public(&"2001:db8::1".parse().unwrap()));
-    }
-
-    #[test]
-    fn reverse_names_cover_ipv4_and_ipv6_nibbles() {
-        assert_eq!(
-            reverse_name(&"203.0.113.7".parse().unwrap()),
-            "7.113.0.203.in-addr.arpa."
-        );
-        let v6 = reverse_name(&"2001:db8::1".parse().unwrap());
-        assert!(v6.starts_with("1.0.0.0.0.0.0.0."), "{v6}");
-        assert!(v6.ends_with("8.b.d.0.1.0.0.2.ip6.arpa."), "{v6}");
     }
 }

@@ -65,8 +65,7 @@ fn build(cert: &Path, key: &Path) -> Result<ServerConfig> {
     let pem = std::fs::read(key).map_err(|e| bad(key, format!("cannot read: {e}")))?;
     let key_der = PrivateKeyDer::from_pem_slice(&pem)
         .map_err(|e| bad(key, format!("no usable private key: {e}")))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    ServerConfig::builder_with_provider(provider)
+    ServerConfig::builder_with_provider(super::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| bad(cert, e.to_string()))?
         .with_no_client_auth()
