@@ -7,52 +7,63 @@
 //!
 //! ```text
 //! cli/            clap definitions, one file per subcommand; thin: parse, call, render
-//! config.rs       TOML config + flag/env/file/default precedence
+//! config.rs       TOML config + flag/env/file/default precedence (the only reader of MAILCTL_* variables)
 //! error.rs        the one Error type; each variant knows its exit code and one-line message
 //! output.rs       tables (comfy-table), --json, notes on stderr, progress bars on a TTY
 //! model.rs        names that parse: DomainName, LocalPart, Address, AliasAddress
-//! password.rs     Dovecot-compatible hashing ({SHA512-CRYPT}, {BLF-CRYPT}, {ARGON2ID}) and verification
+//! time.rs         UTC timestamps for storage and JSON, local time for tables
+//! password/       Dovecot-compatible hashing ({SHA512-CRYPT}, {BLF-CRYPT}, {ARGON2ID}) and verification
+//! logging.rs      tracing to stderr (RUST_LOG filter, journald-friendly)
+//! store/          the ONLY place that speaks SQL: Store over SQLite and MySQL/MariaDB, migrations,
+//!                 one file per table family (the outbound queue's tables included)
 //! provision/      the rules of provisioning (limits, self-alias rows, loops, alias domains) over a Tx
 //! bulk.rs         the CSV layout of import/export
 //! lookup_config.rs  the Postfix maps and Dovecot SQL config that serve the rows mailctl writes
-//! dns/            the one Resolver (system or --nameserver), records.rs: what a domain must publish
+//! dns/            the one Resolver (system or --nameserver), reverse names, TXT tag syntax (dns::txt)
 //! dkim/           keys (RSA/Ed25519, PEM), TXT records, signing and verifying with mail-auth
+//! records.rs      what a domain must publish (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, PTR), as a zone
+//! mta_sts/        MTA-STS: the _mta-sts record, policies (parse, mx patterns), the HTTPS fetch; shared by the
+//!                 audit and outbound delivery
+//! tls/            TLS setup: the ring provider, trust roots (+ a configured extra CA), verified, opportunistic and
+//!                 inspecting client configs, the listeners' certificate (server.rs, reloaded on SIGHUP)
 //! audit/          the receiver's view of a domain: runner (MX first, then every family concurrently),
 //!                 checks/ one file (or folder) per family, report.rs (table, json, nagios, exit code)
-//! smtp/           the daemon (`mailctl serve`): settings.rs (the validated [server] config), server/ (listeners,
-//!                 connection limits, AUTH throttling, TLS with SIGHUP reload, SIGTERM drain, privileges.rs:
-//!                 root dropped for `server.user` once the ports are bound), session/ (the state machine:
-//!                 io.rs owns the socket and its deadlines, mod.rs the hostile-client limits (pre-greet,
-//!                 error and junk-command counts), one file per stage: ehlo, auth, mail, rcpt, data, received), command/ (command line, AUTH decoders, replies), data/ (smuggling-safe DATA
-//!                 reader), recipients/ (alias/catch-all resolution, sender ownership), checks/ (SPF, DKIM,
-//!                 DMARC, iprev, DNSBL with per-check actions; Authentication-Results), deliver/ (Maildir with
-//!                 a group-commit writer, LMTP), metrics/ (Prometheus counters and endpoint), queue/ (the
-//!                 outbound queue: the Queue trait, spool and database backends, the delivery manager),
-//!                 outbound/ (MX routing, the SMTP client with MTA-STS), dsn/ (RFC 3464 bounces)
-//! mta_sts/        MTA-STS policies (parse, mx patterns, HTTPS fetch), shared by the audit and outbound delivery
+//! smtp/           the daemon (`mailctl serve`):
+//!   settings.rs     the validated [server] config
+//!   daemon/         start-up order, privileges (root dropped once ports are bound), wiring the halves,
+//!                   signals and the drain; local delivery for the queue manager
+//!   inbound/        mail arriving: server.rs (accept loop, admission, implicit TLS), context.rs (what
+//!                   sessions share), limits.rs, session/ (the state machine, one file per stage), command/,
+//!                   data/ (smuggling-safe DATA reader), recipients/, checks/ (SPF, DKIM, DMARC, iprev, DNSBL)
+//!   queue/          the outbound queue: entries and their rules, leases, the spool and database storage,
+//!                   the delivery manager
+//!   outbound/       mail leaving: MX routing, the SMTP client, MTA-STS policies, dsn/ (RFC 3464 bounces)
+//!   deliver/        Maildir with a group-commit writer, LMTP
+//!   metrics/        Prometheus counters and endpoint; shutdown.rs: the stop signal every task holds
 //! bench/          load generators behind `mailctl bench` (SMTP throughput, idle connections)
-//! logging.rs      tracing to stderr (RUST_LOG filter, journald-friendly)
-//! store/          the ONLY place that speaks SQL: Store over SQLite and MySQL/MariaDB, migrations,
-//!                 one file per table family
 //! assets.rs       man pages and shell completions generated from the clap definition
 //! ```
 //!
-//! Data flows one way: `cli` -> `provision` / `bulk` / `lookup_config` / `dkim` / `dns` -> `store`. Nothing
-//! below `cli` prints. Nothing outside `dns` builds a resolver: `--nameserver` (and the tests) swap one value.
+//! Arrows only go down. `cli` -> everything; `audit`, `smtp` and `bench` -> the shared rooms (`tls`, `mta_sts`,
+//! `dkim`, `records`) -> `dns`, `model`, `store`. Nothing in `smtp` or `bench` imports `audit`; a session never
+//! imports the server that accepts it; `dns` imports neither `dkim` nor `records`. Nothing below `cli` prints.
+//! Nothing outside `store` builds SQL. Nothing outside `dns` builds a resolver: `--nameserver` (and the tests)
+//! swap one value. `tests/it/architecture.rs` checks these arrows and that this map names every module.
 //! Every command that writes runs in one store transaction ([`store::Tx`]) and commits once, so a failure
 //! anywhere leaves the database as it was.
 //!
 //! Crypto and TLS: mail-auth uses its pure-Rust `rust-crypto` backend and rustls uses `ring` as its only
-//! provider (configs are always built with an explicit provider), so nothing compiles aws-lc-sys and there is
-//! exactly one rustls provider in the tree.
+//! provider (configs are always built with an explicit provider, [`tls::provider`]), so nothing compiles
+//! aws-lc-sys and there is exactly one rustls provider in the tree.
 //!
-//! Outside `src/`: `fuzz/` is a separate cargo-fuzz crate (its own workspace and lock) with one libFuzzer
-//! target per untrusted-input parser; `tests/` runs the real binary, including against real Postfix and
-//! Dovecot (`tests/interop.rs`) and under SIGKILL (`tests/serve_durability.rs`, `serve_crash_*.rs`).
+//! Outside `src/`: `tests/it/` is the one integration-test crate (a module per area), `tests/kit/` the test kit it
+//! shares with `benches/` (throw-away databases, the one `serve` launcher, a loopback DNS server, SMTP
+//! clients); `fuzz/` holds one libFuzzer target per untrusted-input parser.
 //!
-//! Differences from `DESIGN.md`: there is a library crate (`src/lib.rs`) so integration tests, the docs
-//! generator and the fuzz targets can reach the modules; provisioning rules live in `provision/` rather than
-//! inside `store/`, so that the store stays a thin SQL layer with one statement per method.
+//! Differences from the team's design notes: there is a library crate (`src/lib.rs`) so integration tests, the
+//! docs generator and the fuzz targets can reach the modules; provisioning rules live in `provision/` rather
+//! than inside `store/`, so that the store stays a thin SQL layer with one statement per method; the daemon's
+//! start-up and wiring live in `smtp/daemon/`, above both halves, rather than in the inbound server.
 
 pub mod assets;
 pub mod audit;

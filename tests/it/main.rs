@@ -9,6 +9,7 @@
 //! Dovecot and swaks are ignored unless asked for (`-- --ignored interop`; `.ci/run` installs the programs
 //! and runs them).
 
+mod architecture;
 mod audit;
 mod audit_dkim_dmarc;
 mod audit_full;

@@ -1,4 +1,4 @@
-//! The outbound half of `mailctl serve` (issue 6): everything needed to hand a queued message to the recipient
+//! The outbound half of `mailctl serve`: everything needed to hand a queued message to the recipient
 //! domain's mail servers, built bottom-up like the inbound side.
 //!
 //! - [`mx`] turns a recipient domain into an ordered list of hosts and addresses to try (or a verdict: null MX,
