@@ -35,8 +35,9 @@
 //!   inbound/        mail arriving: server.rs (accept loop, admission, implicit TLS), context.rs (what
 //!                   sessions share), limits.rs, session/ (the state machine, one file per stage), command/,
 //!                   data/ (smuggling-safe DATA reader), recipients/, checks/ (SPF, DKIM, DMARC, iprev, DNSBL)
-//!   queue/          the outbound queue: entries and their rules, leases, the spool and database storage,
-//!                   the delivery manager
+//!   queue/          the outbound queue: ONE engine (engine.rs: claims, leases, results, admin) over a small
+//!                   storage trait (storage.rs) that spool/ and database/ implement; role traits Intake
+//!                   (sessions), Delivery (manager), Admin (CLI); entry.rs, the delivery manager
 //!   outbound/       mail leaving: MX routing, the SMTP client, MTA-STS policies, dsn/ (RFC 3464 bounces)
 //!   deliver/        Maildir with a group-commit writer, LMTP
 //!   metrics/        Prometheus counters and endpoint; shutdown.rs: the stop signal every task holds

@@ -1,4 +1,4 @@
-//! `mailctl queue` through the real binary, against a spool that the test fills with the library's `Spool`
+//! `mailctl queue` through the real binary, against a spool that the test fills with the library's `SpoolQueue`
 //! (the same code `serve` uses), configured as `[server.queue] spool_dir`.
 
 use std::path::{Path, PathBuf};
@@ -7,7 +7,8 @@ use std::time::Duration;
 use chrono::Utc;
 use kit::TestDb;
 use mailctl::smtp::queue::{
-    Backoff, Envelope, Outcome, Queue, QueueId, RecipientResult, Spool, SpoolOptions, Status,
+    Admin, Backoff, Delivery, Envelope, Intake, Outcome, QueueId, RecipientResult, SpoolOptions,
+    SpoolQueue, Status,
 };
 
 const MESSAGE: &str = "From: Alice <alice@example.org>\r\nTo: x@remote.test\r\nSubject: quarterly numbers\r\n\
@@ -28,8 +29,8 @@ fn setup() -> (TestDb, PathBuf) {
     (db, spool)
 }
 
-fn open(spool: &Path) -> Spool {
-    Spool::open(
+fn open(spool: &Path) -> SpoolQueue {
+    SpoolQueue::open(
         spool,
         SpoolOptions {
             backoff: Backoff::default(),
@@ -38,7 +39,7 @@ fn open(spool: &Path) -> Spool {
     .unwrap()
 }
 
-fn enqueue(spool: &Spool, sender: &str, rcpts: &[&str]) -> QueueId {
+fn enqueue(spool: &SpoolQueue, sender: &str, rcpts: &[&str]) -> QueueId {
     let envelope = Envelope {
         sender: sender.into(),
         recipients: rcpts.iter().map(|r| r.to_string()).collect(),
@@ -50,7 +51,7 @@ fn enqueue(spool: &Spool, sender: &str, rcpts: &[&str]) -> QueueId {
 }
 
 /// Runs one delivery round on the spool, as `serve` would, with `outcome` for each address.
-fn deliver(spool: &Spool, results: &[(&str, Outcome)]) {
+fn deliver(spool: &SpoolQueue, results: &[(&str, Outcome)]) {
     let now = Utc::now();
     for claimed in spool.claim_due(now, Duration::from_secs(60), 10).unwrap() {
         let mine: Vec<RecipientResult> = results

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::Ctx;
 use crate::error::{Error, Result};
-use crate::smtp::queue::{self, Envelope, Queue, QueueError, QueueId, Stats};
+use crate::smtp::queue::{self, Admin, Envelope, QueueError, QueueId, Stats};
 use crate::smtp::settings::QueueBackend;
 
 use bounce::Bounce;
@@ -66,13 +66,13 @@ pub enum QueueCmd {
 
 /// The configured queue, or the spool directory that does not exist yet.
 enum Opened {
-    Queue(Arc<dyn Queue>),
+    Queue(Arc<dyn Admin>),
     Missing(PathBuf),
 }
 
 impl Opened {
     /// The queue, or for a missing spool the error saying that `id` cannot be in it.
-    fn require(self, id: &QueueId) -> Result<Arc<dyn Queue>> {
+    fn require(self, id: &QueueId) -> Result<Arc<dyn Admin>> {
         match self {
             Opened::Queue(q) => Ok(q),
             Opened::Missing(dir) => Err(Error::refused(format!(

@@ -1,7 +1,8 @@
-//! The daemon around the sessions: what every session shares ([`Server`]), the listeners, and the signals.
+//! The daemon: start-up, the wiring of the two halves (the inbound [`Context`] the sessions share, the queue
+//! manager with outbound delivery and local delivery), the listeners, the signals and the drain.
 //!
-//! Start-up order: validate the settings (looking `server.user` up), decide whether to drop root, load TLS,
-//! bind every listener and the metrics endpoint (so a port in use fails the start instead of half-running),
+//! Start-up order: validate the settings (looking `server.user` up), decide whether to drop root, load TLS and
+//! the outbound trust roots, bind every listener and the metrics endpoint (so a port in use fails the start instead of half-running),
 //! drop root ([`privileges`]), then open the database and the queue and start the delivery writer as that
 //! user, report the bound addresses, then accept. SIGTERM/SIGINT stop the accepting, let every session finish
 //! the transaction it is in (idle sessions get `421` at once), and return when the last one is gone or the

@@ -8,7 +8,7 @@ use super::checks::Checks;
 use super::limits::{AuthThrottle, Connections};
 use crate::smtp::deliver::Deliverer;
 use crate::smtp::metrics::Metrics;
-use crate::smtp::queue::Queue;
+use crate::smtp::queue::Intake;
 use crate::smtp::queue::manager::Waker;
 use crate::smtp::settings::Settings;
 use crate::smtp::shutdown::Shutdown;
@@ -36,7 +36,7 @@ pub struct Context {
     /// The daemon's stop signal.
     pub shutdown: Shutdown,
     /// The outbound queue (mail for other domains).
-    pub queue: Arc<dyn Queue>,
+    pub queue: Arc<dyn Intake>,
     /// Wakes the queue manager after an enqueue (set once the manager exists).
     pub queue_waker: OnceLock<Waker>,
 }

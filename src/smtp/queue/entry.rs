@@ -1,6 +1,6 @@
-//! One queued message as every backend stores it: the envelope, and per recipient where delivery stands. The
-//! rules that turn delivery results into the next state ([`Entry::apply`]) live here, once, so the spool and a
-//! later database backend cannot disagree about them.
+//! One queued message as every storage keeps it: the envelope, and per recipient where delivery stands. The
+//! rules that turn delivery results into the next state ([`Entry::apply`]) live here, once, so the spool and
+//! the database cannot disagree about them.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -108,7 +108,7 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// One recipient's result, handed to [`super::Queue::record`].
+/// One recipient's result, handed to [`super::Delivery::record`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecipientResult {
     /// The recipient address exactly as queued.
@@ -117,7 +117,7 @@ pub struct RecipientResult {
     pub outcome: Outcome,
 }
 
-/// What [`super::Queue::record`] changed, so the caller knows which notices to send.
+/// What [`super::Delivery::record`] changed, so the caller knows which notices to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
     /// The entry as now stored.

@@ -1,38 +1,46 @@
-//! The outbound queue of `mailctl serve` (issue 6): messages for remote recipients wait here, durably, until
-//! every recipient is delivered, failed for good or expired, and the sender has been told about failures.
+//! The outbound queue of `mailctl serve`: messages for remote recipients wait here, durably, until every
+//! recipient is delivered, failed for good or expired, and the sender has been told about failures.
 //!
 //! ## Pieces
-//! - [`Queue`]: the operations every backend offers (enqueue; claim, record, note, release, complete for
-//!   delivery; list, show, flush, hold, release, delete, stats for `mailctl queue`). The spool implements it
-//!   now; the database backend (`queue = "database"`) implements the same trait later, so `serve` and the CLI
-//!   hold an `Arc<dyn Queue>` and never know which one they have.
-//! - [`Entry`]: the record of one message, backend-independent, with the rules that turn delivery results into
-//!   the next state ([`Entry::apply`]: forward only, so a delivered recipient is never pending again).
+//! - [`Engine`] (`engine.rs`): every rule of the queue, once: enqueue, claims and leases, what delivery results
+//!   do to an entry, completion, and the admin operations, over a small [`Storage`] (`storage.rs`: lock one
+//!   entry, read, write a record or a lease, remove, list).
+//! - Two storages: [`Spool`] (`spool/`, the default: a directory, `flock`s and fsyncs; layout and crash
+//!   behaviour in its module docs) and [`DatabaseStorage`] (`database/`, `backend = "database"`: rows in
+//!   MySQL/MariaDB shared by every `serve` node). [`SpoolQueue`] and [`DatabaseQueue`] are the engine over
+//!   each; [`open`] opens the configured one.
+//! - Role traits, so each user holds only what it needs: [`Intake`] (sessions and local delivery: enqueue,
+//!   withdraw, read a message back), [`Delivery`] (the manager: claim, record, note, complete), [`Admin`] (`mailctl queue`: list,
+//!   show, flush, hold, delete, stats). [`Queue`] is all three, what [`open`] returns.
+//! - [`Entry`]: the record of one message, storage-independent, with the rules that turn delivery results
+//!   into the next state ([`Entry::apply`]: forward only, so a delivered recipient is never pending again).
 //! - [`Backoff`]: the retry schedule (5m doubling to 4h, give up after 5 days, delay warning after 4h).
-//! - [`Spool`]: the on-disk spool directory (layout, lease design and crash behaviour in its module docs).
+//! - [`manager`]: the delivery loop.
 //!
 //! ## Delivery protocol
-//! A delivery loop calls [`Queue::claim_due`], which hands out each due entry to one caller at a time, with a
-//! lease (held across processes; an expired lease, or in the spool one whose process died, is taken over).
-//! For each claim it tries [`Entry::due_recipients`], then [`Queue::record`]s the results: that write is
+//! A delivery loop calls [`Delivery::claim_due`], which hands out each due entry to one caller at a time, with
+//! a lease (held across processes; an expired lease, or in the spool one whose process died, is taken over).
+//! For each claim it tries [`Entry::due_recipients`], then [`Delivery::record`]s the results: that write is
 //! durable before anything else happens to the entry. For the recipients [`Recorded::failed`] names it queues
-//! a DSN and [`Queue::note`]s it; likewise a delay warning when [`Recorded::delay_warning_due`]. Finally
-//! [`Queue::complete`] removes the entry if nothing is left, or releases it until its next attempt. A crash
+//! a DSN and [`Delivery::note`]s it; likewise a delay warning when [`Recorded::delay_warning_due`]. Finally
+//! [`Delivery::complete`] removes the entry if nothing is left, or releases it until its next attempt. A crash
 //! anywhere in between leaves the entry due again (its lease dies with its holder), so nothing accepted is
 //! lost; the price is at-least-once delivery: a crash between a remote `250` and `record` sends once more.
 //!
 //! ## Blocking
-//! Every method does blocking file I/O with fsyncs (milliseconds); async callers use
+//! Every method does blocking file or database I/O with fsyncs or commits (milliseconds); async callers use
 //! `tokio::task::spawn_blocking`. Clock values are parameters so tests control time.
 
 mod backoff;
 pub mod database;
+mod engine;
 mod entry;
 mod error;
 mod id;
 pub mod manager;
 mod open;
 pub mod spool;
+mod storage;
 #[cfg(test)]
 mod tests;
 
@@ -42,7 +50,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use backoff::Backoff;
-pub use database::{DatabaseOptions, DatabaseQueue};
+pub use database::{DatabaseOptions, DatabaseQueue, DatabaseStorage};
+pub use engine::Engine;
 pub use entry::{
     Entry, Envelope, Notice, Outcome, RECORD_VERSION, Recipient, RecipientResult, Recorded, Status,
 };
@@ -50,7 +59,8 @@ pub use error::QueueError;
 pub use id::QueueId;
 pub use manager::{Clock, LocalDelivery, Manager, ManagerOptions, Transport, Waker};
 pub use open::open;
-pub use spool::{Spool, SpoolOptions, Swept};
+pub use spool::{Spool, SpoolOptions, SpoolQueue, Swept};
+pub use storage::{Storage, Write};
 
 /// A delivery lease: who may deliver an entry, until when. Whoever holds an unexpired lease is the only one
 /// that delivers the entry; an expired lease (or, in the spool, one whose holder process is gone) may be taken
@@ -76,9 +86,9 @@ impl Lease {
     }
 }
 
-/// An entry claimed for delivery by [`Queue::claim_due`]: a snapshot of its record and the lease that makes
+/// An entry claimed for delivery by [`Delivery::claim_due`]: a snapshot of its record and the lease that makes
 /// the caller its only deliverer. The caller tries [`Entry::due_recipients`], records the results, queues
-/// any DSN or delay warning and notes it, then calls [`Queue::complete`] (or [`Queue::release`]).
+/// any DSN or delay warning and notes it, then calls [`Delivery::complete`] (or [`Delivery::release`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {
     /// The record as it was when claimed.
@@ -94,16 +104,17 @@ impl Claimed {
     }
 }
 
-/// An entry as `mailctl queue list` and `show` see it: its record, and the lease if one is held now.
+/// An entry and its lease: as `mailctl queue list` and `show` see it (the lease only while a process is
+/// delivering the entry), and as a [`Storage`] hands it to the engine (the lease as stored, live or not).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queued {
     /// The stored record.
     pub entry: Entry,
-    /// The current lease, when a process is delivering the entry.
+    /// The lease.
     pub lease: Option<Lease>,
 }
 
-/// What [`Queue::complete`] did.
+/// What [`Delivery::complete`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Completion {
     /// Nothing was left to do: the entry (as last stored) was removed from the queue.
@@ -168,13 +179,9 @@ impl Stats {
     }
 }
 
-/// The operations every queue backend offers: the spool directory ([`Spool`]) now, the database later, so
-/// `serve` and `mailctl queue` work against either through `Arc<dyn Queue>`.
-///
-/// All methods block (file or database I/O with fsyncs); async callers run them in
-/// `tokio::task::spawn_blocking`. Times are passed in (`now`) so tests control the clock; production passes
-/// `Utc::now()`.
-pub trait Queue: Send + Sync {
+/// Putting messages into the queue (and reading one back): what SMTP sessions and local delivery need, and
+/// the base of the other roles.
+pub trait Intake: Send + Sync {
     /// Stores a message for `envelope.recipients` and returns its id once the message and its record are on
     /// stable storage: only then may the SMTP session answer `250`.
     fn enqueue(
@@ -184,6 +191,16 @@ pub trait Queue: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<QueueId, QueueError>;
 
+    /// Takes a message just queued back out (its transaction failed after all, and the client will send it
+    /// again); refused with [`QueueError::Busy`] while another process is delivering it.
+    fn withdraw(&self, id: &QueueId, now: DateTime<Utc>) -> Result<Entry, QueueError>;
+
+    /// The message bytes of an entry, exactly as queued.
+    fn body(&self, id: &QueueId) -> Result<Vec<u8>, QueueError>;
+}
+
+/// Working the queue: what the delivery manager needs (it also queues DSNs, hence [`Intake`]).
+pub trait Delivery: Intake {
     /// Claims up to `max` due, non-held entries (oldest first) with a lease of `lease` from `now`. An entry is
     /// claimed by at most one caller at a time, across processes; entries whose lease expired are taken over.
     /// Finished entries found on the way are removed.
@@ -203,9 +220,6 @@ pub trait Queue: Send + Sync {
         lease: Duration,
     ) -> Result<Claimed, QueueError>;
 
-    /// The message bytes of an entry, exactly as queued.
-    fn body(&self, id: &QueueId) -> Result<Vec<u8>, QueueError>;
-
     /// Durably records per-recipient results (and with them the next attempt) before anything else happens
     /// to the entry. Delivered recipients are never tried again.
     fn record(
@@ -223,7 +237,11 @@ pub trait Queue: Send + Sync {
 
     /// Removes the entry when nothing is left to do; otherwise releases the lease and keeps it.
     fn complete(&self, claimed: &Claimed) -> Result<Completion, QueueError>;
+}
 
+/// Managing the queue: what `mailctl queue` needs (it also queues bounces, hence [`Intake`]). Safe while
+/// `serve` processes deliver from the same queue: every change respects their leases.
+pub trait Admin: Intake {
     /// Every queued entry, oldest first (`queue list`).
     fn list(&self, now: DateTime<Utc>) -> Result<Vec<Queued>, QueueError>;
 
@@ -250,3 +268,9 @@ pub trait Queue: Send + Sync {
         Ok(Stats::count(&self.list(now)?, now))
     }
 }
+
+/// The whole queue: every role. What [`open`] returns; each user keeps the role it needs (`Arc<dyn Intake>`,
+/// `Arc<dyn Delivery>`, `Arc<dyn Admin>`).
+pub trait Queue: Delivery + Admin {}
+
+impl<T: Delivery + Admin> Queue for T {}

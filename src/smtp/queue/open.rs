@@ -1,9 +1,9 @@
-//! Opening the configured queue backend, so `serve` and `mailctl queue` hold the same `Arc<dyn Queue>`
+//! Opening the configured queue backend, so `serve` and `mailctl queue` hold the same queue (`Arc<dyn Queue>`, each using its role)
 //! whichever backend `[server.queue] backend` names.
 
 use std::sync::Arc;
 
-use super::{DatabaseOptions, DatabaseQueue, Queue, QueueError, Spool, SpoolOptions};
+use super::{DatabaseOptions, DatabaseQueue, Queue, QueueError, SpoolOptions, SpoolQueue};
 use crate::error::{Error, Result};
 use crate::smtp::settings::{QueueBackend, QueueSettings};
 use crate::store::Store;
@@ -29,7 +29,7 @@ pub fn open(settings: &QueueSettings, store: Option<Store>) -> Result<Arc<dyn Qu
             let options = SpoolOptions {
                 backoff: settings.backoff,
             };
-            let spool = Spool::open(dir.clone(), options)
+            let spool = SpoolQueue::open(dir.clone(), options)
                 .map_err(opening(format!("the queue spool {}", dir.display())))?;
             Ok(Arc::new(spool))
         }

@@ -1,11 +1,11 @@
-//! The database backend of the outbound queue (`[server.queue] backend = "database"`, issue 6): the same
+//! The database storage of the outbound queue (`[server.queue] backend = "database"`): the same
 //! life of an entry as the spool, admin operations from another node, several nodes claiming at once, and
 //! the scale-out scenario (2,000 messages, two nodes, one stops dead halfway, every message delivered exactly
 //! once).
 //!
 //! Each "node" is its own `DatabaseQueue` with its own tokio runtime and connection pool, as a separate
-//! `serve` process would have. The scenarios run on SQLite and on MariaDB (`MAILCTL_TEST_MYSQL_URL`, skipped
-//! loudly without it); the scale-out scenario is MariaDB only, the backend the configuration allows.
+//! `serve` process would have. The scenarios run on SQLite and on MariaDB (`MAILCTL_TEST_MYSQL_URL`); the
+//! scale-out scenario is MariaDB only, the backend the configuration allows.
 
 mod admin;
 mod roundtrip;
@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kit::TestDb;
+pub use mailctl::smtp::queue::{Admin, Delivery, Intake};
 use mailctl::smtp::queue::{
     DatabaseOptions, DatabaseQueue, Envelope, Outcome, Queue, QueueId, RecipientResult,
 };

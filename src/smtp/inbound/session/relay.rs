@@ -61,7 +61,7 @@ impl Session {
         let queue = self.server.queue.clone();
         let id = id.clone();
         let result =
-            tokio::task::spawn_blocking(move || queue.delete(&id, chrono::Utc::now())).await;
+            tokio::task::spawn_blocking(move || queue.withdraw(&id, chrono::Utc::now())).await;
         if !matches!(result, Ok(Ok(_))) {
             tracing::error!(target: "mailctl::smtp",
                 "local delivery failed and the queued remote copy could not be withdrawn; it will still be sent");

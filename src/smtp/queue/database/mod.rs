@@ -1,6 +1,8 @@
-//! The database backend of the outbound queue (`[server.queue] backend = "database"`): the queue lives in the
+//! The database storage of the outbound queue (`[server.queue] backend = "database"`): the queue lives in the
 //! MySQL/MariaDB database, so several `serve` nodes share it and any node delivers any message. This is how
 //! mailctl grows past one machine, on a replicated MySQL/MariaDB (e.g. Galera), not on anything home-made.
+//! [`DatabaseStorage`] is the queue engine's [`Storage`](crate::smtp::queue::Storage) over the tables,
+//! [`DatabaseQueue`] the engine over it.
 //!
 //! ## Storage
 //! One row per message in `mailctl_queue` (the [`Entry`] as JSON, the same record the spool writes, plus
@@ -9,7 +11,7 @@
 //! the row next ([`Entry::is_due`] turned into a time), pushed to the lease expiry while a node holds it.
 //!
 //! ## Claims and leases
-//! [`Queue::claim_due`] runs one transaction: `SELECT ... WHERE hold = 0 AND next_attempt <= now AND (no lease
+//! A claim (`Delivery::claim_due`) runs one transaction: `SELECT ... WHERE hold = 0 AND next_attempt <= now AND (no lease
 //! or an expired one) ... FOR UPDATE SKIP LOCKED` (plain `FOR UPDATE` on servers before MariaDB 10.6 / MySQL
 //! 8.0), sets this node's lease on each row, commits. Two nodes never get the same row: the second either
 //! skips the locked row or, after the first commits, no longer matches it. A node that dies keeps its rows
@@ -17,25 +19,21 @@
 //! nodes must keep them in sync (NTP); a skew shortens or lengthens leases by that much. On Galera, a claim
 //! that loses the certification race fails at commit with a deadlock error and is run again.
 //!
-//! Every other change is a read-modify-write of one row under its row lock, in one transaction. `renew`,
-//! `release` and `complete` act only while the row's lease is still this claim's (holder and claim number):
-//! a node whose lease ran out and was taken over gets [`QueueError::Busy`] from `renew`, and its `release` or
-//! `complete` leaves the row to the new holder. `record` and `note` store their facts even then, exactly as
-//! the spool does: [`Entry::apply`] merges forward only under the row lock, so a stale report can never undo
-//! the new holder's results, while dropping it would cause one more delivery (the new holder may fail
-//! temporarily where the old one succeeded).
+//! Every other change is a read-modify-write of one row under its row lock, in one transaction
+//! ([`Storage::update`](crate::smtp::queue::Storage::update)); what it writes is the engine's decision, the
+//! same as for the spool.
 //!
 //! ## Durability
-//! [`Queue::enqueue`] returns after the commit, InnoDB's durability point (with the default
+//! An enqueue returns after the commit, InnoDB's durability point (with the default
 //! `innodb_flush_log_at_trx_commit = 1`). If the connection breaks during the commit the outcome is unknown,
 //! and a `451` for a message that did commit means it is delivered and then sent again by the client; so
-//! `enqueue` asks the database (a locking read of the row, which waits for that transaction to end either
+//! the insert asks the database (a locking read of the row, which waits for that transaction to end either
 //! way) until it answers, for up to 30 seconds, and returns the id if the row is there. Only a database away
 //! for longer leaves the old ambiguity: the client is told to retry, so such a message may be queued twice
 //! (never lost).
 //!
 //! ## Blocking
-//! The [`Queue`] trait is blocking; sqlx is async. A [`DatabaseQueue`] holds the [`Store`] and the `Handle`
+//! The queue's traits are blocking; sqlx is async. A [`DatabaseStorage`] holds the [`Store`] and the `Handle`
 //! of the runtime that opened it, and runs each operation with `Handle::block_on` inside
 //! `tokio::task::block_in_place`. Callers run queue methods in `spawn_blocking` (as for the spool): there
 //! `block_in_place` is a no-op and `block_on` is allowed. Called from plain threads it works as well. Called
@@ -44,24 +42,18 @@
 //! call blocking only when running on the multi-threaded runtime" instead of deadlocking. On a current-thread
 //! runtime, calls from other threads only progress while that runtime's `block_on` is running.
 
-mod admin;
-mod deliver;
 mod row;
+mod storage;
 #[cfg(test)]
 mod tests;
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use tokio::runtime::Handle;
 
-use super::{
-    Backoff, Claimed, Completion, Entry, Envelope, Notice, Queue, QueueError, QueueId, Queued,
-    RecipientResult, Recorded,
-};
+use super::{Backoff, Engine, QueueError};
 use crate::error::Error;
 use crate::store::{DueLocking, Store, queue_retryable};
 
@@ -76,15 +68,34 @@ pub struct DatabaseOptions {
     pub backoff: Backoff,
 }
 
-/// The outbound queue in the database: see the module documentation for the design. Open one per process
-/// (each handle is its own lease holder); it is `Send + Sync` and shared as `Arc<dyn Queue>`.
+/// The outbound queue over the database.
+pub type DatabaseQueue = Engine<DatabaseStorage>;
+
+impl DatabaseQueue {
+    /// Opens the queue in `store` (see [`DatabaseStorage::open`]).
+    pub fn open(
+        store: Store,
+        runtime: Handle,
+        options: DatabaseOptions,
+    ) -> Result<DatabaseQueue, QueueError> {
+        Ok(Engine::new(DatabaseStorage::open(store, runtime, options)?))
+    }
+
+    /// The lease holder name of this handle (`host/pid/random`), as stored in leases and shown by `queue
+    /// list`.
+    pub fn holder(&self) -> &str {
+        &self.storage().holder
+    }
+}
+
+/// The queue's tables: see the module documentation for the design. Open one per process (each handle is
+/// its own lease holder).
 #[derive(Debug)]
-pub struct DatabaseQueue {
+pub struct DatabaseStorage {
     store: Store,
     runtime: Handle,
     options: DatabaseOptions,
     holder: String,
-    claims: AtomicU64,
     locking: DueLocking,
 }
 
@@ -106,7 +117,7 @@ impl From<QueueError> for Fail {
     }
 }
 
-impl DatabaseQueue {
+impl DatabaseStorage {
     /// Opens the queue in `store` (whose migrations, run by `Store::open`, created the tables), using
     /// `runtime` to drive the database calls; `runtime` must be the runtime the store's pool was opened on.
     /// Checks once whether the server knows `SKIP LOCKED`. Blocks: see the module documentation.
@@ -114,14 +125,13 @@ impl DatabaseQueue {
         store: Store,
         runtime: Handle,
         options: DatabaseOptions,
-    ) -> Result<DatabaseQueue, QueueError> {
+    ) -> Result<DatabaseStorage, QueueError> {
         options.backoff.validate().map_err(QueueError::Invalid)?;
-        let mut queue = DatabaseQueue {
+        let mut queue = DatabaseStorage {
             store,
             runtime,
             options,
             holder: holder_name(),
-            claims: AtomicU64::new(1),
             locking: DueLocking::Wait,
         };
         let locking = queue.run("open", async || Ok(queue.store.queue_due_locking().await?))?;
@@ -133,12 +143,6 @@ impl DatabaseQueue {
         }
         queue.locking = locking;
         Ok(queue)
-    }
-
-    /// The lease holder name of this handle (`host/pid/random`), as stored in leases and shown by `queue
-    /// list`.
-    pub fn holder(&self) -> &str {
-        &self.holder
     }
 
     /// Runs `op` to completion on the store's runtime (see "Blocking" in the module documentation), again
@@ -182,11 +186,6 @@ impl DatabaseQueue {
             source: std::io::Error::other(e.to_string()),
         }
     }
-
-    /// The next claim number of this holder.
-    fn next_claim(&self) -> u64 {
-        self.claims.fetch_add(1, Ordering::Relaxed)
-    }
 }
 
 /// A holder name unique per open queue: the host name (for the admin), the pid and random bits (two handles
@@ -200,82 +199,4 @@ fn holder_name() -> String {
         std::process::id(),
         rand::random::<u32>()
     )
-}
-
-impl Queue for DatabaseQueue {
-    fn enqueue(
-        &self,
-        envelope: &Envelope,
-        message: &[u8],
-        now: DateTime<Utc>,
-    ) -> Result<QueueId, QueueError> {
-        DatabaseQueue::enqueue(self, envelope, message, now)
-    }
-
-    fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        lease: Duration,
-        max: usize,
-    ) -> Result<Vec<Claimed>, QueueError> {
-        DatabaseQueue::claim_due(self, now, lease, max)
-    }
-
-    fn renew(
-        &self,
-        claimed: &Claimed,
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<Claimed, QueueError> {
-        DatabaseQueue::renew(self, claimed, now, lease)
-    }
-
-    fn body(&self, id: &QueueId) -> Result<Vec<u8>, QueueError> {
-        DatabaseQueue::body(self, id)
-    }
-
-    fn record(
-        &self,
-        claimed: &Claimed,
-        results: &[RecipientResult],
-        now: DateTime<Utc>,
-    ) -> Result<Recorded, QueueError> {
-        DatabaseQueue::record(self, claimed, results, now)
-    }
-
-    fn note(&self, claimed: &Claimed, notice: &Notice) -> Result<Entry, QueueError> {
-        DatabaseQueue::note(self, claimed, notice)
-    }
-
-    fn release(&self, claimed: &Claimed) -> Result<(), QueueError> {
-        DatabaseQueue::release(self, claimed)
-    }
-
-    fn complete(&self, claimed: &Claimed) -> Result<Completion, QueueError> {
-        DatabaseQueue::complete(self, claimed)
-    }
-
-    fn list(&self, now: DateTime<Utc>) -> Result<Vec<Queued>, QueueError> {
-        DatabaseQueue::list(self, now)
-    }
-
-    fn show(&self, id: &QueueId, now: DateTime<Utc>) -> Result<Queued, QueueError> {
-        DatabaseQueue::show(self, id, now)
-    }
-
-    fn flush(&self, id: Option<&QueueId>, now: DateTime<Utc>) -> Result<usize, QueueError> {
-        DatabaseQueue::flush(self, id, now)
-    }
-
-    fn hold(&self, id: &QueueId) -> Result<Entry, QueueError> {
-        DatabaseQueue::set_hold(self, id, true)
-    }
-
-    fn release_held(&self, id: &QueueId) -> Result<Entry, QueueError> {
-        DatabaseQueue::set_hold(self, id, false)
-    }
-
-    fn delete(&self, id: &QueueId, now: DateTime<Utc>) -> Result<Entry, QueueError> {
-        DatabaseQueue::delete(self, id, now)
-    }
 }

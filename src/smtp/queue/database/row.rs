@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-use super::{DatabaseQueue, Fail};
-use crate::smtp::queue::backoff::delta;
-use crate::smtp::queue::{Backoff, Claimed, Entry, Lease, QueueError, QueueId};
+use super::{DatabaseStorage, Fail};
+use crate::smtp::queue::backoff::later;
+use crate::smtp::queue::{Backoff, Entry, Lease, QueueError};
 use crate::store::{QueueLeaseRow, QueueRow, QueueUpdate, Tx};
 
 /// The record of a row; a record that does not parse, or names another id, is outside damage.
@@ -42,20 +42,6 @@ pub(super) fn lease_row(lease: &Lease) -> QueueLeaseRow {
     }
 }
 
-/// True when the lease columns hold exactly the lease of `claimed` (expired or not: until someone else
-/// claims the row, a late holder may still finish its claim).
-pub(super) fn holds(lease: Option<&QueueLeaseRow>, claimed: &Claimed) -> bool {
-    lease.is_some_and(|l| {
-        l.holder == claimed.lease.holder && u64::try_from(l.claim).ok() == Some(claimed.lease.claim)
-    })
-}
-
-/// `at + d`, saturating instead of panicking on absurd configured durations.
-pub(super) fn add(at: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
-    at.checked_add_signed(delta(d))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
 /// When a delivery run has work on `entry` next, ignoring hold: at once when it is finished (removal) or
 /// owes a DSN, else at its earliest pending recipient's attempt or, if sooner, when the delay warning falls
 /// due. Claims re-check [`Entry::is_due`]; this only has to be no later than that turns true.
@@ -65,26 +51,12 @@ pub(super) fn due_at(entry: &Entry, backoff: &Backoff) -> DateTime<Utc> {
     }
     let mut at = entry.next_attempt().unwrap_or(entry.created);
     if !entry.delay_warning_sent && !entry.sender.is_empty() {
-        at = at.min(add(entry.created, backoff.warn_after));
+        at = at.min(later(entry.created, backoff.warn_after));
     }
     at
 }
 
-impl DatabaseQueue {
-    /// Locks the row of `id` in `tx` and reads it; a missing row is [`QueueError::NotFound`].
-    pub(super) async fn lock_existing(
-        &self,
-        tx: &mut Tx,
-        id: &QueueId,
-    ) -> Result<(Entry, Option<QueueLeaseRow>), Fail> {
-        let row = tx
-            .queue_lock(id.as_str())
-            .await?
-            .ok_or_else(|| QueueError::NotFound(id.clone()))?;
-        let entry = entry_of(&row)?;
-        Ok((entry, row.lease))
-    }
-
+impl DatabaseStorage {
     /// Writes `entry` and `lease` back to the locked row, with `next_attempt` computed from both.
     pub(super) async fn write(
         &self,

@@ -7,9 +7,8 @@ use chrono::{DateTime, Utc};
 
 use super::row::due_at;
 use super::{DatabaseOptions, DatabaseQueue};
-use crate::smtp::queue::{
-    Backoff, Entry, Envelope, Notice, Outcome, Queue, QueueId, RecipientResult,
-};
+use crate::smtp::queue::{Admin, Delivery, Intake};
+use crate::smtp::queue::{Backoff, Entry, Envelope, Notice, Outcome, QueueId, RecipientResult};
 use crate::store::Store;
 
 fn t(secs: i64) -> DateTime<Utc> {

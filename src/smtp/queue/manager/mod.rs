@@ -1,21 +1,21 @@
-//! The delivery loop of `mailctl serve` (issue 6): the queue manager that takes due entries off the outbound
+//! The delivery loop of `mailctl serve`: the queue manager that takes due entries off the outbound
 //! queue, hands them to the SMTP client (or to local delivery), records the results and tells senders about
 //! failures and delays.
 //!
 //! ## One pass
-//! [`Manager::run`] claims up to `outbound.concurrency` due entries ([`Queue::claim_due`], with a lease that a
+//! [`Manager::run`] claims up to `outbound.concurrency` due entries ([`Delivery::claim_due`], with a lease that a
 //! long delivery renews). For each entry it reads the body, groups the due recipients by domain
 //! (case-insensitively) and delivers every group concurrently: each recipient is first offered to
 //! [`LocalDelivery`] (hosted here: delivered at once), the rest of the group goes to the [`Transport`] in one
 //! transaction, within two limits: `concurrency` groups in flight in total and `per_domain` per destination
 //! domain. Then, in the order the queue's delivery protocol demands:
-//! 1. [`Queue::record`] stores the results durably, before anything else (a temporary failure, such as the
+//! 1. [`Delivery::record`] stores the results durably, before anything else (a temporary failure, such as the
 //!    database being away, is retried every second for as long as the lease lasts: an unrecorded result means
 //!    the recipients are delivered again);
 //! 2. failures not yet notified get one DSN ([`crate::smtp::outbound::dsn::bounce`]), a message still pending after the
 //!    warning age one delay warning; a DSN to a local sender is delivered locally, any other is queued with
-//!    the null sender; then [`Queue::note`] records it (a crash in between sends it twice, never zero times);
-//! 3. [`Queue::complete`] removes the entry or releases it until its next attempt.
+//!    the null sender; then [`Delivery::note`] records it (a crash in between sends it twice, never zero times);
+//! 3. [`Delivery::complete`] removes the entry or releases it until its next attempt.
 //!
 //! A failure of the queue itself (disk trouble) is logged; the claim is kept for a pause and then released,
 //! so a broken entry is not retried in a tight loop.
@@ -45,7 +45,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{Notify, watch};
 use tokio::task::{Id, JoinError, JoinSet};
 
-use super::{Backoff, Claimed, Outcome, Queue, QueueError, RecipientResult};
+use super::{Backoff, Claimed, Delivery, Outcome, QueueError, RecipientResult};
 use crate::smtp::settings::OutboundSettings;
 use crate::smtp::shutdown::Shutdown;
 use limits::Limits;
@@ -135,7 +135,7 @@ pub struct Manager {
 
 /// What every delivery task shares.
 struct Inner {
-    queue: Arc<dyn Queue>,
+    queue: Arc<dyn Delivery>,
     transport: Arc<dyn Transport>,
     local: Arc<dyn LocalDelivery>,
     hostname: String,
@@ -152,7 +152,7 @@ impl Manager {
     /// DSNs to local senders). `hostname` is this server's name (DSN `Reporting-MTA`); `settings` give the
     /// concurrency limits (0 counts as 1); `backoff` must be the queue's schedule (DSN retry-until dates).
     pub fn new(
-        queue: Arc<dyn Queue>,
+        queue: Arc<dyn Delivery>,
         transport: Arc<dyn Transport>,
         local: Arc<dyn LocalDelivery>,
         hostname: String,
@@ -254,7 +254,7 @@ impl Inner {
     /// Runs a blocking queue operation off the async threads.
     async fn blocking<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&dyn Queue) -> Result<T, QueueError> + Send + 'static,
+        op: impl FnOnce(&dyn Delivery) -> Result<T, QueueError> + Send + 'static,
     ) -> Result<T, process::StepError> {
         let queue = self.queue.clone();
         tokio::task::spawn_blocking(move || op(queue.as_ref()))

@@ -1,36 +1,16 @@
-//! Putting a message on the spool durably (the steps are listed in the module documentation).
+//! Putting a message on the spool durably (the steps are listed in the module documentation), and reading it
+//! back.
 
 use std::fs;
 use std::io::ErrorKind;
 
-use chrono::{DateTime, Utc};
-
 use super::Spool;
 use super::files::{Step, remove_quietly, write_synced};
-use crate::smtp::queue::{Entry, Envelope, QueueError, QueueId};
-
-/// Tries with a fresh id when the random one is taken (practically never).
-const ID_ATTEMPTS: usize = 4;
+use crate::smtp::queue::{Entry, QueueError, QueueId};
 
 impl Spool {
-    /// Stores `message` for `envelope` and returns its id once body and record are durable.
-    pub(super) fn enqueue(
-        &self,
-        envelope: &Envelope,
-        message: &[u8],
-        now: DateTime<Utc>,
-    ) -> Result<QueueId, QueueError> {
-        for _ in 0..ID_ATTEMPTS {
-            let entry = Entry::new(QueueId::generate(now), envelope, message.len() as u64, now)?;
-            if self.store_new(&entry, message)? {
-                return Ok(entry.id);
-            }
-        }
-        Err(QueueError::Invalid("no unused queue id found".into()))
-    }
-
     /// One enqueue attempt under `entry.id`; `Ok(false)` when that id is taken.
-    fn store_new(&self, entry: &Entry, message: &[u8]) -> Result<bool, QueueError> {
+    pub(super) fn store_new(&self, entry: &Entry, message: &[u8]) -> Result<bool, QueueError> {
         let id = &entry.id;
         let tmp_body = self.tmp_path(id, "eml");
         let tmp_meta = self.tmp_path(id, "json");
@@ -98,7 +78,7 @@ impl Spool {
     }
 
     /// The message bytes of an entry.
-    pub(super) fn body(&self, id: &QueueId) -> Result<Vec<u8>, QueueError> {
+    pub(super) fn read_body(&self, id: &QueueId) -> Result<Vec<u8>, QueueError> {
         let path = self.body_path(id);
         fs::read(&path).map_err(|e| match e.kind() {
             ErrorKind::NotFound => QueueError::NotFound(id.clone()),

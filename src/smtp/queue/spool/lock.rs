@@ -16,9 +16,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use chrono::{DateTime, Utc};
 
 use super::files::{Faults, Step, remove_quietly};
 use crate::smtp::queue::{Lease, QueueError};
@@ -118,8 +115,6 @@ pub(super) struct Owner {
     path: PathBuf,
     /// The open, locked owner file; dropping it unlocks.
     _file: File,
-    /// Claims made so far, numbering the leases.
-    claims: AtomicU64,
 }
 
 impl Owner {
@@ -140,7 +135,6 @@ impl Owner {
                         token,
                         path,
                         _file: file,
-                        claims: AtomicU64::new(1),
                     });
                 }
                 Err(e) => {
@@ -150,16 +144,6 @@ impl Owner {
             }
         }
         Err(last.unwrap_or_else(|| QueueError::Invalid("cannot register owner".into())))
-    }
-
-    /// A new lease for this owner, running until `expires`.
-    pub(super) fn lease(&self, expires: DateTime<Utc>) -> Lease {
-        Lease {
-            holder: self.token.clone(),
-            claim: self.claims.fetch_add(1, Ordering::Relaxed),
-            pid: std::process::id(),
-            expires,
-        }
     }
 
     /// Unregisters on a clean close: removes the owner file while still holding its lock.

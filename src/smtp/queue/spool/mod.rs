@@ -1,4 +1,5 @@
-//! The spool directory backend of the outbound queue (the default; `queue = "database"` comes later).
+//! The spool directory storage of the outbound queue (the default): [`Spool`] is the queue engine's
+//! [`Storage`](crate::smtp::queue::Storage) over a directory, [`SpoolQueue`] the engine over it.
 //!
 //! ## Layout
 //!
@@ -52,30 +53,50 @@
 //! The spool must be on a local filesystem (`flock`, `link` and `rename` semantics); NFS is not supported.
 //! All methods block: async callers use `spawn_blocking`.
 
-mod admin;
 mod commit;
-mod deliver;
 mod enqueue;
 mod files;
 mod lock;
+mod storage;
 mod sweep;
 #[cfg(test)]
 mod tests;
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
 
 use self::commit::DirSync;
 use self::files::{Faults, Step, ensure_dir, read_entry, remove_quietly, write_synced};
-use self::lock::{EntryLock, Owner, owner_alive};
-use super::{
-    Backoff, Claimed, Completion, Entry, Envelope, Lease, Notice, Queue, QueueError, QueueId,
-    Queued, RecipientResult, Recorded,
-};
+use self::lock::{EntryLock, Owner};
+use super::{Backoff, Engine, Entry, QueueError, QueueId};
 pub use sweep::Swept;
+
+/// The outbound queue over a spool directory.
+pub type SpoolQueue = Engine<Spool>;
+
+impl SpoolQueue {
+    /// Opens the queue in the spool directory `root` (see [`Spool::open`]).
+    pub fn open(root: impl Into<PathBuf>, options: SpoolOptions) -> Result<SpoolQueue, QueueError> {
+        Ok(Engine::new(Spool::open(root, options)?))
+    }
+
+    /// Cleans up after dead owners ([`Spool::sweep`]).
+    pub fn sweep(&self) -> Result<Swept, QueueError> {
+        self.storage().sweep()
+    }
+
+    /// The fault switch of the spool, for tests.
+    #[cfg(test)]
+    pub(crate) fn faults(&self) -> &Faults {
+        self.storage().faults()
+    }
+
+    /// Directory fsyncs run so far, for the group-commit test.
+    #[cfg(test)]
+    pub(crate) fn dir_sync_rounds(&self) -> usize {
+        self.storage().dir_sync_rounds()
+    }
+}
 
 /// How a spool behaves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -84,7 +105,7 @@ pub struct SpoolOptions {
     pub backoff: Backoff,
 }
 
-/// The spool directory queue: see the module documentation for the layout and the crash guarantees. Several
+/// The spool directory: see the module documentation for the layout and the crash guarantees. Several
 /// processes (and threads) may open the same directory at once.
 #[derive(Debug)]
 pub struct Spool {
@@ -236,18 +257,6 @@ impl Spool {
         Ok(())
     }
 
-    /// True when `lease` keeps everyone but its holder away at `now`: not expired, and its holder alive.
-    fn lease_live(&self, lease: &Lease, now: DateTime<Utc>) -> bool {
-        lease.is_live(now)
-            && (lease.holder == self.owner.token || owner_alive(&self.owners, &lease.holder))
-    }
-
-    /// True when the lock file holds exactly the lease of `claimed`.
-    fn holds(lock: &mut EntryLock, claimed: &Claimed) -> bool {
-        lock.lease()
-            .is_some_and(|l| l.holder == claimed.lease.holder && l.claim == claimed.lease.claim)
-    }
-
     /// The fault switch, for tests.
     #[cfg(test)]
     pub(crate) fn faults(&self) -> &Faults {
@@ -270,83 +279,5 @@ impl Drop for Spool {
         if !self.faults.crashed() {
             self.owner.unregister();
         }
-    }
-}
-
-impl Queue for Spool {
-    fn enqueue(
-        &self,
-        envelope: &Envelope,
-        message: &[u8],
-        now: DateTime<Utc>,
-    ) -> Result<QueueId, QueueError> {
-        Spool::enqueue(self, envelope, message, now)
-    }
-
-    fn claim_due(
-        &self,
-        now: DateTime<Utc>,
-        lease: Duration,
-        max: usize,
-    ) -> Result<Vec<Claimed>, QueueError> {
-        Spool::claim_due(self, now, lease, max)
-    }
-
-    fn renew(
-        &self,
-        claimed: &Claimed,
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<Claimed, QueueError> {
-        Spool::renew(self, claimed, now, lease)
-    }
-
-    fn body(&self, id: &QueueId) -> Result<Vec<u8>, QueueError> {
-        Spool::body(self, id)
-    }
-
-    fn record(
-        &self,
-        claimed: &Claimed,
-        results: &[RecipientResult],
-        now: DateTime<Utc>,
-    ) -> Result<Recorded, QueueError> {
-        Spool::record(self, claimed, results, now)
-    }
-
-    fn note(&self, claimed: &Claimed, notice: &Notice) -> Result<Entry, QueueError> {
-        Spool::note(self, claimed, notice)
-    }
-
-    fn release(&self, claimed: &Claimed) -> Result<(), QueueError> {
-        Spool::release(self, claimed)
-    }
-
-    fn complete(&self, claimed: &Claimed) -> Result<Completion, QueueError> {
-        Spool::complete(self, claimed)
-    }
-
-    fn list(&self, now: DateTime<Utc>) -> Result<Vec<Queued>, QueueError> {
-        Spool::list(self, now)
-    }
-
-    fn show(&self, id: &QueueId, now: DateTime<Utc>) -> Result<Queued, QueueError> {
-        Spool::show(self, id, now)
-    }
-
-    fn flush(&self, id: Option<&QueueId>, now: DateTime<Utc>) -> Result<usize, QueueError> {
-        Spool::flush(self, id, now)
-    }
-
-    fn hold(&self, id: &QueueId) -> Result<Entry, QueueError> {
-        Spool::set_hold(self, id, true)
-    }
-
-    fn release_held(&self, id: &QueueId) -> Result<Entry, QueueError> {
-        Spool::set_hold(self, id, false)
-    }
-
-    fn delete(&self, id: &QueueId, now: DateTime<Utc>) -> Result<Entry, QueueError> {
-        Spool::delete(self, id, now)
     }
 }

@@ -15,8 +15,9 @@ use futures_util::future::{BoxFuture, join_all};
 use tokio::sync::watch;
 
 use super::{Clock, Inner, LocalDelivery, Manager, ManagerOptions, Transport, process};
+use crate::smtp::queue::{Admin, Delivery, Intake};
 use crate::smtp::queue::{
-    Backoff, Envelope, Outcome, Queue, QueueId, Queued, RecipientResult, Spool, SpoolOptions,
+    Backoff, Envelope, Outcome, QueueId, Queued, RecipientResult, SpoolOptions, SpoolQueue,
 };
 use crate::smtp::settings::OutboundSettings;
 
@@ -187,12 +188,12 @@ fn settings(concurrency: usize, per_domain: usize) -> OutboundSettings {
     }
 }
 
-fn open(dir: &Path, backoff: Backoff) -> Arc<Spool> {
-    Arc::new(Spool::open(dir, SpoolOptions { backoff }).unwrap())
+fn open(dir: &Path, backoff: Backoff) -> Arc<SpoolQueue> {
+    Arc::new(SpoolQueue::open(dir, SpoolOptions { backoff }).unwrap())
 }
 
 fn manager(
-    queue: &Arc<Spool>,
+    queue: &Arc<SpoolQueue>,
     transport: &Arc<FakeTransport>,
     local: &Arc<FakeLocal>,
     settings: OutboundSettings,
@@ -208,7 +209,7 @@ fn manager(
     )
 }
 
-fn enqueue(queue: &Spool, sender: &str, rcpts: &[&str], now: DateTime<Utc>) -> QueueId {
+fn enqueue(queue: &SpoolQueue, sender: &str, rcpts: &[&str], now: DateTime<Utc>) -> QueueId {
     let envelope = Envelope {
         sender: sender.into(),
         recipients: rcpts.iter().map(|r| r.to_string()).collect(),
@@ -217,7 +218,7 @@ fn enqueue(queue: &Spool, sender: &str, rcpts: &[&str], now: DateTime<Utc>) -> Q
     queue.enqueue(&envelope, BODY, now).unwrap()
 }
 
-fn list(queue: &Spool, now: DateTime<Utc>) -> Vec<Queued> {
+fn list(queue: &SpoolQueue, now: DateTime<Utc>) -> Vec<Queued> {
     queue.list(now).unwrap()
 }
 
@@ -237,7 +238,7 @@ async fn pass(inner: &Arc<Inner>) -> usize {
 
 /// A manager for pass-by-pass tests: fixed clock, and its shared state.
 fn stepped(
-    queue: &Arc<Spool>,
+    queue: &Arc<SpoolQueue>,
     transport: &Arc<FakeTransport>,
     local: &Arc<FakeLocal>,
     backoff: Backoff,

@@ -13,7 +13,7 @@ fn reject_x(address: &str) -> Outcome {
 }
 
 /// The queued DSNs (null sender) and their bodies.
-fn queued_dsns(queue: &Spool, now: DateTime<Utc>) -> Vec<(Queued, String)> {
+fn queued_dsns(queue: &SpoolQueue, now: DateTime<Utc>) -> Vec<(Queued, String)> {
     list(queue, now)
         .into_iter()
         .filter(|q| q.entry.sender.is_empty())

@@ -4,16 +4,17 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
-use crate::smtp::queue::{Claimed, Completion, Entry, Notice, QueueError, Recorded, Stats};
+use crate::smtp::queue::{Claimed, Completion, Entry, Notice, QueueError, Recorded};
 
-/// A spool whose `record` fails with a temporary error the first `failures` times.
+/// A spool whose `record` fails with a temporary error the first `failures` times. The manager only needs
+/// [`Delivery`] (and its [`Intake`] for DSNs), so that is all it fakes.
 struct FlakyRecord {
-    spool: Arc<Spool>,
+    spool: Arc<SpoolQueue>,
     failures: AtomicU32,
     tries: AtomicU32,
 }
 
-impl Queue for FlakyRecord {
+impl Intake for FlakyRecord {
     fn enqueue(
         &self,
         envelope: &Envelope,
@@ -22,6 +23,15 @@ impl Queue for FlakyRecord {
     ) -> Result<QueueId, QueueError> {
         self.spool.enqueue(envelope, message, now)
     }
+    fn withdraw(&self, id: &QueueId, now: DateTime<Utc>) -> Result<Entry, QueueError> {
+        self.spool.withdraw(id, now)
+    }
+    fn body(&self, id: &QueueId) -> Result<Vec<u8>, QueueError> {
+        self.spool.body(id)
+    }
+}
+
+impl Delivery for FlakyRecord {
     fn claim_due(
         &self,
         now: DateTime<Utc>,
@@ -37,9 +47,6 @@ impl Queue for FlakyRecord {
         lease: Duration,
     ) -> Result<Claimed, QueueError> {
         self.spool.renew(claimed, now, lease)
-    }
-    fn body(&self, id: &QueueId) -> Result<Vec<u8>, QueueError> {
-        self.spool.body(id)
     }
     fn record(
         &self,
@@ -67,27 +74,6 @@ impl Queue for FlakyRecord {
     }
     fn complete(&self, claimed: &Claimed) -> Result<Completion, QueueError> {
         self.spool.complete(claimed)
-    }
-    fn list(&self, now: DateTime<Utc>) -> Result<Vec<Queued>, QueueError> {
-        self.spool.list(now)
-    }
-    fn show(&self, id: &QueueId, now: DateTime<Utc>) -> Result<Queued, QueueError> {
-        self.spool.show(id, now)
-    }
-    fn flush(&self, id: Option<&QueueId>, now: DateTime<Utc>) -> Result<usize, QueueError> {
-        self.spool.flush(id, now)
-    }
-    fn hold(&self, id: &QueueId) -> Result<Entry, QueueError> {
-        self.spool.hold(id)
-    }
-    fn release_held(&self, id: &QueueId) -> Result<Entry, QueueError> {
-        self.spool.release_held(id)
-    }
-    fn delete(&self, id: &QueueId, now: DateTime<Utc>) -> Result<Entry, QueueError> {
-        self.spool.delete(id, now)
-    }
-    fn stats(&self, now: DateTime<Utc>) -> Result<Stats, QueueError> {
-        self.spool.stats(now)
     }
 }
 

@@ -115,7 +115,7 @@ fn a_dead_owners_lease_is_taken_over_at_once() {
     assert_eq!(claims[0].id(), &id);
     assert_eq!(
         files(dir.path(), "owner"),
-        std::slice::from_ref(&b.owner.token),
+        std::slice::from_ref(&b.storage().owner.token),
         "dead owner file removed"
     );
 }

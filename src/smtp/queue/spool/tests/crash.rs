@@ -9,7 +9,7 @@ use super::*;
 use crate::smtp::queue::{QueueError, Status};
 
 /// Runs `action` on a spool that crashes at `step`, then reopens the spool.
-fn crash_during(dir: &Path, step: Step, action: impl FnOnce(&Spool)) -> Spool {
+fn crash_during(dir: &Path, step: Step, action: impl FnOnce(&SpoolQueue)) -> SpoolQueue {
     let spool = open(dir);
     spool.faults().fail_at(Some(step), true);
     action(&spool);
@@ -82,7 +82,7 @@ fn a_failed_enqueue_cleans_up_at_once() {
 }
 
 /// An entry for two recipients, the first delivered and recorded; returns the entry's claim.
-fn half_delivered(spool: &Spool) -> crate::smtp::queue::Claimed {
+fn half_delivered(spool: &SpoolQueue) -> crate::smtp::queue::Claimed {
     enqueue(spool, &["done@r.test", "later@r.test"]);
     let claim = spool.claim_due(t(1), LEASE, 1).unwrap().remove(0);
     spool
@@ -173,7 +173,7 @@ fn open_removes_leftovers_of_dead_owners_only() {
     let root = dir.path();
     let live_id = QueueId::generate(t(0));
     let dead_id = QueueId::generate(t(0));
-    let tok = &live.owner.token;
+    let tok = &live.storage().owner.token;
     // A live owner mid-enqueue (body linked, record not yet renamed), and a dead owner's half-written files.
     fs::write(root.join(format!("tmp/{tok}.{live_id}.json")), "{").unwrap();
     fs::write(root.join(format!("msg/{live_id}.eml")), "m").unwrap();

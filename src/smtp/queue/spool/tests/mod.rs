@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Spool, SpoolOptions};
-use crate::smtp::queue::{Envelope, Outcome, Queue, QueueId, RecipientResult};
+use super::{SpoolOptions, SpoolQueue};
+use crate::smtp::queue::{
+    Admin, Delivery, Envelope, Intake, Outcome, Queue, QueueId, RecipientResult,
+};
 
 /// A lease long enough never to run out during a test unless the test moves the clock.
 const LEASE: Duration = Duration::from_secs(600);
@@ -21,8 +23,8 @@ fn t(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
 }
 
-fn open(dir: &Path) -> Spool {
-    Spool::open(dir, SpoolOptions::default()).unwrap()
+fn open(dir: &Path) -> SpoolQueue {
+    SpoolQueue::open(dir, SpoolOptions::default()).unwrap()
 }
 
 fn envelope(rcpts: &[&str]) -> Envelope {
@@ -33,7 +35,7 @@ fn envelope(rcpts: &[&str]) -> Envelope {
     }
 }
 
-fn enqueue(spool: &Spool, rcpts: &[&str]) -> QueueId {
+fn enqueue(spool: &SpoolQueue, rcpts: &[&str]) -> QueueId {
     spool
         .enqueue(&envelope(rcpts), b"Subject: hi\r\n\r\nbody\r\n", t(0))
         .unwrap()
