@@ -16,6 +16,7 @@ use kit::dns::TestDns;
 use mailctl::dkim::{KeySpec, keys};
 use mailctl::dns::Resolver;
 use mailctl::smtp::inbound::checks::{Checks, ConnectResult, Outcome, SpfResult, Verdict};
+use mailctl::smtp::metrics::RejectReason;
 use mailctl::smtp::settings::{Action, CheckPolicy};
 
 const HOST: &str = "mx.test.example";
@@ -227,7 +228,7 @@ async fn spf_pass_fail_and_softfail_with_each_action() {
             .mail_from(&conn, ip(GOOD), "mx.good.example", "a@spffail.example")
             .await;
         assert_eq!(fail.outcome, Some(Outcome::Fail));
-        assert_eq!(fail.reason, Some("spf"));
+        assert_eq!(fail.reason, Some(RejectReason::Spf));
         match action {
             Action::Reject => {
                 assert_eq!(
@@ -365,7 +366,7 @@ async fn dkim_passes_and_aligns_and_a_changed_body_fails() {
             "{v:?}"
         );
         assert_eq!(v.summary, "dkim=fail");
-        assert_eq!(v.reason, Some("dkim"));
+        assert_eq!(v.reason, Some(RejectReason::Dkim));
         match action {
             Action::Reject => assert_eq!(v.reject.unwrap().code(), 550),
             _ => assert!(v.junk && v.reject.is_none()),
@@ -435,7 +436,7 @@ async fn dmarc_follows_the_domain_policy_or_marks_every_failure() {
         reply_line(v.reject.as_ref().unwrap()),
         "550 5.7.1 rejected by DMARC policy of reject.example\r\n"
     );
-    assert_eq!(v.reason, Some("dmarc"));
+    assert_eq!(v.reason, Some(RejectReason::Dmarc));
     assert!(
         v.authentication_results
             .contains("\tdmarc=fail header.from=reject.example\r\n"),
@@ -455,7 +456,7 @@ async fn dmarc_follows_the_domain_policy_or_marks_every_failure() {
     )
     .await;
     assert!(v.reject.is_none() && v.junk, "{v:?}");
-    assert_eq!(v.reason, Some("dmarc"));
+    assert_eq!(v.reason, Some(RejectReason::Dmarc));
 
     let (_, _, v) = transaction(
         &honour,
@@ -524,7 +525,7 @@ async fn dnsbl_listings_reject_or_mark_and_error_codes_do_not() {
         reply_line(conn.reject.as_ref().unwrap()),
         "554 5.7.1 client [198.51.100.66] blocked using bl.example\r\n"
     );
-    assert_eq!(conn.reason, Some("dnsbl"));
+    assert_eq!(conn.reason, Some(RejectReason::Dnsbl));
     assert_eq!(conn.summary(), "dnsbl=listed:bl.example");
     // Nothing else runs for a refused client.
     let spf = reject
@@ -587,7 +588,7 @@ async fn dnsbl_listings_reject_or_mark_and_error_codes_do_not() {
         )
         .await;
     assert!(v.junk);
-    assert_eq!(v.reason, Some("dnsbl"));
+    assert_eq!(v.reason, Some(RejectReason::Dnsbl));
 
     // A zone the server does not serve answers REFUSED: temperror, never a listing.
     let mut unserved = policy(
@@ -680,7 +681,7 @@ async fn iprev_passes_for_forward_confirmed_names_only() {
         reply_line(bad.reject.as_ref().unwrap()),
         "550 5.7.25 reverse DNS validation failed for [192.0.2.40]\r\n"
     );
-    assert_eq!(bad.reason, Some("iprev"));
+    assert_eq!(bad.reason, Some(RejectReason::Iprev));
 
     let none = reject.connect(ip(NO_PTR)).await;
     assert_eq!(none.iprev.as_ref().unwrap().outcome, Outcome::PermError);

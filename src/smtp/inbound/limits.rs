@@ -29,6 +29,9 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every refusal, in exposition order (the metrics index by the variant).
+    pub const ALL: [Refusal; 2] = [Refusal::Total, Refusal::PerIp];
+
     /// The label used in metrics and logs.
     pub fn label(self) -> &'static str {
         match self {

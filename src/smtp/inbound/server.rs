@@ -39,7 +39,7 @@ async fn handle(server: Arc<Context>, kind: ListenerKind, mut tcp: TcpStream, pe
     let _slot = match server.connections.admit(peer.ip()) {
         Ok(slot) => slot,
         Err(refusal) => {
-            server.metrics.connection_refused(refusal.label());
+            server.metrics.connection_refused(refusal);
             let bye = Reply::new(
                 421,
                 Some((4, 7, 0)),

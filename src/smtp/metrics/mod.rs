@@ -1,13 +1,9 @@
 //! Counters for the Prometheus text endpoint: what `serve` did since it started.
 //!
 //! Every counter is a plain atomic in a fixed table, so the session hot path never takes a lock or allocates.
-//! Labels come from small fixed sets: the listener kind, and the reason labels below; a reason outside the
-//! table is counted as `other`, so a typo in a caller never grows the exposition.
-//!
-//! Reasons of [`Metrics::rejected`]: `relay`, `unknown_user`, `disabled`, `quota`, `size`, `sender_mismatch`,
-//! `auth_required`, `spf`, `dkim`, `dmarc`, `dnsbl`, `iprev`, `too_many_recipients`, `tempfail`, `protocol`,
-//! `smuggling`, `timeout`. Reasons of [`Metrics::connection_refused`]: `max_connections`,
-//! `max_connections_per_ip`.
+//! Labels come from closed sets, as types: the listener kind ([`ListenerKind`]), why a command or message was
+//! refused ([`RejectReason`]) and why a connection was ([`Refusal`]); a caller cannot invent a label, so the
+//! exposition never grows and never misspells one.
 //!
 //! [`render`](Metrics::render) writes the text exposition format 0.0.4 (HELP and TYPE for every family, every
 //! known label pair present even at zero, so `rate()` works from the first scrape); [`serve_endpoint`] serves
@@ -21,49 +17,118 @@ use std::time::Duration;
 
 pub use http::serve_endpoint;
 
+use crate::smtp::inbound::limits::Refusal;
 use crate::smtp::settings::ListenerKind;
 
-/// The reason labels of `mailctl_smtp_messages_rejected_total`, in exposition order (`other` follows).
-pub const REJECT_REASONS: [&str; 18] = [
-    "relay",
-    "unknown_user",
-    "disabled",
-    "quota",
-    "size",
-    "sender_mismatch",
-    "auth_required",
-    "spf",
-    "dkim",
-    "dmarc",
-    "dnsbl",
-    "iprev",
-    "too_many_recipients",
-    "tempfail",
-    "protocol",
-    "smuggling",
-    "timeout",
-    "auth_lockout",
-];
+/// Why a command or message was refused: the `reason` label of `mailctl_smtp_messages_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// Mail for a domain not hosted here, from a client that did not log in.
+    Relay,
+    /// No such mailbox, alias or catch-all.
+    UnknownUser,
+    /// The mailbox or domain is disabled.
+    Disabled,
+    /// The mailbox is over its quota.
+    Quota,
+    /// The message is larger than `max_message_size`.
+    Size,
+    /// A logged-in user sent as an address that is not theirs.
+    SenderMismatch,
+    /// The command needs AUTH (or TLS first).
+    AuthRequired,
+    /// The SPF check refused the sender.
+    Spf,
+    /// The DKIM check refused the message.
+    Dkim,
+    /// The sender domain's DMARC policy refused the message.
+    Dmarc,
+    /// The client is on a DNS blocklist.
+    Dnsbl,
+    /// The client's IP has no forward-confirmed PTR.
+    Iprev,
+    /// More RCPTs than `max_recipients`.
+    TooManyRecipients,
+    /// This server's own trouble (database, disk): `451`.
+    Tempfail,
+    /// A protocol violation: bad syntax or sequence, talking before the greeting, the error limit.
+    Protocol,
+    /// Bare CR or LF in the message data (SMTP smuggling).
+    Smuggling,
+    /// The client was too slow.
+    Timeout,
+    /// Too many failed AUTH attempts from the client's IP.
+    AuthLockout,
+}
 
-/// The reason labels of `mailctl_smtp_connections_refused_total`, in exposition order (`other` follows).
-pub const REFUSE_REASONS: [&str; 2] = ["max_connections", "max_connections_per_ip"];
+impl RejectReason {
+    /// Every reason, in exposition order.
+    pub const ALL: [RejectReason; 18] = [
+        RejectReason::Relay,
+        RejectReason::UnknownUser,
+        RejectReason::Disabled,
+        RejectReason::Quota,
+        RejectReason::Size,
+        RejectReason::SenderMismatch,
+        RejectReason::AuthRequired,
+        RejectReason::Spf,
+        RejectReason::Dkim,
+        RejectReason::Dmarc,
+        RejectReason::Dnsbl,
+        RejectReason::Iprev,
+        RejectReason::TooManyRecipients,
+        RejectReason::Tempfail,
+        RejectReason::Protocol,
+        RejectReason::Smuggling,
+        RejectReason::Timeout,
+        RejectReason::AuthLockout,
+    ];
+
+    /// The label value, also used in logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::Relay => "relay",
+            RejectReason::UnknownUser => "unknown_user",
+            RejectReason::Disabled => "disabled",
+            RejectReason::Quota => "quota",
+            RejectReason::Size => "size",
+            RejectReason::SenderMismatch => "sender_mismatch",
+            RejectReason::AuthRequired => "auth_required",
+            RejectReason::Spf => "spf",
+            RejectReason::Dkim => "dkim",
+            RejectReason::Dmarc => "dmarc",
+            RejectReason::Dnsbl => "dnsbl",
+            RejectReason::Iprev => "iprev",
+            RejectReason::TooManyRecipients => "too_many_recipients",
+            RejectReason::Tempfail => "tempfail",
+            RejectReason::Protocol => "protocol",
+            RejectReason::Smuggling => "smuggling",
+            RejectReason::Timeout => "timeout",
+            RejectReason::AuthLockout => "auth_lockout",
+        }
+    }
+}
+
+impl std::fmt::Display for RejectReason {
+    /// The label.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
 
 /// Upper bounds (seconds) of the `mailctl_smtp_delivery_seconds` buckets; `+Inf` follows.
 pub const LATENCY_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// The label `other` for reasons outside the fixed tables.
-const OTHER: &str = "other";
-
 /// Process-wide counters, shared by every session (behind an `Arc`).
 #[derive(Debug, Default)]
 pub struct Metrics {
     connections: [AtomicU64; 3],
     active: [AtomicI64; 3],
-    refused: [AtomicU64; REFUSE_REASONS.len() + 1],
+    refused: [AtomicU64; Refusal::ALL.len()],
     accepted: [AtomicU64; 3],
-    rejected: [AtomicU64; REJECT_REASONS.len() + 1],
+    rejected: [AtomicU64; RejectReason::ALL.len()],
     auth_ok: AtomicU64,
     auth_failed: AtomicU64,
     latency: Histogram,
@@ -103,14 +168,6 @@ fn slot(kind: ListenerKind) -> usize {
     }
 }
 
-/// Index of `reason` in `table`, or the trailing `other` slot.
-fn reason_slot(table: &[&str], reason: &str) -> usize {
-    table
-        .iter()
-        .position(|r| *r == reason)
-        .unwrap_or(table.len())
-}
-
 impl Metrics {
     /// A connection was accepted on `listener`.
     pub fn connection_opened(&self, listener: ListenerKind) {
@@ -124,9 +181,9 @@ impl Metrics {
         self.active[slot(listener)].fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// A connection was refused before the banner (`reason`: `max_connections`, `max_connections_per_ip`).
-    pub fn connection_refused(&self, reason: &'static str) {
-        self.refused[reason_slot(&REFUSE_REASONS, reason)].fetch_add(1, Ordering::Relaxed);
+    /// A connection was refused before the banner.
+    pub fn connection_refused(&self, reason: Refusal) {
+        self.refused[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A message was accepted on `listener`; `latency` from the end of DATA to the 250.
@@ -135,9 +192,9 @@ impl Metrics {
         self.latency.observe(latency);
     }
 
-    /// A command or message was refused; `reason` is one of the fixed labels listed in the module docs.
-    pub fn rejected(&self, reason: &'static str) {
-        self.rejected[reason_slot(&REJECT_REASONS, reason)].fetch_add(1, Ordering::Relaxed);
+    /// A command or message was refused, for `reason`.
+    pub fn rejected(&self, reason: RejectReason) {
+        self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// An AUTH attempt ended: `ok` true for success.

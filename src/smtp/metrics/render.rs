@@ -4,7 +4,8 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Metrics, OTHER, REFUSE_REASONS, REJECT_REASONS};
+use super::{Metrics, RejectReason};
+use crate::smtp::inbound::limits::Refusal;
 use crate::smtp::settings::ListenerKind;
 
 /// The `le` label of each bucket bound, written the way Prometheus client libraries write them.
@@ -29,9 +30,14 @@ fn per_listener(out: &mut String, name: &str, value: impl Fn(usize) -> String) {
     }
 }
 
-/// One sample per reason of `table`, then `other` from the trailing slot, labelled `reason`.
-fn per_reason(out: &mut String, name: &str, table: &[&str], counters: &[AtomicU64]) {
-    for (reason, counter) in table.iter().chain([&OTHER]).zip(counters) {
+/// One sample per reason label, in order, labelled `reason`.
+fn per_reason(
+    out: &mut String,
+    name: &str,
+    labels: impl Iterator<Item = &'static str>,
+    counters: &[AtomicU64],
+) {
+    for (reason, counter) in labels.zip(counters) {
         let _ = writeln!(out, "{name}{{reason=\"{reason}\"}} {}", load(counter));
     }
 }
@@ -63,7 +69,8 @@ pub(super) fn render(m: &Metrics) -> String {
     let name = "mailctl_smtp_connections_refused_total";
     let help = "SMTP connections closed before the banner because a connection limit was reached.";
     family(&mut out, name, "counter", help);
-    per_reason(&mut out, name, &REFUSE_REASONS, &m.refused);
+    let labels = Refusal::ALL.into_iter().map(Refusal::label);
+    per_reason(&mut out, name, labels, &m.refused);
 
     let name = "mailctl_smtp_messages_accepted_total";
     let help = "Messages accepted (250 after DATA), by listener.";
@@ -73,7 +80,8 @@ pub(super) fn render(m: &Metrics) -> String {
     let name = "mailctl_smtp_messages_rejected_total";
     let help = "Commands or messages refused with a 4xx or 5xx reply, by reason.";
     family(&mut out, name, "counter", help);
-    per_reason(&mut out, name, &REJECT_REASONS, &m.rejected);
+    let labels = RejectReason::ALL.into_iter().map(RejectReason::label);
+    per_reason(&mut out, name, labels, &m.rejected);
 
     let name = "mailctl_smtp_auth_total";
     family(&mut out, name, "counter", "SMTP AUTH attempts, by result.");

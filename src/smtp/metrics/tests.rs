@@ -74,7 +74,6 @@ fn fresh_metrics_expose_every_family_at_zero() {
         "mailctl_smtp_connections_refused_total{reason=\"max_connections_per_ip\"}",
         "mailctl_smtp_messages_accepted_total{listener=\"submission\"}",
         "mailctl_smtp_messages_rejected_total{reason=\"timeout\"}",
-        "mailctl_smtp_messages_rejected_total{reason=\"other\"}",
         "mailctl_smtp_auth_total{result=\"failure\"}",
         "mailctl_smtp_delivery_seconds_bucket{le=\"+Inf\"}",
         "mailctl_smtp_delivery_seconds_sum",
@@ -83,21 +82,22 @@ fn fresh_metrics_expose_every_family_at_zero() {
         assert_eq!(samples.get(name), Some(&0.0), "{name}");
     }
     let rejected = samples.keys().filter(|k| k.contains("rejected_total"));
-    assert_eq!(rejected.count(), REJECT_REASONS.len() + 1);
+    assert_eq!(rejected.count(), RejectReason::ALL.len());
+    let refused = samples.keys().filter(|k| k.contains("refused_total"));
+    assert_eq!(refused.count(), Refusal::ALL.len());
 }
 
 #[test]
-fn counters_count_by_label_and_unknown_reasons_go_to_other() {
+fn counters_count_by_label() {
     let m = Metrics::default();
     m.connection_opened(ListenerKind::Smtp);
     m.connection_opened(ListenerKind::Smtp);
     m.connection_opened(ListenerKind::Submission);
     m.connection_closed(ListenerKind::Smtp);
-    m.connection_refused("max_connections");
-    m.connection_refused("made_up");
-    m.rejected("relay");
-    m.rejected("relay");
-    m.rejected("no_such_reason");
+    m.connection_refused(Refusal::Total);
+    m.rejected(RejectReason::Relay);
+    m.rejected(RejectReason::Relay);
+    m.rejected(RejectReason::AuthLockout);
     m.auth(true);
     m.auth(false);
     m.auth(false);
@@ -125,15 +125,15 @@ fn counters_count_by_label_and_unknown_reasons_go_to_other() {
         1.0
     );
     assert_eq!(
-        get("mailctl_smtp_connections_refused_total{reason=\"other\"}"),
-        1.0
+        get("mailctl_smtp_connections_refused_total{reason=\"max_connections_per_ip\"}"),
+        0.0
     );
     assert_eq!(
         get("mailctl_smtp_messages_rejected_total{reason=\"relay\"}"),
         2.0
     );
     assert_eq!(
-        get("mailctl_smtp_messages_rejected_total{reason=\"other\"}"),
+        get("mailctl_smtp_messages_rejected_total{reason=\"auth_lockout\"}"),
         1.0
     );
     assert_eq!(get("mailctl_smtp_auth_total{result=\"success\"}"), 1.0);
@@ -250,7 +250,7 @@ async fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
 #[tokio::test]
 async fn endpoint_serves_metrics_over_a_real_socket_and_stops_on_shutdown() {
     let metrics = Arc::new(Metrics::default());
-    metrics.rejected("relay");
+    metrics.rejected(RejectReason::Relay);
     let (addr, tx, task) = endpoint(metrics.clone()).await;
 
     let r = exchange(

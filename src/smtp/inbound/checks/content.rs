@@ -5,6 +5,7 @@ use mail_auth::{AuthenticatedMessage, SpfOutput};
 
 use super::{Checks, Outcome, dkim, dmarc, results};
 use crate::smtp::inbound::command::Reply;
+use crate::smtp::metrics::RejectReason;
 use crate::smtp::settings::Action;
 
 /// The consequences gathered so far: the first reject wins (and names the reason), else the first mark.
@@ -12,14 +13,14 @@ use crate::smtp::settings::Action;
 pub(super) struct Decision {
     pub(super) reject: Option<Reply>,
     pub(super) junk: bool,
-    pub(super) reason: Option<&'static str>,
+    pub(super) reason: Option<RejectReason>,
 }
 
 impl Decision {
     pub(super) fn apply(
         &mut self,
         action: Action,
-        label: &'static str,
+        label: RejectReason,
         reply: impl FnOnce() -> Reply,
     ) {
         match action {
@@ -91,7 +92,7 @@ impl Checks {
             (Action::Reject, Policy::Quarantine) | (Action::Mark, _) => Action::Mark,
             _ => Action::Off,
         };
-        d.apply(action, "dmarc", || {
+        d.apply(action, RejectReason::Dmarc, || {
             Reply::new(
                 550,
                 Some((5, 7, 1)),

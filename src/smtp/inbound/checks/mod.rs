@@ -28,6 +28,7 @@ use mail_auth::{AuthenticatedMessage, SpfOutput};
 
 use crate::dns::Resolver;
 use crate::smtp::inbound::command::Reply;
+use crate::smtp::metrics::RejectReason;
 use crate::smtp::settings::{Action, CheckPolicy};
 use content::{Decision, fallback_domain, report_dkim};
 pub use results::Outcome;
@@ -54,7 +55,7 @@ pub struct ConnectResult {
     /// A check with action mark failed: deliver into Junk.
     pub junk: bool,
     /// The check behind `reject` (or else `junk`): `dnsbl` or `iprev`, for logs and metrics labels.
-    pub reason: Option<&'static str>,
+    pub reason: Option<RejectReason>,
     /// The iprev result, when iprev ran.
     pub iprev: Option<iprev::Iprev>,
     /// The blocklist answers, when DNSBL checks ran.
@@ -83,7 +84,7 @@ pub struct SpfResult {
     /// SPF failed with action mark.
     pub junk: bool,
     /// `spf` when `reject` or `junk` is set (for logs and metrics labels).
-    pub reason: Option<&'static str>,
+    pub reason: Option<RejectReason>,
     /// The reported SPF result; `None` when the SPF check is off (or did not run).
     pub outcome: Option<Outcome>,
     /// The evaluation itself (also made, unreported, for DMARC when SPF is off but DMARC is on).
@@ -102,7 +103,7 @@ pub struct Verdict {
     /// One line for the transaction log, e.g. `iprev=pass spf=pass dkim=pass dmarc=pass dnsbl=clean`.
     pub summary: String,
     /// The check behind `reject` (or else `junk`): `dmarc`, `dkim`, `spf`, `iprev` or `dnsbl`.
-    pub reason: Option<&'static str>,
+    pub reason: Option<RejectReason>,
     /// The DKIM results, when DKIM was checked and reported.
     pub dkim: Option<dkim::Dkim>,
     /// The DMARC result, when DMARC was checked.
@@ -154,7 +155,7 @@ impl Checks {
         let (iprev, lists) = tokio::join!(iprev, lists);
         let mut d = Decision::default();
         if let Some(zone) = lists.as_ref().and_then(|l| l.listed_zone()) {
-            d.apply(p.dnsbl, "dnsbl", || {
+            d.apply(p.dnsbl, RejectReason::Dnsbl, || {
                 Reply::new(
                     554,
                     Some((5, 7, 1)),
@@ -163,7 +164,7 @@ impl Checks {
             });
         }
         if iprev.as_ref().is_some_and(|i| i.failed()) {
-            d.apply(p.iprev, "iprev", || {
+            d.apply(p.iprev, RejectReason::Iprev, || {
                 Reply::new(
                     550,
                     Some((5, 7, 25)),
@@ -206,7 +207,7 @@ impl Checks {
         .await;
         let mut d = Decision::default();
         if p.spf != Action::Off && eval.outcome == Outcome::Fail {
-            d.apply(p.spf, "spf", || {
+            d.apply(p.spf, RejectReason::Spf, || {
                 Reply::new(
                     550,
                     Some((5, 7, 23)),
@@ -278,7 +279,7 @@ impl Checks {
             if p.dkim != Action::Off {
                 report_dkim(&mut header, &mut summary, &dkim);
                 if dkim.failed() {
-                    d.apply(p.dkim, "dkim", || {
+                    d.apply(p.dkim, RejectReason::Dkim, || {
                         Reply::new(550, Some((5, 7, 20)), "no valid DKIM signature found")
                     });
                 }

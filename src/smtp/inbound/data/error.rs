@@ -1,5 +1,7 @@
 //! Why a message was refused at the end of DATA, and the reply that says so.
 
+use crate::smtp::inbound::command::Reply;
+
 /// The first violation found while reading a DATA phase. Reported only once the real end of data has been
 /// read (see the module documentation), so the session can reply and stay in step with the client.
 ///
@@ -26,7 +28,7 @@ pub enum DataError {
 }
 
 impl DataError {
-    /// The SMTP reply for this refusal: (code, enhanced status code, text), for the session to format.
+    /// The SMTP reply for this refusal.
     ///
     /// * [`TooLarge`](Self::TooLarge): `552 5.3.4`, as RFC 1870 prescribes for SIZE overruns.
     /// * [`BareLineFeed`](Self::BareLineFeed), [`BareCarriageReturn`](Self::BareCarriageReturn): `554 5.5.2`:
@@ -35,25 +37,26 @@ impl DataError {
     ///   offending byte the way Postfix does, so operators recognise it.
     /// * [`NulByte`](Self::NulByte), [`LineTooLong`](Self::LineTooLong): `554 5.6.0`, a problem with the
     ///   content itself (RFC 3463 "other or undefined media error").
-    pub fn reply(&self) -> (u16, &'static str, &'static str) {
-        match self {
+    pub fn reply(&self) -> Reply {
+        let (code, enhanced, text) = match self {
             DataError::BareLineFeed => (
                 554,
-                "5.5.2",
+                (5, 5, 2),
                 "Bare <LF> received; lines must end with <CR><LF>",
             ),
             DataError::BareCarriageReturn => (
                 554,
-                "5.5.2",
+                (5, 5, 2),
                 "Bare <CR> received; lines must end with <CR><LF>",
             ),
-            DataError::NulByte => (554, "5.6.0", "NUL byte in message not allowed"),
-            DataError::LineTooLong => (554, "5.6.0", "Message line too long"),
+            DataError::NulByte => (554, (5, 6, 0), "NUL byte in message not allowed"),
+            DataError::LineTooLong => (554, (5, 6, 0), "Message line too long"),
             DataError::TooLarge => (
                 552,
-                "5.3.4",
+                (5, 3, 4),
                 "Message size exceeds fixed maximum message size",
             ),
-        }
+        };
+        Reply::new(code, Some(enhanced), text)
     }
 }

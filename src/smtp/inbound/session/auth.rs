@@ -12,6 +12,7 @@ use super::{Next, Session, temporary_failure};
 use crate::model::Address;
 use crate::smtp::inbound::command::{self, AuthError, Reply};
 use crate::smtp::inbound::limits::Penalty;
+use crate::smtp::metrics::RejectReason;
 
 impl Session {
     pub(super) async fn auth(
@@ -21,8 +22,8 @@ impl Session {
         initial: Option<String>,
     ) -> std::io::Result<Next> {
         if let Some(refusal) = self.auth_refusal() {
-            self.server.metrics.rejected("auth_required");
-            conn.queue(&refusal.to_bytes());
+            self.server.metrics.rejected(RejectReason::AuthRequired);
+            conn.queue(&refusal);
             return Ok(Next::Continue);
         }
         let ip = self.peer.ip();
@@ -62,21 +63,18 @@ impl Session {
                 }
             }
             _ => {
-                conn.queue(
-                    &Reply::new(
-                        504,
-                        Some((5, 5, 4)),
-                        "Unrecognized authentication mechanism",
-                    )
-                    .to_bytes(),
-                );
+                conn.queue(&Reply::new(
+                    504,
+                    Some((5, 5, 4)),
+                    "Unrecognized authentication mechanism",
+                ));
                 return Ok(Next::Continue);
             }
         };
         let (user, password, authzid) = match credentials {
             Ok(c) => c,
             Err(e @ (AuthError::Cancelled | AuthError::InvalidBase64 | AuthError::TooLong)) => {
-                conn.queue(&e.reply().to_bytes());
+                conn.queue(&e.reply());
                 return Ok(Next::Continue);
             }
             Err(AuthError::Malformed(_)) => (String::new(), String::new(), None),
@@ -94,9 +92,11 @@ impl Session {
                 self.server.metrics.auth(true);
                 tracing::info!(target: "mailctl::smtp", client = %ip, login = %login, "authenticated");
                 self.login = Some(login);
-                conn.queue(
-                    &Reply::new(235, Some((2, 7, 0)), "Authentication successful").to_bytes(),
-                );
+                conn.queue(&Reply::new(
+                    235,
+                    Some((2, 7, 0)),
+                    "Authentication successful",
+                ));
                 Ok(Next::Continue)
             }
             Ok(None) => {
@@ -107,17 +107,18 @@ impl Session {
                     Penalty::Delay(delay) => {
                         conn.flush().await?;
                         tokio::time::sleep(delay).await;
-                        conn.queue(
-                            &Reply::new(535, Some((5, 7, 8)), "Authentication credentials invalid")
-                                .to_bytes(),
-                        );
+                        conn.queue(&Reply::new(
+                            535,
+                            Some((5, 7, 8)),
+                            "Authentication credentials invalid",
+                        ));
                         Ok(Next::Continue)
                     }
                 }
             }
             Err(()) => {
-                self.server.metrics.rejected("tempfail");
-                conn.queue(&temporary_failure().to_bytes());
+                self.server.metrics.rejected(RejectReason::Tempfail);
+                conn.queue(&temporary_failure());
                 Ok(Next::Continue)
             }
         }
@@ -156,15 +157,12 @@ impl Session {
     }
 
     fn locked_out(&mut self, conn: &mut Conn) -> Next {
-        self.server.metrics.rejected("auth_lockout");
-        conn.queue(
-            &Reply::new(
-                421,
-                Some((4, 7, 0)),
-                "Too many authentication failures, closing connection",
-            )
-            .to_bytes(),
-        );
+        self.server.metrics.rejected(RejectReason::AuthLockout);
+        conn.queue(&Reply::new(
+            421,
+            Some((4, 7, 0)),
+            "Too many authentication failures, closing connection",
+        ));
         Next::Close
     }
 
@@ -214,7 +212,7 @@ async fn challenge(
     conn: &mut Conn,
     prompt: &str,
 ) -> std::io::Result<Option<Result<String, AuthError>>> {
-    conn.queue(format!("334 {prompt}\r\n").as_bytes());
+    conn.queue(&Reply::new(334, None, prompt));
     match conn
         .read_line(command::auth::MAX_AUTH_LINE, Duration::from_secs(60))
         .await?

@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::Session;
 use super::received::Trace;
 use crate::smtp::inbound::command::Reply;
+use crate::smtp::metrics::RejectReason;
 
 impl Session {
     /// Why DATA cannot start now, if it cannot.
@@ -45,7 +46,7 @@ impl Session {
                 if let Some(reject) = verdict.reject {
                     self.server
                         .metrics
-                        .rejected(verdict.reason.unwrap_or("dmarc"));
+                        .rejected(verdict.reason.unwrap_or(RejectReason::Dmarc));
                     self.finish_log(size, &verdict.summary, &reject);
                     return reject;
                 }
@@ -61,7 +62,7 @@ impl Session {
             && used.saturating_add(size) > *quota
         {
             let reply = Reply::new(552, Some((5, 2, 2)), "Mailbox full");
-            self.server.metrics.rejected("quota");
+            self.server.metrics.rejected(RejectReason::Quota);
             self.finish_log(size, &summary, &reply);
             return reply;
         }
@@ -138,7 +139,7 @@ impl Session {
             }
             Err(failure) => {
                 tracing::warn!(target: "mailctl::smtp", id = %id, reason = %failure.reason, "delivery failed");
-                self.server.metrics.rejected("tempfail");
+                self.server.metrics.rejected(RejectReason::Tempfail);
                 if failure.temporary {
                     Reply::new(
                         451,

@@ -2,6 +2,7 @@
 
 use super::Session;
 use crate::smtp::inbound::command::{PathDomain, Reply};
+use crate::smtp::metrics::RejectReason;
 
 impl Session {
     /// Answers EHLO (`esmtp`) or HELO. The name is recorded as given (for the Received header and HELO SPF)
@@ -9,7 +10,7 @@ impl Session {
     /// transaction, as RFC 5321 4.1.4 says.
     pub(super) fn ehlo(&mut self, name: String, esmtp: bool) -> Reply {
         if PathDomain::parse(&name).is_err() {
-            self.server.metrics.rejected("protocol");
+            self.server.metrics.rejected(RejectReason::Protocol);
             return Reply::new(501, Some((5, 5, 4)), "Invalid EHLO/HELO name");
         }
         self.abandon("new EHLO");

@@ -17,6 +17,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+use crate::smtp::inbound::command::Reply;
+
 /// Read size for one call; a message arrives in chunks of this.
 const CHUNK: usize = 16 * 1024;
 /// A read buffer grown beyond this (by a large message) is given back once it is empty.
@@ -125,16 +127,10 @@ impl Conn {
         }
     }
 
-    /// Queues bytes for the client: one whole reply (all its lines) per call.
-    pub fn queue(&mut self, bytes: &[u8]) {
-        if let Some(code) = bytes
-            .get(..3)
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .and_then(|d| d.parse().ok())
-        {
-            self.last_code = code;
-        }
-        self.wbuf.extend_from_slice(bytes);
+    /// Queues a reply for the client (all its lines), to go out at the next flush.
+    pub fn queue(&mut self, reply: &Reply) {
+        self.last_code = reply.code();
+        self.wbuf.extend_from_slice(&reply.to_bytes());
     }
 
     /// Sends everything queued, within [`Conn::write_timeout`].

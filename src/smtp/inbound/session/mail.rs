@@ -4,6 +4,7 @@
 use super::{Session, Transaction, queue_id, sender_text, temporary_failure};
 use crate::model::Address;
 use crate::smtp::inbound::command::{MailParams, Reply, ReversePath};
+use crate::smtp::metrics::RejectReason;
 use crate::smtp::settings::ListenerKind;
 
 impl Session {
@@ -16,7 +17,7 @@ impl Session {
             match self.owns_sender(&login, &from).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    self.server.metrics.rejected("sender_mismatch");
+                    self.server.metrics.rejected(RejectReason::SenderMismatch);
                     tracing::info!(target: "mailctl::smtp", client = %self.peer.ip(), login = %login,
                         sender = %sender.escape_debug(), "sender not owned by login");
                     return Reply::new(
@@ -26,7 +27,7 @@ impl Session {
                     );
                 }
                 Err(()) => {
-                    self.server.metrics.rejected("tempfail");
+                    self.server.metrics.rejected(RejectReason::Tempfail);
                     return temporary_failure();
                 }
             }
@@ -39,7 +40,9 @@ impl Session {
             }
             let conn = self.connect_checks.clone().unwrap_or_default();
             if let Some(reject) = &conn.reject {
-                self.server.metrics.rejected(conn.reason.unwrap_or("dnsbl"));
+                self.server
+                    .metrics
+                    .rejected(conn.reason.unwrap_or(RejectReason::Dnsbl));
                 return reject.clone();
             }
             let helo = self.helo.as_ref().map(|h| h.0.clone()).unwrap_or_default();
@@ -49,7 +52,7 @@ impl Session {
                 .mail_from(&conn, ip, &helo, &sender)
                 .await;
             if let Some(reject) = &result.reject {
-                self.server.metrics.rejected("spf");
+                self.server.metrics.rejected(RejectReason::Spf);
                 tracing::info!(target: "mailctl::smtp", client = %ip, sender = %sender.escape_debug(),
                     reply = %reject.text(), "MAIL refused by SPF");
                 return reject.clone();
@@ -81,7 +84,7 @@ impl Session {
             return Some(Reply::new(503, Some((5, 5, 1)), "Nested MAIL command"));
         }
         if self.kind.offers_auth() && self.login.is_none() {
-            self.server.metrics.rejected("auth_required");
+            self.server.metrics.rejected(RejectReason::AuthRequired);
             return Some(Reply::new(530, Some((5, 7, 0)), "Authentication required"));
         }
         if let Err(e) = params.check_supported(&[]) {
@@ -99,7 +102,7 @@ impl Session {
         }
         let max = self.server.settings.limits.max_message_size;
         if params.size.is_some_and(|size| size > max) {
-            self.server.metrics.rejected("size");
+            self.server.metrics.rejected(RejectReason::Size);
             return Some(Reply::new(
                 552,
                 Some((5, 3, 4)),

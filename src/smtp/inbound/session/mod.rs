@@ -32,7 +32,8 @@ use crate::smtp::deliver::Target;
 use crate::smtp::inbound::Context;
 use crate::smtp::inbound::checks::{ConnectResult, SpfResult};
 use crate::smtp::inbound::command::{self, Command, MailParams, Reply, ReversePath};
-use crate::smtp::inbound::data::{DataReader, Limits as DataLimits, Progress};
+use crate::smtp::inbound::data::{DataError, DataReader, Limits as DataLimits, Progress};
+use crate::smtp::metrics::RejectReason;
 use crate::smtp::settings::ListenerKind;
 
 /// The longest command line accepted, CRLF included (Postfix's `line_length_limit`); longer lines get 500.
@@ -146,7 +147,7 @@ impl Session {
             .input_before_greeting(session.server.settings.limits.greet_pause)
             .await
         {
-            session.server.metrics.rejected("protocol");
+            session.server.metrics.rejected(RejectReason::Protocol);
             tracing::info!(target: "mailctl::smtp", listener = kind.name(), client = %peer.ip(),
                 "client sent commands before the greeting; refused");
             let refusal = Reply::new(
@@ -156,12 +157,12 @@ impl Session {
                     "{hostname} Error: SMTP protocol synchronization (command sent before the greeting)"
                 ),
             );
-            conn.queue(&refusal.to_bytes());
+            conn.queue(&refusal);
             let _ = conn.finish().await;
             return;
         }
         let banner = Reply::new(220, None, format!("{hostname} ESMTP mailctl"));
-        conn.queue(&banner.to_bytes());
+        conn.queue(&banner);
         let _ = session.serve(&mut conn).await;
         session.abandon("connection closed");
     }
@@ -178,7 +179,7 @@ impl Session {
                     () = shutdown.recv() => {
                         let bye = Reply::new(421, Some((4, 3, 2)), format!(
                             "{} shutting down, try again later", self.server.settings.hostname));
-                        conn.queue(&bye.to_bytes());
+                        conn.queue(&bye);
                         return conn.flush().await;
                     }
                 }
@@ -206,22 +207,22 @@ impl Session {
                         next
                     }
                     Err(e) => {
-                        self.server.metrics.rejected("protocol");
-                        conn.queue(&e.reply().to_bytes());
+                        self.server.metrics.rejected(RejectReason::Protocol);
+                        conn.queue(&e.reply());
                         Next::Continue
                     }
                 },
                 Ok(Line::TooLong) => {
-                    self.server.metrics.rejected("protocol");
-                    conn.queue(&Reply::new(500, Some((5, 5, 2)), "Line too long").to_bytes());
+                    self.server.metrics.rejected(RejectReason::Protocol);
+                    conn.queue(&Reply::new(500, Some((5, 5, 2)), "Line too long"));
                     Next::Continue
                 }
                 Ok(Line::Eof) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    self.server.metrics.rejected("timeout");
+                    self.server.metrics.rejected(RejectReason::Timeout);
                     self.abandon("timeout");
                     let bye = Reply::new(421, Some((4, 4, 2)), "Timeout, closing connection");
-                    conn.queue(&bye.to_bytes());
+                    conn.queue(&bye);
                     return conn.finish().await;
                 }
                 Err(e) => return Err(e),
@@ -238,7 +239,7 @@ impl Session {
             } else if refused || (junk && self.junk > MAX_JUNK_COMMANDS) {
                 self.errors += 1;
                 if self.errors >= MAX_ERRORS {
-                    self.server.metrics.rejected("protocol");
+                    self.server.metrics.rejected(RejectReason::Protocol);
                     tracing::info!(target: "mailctl::smtp", listener = self.kind.name(),
                         client = %self.peer.ip(), errors = self.errors, "too many errors; disconnecting");
                     self.abandon("too many errors");
@@ -250,7 +251,7 @@ impl Session {
                             self.server.settings.hostname
                         ),
                     );
-                    conn.queue(&bye.to_bytes());
+                    conn.queue(&bye);
                     return conn.finish().await;
                 }
             }
@@ -286,11 +287,11 @@ impl Session {
             Command::Quit => {
                 self.abandon("quit");
                 let bye = Reply::new(221, Some((2, 0, 0)), "Bye");
-                conn.queue(&bye.to_bytes());
+                conn.queue(&bye);
                 return Ok(Next::Close);
             }
         };
-        conn.queue(&reply.to_bytes());
+        conn.queue(&reply);
         Ok(Next::Continue)
     }
 
@@ -300,19 +301,19 @@ impl Session {
         let tls = match (&self.server.tls, &conn.stream) {
             (Some(tls), Stream::Plain(_)) => tls.acceptor(),
             (None, _) => {
-                conn.queue(&Reply::new(502, Some((5, 5, 1)), "STARTTLS not available").to_bytes());
+                conn.queue(&Reply::new(502, Some((5, 5, 1)), "STARTTLS not available"));
                 return Ok(Next::Continue);
             }
             (Some(_), _) => {
-                conn.queue(&Reply::new(503, Some((5, 5, 1)), "TLS already active").to_bytes());
+                conn.queue(&Reply::new(503, Some((5, 5, 1)), "TLS already active"));
                 return Ok(Next::Continue);
             }
         };
         if self.helo.is_none() {
-            conn.queue(&Reply::new(503, Some((5, 5, 1)), "Send EHLO first").to_bytes());
+            conn.queue(&Reply::new(503, Some((5, 5, 1)), "Send EHLO first"));
             return Ok(Next::Continue);
         }
-        conn.queue(&Reply::new(220, Some((2, 0, 0)), "Ready to start TLS").to_bytes());
+        conn.queue(&Reply::new(220, Some((2, 0, 0)), "Ready to start TLS"));
         conn.flush().await?;
         conn.discard_input();
         let Stream::Plain(tcp) = std::mem::replace(&mut conn.stream, Stream::Closed) else {
@@ -338,10 +339,10 @@ impl Session {
     /// DATA: 354, read the message with the smuggling-safe reader, then hand it to the data stage.
     async fn data(&mut self, conn: &mut Conn) -> std::io::Result<Next> {
         if let Some(refusal) = self.data_refusal() {
-            conn.queue(&refusal.to_bytes());
+            conn.queue(&refusal);
             return Ok(Next::Continue);
         }
-        conn.queue(&Reply::new(354, None, "End data with <CR><LF>.<CR><LF>").to_bytes());
+        conn.queue(&Reply::new(354, None, "End data with <CR><LF>.<CR><LF>"));
         conn.flush().await?;
         let limits = DataLimits {
             max_size: self.server.settings.limits.max_message_size,
@@ -359,14 +360,14 @@ impl Session {
                     // Refused as too large long ago and still streaming: stop reading (and paying for) it.
                     let max = self.server.settings.limits.max_message_size;
                     if reader.size() > max.saturating_add(max.max(1 << 20)) {
-                        self.server.metrics.rejected("size");
+                        self.server.metrics.rejected(RejectReason::Size);
                         self.abandon("message far over the size limit");
                         let reply = Reply::new(
                             552,
                             Some((5, 3, 4)),
                             "Message size exceeds fixed maximum message size",
                         );
-                        conn.queue(&reply.to_bytes());
+                        conn.queue(&reply);
                         return Ok(Next::Close);
                     }
                     match self.fill_data(conn, started, reader.size()).await? {
@@ -391,19 +392,19 @@ impl Session {
         let reply = match outcome {
             Ok(message) => self.finish_data(message, received_at).await,
             Err(error) => {
-                let (code, enhanced, text) = error.reply();
-                let reply = Reply::new(code, parse_enhanced(enhanced), text);
+                let reply = error.reply();
                 self.server.metrics.rejected(match error {
-                    crate::smtp::inbound::data::DataError::TooLarge => "size",
-                    crate::smtp::inbound::data::DataError::BareLineFeed
-                    | crate::smtp::inbound::data::DataError::BareCarriageReturn => "smuggling",
-                    _ => "protocol",
+                    DataError::TooLarge => RejectReason::Size,
+                    DataError::BareLineFeed | DataError::BareCarriageReturn => {
+                        RejectReason::Smuggling
+                    }
+                    DataError::NulByte | DataError::LineTooLong => RejectReason::Protocol,
                 });
                 self.finish_log(reader.size(), "", &reply);
                 reply
             }
         };
-        conn.queue(&reply.to_bytes());
+        conn.queue(&reply);
         Ok(Next::Continue)
     }
 
@@ -429,9 +430,9 @@ impl Session {
             Ok(0) => Ok(None),
             Ok(_) => Ok(Some(())),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                self.server.metrics.rejected("timeout");
+                self.server.metrics.rejected(RejectReason::Timeout);
                 let bye = Reply::new(421, Some((4, 4, 2)), "Timeout, closing connection");
-                conn.queue(&bye.to_bytes());
+                conn.queue(&bye);
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -445,13 +446,13 @@ impl Session {
     /// A chunk larger than the message size limit is not waited for: `552` and the connection is closed.
     async fn bdat(&mut self, conn: &mut Conn, size: u64) -> std::io::Result<Next> {
         if size > self.server.settings.limits.max_message_size {
-            self.server.metrics.rejected("size");
+            self.server.metrics.rejected(RejectReason::Size);
             let reply = Reply::new(
                 552,
                 Some((5, 3, 4)),
                 "Message size exceeds fixed maximum message size",
             );
-            conn.queue(&reply.to_bytes());
+            conn.queue(&reply);
             return Ok(Next::Close);
         }
         let started = Instant::now();
@@ -471,13 +472,13 @@ impl Session {
                 return Ok(Next::Close);
             }
         }
-        self.server.metrics.rejected("protocol");
+        self.server.metrics.rejected(RejectReason::Protocol);
         let reply = Reply::new(
             502,
             Some((5, 5, 1)),
             "BDAT not implemented (CHUNKING is not offered)",
         );
-        conn.queue(&reply.to_bytes());
+        conn.queue(&reply);
         Ok(Next::Continue)
     }
 
@@ -558,15 +559,6 @@ fn temporary_failure() -> Reply {
         Some((4, 3, 0)),
         "Temporary local problem, try again later",
     )
-}
-
-/// `"5.3.4"` → `(5, 3, 4)`.
-fn parse_enhanced(text: &str) -> Option<(u8, u16, u16)> {
-    let mut parts = text.split('.');
-    let class = parts.next()?.parse().ok()?;
-    let subject = parts.next()?.parse().ok()?;
-    let detail = parts.next()?.parse().ok()?;
-    Some((class, subject, detail))
 }
 
 /// A fresh queue id: 12 hex digits of time and randomness, unique enough to find one transaction in the logs.

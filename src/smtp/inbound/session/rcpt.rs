@@ -6,6 +6,7 @@ use super::{Session, temporary_failure};
 use crate::smtp::deliver::Target;
 use crate::smtp::inbound::command::{ForwardPath, RcptParams, Reply};
 use crate::smtp::inbound::recipients::{self, Recipient, ResolveLimits};
+use crate::smtp::metrics::RejectReason;
 
 impl Session {
     pub(super) async fn rcpt(&mut self, to: ForwardPath, params: RcptParams) -> Reply {
@@ -18,7 +19,9 @@ impl Session {
             // The first RECIPIENT_OVERSHOOT of these are what a client that honours 452 sends anyway; past
             // that they count towards MAX_ERRORS.
             self.forgiven = txn.overshoot <= super::RECIPIENT_OVERSHOOT;
-            self.server.metrics.rejected("too_many_recipients");
+            self.server
+                .metrics
+                .rejected(RejectReason::TooManyRecipients);
             return Reply::new(452, Some((4, 5, 3)), "Too many recipients");
         }
         let Some(txn) = &self.txn else {
@@ -56,7 +59,7 @@ impl Session {
             Ok::<_, crate::error::Error>(r)
         };
         let Ok(resolved) = self.lookup("RCPT", resolved).await else {
-            return self.refuse(&shown, "tempfail", temporary_failure());
+            return self.refuse(&shown, RejectReason::Tempfail, temporary_failure());
         };
         match resolved {
             Recipient::Local {
@@ -76,7 +79,7 @@ impl Session {
                     if quota > 0 && (used >= quota || used.saturating_add(size) > quota) {
                         return self.refuse(
                             &shown,
-                            "quota",
+                            RejectReason::Quota,
                             Reply::new(552, Some((5, 2, 2)), format!("<{shown}>: Mailbox full")),
                         );
                     }
@@ -107,7 +110,7 @@ impl Session {
             }
             Recipient::Unknown => self.refuse(
                 &shown,
-                "unknown_user",
+                RejectReason::UnknownUser,
                 Reply::new(
                     550,
                     Some((5, 1, 1)),
@@ -116,13 +119,13 @@ impl Session {
             ),
             Recipient::Disabled => self.refuse(
                 &shown,
-                "disabled",
+                RejectReason::Disabled,
                 Reply::new(550, Some((5, 2, 1)), format!("<{shown}>: Mailbox disabled")),
             ),
             Recipient::NotLocal if self.login.is_some() => self.accept_remote(&to, shown),
             Recipient::NotLocal => self.refuse(
                 &shown,
-                "relay",
+                RejectReason::Relay,
                 Reply::new(
                     554,
                     Some((5, 7, 1)),
@@ -138,14 +141,14 @@ impl Session {
         let ForwardPath::Path(path) = to else {
             return self.refuse(
                 &shown,
-                "relay",
+                RejectReason::Relay,
                 Reply::new(550, Some((5, 1, 1)), "Unknown recipient"),
             );
         };
         if path.domain_name().is_none() {
             return self.refuse(
                 &shown,
-                "relay",
+                RejectReason::Relay,
                 Reply::new(
                     553,
                     Some((5, 1, 3)),
@@ -164,7 +167,7 @@ impl Session {
     }
 
     /// Records a refused RCPT for the log line and the metrics, and returns the reply.
-    fn refuse(&mut self, shown: &str, reason: &'static str, reply: Reply) -> Reply {
+    fn refuse(&mut self, shown: &str, reason: RejectReason, reply: Reply) -> Reply {
         self.server.metrics.rejected(reason);
         if let Some(txn) = self.txn.as_mut() {
             txn.refused.push(format!("{shown} ({})", reply.code()));

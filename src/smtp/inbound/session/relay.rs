@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::{Session, temporary_failure};
 use crate::model::{DomainName, Selector};
 use crate::smtp::inbound::command::Reply;
+use crate::smtp::metrics::RejectReason;
 use crate::smtp::queue::{Envelope, QueueId};
 
 impl Session {
@@ -24,7 +25,7 @@ impl Session {
                 Ok(Some((signed, note))) => (Arc::new(signed), Some(note)),
                 Ok(None) => (message.clone(), None),
                 Err(()) => {
-                    self.server.metrics.rejected("tempfail");
+                    self.server.metrics.rejected(RejectReason::Tempfail);
                     return Err(temporary_failure());
                 }
             },
@@ -44,12 +45,12 @@ impl Session {
             Ok(Ok(id)) => Ok(id),
             Ok(Err(e)) => {
                 tracing::error!(target: "mailctl::smtp", error = %e, "cannot queue message");
-                self.server.metrics.rejected("tempfail");
+                self.server.metrics.rejected(RejectReason::Tempfail);
                 Err(temporary_failure())
             }
             Err(e) => {
                 tracing::error!(target: "mailctl::smtp", error = %e, "queue task failed");
-                self.server.metrics.rejected("tempfail");
+                self.server.metrics.rejected(RejectReason::Tempfail);
                 Err(temporary_failure())
             }
         }

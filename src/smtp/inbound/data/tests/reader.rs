@@ -346,15 +346,15 @@ fn progress_reports_consumed_only_at_the_end() {
 
 #[test]
 fn each_error_has_the_documented_reply() {
-    assert_eq!(DataError::TooLarge.reply().0, 552);
-    assert_eq!(DataError::TooLarge.reply().1, "5.3.4");
+    assert_eq!(DataError::TooLarge.reply().code(), 552);
+    assert_eq!(DataError::TooLarge.reply().enhanced(), Some((5, 3, 4)));
     for error in [DataError::BareLineFeed, DataError::BareCarriageReturn] {
-        assert_eq!(error.reply().0, 554);
-        assert_eq!(error.reply().1, "5.5.2");
+        assert_eq!(error.reply().code(), 554);
+        assert_eq!(error.reply().enhanced(), Some((5, 5, 2)));
     }
     for error in [DataError::NulByte, DataError::LineTooLong] {
-        assert_eq!(error.reply().0, 554);
-        assert_eq!(error.reply().1, "5.6.0");
+        assert_eq!(error.reply().code(), 554);
+        assert_eq!(error.reply().enhanced(), Some((5, 6, 0)));
     }
     let all = [
         DataError::BareLineFeed,
@@ -364,7 +364,7 @@ fn each_error_has_the_documented_reply() {
         DataError::TooLarge,
     ];
     for error in all {
-        let (_, _, text) = error.reply();
+        let text = error.reply().text();
         assert!(
             text.bytes().all(|b| (b' '..=b'~').contains(&b)),
             "reply text must be printable ASCII"
