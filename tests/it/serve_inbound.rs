@@ -187,7 +187,44 @@ fn mailbox_over_quota_is_refused_with_552_5_2_2(db: &TestDb) {
     assert!(server.inbox("full@example.test").is_empty());
 }
 
+/// The id of the `250` reply names the message everywhere: the transaction's log line, the `Received:` field
+/// and the Maildir file of every mailbox it went to.
+fn one_id_names_the_message_in_the_reply_the_log_and_the_maildir_files(db: &TestDb) {
+    example(db);
+    let (server, mut c) = mx(db, ServeOptions::default());
+    let msg = message(FROM, "alice@example.test", "ids", "ids@far.test");
+    let reply = c.send_mail(FROM, &["alice@example.test", "bob@example.test"], &msg);
+    reply.expect(250, "2.0.0 Ok: queued as ");
+    let id = reply.first()["2.0.0 Ok: queued as ".len()..]
+        .trim()
+        .to_string();
+    assert!(
+        id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a queue id: {id}"
+    );
+    c.command("QUIT").expect(221, "2.0.0");
+    for mailbox in ["alice@example.test", "bob@example.test"] {
+        let names: Vec<String> = std::fs::read_dir(server.maildir(mailbox))
+            .expect("new/")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            matches!(&names[..], [one] if one.contains(&format!("_{id}."))),
+            "{mailbox}: {names:?} should name {id}"
+        );
+        let delivered = Delivered::parse(&server.inbox(mailbox)[0]);
+        assert!(delivered.fields("Received")[0].contains(&format!("id {id}")));
+    }
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("transaction"))
+        .unwrap_or_else(|| panic!("no transaction log line:\n{log}"));
+    assert!(line.contains(&format!("id={id}")), "{line}");
+}
+
 kit::on_both_backends!(
+    one_id_names_the_message_in_the_reply_the_log_and_the_maildir_files,
     delivers_to_a_mailbox_with_trace_headers_and_the_exact_body,
     alias_with_two_targets_delivers_one_copy_to_each,
     alias_domain_delivers_to_the_target_domain_mailbox,

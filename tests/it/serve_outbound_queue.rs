@@ -34,6 +34,29 @@ fn wait_tried(node: &Node, attempts: u64) -> Value {
     tried(node, attempts).expect("still queued")
 }
 
+/// The id of the submission's `250` is the queue entry's: `mailctl queue list` shows it, `queue show ID` finds
+/// it, and the transaction's log line names it.
+#[test]
+fn the_id_in_the_250_reply_is_the_one_mailctl_queue_shows() {
+    let mut w = World::new(9);
+    w.a.start();
+    let id = submit(&w.a, &[BOB], &message(ALICE, BOB, "one id", "oneid@a.test"));
+    let entry = wait_tried(&w.a, 1);
+    assert_eq!(entry["id"], id, "{entry}");
+    let shown =
+        w.a.server
+            .run(&["queue", "show", &id, "--json"])
+            .ok()
+            .json();
+    assert_eq!(shown["id"], id, "{shown}");
+    let log = w.a.server.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("transaction") && l.contains(&format!("id={id}"))),
+        "no transaction line names {id}:\n{log}"
+    );
+}
+
 #[test]
 fn while_the_receiver_is_down_mail_stays_queued_is_retried_and_delivered_once_it_is_up() {
     let mut w = World::new(2);

@@ -10,7 +10,7 @@ use crate::smtp::deliver::Target;
 use crate::smtp::inbound::Context;
 use crate::smtp::inbound::recipients::{self, Recipient, ResolveLimits};
 use crate::smtp::queue::manager::LocalDelivery;
-use crate::smtp::queue::{Envelope, Outcome};
+use crate::smtp::queue::{Envelope, Outcome, QueueId};
 
 /// [`LocalDelivery`] over the server's store, deliverer and queue.
 pub struct Local(pub Arc<Context>);
@@ -18,6 +18,7 @@ pub struct Local(pub Arc<Context>);
 impl LocalDelivery for Local {
     fn deliver_local<'a>(
         &'a self,
+        id: &'a QueueId,
         sender: &'a str,
         recipient: &'a str,
         message: &'a [u8],
@@ -78,7 +79,7 @@ impl LocalDelivery for Local {
                         .collect();
                     match server
                         .deliverer
-                        .deliver(sender, Arc::new(message.to_vec()), targets)
+                        .deliver(id, sender, Arc::new(message.to_vec()), targets)
                         .await
                     {
                         Ok(_) => Some(Outcome::Delivered(format!(

@@ -16,6 +16,7 @@ pub mod writer;
 
 use std::sync::Arc;
 
+use crate::smtp::queue::QueueId;
 use crate::smtp::settings::DeliveryTarget;
 
 /// One mailbox a message goes to.
@@ -110,11 +111,13 @@ impl Deliverer {
         Deliverer { inner }
     }
 
-    /// Delivers `message` (with trace headers already prepended) from `sender` (empty for `<>`) to every
-    /// target. `Err`: delivered to none (the session answers 4xx/5xx). `Ok(list)`: delivered to every target
-    /// except those listed (only LMTP can fail part of a message; Maildir delivery is all or nothing).
+    /// Delivers message `id` (with trace headers already prepended) from `sender` (empty for `<>`) to every
+    /// target; Maildir file names carry the id. `Err`: delivered to none (the session answers 4xx/5xx).
+    /// `Ok(list)`: delivered to every target except those listed (only LMTP can fail part of a message;
+    /// Maildir delivery is all or nothing).
     pub async fn deliver(
         &self,
+        id: &QueueId,
         sender: &str,
         message: Arc<Vec<u8>>,
         targets: Vec<Target>,
@@ -124,7 +127,7 @@ impl Deliverer {
         }
         match &self.inner {
             Inner::Maildir { writer, .. } => {
-                writer.deliver(message, targets).await?;
+                writer.deliver(id, message, targets).await?;
                 Ok(Vec::new())
             }
             Inner::Lmtp(client) => client.deliver(sender, &message, targets).await,
@@ -175,13 +178,20 @@ mod tests {
         let d = Deliverer::start(&DeliveryTarget::Maildir(dir.path().into()), "mx");
         assert_eq!(d.usage("example.com/alice/").await, Some(0));
         let message = Arc::new(b"Subject: x\r\n\r\nbody\r\n".to_vec());
-        assert_eq!(d.deliver("", message.clone(), Vec::new()).await, Ok(vec![]));
+        let id = QueueId::generate(chrono::Utc::now());
+        assert_eq!(
+            d.deliver(&id, "", message.clone(), Vec::new()).await,
+            Ok(vec![])
+        );
         let target = Target {
             mailbox: "alice@example.com".into(),
             maildir: "example.com/alice/".into(),
             junk: false,
         };
-        assert_eq!(d.deliver("a@b", message, vec![target]).await, Ok(vec![]));
+        assert_eq!(
+            d.deliver(&id, "a@b", message, vec![target]).await,
+            Ok(vec![])
+        );
         assert_eq!(d.usage("example.com/alice/").await, Some(20));
     }
 }

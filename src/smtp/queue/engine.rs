@@ -101,12 +101,27 @@ impl<S: Storage> Intake for Engine<S> {
         now: DateTime<Utc>,
     ) -> Result<QueueId, QueueError> {
         for _ in 0..ID_ATTEMPTS {
-            let entry = Entry::new(QueueId::generate(now), envelope, message.len() as u64, now)?;
-            if self.storage.insert(&entry, message)? {
-                return Ok(entry.id);
+            let id = QueueId::generate(now);
+            match self.enqueue_as(&id, envelope, message, now) {
+                Err(QueueError::Taken(_)) => continue,
+                stored => return stored.map(|()| id),
             }
         }
         Err(QueueError::Invalid("no unused queue id found".into()))
+    }
+
+    fn enqueue_as(
+        &self,
+        id: &QueueId,
+        envelope: &Envelope,
+        message: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), QueueError> {
+        let entry = Entry::new(id.clone(), envelope, message.len() as u64, now)?;
+        match self.storage.insert(&entry, message)? {
+            true => Ok(()),
+            false => Err(QueueError::Taken(id.clone())),
+        }
     }
 
     fn withdraw(&self, id: &QueueId, now: DateTime<Utc>) -> Result<Entry, QueueError> {

@@ -51,6 +51,9 @@ pub enum QueueError {
         /// When the lease runs out if it is not renewed.
         until: DateTime<Utc>,
     },
+    /// A message with this id is queued already (an id given to [`super::Intake::enqueue_as`] collided).
+    #[error("queue entry {0} exists already")]
+    Taken(QueueId),
     /// The caller's input cannot be queued (no recipients, an address with a line break, ...).
     #[error("cannot queue message: {0}")]
     Invalid(String),
@@ -70,7 +73,10 @@ impl QueueError {
     /// True when retrying later may work (I/O trouble, a busy entry): the SMTP session answers `451` rather
     /// than a permanent `5xx`, and `mailctl queue` suggests trying again.
     pub fn temporary(&self) -> bool {
-        matches!(self, QueueError::Io { .. } | QueueError::Busy { .. })
+        matches!(
+            self,
+            QueueError::Io { .. } | QueueError::Busy { .. } | QueueError::Taken(_)
+        )
     }
 }
 
@@ -83,7 +89,9 @@ impl From<QueueError> for Error {
             QueueError::Io { .. } => Error::Refused(format!("queue: {err}")),
             QueueError::NotFound(id) => Error::not_found("queue entry", id),
             QueueError::BadId(_) | QueueError::Invalid(_) => Error::Usage(err.to_string()),
-            QueueError::Corrupt { .. } | QueueError::Busy { .. } => Error::Refused(err.to_string()),
+            QueueError::Corrupt { .. } | QueueError::Busy { .. } | QueueError::Taken(_) => {
+                Error::Refused(err.to_string())
+            }
         }
     }
 }

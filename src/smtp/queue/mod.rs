@@ -182,14 +182,26 @@ impl Stats {
 /// Putting messages into the queue (and reading one back): what SMTP sessions and local delivery need, and
 /// the base of the other roles.
 pub trait Intake: Send + Sync {
-    /// Stores a message for `envelope.recipients` and returns its id once the message and its record are on
-    /// stable storage: only then may the SMTP session answer `250`.
+    /// Stores a message for `envelope.recipients` under a fresh id and returns it once the message and its
+    /// record are on stable storage.
     fn enqueue(
         &self,
         envelope: &Envelope,
         message: &[u8],
         now: DateTime<Utc>,
     ) -> Result<QueueId, QueueError>;
+
+    /// [`Intake::enqueue`] under the id the message already has (the SMTP transaction's, which its `250`
+    /// reply, its `Received:` field, the log and any local copy carry too): returns once it is on stable
+    /// storage, only then may the session answer `250`. An id already in the queue is an error (the
+    /// transaction is refused for now; the client's retry brings a new id).
+    fn enqueue_as(
+        &self,
+        id: &QueueId,
+        envelope: &Envelope,
+        message: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), QueueError>;
 
     /// Takes a message just queued back out (its transaction failed after all, and the client will send it
     /// again); refused with [`QueueError::Busy`] while another process is delivering it.

@@ -142,13 +142,17 @@ pub fn submission(a: &Node) -> SmtpClient {
     c
 }
 
-/// Submits `msg` as alice to `rcpts` through A and asserts the `250` (the message is queued by then).
+/// Submits `msg` as alice to `rcpts` through A, asserts the `250` (the message is queued by then) and returns
+/// the id it names.
 #[track_caller]
-pub fn submit(a: &Node, rcpts: &[&str], msg: &[u8]) {
+pub fn submit(a: &Node, rcpts: &[&str], msg: &[u8]) -> String {
     let mut c = submission(a);
-    c.send_mail(ALICE, rcpts, msg)
-        .expect(250, "2.0.0 Ok: queued as ");
+    let reply = c.send_mail(ALICE, rcpts, msg);
+    reply.expect(250, "2.0.0 Ok: queued as ");
     c.command("QUIT").expect(221, "");
+    reply.first()["2.0.0 Ok: queued as ".len()..]
+        .trim()
+        .to_string()
 }
 
 /// Polls `done` every 100 ms for up to `secs` seconds; panics with `what` and `node`'s log when it never holds.

@@ -52,6 +52,20 @@ pub struct MaildirStore {
     hostname: String,
 }
 
+/// One message for one mailbox, as [`MaildirStore::deliver_many`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Item<'a> {
+    /// The mailbox's Maildir relative to the mail base (`example.com/alice/`).
+    pub maildir: &'a str,
+    /// The Maildir++ folder (`Some("Junk")` -> `.Junk`), or the INBOX.
+    pub folder: Option<&'a str>,
+    /// The message bytes.
+    pub message: &'a [u8],
+    /// The message's id (its queue id), written into the file name so the file, the `250` reply and the log
+    /// line can be matched; only its letters and digits are used.
+    pub id: Option<&'a str>,
+}
+
 /// A message on stable storage: where it landed, and its size as recorded in its name (`,S=<size>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
@@ -95,7 +109,13 @@ impl MaildirStore {
         folder: Option<&str>,
         message: &[u8],
     ) -> Result<Delivered, DeliverError> {
-        let staged = self.stage(maildir_rel, folder, message)?.commit()?;
+        let item = Item {
+            maildir: maildir_rel,
+            folder,
+            message,
+            id: None,
+        };
+        let staged = self.stage(&item)?.commit()?;
         if let Err(e) = durable::sync_dir(&staged.new_dir) {
             return Err(staged.undo(e));
         }
@@ -113,14 +133,9 @@ impl MaildirStore {
     /// that one sync covers all the renames into it. Only after it has succeeded are the items reported as
     /// delivered; if it fails, the files it should have covered are removed and reported as failed
     /// (temporary), so the senders retry and no message is both refused and delivered.
-    pub fn deliver_many(
-        &self,
-        items: &[(&str, Option<&str>, &[u8])],
-    ) -> Vec<Result<Delivered, DeliverError>> {
-        let staged: Vec<Result<Staged, DeliverError>> = items
-            .iter()
-            .map(|&(rel, folder, message)| self.stage(rel, folder, message))
-            .collect();
+    pub fn deliver_many(&self, items: &[Item]) -> Vec<Result<Delivered, DeliverError>> {
+        let staged: Vec<Result<Staged, DeliverError>> =
+            items.iter().map(|item| self.stage(item)).collect();
         let committed: Vec<Result<Staged, DeliverError>> = staged
             .into_iter()
             .map(|item| item.and_then(Staged::commit))
@@ -166,17 +181,12 @@ impl MaildirStore {
     }
 
     /// Steps 1 and 2: checks the path, creates what is missing, writes and fsyncs the message in `tmp/`.
-    fn stage(
-        &self,
-        rel: &str,
-        folder: Option<&str>,
-        message: &[u8],
-    ) -> Result<Staged, DeliverError> {
-        let target = path::prepare(&self.resolved_base()?, rel, folder)?;
-        let size = message.len() as u64;
-        let unique = name::unique_name(&self.hostname, size);
+    fn stage(&self, item: &Item) -> Result<Staged, DeliverError> {
+        let target = path::prepare(&self.resolved_base()?, item.maildir, item.folder)?;
+        let size = item.message.len() as u64;
+        let unique = name::unique_name(&self.hostname, size, item.id);
         let tmp = target.tmp.join(&unique);
-        durable::write_synced(&tmp, message)?;
+        durable::write_synced(&tmp, item.message)?;
         Ok(Staged {
             root: target.root,
             new: target.new.join(&unique),

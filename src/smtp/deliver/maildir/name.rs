@@ -1,8 +1,10 @@
 //! Unique Maildir file names, and reading the size back out of them.
 //!
-//! A name is `<secs>.M<usecs>P<pid>Q<counter>.<host>,S=<size>` as the Maildir spec (cr.yp.to/proto/maildir.html)
-//! suggests: the time, the process id and a per-process delivery counter make it unique on this host, and the
-//! host name makes it unique across hosts sharing the store. `,S=<size>` is the Maildir++ size field that
+//! A name is `<secs>.M<usecs>P<pid>Q<counter>_<id>.<host>,S=<size>` as the Maildir spec
+//! (cr.yp.to/proto/maildir.html) suggests: the time, the process id and a per-process delivery counter make it
+//! unique on this host, and the host name makes it unique across hosts sharing the store. `_<id>` is the
+//! message's queue id (the one in the `250` reply and the log line), so `ls` finds the file of a logged
+//! transaction; the unique part stays opaque to Maildir readers. `,S=<size>` is the Maildir++ size field that
 //! Dovecot (and our quota scan) read instead of calling `stat` on every file.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,18 +45,31 @@ fn needs_escape(c: char) -> bool {
     matches!(c, '/' | ':' | ',' | '\\') || c.is_control()
 }
 
-/// A fresh name for a message of `size` bytes, never returned twice by this process.
-pub(super) fn unique_name(escaped_host: &str, size: u64) -> String {
+/// Longest id kept in a name (a queue id has 24 characters).
+const MAX_ID_LEN: usize = 32;
+
+/// A fresh name for message `id` (letters and digits only are kept) of `size` bytes, never returned twice by
+/// this process.
+pub(super) fn unique_name(escaped_host: &str, size: u64, id: Option<&str>) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let id: String = id
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(MAX_ID_LEN)
+        .collect();
+    let id = match id.is_empty() {
+        true => String::new(),
+        false => format!("_{id}"),
+    };
     format!(
-        "{}.M{}P{}Q{}.{},S={}",
+        "{}.M{}P{}Q{n}{id}.{},S={}",
         now.as_secs(),
         now.subsec_micros(),
         std::process::id(),
-        n,
         escaped_host,
         size
     )
@@ -100,7 +115,7 @@ mod tests {
 
     #[test]
     fn unique_name_has_the_spec_shape_and_size() {
-        let name = unique_name("mx.example.com", 4096);
+        let name = unique_name("mx.example.com", 4096, None);
         let (secs, rest) = name.split_once(".M").unwrap();
         assert!(secs.parse::<u64>().unwrap() > 1_600_000_000);
         let (usecs, rest) = rest.split_once('P').unwrap();
@@ -116,8 +131,19 @@ mod tests {
     #[test]
     fn unique_names_do_not_repeat_within_the_process() {
         let names: std::collections::HashSet<String> =
-            (0..10_000).map(|_| unique_name("h", 1)).collect();
+            (0..10_000).map(|_| unique_name("h", 1, None)).collect();
         assert_eq!(names.len(), 10_000);
+    }
+
+    #[test]
+    fn the_message_id_is_part_of_the_unique_part_and_cannot_escape_it() {
+        let name = unique_name("mx.example.com", 10, Some("06651728988000114cde1cb0"));
+        let (unique, rest) = name.split_once('.').unwrap().1.split_once('.').unwrap();
+        assert!(unique.ends_with("_06651728988000114cde1cb0"), "{name}");
+        assert_eq!(rest, "mx.example.com,S=10");
+        let hostile = unique_name("h", 1, Some("../x/.y,S=9:2,S"));
+        assert!(hostile.contains("_xyS92S.h,S=1"), "{hostile}");
+        assert_eq!(size_from_name(&hostile), Some(1));
     }
 
     #[test]

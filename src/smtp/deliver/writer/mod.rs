@@ -27,8 +27,9 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
 use tokio::sync::oneshot;
 
-use super::maildir::{DeliverError, Delivered, MaildirStore};
+use super::maildir::{DeliverError, Delivered, Item, MaildirStore};
 use super::{Failure, Target};
+use crate::smtp::queue::QueueId;
 
 /// The Maildir++ folder junk is filed into.
 const JUNK_FOLDER: &str = "Junk";
@@ -73,6 +74,7 @@ pub struct Writer {
 
 /// One message for one or more mailboxes, and where to send the verdict.
 struct Job {
+    id: QueueId,
     message: Arc<Vec<u8>>,
     targets: Vec<Target>,
     reply: oneshot::Sender<Result<(), Failure>>,
@@ -115,14 +117,15 @@ impl Writer {
         (writer, shared)
     }
 
-    /// Delivers `message` to every target (junk ones into the `Junk` folder), durably, or to none of them.
-    /// Never blocks: the work happens on the writer threads.
+    /// Delivers message `id` to every target (junk ones into the `Junk` folder), durably, or to none of
+    /// them; the file names carry the id. Never blocks: the work happens on the writer threads.
     pub async fn deliver(
         &self,
+        id: &QueueId,
         message: Arc<Vec<u8>>,
         targets: Vec<Target>,
     ) -> Result<(), Failure> {
-        let answer = self.submit(message, targets)?;
+        let answer = self.submit(id.clone(), message, targets)?;
         answer
             .await
             .unwrap_or_else(|_| Err(Failure::transient("local delivery was interrupted")))
@@ -131,11 +134,13 @@ impl Writer {
     /// Queues a job; the receiver gets the verdict.
     fn submit(
         &self,
+        id: QueueId,
         message: Arc<Vec<u8>>,
         targets: Vec<Target>,
     ) -> Result<oneshot::Receiver<Result<(), Failure>>, Failure> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
+            id,
             message,
             targets,
             reply,
@@ -199,12 +204,14 @@ fn job_bytes(job: &Job) -> usize {
 /// Delivers one batch with a single `deliver_many`, takes back the landed files of every job that failed
 /// somewhere, and answers every job.
 fn deliver_batch(store: &MaildirStore, batch: Vec<Job>) {
-    let items: Vec<(&str, Option<&str>, &[u8])> = batch
+    let items: Vec<Item> = batch
         .iter()
         .flat_map(|job| {
-            job.targets.iter().map(|t| {
-                let folder = t.junk.then_some(JUNK_FOLDER);
-                (t.maildir.as_str(), folder, job.message.as_slice())
+            job.targets.iter().map(|t| Item {
+                maildir: &t.maildir,
+                folder: t.junk.then_some(JUNK_FOLDER),
+                message: &job.message,
+                id: Some(job.id.as_str()),
             })
         })
         .collect();

@@ -37,6 +37,11 @@ fn target(maildir: &str, junk: bool) -> Target {
     }
 }
 
+/// The queue id of test message `n`.
+fn id(n: usize) -> crate::smtp::queue::QueueId {
+    crate::smtp::queue::QueueId::parse(&format!("{n:024x}")).unwrap()
+}
+
 fn message(n: usize) -> Arc<Vec<u8>> {
     Arc::new(format!("Subject: message {n}\r\n\r\nbody {n}\r\n").into_bytes())
 }
@@ -69,7 +74,7 @@ async fn many_concurrent_deliveries_land_exactly_once() {
             let writer = writer.clone();
             tokio::spawn(async move {
                 let targets = vec![target("a/", false), target("b/", n % 3 == 0)];
-                writer.deliver(message(n), targets).await
+                writer.deliver(&id(n), message(n), targets).await
             })
         })
         .collect();
@@ -98,7 +103,7 @@ async fn jobs_queued_together_are_delivered_as_one_batch() {
     let answers: Vec<_> = (0..100)
         .map(|n| {
             writer
-                .submit(message(n), vec![target("a/", false)])
+                .submit(id(n), message(n), vec![target("a/", false)])
                 .unwrap()
         })
         .collect();
@@ -122,7 +127,7 @@ async fn batches_are_capped_by_jobs_and_by_bytes() {
     let answers: Vec<_> = (0..40)
         .map(|n| {
             writer
-                .submit(message(n), vec![target("a/", false)])
+                .submit(id(n), message(n), vec![target("a/", false)])
                 .unwrap()
         })
         .collect();
@@ -142,7 +147,7 @@ async fn batches_are_capped_by_jobs_and_by_bytes() {
     let answers: Vec<_> = (0..5)
         .map(|_| {
             let targets = vec![target("b/", false)];
-            writer.submit(big.clone(), targets).unwrap()
+            writer.submit(id(0), big.clone(), targets).unwrap()
         })
         .collect();
     spawn_threads(&shared);
@@ -159,10 +164,15 @@ async fn a_failing_job_is_rolled_back_without_affecting_the_others() {
     fs::write(s.base.join("blocked"), b"").unwrap();
     let (writer, shared) = Writer::new(s.store.clone(), Config::default());
     let good_1 = writer
-        .submit(message(1), vec![target("a/", false), target("b/", true)])
+        .submit(
+            id(1),
+            message(1),
+            vec![target("a/", false), target("b/", true)],
+        )
         .unwrap();
     let permanent = writer
         .submit(
+            id(2),
             message(2),
             vec![
                 target("a/", false),
@@ -173,6 +183,7 @@ async fn a_failing_job_is_rolled_back_without_affecting_the_others() {
         .unwrap();
     let temporary = writer
         .submit(
+            id(3),
             message(3),
             vec![
                 target("c/", false),
@@ -182,7 +193,7 @@ async fn a_failing_job_is_rolled_back_without_affecting_the_others() {
         )
         .unwrap();
     let good_2 = writer
-        .submit(message(4), vec![target("a/", false)])
+        .submit(id(4), message(4), vec![target("a/", false)])
         .unwrap();
     spawn_threads(&shared);
     assert_eq!(good_1.await.unwrap(), Ok(()));
@@ -211,7 +222,9 @@ async fn a_failing_job_is_rolled_back_without_affecting_the_others() {
     assert!(!s.base.parent().unwrap().join("outside").exists());
 
     // The writer goes on working after failures.
-    let later = writer.deliver(message(5), vec![target("c/", false)]).await;
+    let later = writer
+        .deliver(&id(5), message(5), vec![target("c/", false)])
+        .await;
     assert_eq!(later, Ok(()));
     assert_eq!(contents(&s.base.join("c/new")), [message(5).to_vec()]);
 }
@@ -222,7 +235,9 @@ async fn the_threads_stop_when_every_writer_is_dropped() {
     let writer = Writer::start(s.store.clone(), Config::default());
     let clone = writer.clone();
     assert_eq!(
-        clone.deliver(message(1), vec![target("a/", false)]).await,
+        clone
+            .deliver(&id(1), message(1), vec![target("a/", false)])
+            .await,
         Ok(())
     );
     let shared = Arc::downgrade(&writer.shared);
@@ -241,7 +256,7 @@ async fn a_missing_mail_base_fails_temporarily() {
     let store = MaildirStore::new(s.base.join("missing"), "mx");
     let writer = Writer::start(store, Config::default());
     let err = writer
-        .deliver(message(1), vec![target("a/", false)])
+        .deliver(&id(1), message(1), vec![target("a/", false)])
         .await
         .unwrap_err();
     assert!(err.temporary);
@@ -281,7 +296,10 @@ fn throughput() {
                     tokio::spawn(async move {
                         for _ in 0..per_session {
                             let targets = vec![target(&format!("d/u{session}/"), false)];
-                            writer.deliver(message.clone(), targets).await.unwrap();
+                            writer
+                                .deliver(&id(0), message.clone(), targets)
+                                .await
+                                .unwrap();
                         }
                     })
                 })

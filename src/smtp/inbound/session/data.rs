@@ -74,7 +74,7 @@ impl Session {
             esmtp: self.helo.as_ref().is_some_and(|h| h.1),
             tls: self.tls.as_deref(),
             authenticated: self.login.is_some(),
-            id: &txn.id,
+            id: txn.id.as_str(),
             single_recipient: match txn.recipients.as_slice() {
                 [one] => Some(one.as_str()),
                 _ => None,
@@ -101,28 +101,22 @@ impl Session {
         let stamped = Arc::new(stamped);
         // Remote recipients first: once the queue holds the message, local delivery follows; if that fails,
         // the queue entry is taken back out, so a retrying client never causes a second remote copy.
-        let queued = if remote.is_empty() {
-            None
-        } else {
-            match self.queue_remote(&sender, remote, &stamped).await {
-                Ok(queued) => Some(queued),
-                Err(reply) => {
-                    self.finish_log(size, &summary, &reply);
-                    return reply;
-                }
-            }
-        };
+        let queued = !remote.is_empty();
+        if queued && let Err(reply) = self.queue_remote(&id, &sender, remote, &stamped).await {
+            self.finish_log(size, &summary, &reply);
+            return reply;
+        }
         let outcome = if targets.is_empty() {
             Ok(Vec::new())
         } else {
             self.server
                 .deliverer
-                .deliver(&sender, stamped.clone(), targets)
+                .deliver(&id, &sender, stamped.clone(), targets)
                 .await
         };
-        match (&outcome, &queued) {
-            (Err(_), Some(queue_id)) => self.unqueue(queue_id).await,
-            (Ok(_), Some(_)) => self.server.wake_queue(),
+        match (&outcome, queued) {
+            (Err(_), true) => self.unqueue(&id).await,
+            (Ok(_), true) => self.server.wake_queue(),
             _ => {}
         }
         let reply = match outcome {

@@ -1,10 +1,11 @@
 //! MAIL FROM: opens a transaction. On submission listeners the client must be logged in and may only use a
 //! sender address it owns; on the MX listener the connect-time checks (iprev, DNSBL) and SPF run here.
 
-use super::{Session, Transaction, queue_id, sender_text, temporary_failure};
+use super::{Session, Transaction, sender_text, temporary_failure};
 use crate::model::Address;
 use crate::smtp::inbound::command::{MailParams, Reply, ReversePath};
 use crate::smtp::metrics::RejectReason;
+use crate::smtp::queue::QueueId;
 use crate::smtp::settings::ListenerKind;
 
 impl Session {
@@ -60,7 +61,7 @@ impl Session {
             spf = Some(result);
         }
         self.txn = Some(Transaction {
-            id: queue_id(),
+            id: QueueId::generate(chrono::Utc::now()),
             sender,
             params,
             spf,

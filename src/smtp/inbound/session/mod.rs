@@ -34,6 +34,7 @@ use crate::smtp::inbound::checks::{ConnectResult, SpfResult};
 use crate::smtp::inbound::command::{self, Command, MailParams, Reply, ReversePath};
 use crate::smtp::inbound::data::{DataError, DataReader, Limits as DataLimits, Progress};
 use crate::smtp::metrics::RejectReason;
+use crate::smtp::queue::QueueId;
 use crate::smtp::settings::ListenerKind;
 
 /// The longest command line accepted, CRLF included (Postfix's `line_length_limit`); longer lines get 500.
@@ -86,8 +87,9 @@ pub struct Session {
 
 /// One mail transaction: MAIL FROM, the accepted recipients, and what the checks said so far.
 pub struct Transaction {
-    /// Queue id, for the reply, the Received header and the log line.
-    id: String,
+    /// The message's one id: in the `250` reply, the `Received:` field, the log line, the Maildir file names
+    /// and the outbound queue (`mailctl queue show ID`).
+    id: QueueId,
     /// The envelope sender as text (`""` for `<>`).
     sender: String,
     /// MAIL FROM parameters.
@@ -558,21 +560,6 @@ fn temporary_failure() -> Reply {
         451,
         Some((4, 3, 0)),
         "Temporary local problem, try again later",
-    )
-}
-
-/// A fresh queue id: 12 hex digits of time and randomness, unique enough to find one transaction in the logs.
-fn queue_id() -> String {
-    use rand::Rng as _;
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0);
-    let random: u32 = rand::thread_rng().r#gen();
-    format!(
-        "{:08X}{:06X}",
-        (micros & 0xFFFF_FFFF) as u32,
-        random & 0xFF_FFFF
     )
 }
 

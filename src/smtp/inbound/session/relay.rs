@@ -11,14 +11,15 @@ use crate::smtp::metrics::RejectReason;
 use crate::smtp::queue::{Envelope, QueueId};
 
 impl Session {
-    /// Signs (when a user is logged in) and queues the message for `remote`; returns the queue id, or the
-    /// reply to give when the queue cannot take it.
+    /// Signs (when a user is logged in) and queues the message for `remote` under the transaction's id `id`;
+    /// `Err` is the reply to give when the queue cannot take it.
     pub(super) async fn queue_remote(
         &self,
+        id: &QueueId,
         sender: &str,
         remote: Vec<String>,
         message: &Arc<Vec<u8>>,
-    ) -> Result<QueueId, Reply> {
+    ) -> Result<(), Reply> {
         // The unsigned message is shared, not copied, on its way to the queue.
         let (body, dkim) = match &self.login {
             Some(_) => match self.sign(message).await {
@@ -36,13 +37,13 @@ impl Session {
             recipients: remote,
             dkim,
         };
-        let queue = self.server.queue.clone();
+        let (queue, id) = (self.server.queue.clone(), id.clone());
         let stored = tokio::task::spawn_blocking(move || {
-            queue.enqueue(&envelope, &body, chrono::Utc::now())
+            queue.enqueue_as(&id, &envelope, &body, chrono::Utc::now())
         })
         .await;
         match stored {
-            Ok(Ok(id)) => Ok(id),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 tracing::error!(target: "mailctl::smtp", error = %e, "cannot queue message");
                 self.server.metrics.rejected(RejectReason::Tempfail);

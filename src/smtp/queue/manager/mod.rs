@@ -45,7 +45,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{Notify, watch};
 use tokio::task::{Id, JoinError, JoinSet};
 
-use super::{Backoff, Claimed, Delivery, Outcome, QueueError, RecipientResult};
+use super::{Backoff, Claimed, Delivery, Outcome, QueueError, QueueId, RecipientResult};
 use crate::smtp::settings::OutboundSettings;
 use crate::smtp::shutdown::Shutdown;
 use limits::Limits;
@@ -73,10 +73,11 @@ pub trait Transport: Send + Sync {
 /// Delivers to a mailbox hosted on this server: queued recipients that turn out to be local, and DSNs to
 /// local senders. Implemented by the server; a trait so the queue does not depend on the mailbox store.
 pub trait LocalDelivery: Send + Sync {
-    /// Delivers `message` from `sender` (empty for the null sender) to `recipient` if it is hosted here and
-    /// returns what happened; `None` when the recipient is not hosted here (the message goes out by SMTP).
+    /// Delivers message `id` from `sender` (empty for the null sender) to `recipient` if it is hosted here
+    /// and returns what happened; `None` when the recipient is not hosted here (the message goes out by SMTP).
     fn deliver_local<'a>(
         &'a self,
+        id: &'a QueueId,
         sender: &'a str,
         recipient: &'a str,
         message: &'a [u8],

@@ -8,7 +8,9 @@ use super::process::StepError;
 use super::{Inner, TARGET};
 use crate::smtp::outbound::dsn::{self, Diagnostic, Dsn, RecipientStatus, Report};
 use crate::smtp::queue::backoff::delta;
-use crate::smtp::queue::{Claimed, Entry, Envelope, Notice, Outcome, Recipient, Recorded, Status};
+use crate::smtp::queue::{
+    Claimed, Entry, Envelope, Notice, Outcome, QueueId, Recipient, Recorded, Status,
+};
 
 /// Enhanced status of a failure whose reply carried none.
 const DEFAULT_FAILED: &str = "5.0.0";
@@ -75,13 +77,15 @@ async fn send(
             return Ok(());
         }
     };
+    // The DSN is a message of its own: one id, whether it lands locally or goes through the queue.
+    let dsn_id = QueueId::generate(inner.now());
     let local = inner
         .local
-        .deliver_local(Dsn::ENVELOPE_SENDER, &dsn.recipient, &dsn.message)
+        .deliver_local(&dsn_id, Dsn::ENVELOPE_SENDER, &dsn.recipient, &dsn.message)
         .await;
     match local {
         Some(Outcome::Delivered(_)) => {
-            tracing::info!(target: TARGET, queue_id = %entry.id, kind, to = %dsn.recipient,
+            tracing::info!(target: TARGET, queue_id = %entry.id, kind, to = %dsn.recipient, dsn_id = %dsn_id,
                 message_id = %dsn.message_id, "DSN delivered locally");
             return Ok(());
         }
@@ -100,10 +104,11 @@ async fn send(
     };
     let now = inner.now();
     let message = dsn.message;
-    let id = inner
-        .blocking(move |q| q.enqueue(&envelope, &message, now))
+    let id = dsn_id.clone();
+    inner
+        .blocking(move |q| q.enqueue_as(&id, &envelope, &message, now))
         .await?;
-    tracing::info!(target: TARGET, queue_id = %entry.id, kind, to = %dsn.recipient, dsn_id = %id,
+    tracing::info!(target: TARGET, queue_id = %entry.id, kind, to = %dsn.recipient, dsn_id = %dsn_id,
         message_id = %dsn.message_id, "DSN queued");
     inner.notify.notify_one();
     Ok(())

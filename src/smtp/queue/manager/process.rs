@@ -214,7 +214,7 @@ async fn deliver_group(
     for r in &rcpts {
         match inner
             .local
-            .deliver_local(&entry.sender, &r.address, body)
+            .deliver_local(&entry.id, &entry.sender, &r.address, body)
             .await
         {
             Some(outcome) => results.push(result(&r.address, outcome)),

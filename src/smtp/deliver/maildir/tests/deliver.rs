@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::super::durable::{Step, fault};
 use super::super::name::size_from_name;
 use super::super::{DeliverError, MaildirStore};
-use super::{mode, names, scratch};
+use super::{Item, item, mode, names, scratch};
 
 const MESSAGE: &[u8] =
     b"From: a@example.org\r\nTo: alice@example.com\r\nSubject: hi\r\n\r\nHello.\r\n";
@@ -97,8 +97,8 @@ fn names_are_unique_across_10000_deliveries_in_one_process() {
     let s = scratch();
     let mut seen = HashSet::new();
     for _ in 0..10 {
-        let items: Vec<(&str, Option<&str>, &[u8])> = (0..1000)
-            .map(|_| ("example.com/alice", None, MESSAGE))
+        let items: Vec<Item> = (0..1000)
+            .map(|_| item("example.com/alice", None, MESSAGE))
             .collect();
         for result in s.store.deliver_many(&items) {
             assert!(seen.insert(result.unwrap().path));

@@ -2,21 +2,21 @@ use std::fs;
 
 use super::super::DeliverError;
 use super::super::durable::{Step, fault};
-use super::{names, scratch};
+use super::{Item, item, names, scratch};
 
 #[test]
 fn deliver_many_returns_results_in_order_and_a_bad_item_fails_alone() {
     let s = scratch();
-    let items: [(&str, Option<&str>, &[u8]); 5] = [
-        ("example.com/alice", None, b"one"),
-        ("../outside", None, b"two"),
-        ("example.com/bob", Some("Junk"), b"three"),
-        ("example.com/bob", Some("../x"), b"four"),
-        ("example.com/alice", None, b"five"),
+    let items: [Item; 5] = [
+        item("example.com/alice", None, b"one"),
+        item("../outside", None, b"two"),
+        item("example.com/bob", Some("Junk"), b"three"),
+        item("example.com/bob", Some("../x"), b"four"),
+        item("example.com/alice", None, b"five"),
     ];
     let results = s.store.deliver_many(&items);
     assert_eq!(results.len(), 5);
-    for (result, (_, _, message)) in results.iter().zip(items) {
+    for (result, Item { message, .. }) in results.iter().zip(items) {
         if let Ok(delivered) = result {
             assert_eq!(fs::read(&delivered.path).unwrap(), message);
             assert_eq!(delivered.size, message.len() as u64);
@@ -41,11 +41,11 @@ fn deliver_many_syncs_each_distinct_new_directory_once() {
     ] {
         s.store.deliver(rel, folder, b"warm-up").unwrap();
     }
-    let mut items: Vec<(&str, Option<&str>, &[u8])> = Vec::new();
+    let mut items: Vec<Item> = Vec::new();
     for _ in 0..10 {
-        items.push(("example.com/alice", None, b"a"));
-        items.push(("example.com/bob", None, b"b"));
-        items.push(("example.com/bob", Some("Junk"), b"j"));
+        items.push(item("example.com/alice", None, b"a"));
+        items.push(item("example.com/bob", None, b"b"));
+        items.push(item("example.com/bob", Some("Junk"), b"j"));
     }
     let before = fault::dir_syncs();
     let results = s.store.deliver_many(&items);
@@ -68,7 +68,7 @@ fn a_failed_group_sync_fails_every_item_it_covered_and_leaves_no_files() {
     s.store
         .deliver("example.com/alice", None, b"earlier")
         .unwrap();
-    let items: Vec<(&str, Option<&str>, &[u8])> = vec![("example.com/alice", None, b"x"); 4];
+    let items = vec![item("example.com/alice", None, b"x"); 4];
     fault::fail_at(Some(Step::SyncDir));
     let results = s.store.deliver_many(&items);
     fault::fail_at(None);
@@ -95,7 +95,7 @@ fn failed_writes_in_a_group_leave_nothing_in_tmp() {
     s.store
         .deliver("example.com/alice", None, b"earlier")
         .unwrap();
-    let items: Vec<(&str, Option<&str>, &[u8])> = vec![("example.com/alice", None, b"x"); 3];
+    let items = vec![item("example.com/alice", None, b"x"); 3];
     for step in [Step::Write, Step::SyncFile, Step::Rename] {
         fault::fail_at(Some(step));
         let results = s.store.deliver_many(&items);

@@ -10,7 +10,17 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::MaildirStore;
+use super::{Item, MaildirStore};
+
+/// An item of a `deliver_many` batch, without a message id.
+fn item<'a>(maildir: &'a str, folder: Option<&'a str>, message: &'a [u8]) -> Item<'a> {
+    Item {
+        maildir,
+        folder,
+        message,
+        id: None,
+    }
+}
 
 /// A scratch area holding the mail base `vmail/` and a sibling `outside/` that no delivery may touch.
 struct Scratch {

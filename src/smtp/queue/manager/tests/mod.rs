@@ -159,6 +159,7 @@ impl FakeLocal {
 impl LocalDelivery for FakeLocal {
     fn deliver_local<'a>(
         &'a self,
+        _id: &'a QueueId,
         sender: &'a str,
         recipient: &'a str,
         message: &'a [u8],

@@ -23,6 +23,15 @@ impl Intake for FlakyRecord {
     ) -> Result<QueueId, QueueError> {
         self.spool.enqueue(envelope, message, now)
     }
+    fn enqueue_as(
+        &self,
+        id: &QueueId,
+        envelope: &Envelope,
+        message: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), QueueError> {
+        self.spool.enqueue_as(id, envelope, message, now)
+    }
     fn withdraw(&self, id: &QueueId, now: DateTime<Utc>) -> Result<Entry, QueueError> {
         self.spool.withdraw(id, now)
     }
