@@ -967,7 +967,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --nameserver 'Ask this nameserver (IP or IP:PORT) instead of the system resolver'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
-            cand --check-config 'Validate the configuration (TLS files, database connection) and exit'
+            cand --check-config 'Check the configuration and the setup (TLS files, Maildir root, spool, LMTP, database) as the user the daemon runs as, list every problem and exit'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'

@@ -590,7 +590,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -l listen -d 'Run
 complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -l nameserver -d 'Ask this nameserver (IP or IP:PORT) instead of the system resolver' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
-complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -l check-config -d 'Validate the configuration (TLS files, database connection) and exit'
+complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -l check-config -d 'Check the configuration and the setup (TLS files, Maildir root, spool, LMTP, database) as the user the daemon runs as, list every problem and exit'
 complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand serve" -s q -l quiet -d 'Print nothing but data and errors'

@@ -66,6 +66,13 @@ pub enum Error {
     /// Several input records were wrong (CSV import); each message names its line (exit 1).
     #[error("{summary}")]
     Rows { summary: String, rows: Vec<String> },
+    /// Several things are wrong with the setup of `serve` (its start-up checks); each problem is one line
+    /// naming its setting (exit 2, or 3 when every problem is an unreachable backend).
+    #[error("{} problems with the setup of serve (listed above)", problems.len())]
+    Setup {
+        problems: Vec<String>,
+        unreachable_only: bool,
+    },
 }
 
 impl Error {
@@ -78,6 +85,11 @@ impl Error {
             | Error::AuditUsage(_)
             | Error::Connect { .. } => exit::UNREACHABLE,
             Error::Database { source, .. } if is_connection_error(source) => exit::UNREACHABLE,
+            Error::Setup {
+                unreachable_only: true,
+                ..
+            } => exit::UNREACHABLE,
+            Error::Setup { .. } => exit::USAGE,
             _ => exit::FAILED,
         }
     }
@@ -87,6 +99,15 @@ impl Error {
         Error::Database {
             context: context.into(),
             source,
+        }
+    }
+
+    /// The lines printed before the `error:` line: one per failed row or setup problem.
+    pub fn details(&self) -> &[String] {
+        match self {
+            Error::Rows { rows, .. } => rows,
+            Error::Setup { problems, .. } => problems,
+            _ => &[],
         }
     }
 

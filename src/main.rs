@@ -53,10 +53,8 @@ fn main() {
     match runtime.block_on(mailctl::cli::run(cli)) {
         Ok(code) => std::process::exit(code),
         Err(err) => {
-            if let mailctl::error::Error::Rows { rows, .. } = &err {
-                for row in rows {
-                    eprintln!("  {row}");
-                }
+            for line in err.details() {
+                eprintln!("  {}", mailctl::model::one_line(line));
             }
             // Every error is one line, whatever it quotes (a config value may hold a line break or an escape).
             eprintln!("error: {}", mailctl::model::one_line(&err.to_string()));

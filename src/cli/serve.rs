@@ -13,10 +13,10 @@ use clap::Args;
 
 use super::Ctx;
 use crate::error::{Error, Result};
-use crate::smtp::daemon::Bound;
+use crate::smtp::daemon::privileges::Plan;
+use crate::smtp::daemon::{Bound, preflight};
 use crate::smtp::settings::Settings;
 use crate::store::Store;
-use crate::tls::server::Tls;
 
 /// `serve` options.
 #[derive(Debug, Args)]
@@ -28,7 +28,8 @@ pub struct ServeArgs {
     /// Ask this nameserver (IP or IP:PORT) instead of the system resolver
     #[arg(long, value_name = "IP[:PORT]")]
     pub nameserver: Option<String>,
-    /// Validate the configuration (TLS files, database connection) and exit
+    /// Check the configuration and the setup (TLS files, Maildir root, spool, LMTP, database) as the user the
+    /// daemon runs as, list every problem and exit
     #[arg(long)]
     pub check_config: bool,
 }
@@ -42,11 +43,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     }
     let settings = Settings::from_config(&config, &args.listen)?;
     if args.check_config {
-        if let Some((cert, key)) = &settings.tls {
-            Tls::load(cert, key)?;
-        }
-        let (store, _) = Store::connect(&settings.database_url).await?;
-        store.close().await;
+        check_config(ctx, &settings).await?;
         let listeners: Vec<_> = settings
             .listeners
             .iter()
@@ -81,6 +78,21 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         tracing::info!(target: "mailctl::smtp", listener = name, %addr, "listening");
     }
     bound.run().await
+}
+
+/// `--check-config`: every start-up check as the user the daemon will run as, and the database connection;
+/// warnings on stderr, every problem listed (exit 2, or 3 when only the database cannot be reached).
+async fn check_config(ctx: &Ctx, settings: &Settings) -> Result<()> {
+    let plan = Plan::decide(settings.run_as.as_ref())?;
+    let mut found = preflight::check(settings, &plan).await;
+    match Store::connect(&settings.database_url).await {
+        Ok((store, _)) => store.close().await,
+        Err(e) => found.errors.push(e),
+    }
+    for warning in &found.warnings {
+        ctx.out.note(format!("warning: {warning}"));
+    }
+    found.into_result()
 }
 
 /// Every connection is a file descriptor: lift the soft limit to the hard one (systemd units set the hard

@@ -211,3 +211,82 @@ fn missing_tls_key_exits_2_naming_the_file() {
         .run(&["serve", "--listen", "smtp=127.0.0.1:0"])
         .fails(2, &key);
 }
+
+/// The start-up checks catch a setup that would answer every message with 451: a Maildir root that does not
+/// exist, a spool directory that cannot be created. `--check-config` lists every problem on a line of its own;
+/// `serve` refuses to start with the same list, before anything is bound.
+#[test]
+fn a_broken_setup_is_refused_at_start_with_one_line_per_problem() {
+    let db = TestDb::sqlite();
+    let blocker = db.path("not-a-directory");
+    std::fs::write(&blocker, "").expect("a file where a directory should be");
+    let spool = toml::Value::from(blocker.join("spool").to_string_lossy().into_owned());
+    let server = TestServer::configure(
+        &db,
+        ServeOptions::default().server_key("queue.spool_dir", spool),
+    );
+    std::fs::remove_dir(&server.vmail_root).expect("remove the Maildir root");
+    let vmail = server.vmail_root.to_string_lossy().into_owned();
+    for args in [&["serve", "--check-config"][..], &["serve"][..]] {
+        let run = server.run(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert_eq!(run.stdout, "", "{args:?}: nothing bound or reported");
+        let lines: Vec<&str> = run.stderr.lines().collect();
+        let listed = |key: &str| {
+            lines
+                .iter()
+                .filter(|l| l.starts_with(&format!("  {key}: ")))
+                .count()
+        };
+        assert_eq!(listed("mail.vmail_root"), 1, "{args:?}: {}", run.stderr);
+        assert_eq!(
+            listed("server.queue.spool_dir"),
+            1,
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(&format!("{vmail} does not exist"))
+                && run.stderr.contains("is not a directory"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert_eq!(
+            lines.last().copied(),
+            Some("error: 2 problems with the setup of serve (listed above)"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    // One problem alone is the usual one error line.
+    std::fs::create_dir(&server.vmail_root).expect("recreate the Maildir root");
+    std::fs::remove_file(&blocker).expect("remove the blocker");
+    std::fs::remove_dir(&server.vmail_root).expect("remove the Maildir root again");
+    server
+        .run(&["serve", "--check-config"])
+        .fails(2, "mail.vmail_root: ");
+}
+
+/// An LMTP server that does not answer is a warning, not a refusal: the daemon can start and defer.
+#[test]
+fn an_lmtp_target_that_does_not_answer_is_a_warning() {
+    let db = TestDb::sqlite();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let addr = closed.local_addr().expect("address");
+    drop(closed);
+    let delivery = toml::Value::from(format!("lmtp:{addr}"));
+    let server = TestServer::configure(
+        &db,
+        ServeOptions::default().server_key("delivery", delivery),
+    );
+    let run = server.run(&["serve", "--check-config"]).ok();
+    assert_eq!(run.stdout.trim(), "config ok");
+    assert!(
+        run.stderr
+            .starts_with("warning: server.delivery: the LMTP server at ")
+            && run.stderr.contains(&addr.to_string())
+            && run.stderr.lines().count() == 1,
+        "{}",
+        run.stderr
+    );
+}

@@ -1,20 +1,21 @@
 //! The daemon: start-up, the wiring of the two halves (the inbound [`Context`] the sessions share, the queue
 //! manager with outbound delivery and local delivery), the listeners, the signals and the drain.
 //!
-//! Start-up order: validate the settings (looking `server.user` up), decide whether to drop root, load TLS and
-//! the outbound trust roots, bind every listener and the metrics endpoint (so a port in use fails the start instead of half-running),
+//! Start-up order: validate the settings (looking `server.user` up), decide whether to drop root, run the
+//! start-up checks ([`preflight`]: the Maildir root, the spool, the TLS files as the run-as user, LMTP), load TLS
+//! and the outbound trust roots, bind every listener and the metrics endpoint (so a port in use fails the start instead of half-running),
 //! drop root ([`privileges`]), then open the database and the queue and start the delivery writer as that
 //! user, report the bound addresses, then accept. SIGTERM/SIGINT stop the accepting, let every session finish
 //! the transaction it is in (idle sessions get `421` at once), and return when the last one is gone or the
 //! drain deadline passes. SIGHUP re-reads the TLS certificate and key, as the user the daemon runs as: after a
-//! drop, the key must be readable by `server.user` or `server.group` for a reload to work (start-up warns when
-//! it is not).
+//! drop, the key must be readable by `server.user` or `server.group` for a reload to work (the start-up checks refuse
+//! to start when it is not).
 
 mod local;
+pub mod preflight;
 pub mod privileges;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -53,6 +54,11 @@ impl Bound {
     /// unreachable database (exit 3).
     pub async fn start(settings: Settings) -> Result<Bound> {
         let plan = privileges::Plan::decide(settings.run_as.as_ref())?;
+        let found = preflight::check(&settings, &plan).await;
+        for warning in &found.warnings {
+            tracing::warn!(target: "mailctl::smtp", "{warning}");
+        }
+        found.into_result()?;
         let tls = match &settings.tls {
             Some((cert, key)) => Some(Tls::load(cert, key)?),
             None => None,
@@ -120,7 +126,7 @@ impl Bound {
             ..ManagerOptions::default()
         });
         let _ = server.queue_waker.set(manager.waker());
-        report_identity(&plan, server.settings.tls.as_ref());
+        report_identity(&plan);
         Ok(Bound {
             server,
             listeners,
@@ -188,21 +194,12 @@ impl Bound {
     }
 }
 
-/// Says in the log, once the start succeeded, whom the daemon runs as, and warns when that is root or when the
-/// TLS files cannot be re-read (SIGHUP) as the user it became.
-fn report_identity(plan: &privileges::Plan, tls: Option<&(PathBuf, PathBuf)>) {
+/// Says in the log, once the start succeeded, whom the daemon runs as, and warns when that is root.
+fn report_identity(plan: &privileges::Plan) {
     match plan {
         privileges::Plan::Switch(r) => {
             tracing::info!(target: "mailctl::smtp", user = %r.user, group = %r.group, uid = r.uid, gid = r.gid,
                 "ports bound, root dropped");
-            // The key was read as root; SIGHUP re-reads it as this user.
-            for path in tls.into_iter().flat_map(|(cert, key)| [cert, key]) {
-                if let Err(e) = std::fs::File::open(path) {
-                    tracing::warn!(target: "mailctl::smtp", file = %path.display(), user = %r.user, error = %e,
-                        "TLS file not readable after dropping root: SIGHUP cannot reload it (make it readable by \
-                         server.group, e.g. chgrp GROUP FILE && chmod 640 FILE)");
-                }
-            }
         }
         privileges::Plan::StayRoot => {
             tracing::warn!(target: "mailctl::smtp",

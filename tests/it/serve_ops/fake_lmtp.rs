@@ -1,7 +1,8 @@
 //! A minimal LMTP server (RFC 2033) for the `serve` delivery tests: it listens on loopback TCP or on a unix
 //! socket, answers LHLO, MAIL, RCPT, DATA (one reply per accepted recipient after the data, as LMTP requires),
 //! RSET and QUIT, and hands every finished conversation to the test as a [`Transcript`], the message
-//! dot-unstuffed. A [`Verdict`] chooses whether it accepts, or answers 452 at RCPT or after the data.
+//! dot-unstuffed (a connection that never says LHLO, like the start-up check of `serve`, is not one). A
+//! [`Verdict`] chooses whether it accepts, or answers 452 at RCPT or after the data.
 //!
 //! Used only by the `serve_ops` tests.
 
@@ -58,9 +59,7 @@ impl FakeLmtp {
                 let Ok(stream) = stream else { continue };
                 let _ = stream.set_read_timeout(Some(WAIT));
                 let tx = tx.clone();
-                std::thread::spawn(move || {
-                    let _ = tx.send(converse(stream, verdict));
-                });
+                std::thread::spawn(move || hand_over(&tx, converse(stream, verdict)));
             }
         });
         FakeLmtp {
@@ -82,9 +81,7 @@ impl FakeLmtp {
                 let Ok(stream) = stream else { continue };
                 let _ = stream.set_read_timeout(Some(WAIT));
                 let tx = tx.clone();
-                std::thread::spawn(move || {
-                    let _ = tx.send(converse(stream, verdict));
-                });
+                std::thread::spawn(move || hand_over(&tx, converse(stream, verdict)));
             }
         });
         FakeLmtp {
@@ -105,6 +102,14 @@ impl FakeLmtp {
     /// Whether another conversation finishes within `wait`.
     pub fn more(&self, wait: Duration) -> bool {
         self.transcripts.recv_timeout(wait).is_ok()
+    }
+}
+
+/// Hands a conversation to the test, unless it never got as far as LHLO: that is the start-up check of
+/// `serve` seeing whether the server greets, not a delivery.
+fn hand_over(tx: &mpsc::Sender<Transcript>, t: Transcript) {
+    if !t.lhlo.is_empty() {
+        let _ = tx.send(t);
     }
 }
 

@@ -1,0 +1,404 @@
+//! Start-up checks: what `serve` needs beyond a configuration that parses, checked before anything is bound,
+//! as the user the daemon will run as. `serve --check-config` reports every problem at once; `serve` refuses to
+//! start with them, so a broken setup fails loudly at start instead of answering `451` to every message for ever.
+//!
+//! Errors (exit 2, one line each): the TLS files do not load, or cannot be read again by `server.user` once
+//! root is dropped (SIGHUP could not reload a renewed certificate); the extra CA of outbound delivery is
+//! unusable; the Maildir root is missing or not writable by the run-as user; the spool directory cannot be
+//! created or written by it; the SQLite database (or its directory) is not writable by it. `--check-config`
+//! also connects to the database (unreachable: exit 3 when that is the only problem). Warnings: the LMTP target
+//! does not answer (delivery defers until it does).
+//!
+//! Permissions are judged from owner, group and mode bits along the whole path (search permission on every
+//! directory), as the kernel does for a process without supplementary groups, which is what the daemon becomes;
+//! ACLs are not consulted.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+
+use super::privileges::Plan;
+use crate::error::Error;
+use crate::smtp::settings::{DeliveryTarget, QueueBackend, Settings};
+use crate::tls::Trust;
+use crate::tls::server::Tls;
+
+/// How long the LMTP target may take to accept a connection.
+const LMTP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the checks found.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Problems that stop the daemon (each names the setting and what to do).
+    pub errors: Vec<Error>,
+    /// Problems it can start with.
+    pub warnings: Vec<String>,
+}
+
+impl Findings {
+    /// `Ok` when there is no error; one error as itself; several as [`Error::Setup`], listing each.
+    pub fn into_result(self) -> crate::error::Result<()> {
+        let mut errors = self.errors;
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Setup {
+                unreachable_only: errors.iter().all(|e| e.exit_code() == 3),
+                problems: errors.iter().map(ToString::to_string).collect(),
+            }),
+        }
+    }
+}
+
+/// Who the daemon runs as once started: the identity permissions are checked for.
+#[derive(Debug, Clone)]
+struct Who {
+    /// For messages: `user nobody (group nogroup)`.
+    name: String,
+    uid: u32,
+    /// The primary group and, for a daemon that keeps its identity, its supplementary groups.
+    gids: Vec<u32>,
+}
+
+impl Who {
+    /// The identity of `plan`: `server.user` for a daemon that drops root (no supplementary groups), else this
+    /// process.
+    fn of(plan: &Plan) -> Who {
+        match plan {
+            Plan::Switch(r) => Who {
+                name: format!("user {} (group {})", r.user, r.group),
+                uid: r.uid,
+                gids: vec![r.gid],
+            },
+            _ => {
+                // SAFETY: geteuid/getegid cannot fail; getgroups fills at most the buffer's length.
+                let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+                let mut groups = vec![0 as libc::gid_t; 256];
+                // SAFETY: as above; the length passed is the buffer's.
+                let n =
+                    unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) };
+                groups.truncate(usize::try_from(n).unwrap_or(0));
+                groups.insert(0, gid);
+                Who {
+                    name: format!("uid {uid}"),
+                    uid,
+                    gids: groups,
+                }
+            }
+        }
+    }
+}
+
+/// What a path must allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// Read a file.
+    Read,
+    /// Read and write a file.
+    ReadWrite,
+    /// Create, rename and remove files in a directory (write and search).
+    Directory,
+}
+
+/// Whether `who` may do `need` on the existing `path` (search permission on every ancestor included); the error
+/// says which path stops it and why.
+fn allows(who: &Who, path: &Path, need: Need) -> Result<(), String> {
+    if who.uid == 0 {
+        return Ok(());
+    }
+    let mut ancestors: Vec<&Path> = path.ancestors().skip(1).collect();
+    ancestors.reverse();
+    for dir in ancestors.into_iter().filter(|d| !d.as_os_str().is_empty()) {
+        let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if !permits(who, &meta, 0o1) {
+            return Err(format!(
+                "{} cannot enter directory {}",
+                who.name,
+                dir.display()
+            ));
+        }
+    }
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (bits, what) = match need {
+        Need::Read => (0o4, "read"),
+        Need::ReadWrite => (0o6, "read and write"),
+        Need::Directory => (0o3, "create files in"),
+    };
+    if permits(who, &meta, bits) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} cannot {what} {} (owner {}, group {}, mode {:o})",
+            who.name,
+            path.display(),
+            meta.uid(),
+            meta.gid(),
+            meta.permissions().mode() & 0o7777
+        ))
+    }
+}
+
+/// Whether the owner, group or other triad that applies to `who` has every bit of `bits` (`rwx` = 4, 2, 1).
+fn permits(who: &Who, meta: &std::fs::Metadata, bits: u32) -> bool {
+    let mode = meta.permissions().mode();
+    let triad = if meta.uid() == who.uid {
+        mode >> 6
+    } else if who.gids.contains(&meta.gid()) {
+        mode >> 3
+    } else {
+        mode
+    };
+    triad & bits == bits
+}
+
+/// The nearest existing ancestor of `path` (itself included).
+fn existing_ancestor(path: &Path) -> Option<&Path> {
+    path.ancestors().find(|p| p.exists())
+}
+
+/// Runs every check that needs no database connection (`serve` connects to the database itself, right after).
+pub async fn check(settings: &Settings, plan: &Plan) -> Findings {
+    let who = Who::of(plan);
+    let mut found = Findings::default();
+    tls(settings, plan, &who, &mut found);
+    if let Err(e) = Trust::load(settings.outbound.extra_ca.as_deref()) {
+        found
+            .errors
+            .push(Error::usage(format!("server.outbound.extra_ca: {e}")));
+    }
+    match &settings.delivery {
+        DeliveryTarget::Maildir(root) => maildir_root(root, &who, &mut found),
+        DeliveryTarget::LmtpTcp(addr) => lmtp_tcp(addr, &mut found).await,
+        DeliveryTarget::LmtpUnix(path) => lmtp_unix(path, &who, &mut found).await,
+    }
+    if let QueueBackend::Spool(dir) = &settings.queue.backend {
+        spool(dir, &who, &mut found);
+    }
+    if let Some(path) = crate::store::sqlite_path(&settings.database_url) {
+        sqlite(&path, &who, &mut found);
+    }
+    found
+}
+
+/// The TLS files load now (as this process) and, when root will be dropped, can be read again by
+/// `server.user` (SIGHUP re-reads them as that user).
+fn tls(settings: &Settings, plan: &Plan, who: &Who, found: &mut Findings) {
+    let Some((cert, key)) = &settings.tls else {
+        return;
+    };
+    if let Err(e) = Tls::load(cert, key) {
+        found.errors.push(e);
+        return;
+    }
+    let Plan::Switch(r) = plan else {
+        return;
+    };
+    for (name, path) in [("cert", cert), ("key", key)] {
+        if let Err(why) = allows(who, path, Need::Read) {
+            found.errors.push(Error::usage(format!(
+                "server.tls.{name}: {why}, so SIGHUP could not reload it after root is dropped (chgrp {} {} && \
+                 chmod 640 {})",
+                r.group,
+                path.display(),
+                path.display()
+            )));
+        }
+    }
+}
+
+/// `[mail] vmail_root` exists, is a directory, and the run-as user can create files in it.
+fn maildir_root(root: &Path, who: &Who, found: &mut Findings) {
+    let problem = match std::fs::metadata(root) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
+            "{} does not exist: create it and give it to the user serve runs as (mkdir -p {} && chown USER: {})",
+            root.display(),
+            root.display(),
+            root.display()
+        )),
+        Err(e) => Some(format!("{}: {e}", root.display())),
+        Ok(m) if !m.is_dir() => Some(format!("{} is not a directory", root.display())),
+        Ok(_) => allows(who, root, Need::Directory).err(),
+    };
+    if let Some(why) = problem {
+        found
+            .errors
+            .push(Error::usage(format!("mail.vmail_root: {why}")));
+    }
+}
+
+/// `[server.queue] spool_dir` is writable by the run-as user, or can be created by it.
+fn spool(dir: &Path, who: &Who, found: &mut Findings) {
+    let problem = match existing_ancestor(dir) {
+        None => Some(format!("{}: no part of the path exists", dir.display())),
+        Some(existing) if !existing.is_dir() => Some(match existing == dir {
+            true => format!("{} is not a directory", dir.display()),
+            false => format!(
+                "{} cannot be created: {} is not a directory",
+                dir.display(),
+                existing.display()
+            ),
+        }),
+        Some(existing) => {
+            allows(who, existing, Need::Directory)
+                .err()
+                .map(|why| match existing == dir {
+                    true => why,
+                    false => format!("{} cannot be created: {why}", dir.display()),
+                })
+        }
+    };
+    if let Some(why) = problem {
+        found
+            .errors
+            .push(Error::usage(format!("server.queue.spool_dir: {why}")));
+    }
+}
+
+/// A SQLite database file (when it exists) and its directory (for `-wal` and `-shm`) are writable by the
+/// run-as user.
+fn sqlite(path: &Path, who: &Who, found: &mut Findings) {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let problem = match (path.exists(), dir.exists()) {
+        (true, _) => allows(who, path, Need::ReadWrite)
+            .and_then(|()| allows(who, dir, Need::Directory))
+            .err(),
+        (false, true) => allows(who, dir, Need::Directory).err(),
+        // A database in a directory that does not exist yet: opening it says so (exit 3).
+        (false, false) => None,
+    };
+    if let Some(why) = problem {
+        found.errors.push(Error::usage(format!(
+            "database.url: the SQLite database needs {why}"
+        )));
+    }
+}
+
+/// The LMTP server at `addr` greets (a warning otherwise: delivery defers until it does).
+async fn lmtp_tcp(addr: &str, found: &mut Findings) {
+    let greeted = tokio::time::timeout(LMTP_TIMEOUT, async {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        greeting(stream).await
+    })
+    .await;
+    if let Some(why) = unanswered(greeted) {
+        found.warnings.push(format!(
+            "server.delivery: the LMTP server at {addr} does not answer ({why}); every message is answered \
+             451 until it does"
+        ));
+    }
+}
+
+/// The LMTP socket is writable by the run-as user and its server greets.
+async fn lmtp_unix(path: &PathBuf, who: &Who, found: &mut Findings) {
+    let why = match allows(who, path, Need::ReadWrite) {
+        Err(why) => Some(why),
+        Ok(()) => unanswered(
+            tokio::time::timeout(LMTP_TIMEOUT, async {
+                let stream = tokio::net::UnixStream::connect(path).await?;
+                greeting(stream).await
+            })
+            .await,
+        ),
+    };
+    if let Some(why) = why {
+        found.warnings.push(format!(
+            "server.delivery: the LMTP socket {} does not answer ({why}); every message is answered 451 until \
+             it does",
+            path.display()
+        ));
+    }
+}
+
+/// Reads the server's greeting and says QUIT: `Ok` when it greeted with `220`.
+async fn greeting(stream: impl AsyncRead + AsyncWrite + Unpin) -> std::io::Result<()> {
+    let mut stream = BufReader::new(stream);
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    if !line.starts_with("220") {
+        let shown = crate::model::printable(line.trim_end());
+        return Err(std::io::Error::other(format!("it greeted with {shown:?}")));
+    }
+    let _ = stream.get_mut().write_all(b"QUIT\r\n").await;
+    Ok(())
+}
+
+/// Why a greeting did not come, if it did not.
+fn unanswered(greeted: Result<std::io::Result<()>, tokio::time::error::Elapsed>) -> Option<String> {
+    match greeted {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no greeting within {} s", LMTP_TIMEOUT.as_secs())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nobody() -> Who {
+        Who {
+            name: "user nobody (group nogroup)".into(),
+            uid: 65534,
+            gids: vec![65534],
+        }
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn mode_bits_decide_for_owner_group_and_others() {
+        let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o755);
+        let file = dir.path().join("key.pem");
+        std::fs::write(&file, "x").unwrap();
+        chmod(&file, 0o600);
+        let who = nobody();
+        let e = allows(&who, &file, Need::Read).unwrap_err();
+        assert!(e.contains("cannot read") && e.contains("mode 600"), "{e}");
+        chmod(&file, 0o604);
+        assert!(allows(&who, &file, Need::Read).is_ok());
+        assert!(allows(&who, &file, Need::ReadWrite).is_err());
+        // A directory on the way without search permission stops everything below it.
+        chmod(dir.path(), 0o700);
+        let e = allows(&who, &file, Need::Read).unwrap_err();
+        assert!(e.contains("cannot enter directory"), "{e}");
+        chmod(dir.path(), 0o755);
+        let root = Who {
+            name: "root".into(),
+            uid: 0,
+            gids: vec![0],
+        };
+        chmod(&file, 0o000);
+        assert!(allows(&root, &file, Need::ReadWrite).is_ok());
+    }
+
+    #[test]
+    fn a_missing_maildir_root_and_an_uncreatable_spool_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o755);
+        let mut found = Findings::default();
+        maildir_root(&dir.path().join("vmail"), &nobody(), &mut found);
+        spool(&dir.path().join("spool/mailctl"), &nobody(), &mut found);
+        let errors: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].starts_with("mail.vmail_root: ") && errors[0].contains("does not exist"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].starts_with("server.queue.spool_dir: ")
+                && errors[1].contains("cannot be created"),
+            "{errors:?}"
+        );
+        let e = found.into_result().unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("2 problems"), "{e}");
+    }
+}
