@@ -29,48 +29,85 @@ pub enum Error {
     Usage(String),
     /// A named object does not exist (exit 1).
     #[error("{kind} {name} does not exist")]
-    NotFound { kind: &'static str, name: String },
+    NotFound {
+        /// What kind of object (`domain`, `mailbox`, ...).
+        kind: &'static str,
+        /// Its name as the user gave it.
+        name: String,
+    },
     /// A named object exists already (exit 1).
     #[error("{kind} {name} already exists")]
-    AlreadyExists { kind: &'static str, name: String },
+    AlreadyExists {
+        /// What kind of object.
+        kind: &'static str,
+        /// Its name.
+        name: String,
+    },
     /// The operation was refused by a rule: a limit, a loop, a dependency (exit 1).
     #[error("{0}")]
     Refused(String),
     /// A file could not be read or written (exit 1).
     #[error("{action} {}: {source}", path.display())]
     File {
+        /// What was being done (`cannot read`, ...).
         action: &'static str,
+        /// The file.
         path: PathBuf,
+        /// Why it failed.
         #[source]
         source: std::io::Error,
     },
     /// The database could not be reached at all (exit 3).
     #[error("cannot reach the database {url}: {reason}")]
-    Unreachable { url: String, reason: String },
+    Unreachable {
+        /// The database URL, password redacted.
+        url: String,
+        /// Why the connection failed.
+        reason: String,
+    },
     /// A query failed; `context` says what mailctl was doing (exit 3 when the connection was lost, else 1).
     #[error("database error while {context}: {source}")]
     Database {
+        /// What mailctl was doing.
         context: String,
+        /// The driver's error.
         #[source]
         source: sqlx::Error,
     },
     /// DNS could not answer (timeout, SERVFAIL, no nameserver reachable): the answer is unknown (exit 3).
     #[error("DNS lookup of {name} failed: {reason}")]
-    Dns { name: String, reason: String },
+    Dns {
+        /// The name looked up.
+        name: String,
+        /// Why there was no answer.
+        reason: String,
+    },
     /// Bad arguments to `audit`: exit 3 (UNKNOWN), as monitoring plugins do, so a typo never reads as a finding.
     #[error("{0}")]
     AuditUsage(String),
     /// A server mailctl talks to (an SMTP server under benchmark, an LMTP server) could not be reached (exit 3).
     #[error("cannot connect to {addr}: {reason}")]
-    Connect { addr: String, reason: String },
+    Connect {
+        /// The address.
+        addr: String,
+        /// Why the connection failed.
+        reason: String,
+    },
     /// Several input records were wrong (CSV import); each message names its line (exit 1).
     #[error("{summary}")]
-    Rows { summary: String, rows: Vec<String> },
+    Rows {
+        /// The `error:` line.
+        summary: String,
+        /// One line per failed record, printed before it.
+        rows: Vec<String>,
+    },
     /// Several things are wrong with the setup of `serve` (its start-up checks); each problem is one line
     /// naming its setting (exit 2, or 3 when every problem is an unreachable backend).
     #[error("{} problems with the setup of serve (listed above)", problems.len())]
     Setup {
+        /// One line per problem, printed before the `error:` line.
         problems: Vec<String>,
+        /// Every problem is a backend that cannot be reached (exit 3 rather than 2).
         unreachable_only: bool,
     },
 }

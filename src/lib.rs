@@ -43,6 +43,8 @@
 //!   metrics/        Prometheus counters and endpoint; shutdown.rs: the stop signal every task holds
 //! bench/          load generators behind `mailctl bench` (SMTP throughput, idle connections)
 //! assets.rs       man pages and shell completions generated from the clap definition
+//! sys.rs          the few process-level POSIX calls (ids, file limit) as safe functions; with
+//!                 smtp/daemon/privileges.rs the only code allowed `unsafe`
 //! ```
 //!
 //! Arrows only go down. `cli` -> everything; `audit`, `smtp` and `bench` -> the shared rooms (`tls`, `mta_sts`,
@@ -85,5 +87,6 @@ pub mod provision;
 pub mod records;
 pub mod smtp;
 pub mod store;
+pub mod sys;
 pub mod time;
 pub mod tls;

@@ -143,8 +143,8 @@ fn run(algorithm: &str, args: &Args) -> Measured {
     let cpu_before = [
         a.cpu(),
         b.cpu(),
-        node::rusage(libc::RUSAGE_CHILDREN),
-        node::rusage(libc::RUSAGE_SELF),
+        kit::os::rusage(libc::RUSAGE_CHILDREN),
+        kit::os::rusage(libc::RUSAGE_SELF),
     ];
     let start = Instant::now();
     let mut bench = Command::new(kit::mailctl())
@@ -194,8 +194,8 @@ fn run(algorithm: &str, args: &Args) -> Measured {
     let cpu_after = [
         a.cpu(),
         b.cpu(),
-        node::rusage(libc::RUSAGE_CHILDREN),
-        node::rusage(libc::RUSAGE_SELF),
+        kit::os::rusage(libc::RUSAGE_CHILDREN),
+        kit::os::rusage(libc::RUSAGE_SELF),
     ];
     assert!(
         out.status.success(),

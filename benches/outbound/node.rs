@@ -99,13 +99,3 @@ impl Node {
         self.server.daemon.cpu()
     }
 }
-
-/// CPU time (user + system) of `who` (`libc::RUSAGE_SELF` or `libc::RUSAGE_CHILDREN`, the children waited for).
-pub fn rusage(who: i32) -> Duration {
-    // SAFETY: getrusage fills the zeroed struct it is given.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; `who` is one of the two constants.
-    unsafe { libc::getrusage(who, &mut usage) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}

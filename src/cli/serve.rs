@@ -62,7 +62,9 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     for warning in &ctx.config.warnings {
         tracing::warn!(target: "mailctl::config", "{warning}");
     }
-    raise_file_limit();
+    // Every connection is a file descriptor: the connection limits of the config, not a default soft limit
+    // of 1024, must decide.
+    let _ = crate::sys::raise_nofile_limit();
     let bound = Bound::start(settings).await?;
     let mut stdout = std::io::stdout().lock();
     let report = |out: &mut std::io::StdoutLock<'_>| -> std::io::Result<()> {
@@ -93,21 +95,4 @@ async fn check_config(ctx: &Ctx, settings: &Settings) -> Result<()> {
         ctx.out.note(format!("warning: {warning}"));
     }
     found.into_result()
-}
-
-/// Every connection is a file descriptor: lift the soft limit to the hard one (systemd units set the hard
-/// limit with `LimitNOFILE=`), so the connection limits of the config, not a default of 1024, decide.
-fn raise_file_limit() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }

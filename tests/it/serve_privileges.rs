@@ -22,10 +22,8 @@ use kit::smtp_client::SmtpClient;
 /// not pass (CI runs as root).
 #[track_caller]
 fn require_root() {
-    // SAFETY: geteuid cannot fail.
-    let root = unsafe { libc::geteuid() == 0 };
     assert!(
-        root,
+        kit::os::is_root(),
         "this test needs root (it starts `serve` as root to see it drop root); run the tests as root"
     );
 }

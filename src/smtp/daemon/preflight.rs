@@ -73,13 +73,8 @@ impl Who {
                 gids: vec![r.gid],
             },
             _ => {
-                // SAFETY: geteuid/getegid cannot fail; getgroups fills at most the buffer's length.
-                let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-                let mut groups = vec![0 as libc::gid_t; 256];
-                // SAFETY: as above; the length passed is the buffer's.
-                let n =
-                    unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) };
-                groups.truncate(usize::try_from(n).unwrap_or(0));
+                let (uid, gid) = crate::sys::effective_ids();
+                let mut groups = crate::sys::supplementary_groups();
                 groups.insert(0, gid);
                 Who {
                     name: format!("uid {uid}"),

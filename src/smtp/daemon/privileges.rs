@@ -7,6 +7,11 @@
 //! then checked: every id must be the target's, no supplementary group may remain, and `setuid(0)` must fail.
 //! A started-unprivileged daemon (systemd's `User=`, the unit `mailctl config systemd` writes) that already
 //! is `server.user` needs no switch; one that is another user cannot switch and says so before binding.
+//!
+//! With `crate::sys`, the only module allowed `unsafe` code (the libc calls of the switch and of the user and
+//! group database).
+
+#![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -92,8 +97,7 @@ impl Plan {
     /// Decides from the current ids. A process that is neither root nor `server.user` cannot become it: that
     /// is a usage error (exit 2) naming both, raised before any port is bound.
     pub fn decide(run_as: Option<&RunAs>) -> Result<Plan> {
-        // SAFETY: geteuid and getegid cannot fail and touch no memory.
-        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let (euid, egid) = crate::sys::effective_ids();
         match run_as {
             Some(r) if euid == 0 => Ok(Plan::Switch(r.clone())),
             Some(r) if euid == r.uid && egid == r.gid => Ok(Plan::AlreadyThere),
@@ -287,8 +291,7 @@ mod tests {
 
     #[test]
     fn a_process_that_is_neither_root_nor_the_user_cannot_switch() {
-        // SAFETY: geteuid cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let (euid, _) = crate::sys::effective_ids();
         let stranger = RunAs {
             user: "stranger".into(),
             uid: euid.wrapping_add(1).max(1),

@@ -190,10 +190,12 @@ impl Daemon {
 
     /// Sends `signal` (e.g. `libc::SIGTERM`) to the daemon without waiting.
     pub fn signal(&self, signal: i32) {
-        let pid = self.pid().expect("daemon running") as libc::pid_t;
-        // SAFETY: kill(2) with the pid of our own child, which has not been reaped yet.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+        let pid = self.pid().expect("daemon running") as i32;
+        // Our own child, not reaped yet: the pid cannot have been reused.
+        assert!(
+            crate::os::signal(pid, signal),
+            "kill({pid}, {signal}) failed"
+        );
     }
 
     /// Waits up to `timeout` for the daemon to exit and reaps it; kills it and fails if it does not.

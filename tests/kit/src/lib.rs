@@ -16,6 +16,7 @@
 
 pub mod daemon;
 pub mod dns;
+pub mod os;
 pub mod serve;
 pub mod smtp;
 pub mod smtp_client;

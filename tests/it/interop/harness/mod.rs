@@ -109,8 +109,7 @@ impl Need {
 /// running them is asking for them).
 #[track_caller]
 pub fn setup(needs: &[Need]) -> TestDb {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !kit::os::is_root() {
         panic!("interop test: not running as root (Postfix's master and Dovecot start as root)");
     }
     for need in needs {

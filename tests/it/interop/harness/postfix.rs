@@ -192,8 +192,7 @@ impl Postfix {
 
 /// Whether process `pid` exists.
 pub fn alive(pid: i32) -> bool {
-    // SAFETY: kill with signal 0 only checks for the process.
-    unsafe { libc::kill(pid, 0) == 0 }
+    kit::os::alive(pid)
 }
 
 impl Drop for Postfix {
@@ -207,8 +206,8 @@ impl Drop for Postfix {
         if let Some(pid) = pid
             && !wait_until(Duration::from_secs(10), || !alive(pid))
         {
-            // SAFETY: kill(2) of the master this test started; its children exit when it is gone.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // The master this test started; its children exit when it is gone.
+            kit::os::signal(pid, libc::SIGKILL);
         }
     }
 }
