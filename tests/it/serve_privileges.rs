@@ -14,8 +14,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use kit::TestDb;
+use kit::run_with_timeout;
 use kit::serve::mail::{PASSWORD, example, message};
-use kit::serve::{HOSTNAME, ServeOptions, TestServer, run_with_timeout};
+use kit::serve::{HOSTNAME, ServeOptions, TestServer};
 use kit::smtp_client::SmtpClient;
 
 /// Fails the test unless it runs as root: these tests are about dropping root, and one that cannot run must

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use sqlx::Connection;
 
@@ -310,6 +311,46 @@ impl Drop for TestDb {
                 }
             });
         }
+    }
+}
+
+/// Runs `cmd` with empty stdin, failing the test (after killing it) if it runs longer than `timeout`.
+pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Run {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let shown = format!("{:?}", cmd.get_program());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {shown}: {e}"));
+    let out = child.stdout.take().expect("stdout");
+    let err = child.stderr.take().expect("stderr");
+    let read = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = r.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let (out, err) = (read(Box::new(out)), read(Box::new(err)));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{shown} {:?} still running after {timeout:?}; stderr so far:\n{}",
+                cmd.get_args().collect::<Vec<_>>(),
+                err.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     }
 }
 

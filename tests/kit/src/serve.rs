@@ -16,8 +16,8 @@ pub use config::{ServeOptions, ServerCert};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
+use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
 
@@ -156,7 +156,7 @@ impl TestServer {
     pub fn run(&self, args: &[&str]) -> Run {
         let mut cmd = daemon::command(self.dir.path());
         cmd.arg("--config").arg(&self.config).args(args);
-        run_with_timeout(cmd, Duration::from_secs(60))
+        crate::run_with_timeout(cmd, Duration::from_secs(60))
     }
 
     /// Everything the daemon wrote to stderr so far (over every start).
@@ -269,44 +269,5 @@ impl TestServer {
     /// The messages in `mailbox`'s INBOX `new/`.
     pub fn inbox(&self, mailbox: &str) -> Vec<Vec<u8>> {
         TestServer::messages(&self.maildir(mailbox))
-    }
-}
-
-/// Runs `cmd` with empty stdin, failing the test (after killing it) if it runs longer than `timeout`.
-pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Run {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn mailctl");
-    let out = child.stdout.take().expect("stdout");
-    let err = child.stderr.take().expect("stderr");
-    let read = |mut r: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = r.read_to_end(&mut s);
-            String::from_utf8_lossy(&s).into_owned()
-        })
-    };
-    let (out, err) = (read(Box::new(out)), read(Box::new(err)));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "mailctl {:?} still running after {timeout:?}; stderr so far:\n{}",
-                cmd.get_args().collect::<Vec<_>>(),
-                err.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
     }
 }

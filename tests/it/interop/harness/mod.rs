@@ -182,44 +182,7 @@ pub fn listening(addr: SocketAddr) -> bool {
 pub fn run_tool(program: &Path, args: &[&str], timeout: Duration) -> Run {
     let mut cmd = Command::new(program);
     cmd.args(args);
-    run_cmd(cmd, timeout)
-}
-
-/// Runs `cmd` with empty stdin to completion (at most `timeout`, then it is killed and the test fails).
-pub fn run_cmd(mut cmd: Command, timeout: Duration) -> Run {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let shown = format!("{cmd:?}");
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {shown}: {e}"));
-    let read = |r: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut s);
-            }
-            String::from_utf8_lossy(&s).into_owned()
-        })
-    };
-    let out = read(child.stdout.take().map(|s| Box::new(s) as _));
-    let err = read(child.stderr.take().map(|s| Box::new(s) as _));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{shown} still running after {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
+    kit::run_with_timeout(cmd, timeout)
 }
 
 /// One test's world: a directory every program may read (0755, unlike the usual 0700 temp directories:

@@ -163,7 +163,7 @@ impl Serve {
         cmd.arg("--config")
             .arg(&self.config)
             .args(["queue", "list", "--json"]);
-        let run = super::run_cmd(cmd, Duration::from_secs(30)).ok();
+        let run = kit::run_with_timeout(cmd, Duration::from_secs(30)).ok();
         run.json().as_array().expect("a JSON array").clone()
     }
 }
