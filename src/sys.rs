@@ -4,7 +4,10 @@
 
 #![allow(unsafe_code)]
 
+use std::ffi::CString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// This process's effective user and group ids.
 pub fn effective_ids() -> (u32, u32) {
@@ -19,6 +22,25 @@ pub fn supplementary_groups() -> Vec<u32> {
     let n = unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) };
     groups.truncate(usize::try_from(n).unwrap_or(0));
     groups
+}
+
+/// Whether `path` carries a POSIX access ACL: then its mode bits alone do not say who may use it (the group
+/// bits are the ACL's mask).
+pub fn has_access_acl(path: &Path) -> bool {
+    let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: both strings are NUL-terminated; with a null buffer and size 0 getxattr only returns the size of
+    // the attribute's value (or -1 when there is none) and writes nothing.
+    let size = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            c"system.posix_acl_access".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    size > 0
 }
 
 /// Raises this process's open-file soft limit to its hard limit (systemd units set the hard limit with

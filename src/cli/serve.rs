@@ -84,8 +84,16 @@ pub async fn run(ctx: &Ctx, args: ServeArgs) -> Result<()> {
 
 /// `--check-config`: every start-up check as the user the daemon will run as, and the database connection;
 /// warnings on stderr, every problem listed (exit 2, or 3 when only the database cannot be reached).
+///
+/// The identity checked is the one a start from here would run as: `server.user` when root drops to it (or when
+/// this user could not become it: an admin checking the config of a service), else this process. A service
+/// started by systemd's `User=` without `server.user` is checked by running this as that user.
 async fn check_config(ctx: &Ctx, settings: &Settings) -> Result<()> {
-    let plan = Plan::decide(settings.run_as.as_ref())?;
+    let plan = match (Plan::decide(settings.run_as.as_ref()), &settings.run_as) {
+        (Ok(plan), _) => plan,
+        (Err(_), Some(r)) => Plan::Switch(r.clone()),
+        (Err(e), None) => return Err(e),
+    };
     let mut found = preflight::check(settings, &plan).await;
     match Store::connect(&settings.database_url).await {
         Ok((store, _)) => store.close().await,

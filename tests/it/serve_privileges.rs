@@ -107,7 +107,7 @@ fn serve_binds_as_root_then_runs_as_server_user_and_still_delivers() {
     let refused = server
         .run(&["serve"])
         .fails(2, "server.tls.key")
-        .fails(2, "SIGHUP could not reload it");
+        .fails(2, "SIGHUP could not reload a renewed certificate");
     assert!(refused.stderr.contains("key.pem"), "{}", refused.stderr);
     assert_eq!(refused.stdout, "", "nothing was bound or reported");
     // Root's key, readable by nobody's group (as the refusal says to do): read before the drop, re-readable.

@@ -248,7 +248,7 @@ pub fn unit(p: &UnitParams) -> File {
     install.push_str(&format!(
         "#   chgrp {group} {config} && chmod 0640 {config}   # and the TLS key: readable by {group}\n\
          #   cp {UNIT_NAME} /etc/systemd/system/ && systemctl daemon-reload\n\
-         #   {binary} --config {config} serve --check-config\n\
+         #   runuser -u {user} -- {binary} --config {config} serve --check-config   # as the service runs\n\
          #   systemctl enable --now {UNIT_NAME}\n\
          # Logs: journalctl -u mailctl. After renewing the certificate: systemctl reload mailctl (re-reads TLS).\n",
         config = p.config.display(),

@@ -3,15 +3,16 @@
 //! start with them, so a broken setup fails loudly at start instead of answering `451` to every message for ever.
 //!
 //! Errors (exit 2, one line each): the TLS files do not load, or cannot be read again by `server.user` once
-//! root is dropped (SIGHUP could not reload a renewed certificate); the extra CA of outbound delivery is
+//! root is dropped (SIGHUP could not reload a renewed certificate: the error names the file or directory on the
+//! way and the `chgrp`/`chmod` that fixes it); the extra CA of outbound delivery is
 //! unusable; the Maildir root is missing or not writable by the run-as user; the spool directory cannot be
 //! created or written by it; the SQLite database (or its directory) is not writable by it. `--check-config`
 //! also connects to the database (unreachable: exit 3 when that is the only problem). Warnings: the LMTP target
 //! does not answer (delivery defers until it does).
 //!
 //! Permissions are judged from owner, group and mode bits along the whole path (search permission on every
-//! directory), as the kernel does for a process without supplementary groups, which is what the daemon becomes;
-//! ACLs are not consulted.
+//! directory), as the kernel does; for a daemon that drops root, without supplementary groups, as it does. A
+//! path whose bits refuse but which carries a POSIX ACL is given the benefit of the doubt (the ACL may grant it).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -91,48 +92,86 @@ impl Who {
 enum Need {
     /// Read a file.
     Read,
+    /// Write to a socket (connecting to a unix socket needs only that).
+    Write,
     /// Read and write a file.
     ReadWrite,
     /// Create, rename and remove files in a directory (write and search).
     Directory,
 }
 
-/// Whether `who` may do `need` on the existing `path` (search permission on every ancestor included); the error
-/// says which path stops it and why.
-fn allows(who: &Who, path: &Path, need: Need) -> Result<(), String> {
+/// Why the run-as user cannot do what it needs on a path.
+#[derive(Debug)]
+struct Denied {
+    /// The path that stops it: the target, or a directory on the way to it.
+    path: PathBuf,
+    /// `path` is a directory on the way (search permission missing), not the target itself.
+    on_the_way: bool,
+    /// The sentence to show.
+    why: String,
+}
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+/// Whether `who` may do `need` on the existing `path` (search permission on every ancestor included). A path
+/// whose mode bits refuse but which carries a POSIX ACL is given the benefit of the doubt: the ACL may grant
+/// what the bits do not, and only the kernel can tell.
+fn allows(who: &Who, path: &Path, need: Need) -> Result<(), Denied> {
     if who.uid == 0 {
         return Ok(());
     }
+    let stat = |p: &Path| {
+        std::fs::metadata(p).map_err(|e| Denied {
+            path: p.to_path_buf(),
+            on_the_way: p != path,
+            why: format!("{}: {e}", p.display()),
+        })
+    };
     let mut ancestors: Vec<&Path> = path.ancestors().skip(1).collect();
     ancestors.reverse();
     for dir in ancestors.into_iter().filter(|d| !d.as_os_str().is_empty()) {
-        let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        if !permits(who, &meta, 0o1) {
-            return Err(format!(
-                "{} cannot enter directory {}",
-                who.name,
-                dir.display()
-            ));
+        let meta = stat(dir)?;
+        if !permits(who, &meta, 0o1) && !crate::sys::has_access_acl(dir) {
+            return Err(Denied {
+                path: dir.to_path_buf(),
+                on_the_way: true,
+                why: format!(
+                    "{} cannot enter directory {} (owner {}, group {}, mode {:o})",
+                    who.name,
+                    dir.display(),
+                    meta.uid(),
+                    meta.gid(),
+                    meta.permissions().mode() & 0o7777
+                ),
+            });
         }
     }
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = stat(path)?;
     let (bits, what) = match need {
         Need::Read => (0o4, "read"),
+        Need::Write => (0o2, "write to"),
         Need::ReadWrite => (0o6, "read and write"),
         Need::Directory => (0o3, "create files in"),
     };
-    if permits(who, &meta, bits) {
-        Ok(())
-    } else {
-        Err(format!(
+    if permits(who, &meta, bits) || crate::sys::has_access_acl(path) {
+        return Ok(());
+    }
+    Err(Denied {
+        path: path.to_path_buf(),
+        on_the_way: false,
+        why: format!(
             "{} cannot {what} {} (owner {}, group {}, mode {:o})",
             who.name,
             path.display(),
             meta.uid(),
             meta.gid(),
             meta.permissions().mode() & 0o7777
-        ))
-    }
+        ),
+    })
 }
 
 /// Whether the owner, group or other triad that applies to `who` has every bit of `bits` (`rwx` = 4, 2, 1).
@@ -191,13 +230,24 @@ fn tls(settings: &Settings, plan: &Plan, who: &Who, found: &mut Findings) {
         return;
     };
     for (name, path) in [("cert", cert), ("key", key)] {
-        if let Err(why) = allows(who, path, Need::Read) {
+        if let Err(denied) = allows(who, path, Need::Read) {
+            let fix = match denied.on_the_way {
+                true => format!(
+                    "chgrp {} {} && chmod g+x {}",
+                    r.group,
+                    denied.path.display(),
+                    denied.path.display()
+                ),
+                false => format!(
+                    "chgrp {} {} && chmod 640 {}",
+                    r.group,
+                    denied.path.display(),
+                    denied.path.display()
+                ),
+            };
             found.errors.push(Error::usage(format!(
-                "server.tls.{name}: {why}, so SIGHUP could not reload it after root is dropped (chgrp {} {} && \
-                 chmod 640 {})",
-                r.group,
-                path.display(),
-                path.display()
+                "server.tls.{name}: {denied}, so SIGHUP could not reload a renewed certificate after root is \
+                 dropped ({fix})"
             )));
         }
     }
@@ -214,7 +264,9 @@ fn maildir_root(root: &Path, who: &Who, found: &mut Findings) {
         )),
         Err(e) => Some(format!("{}: {e}", root.display())),
         Ok(m) if !m.is_dir() => Some(format!("{} is not a directory", root.display())),
-        Ok(_) => allows(who, root, Need::Directory).err(),
+        Ok(_) => allows(who, root, Need::Directory)
+            .err()
+            .map(|d| d.to_string()),
     };
     if let Some(why) = problem {
         found
@@ -223,7 +275,8 @@ fn maildir_root(root: &Path, who: &Who, found: &mut Findings) {
     }
 }
 
-/// `[server.queue] spool_dir` is writable by the run-as user, or can be created by it.
+/// `[server.queue] spool_dir` can be used by the run-as user: every subdirectory the spool works in is
+/// writable, and whatever is missing (the spool itself, a subdirectory) can be created.
 fn spool(dir: &Path, who: &Who, found: &mut Findings) {
     let problem = match existing_ancestor(dir) {
         None => Some(format!("{}: no part of the path exists", dir.display())),
@@ -235,14 +288,18 @@ fn spool(dir: &Path, who: &Who, found: &mut Findings) {
                 existing.display()
             ),
         }),
-        Some(existing) => {
-            allows(who, existing, Need::Directory)
-                .err()
-                .map(|why| match existing == dir {
-                    true => why,
-                    false => format!("{} cannot be created: {why}", dir.display()),
-                })
-        }
+        Some(existing) if existing != dir => allows(who, existing, Need::Directory)
+            .err()
+            .map(|d| format!("{} cannot be created: {d}", dir.display())),
+        Some(_) => crate::smtp::queue::spool::SUBDIRS
+            .iter()
+            .map(|sub| dir.join(sub))
+            .map(|sub| match sub.is_dir() {
+                true => allows(who, &sub, Need::Directory),
+                false => allows(who, dir, Need::Directory),
+            })
+            .find_map(Result::err)
+            .map(|d| d.to_string()),
     };
     if let Some(why) = problem {
         found
@@ -261,8 +318,11 @@ fn sqlite(path: &Path, who: &Who, found: &mut Findings) {
     let problem = match (path.exists(), dir.exists()) {
         (true, _) => allows(who, path, Need::ReadWrite)
             .and_then(|()| allows(who, dir, Need::Directory))
-            .err(),
-        (false, true) => allows(who, dir, Need::Directory).err(),
+            .err()
+            .map(|d| d.to_string()),
+        (false, true) => allows(who, dir, Need::Directory)
+            .err()
+            .map(|d| d.to_string()),
         // A database in a directory that does not exist yet: opening it says so (exit 3).
         (false, false) => None,
     };
@@ -290,8 +350,8 @@ async fn lmtp_tcp(addr: &str, found: &mut Findings) {
 
 /// The LMTP socket is writable by the run-as user and its server greets.
 async fn lmtp_unix(path: &PathBuf, who: &Who, found: &mut Findings) {
-    let why = match allows(who, path, Need::ReadWrite) {
-        Err(why) => Some(why),
+    let why = match allows(who, path, Need::Write) {
+        Err(denied) => Some(denied.to_string()),
         Ok(()) => unanswered(
             tokio::time::timeout(LMTP_TIMEOUT, async {
                 let stream = tokio::net::UnixStream::connect(path).await?;
@@ -355,7 +415,7 @@ mod tests {
         std::fs::write(&file, "x").unwrap();
         chmod(&file, 0o600);
         let who = nobody();
-        let e = allows(&who, &file, Need::Read).unwrap_err();
+        let e = allows(&who, &file, Need::Read).unwrap_err().to_string();
         assert!(e.contains("cannot read") && e.contains("mode 600"), "{e}");
         chmod(&file, 0o604);
         assert!(allows(&who, &file, Need::Read).is_ok());
@@ -363,7 +423,8 @@ mod tests {
         // A directory on the way without search permission stops everything below it.
         chmod(dir.path(), 0o700);
         let e = allows(&who, &file, Need::Read).unwrap_err();
-        assert!(e.contains("cannot enter directory"), "{e}");
+        assert!(e.on_the_way && e.path == dir.path(), "{e}");
+        assert!(e.to_string().contains("cannot enter directory"), "{e}");
         chmod(dir.path(), 0o755);
         let root = Who {
             name: "root".into(),
@@ -395,5 +456,25 @@ mod tests {
         let e = found.into_result().unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("2 problems"), "{e}");
+    }
+
+    #[test]
+    fn a_spool_root_of_root_with_writable_subdirectories_is_usable() {
+        let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o755);
+        let spool_dir = dir.path().join("spool");
+        std::fs::create_dir(&spool_dir).unwrap();
+        chmod(&spool_dir, 0o755);
+        for sub in crate::smtp::queue::spool::SUBDIRS {
+            std::fs::create_dir(spool_dir.join(sub)).unwrap();
+            chmod(&spool_dir.join(sub), 0o777);
+        }
+        let mut found = Findings::default();
+        spool(&spool_dir, &nobody(), &mut found);
+        assert!(found.errors.is_empty(), "{:?}", found.errors);
+        // A missing subdirectory must be creatable, which this root is not.
+        std::fs::remove_dir(spool_dir.join("corrupt")).unwrap();
+        spool(&spool_dir, &nobody(), &mut found);
+        assert_eq!(found.errors.len(), 1, "{:?}", found.errors);
     }
 }

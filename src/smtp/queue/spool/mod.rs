@@ -98,6 +98,10 @@ impl SpoolQueue {
     }
 }
 
+/// The directories inside a spool, in the order [`Spool::open`] creates them (the start-up checks verify that
+/// the daemon's user can write each).
+pub const SUBDIRS: [&str; 5] = ["tmp", "msg", "lease", "owner", "corrupt"];
+
 /// How a spool behaves.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SpoolOptions {
@@ -127,8 +131,7 @@ impl Spool {
     pub fn open(root: impl Into<PathBuf>, options: SpoolOptions) -> Result<Spool, QueueError> {
         options.backoff.validate().map_err(QueueError::Invalid)?;
         let root = root.into();
-        let [tmp, msg, leases, owners, corrupt] =
-            ["tmp", "msg", "lease", "owner", "corrupt"].map(|d| root.join(d));
+        let [tmp, msg, leases, owners, corrupt] = SUBDIRS.map(|d| root.join(d));
         for dir in [&root, &tmp, &msg, &leases, &owners, &corrupt] {
             ensure_dir(dir)?;
         }
