@@ -39,6 +39,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand audit 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)'
             cand serve 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)'
             cand queue 'Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats'
+            cand relay 'Relay hosts (smarthosts) per sender domain: set, list, delete'
             cand bench 'Load generators for measuring a running server'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
@@ -1118,6 +1119,80 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;queue;help;help'= {
         }
+        &'mailctl;relay'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand set 'Send DOMAIN''s outbound mail through the relay at URL (smtp://HOST[:PORT] for STARTTLS, default port 587; smtps://HOST[:PORT] for implicit TLS, 465); replaces the domain''s route'
+            cand list 'List the routes (passwords are never shown)'
+            cand delete 'Send DOMAIN''s mail as configured again ([server.outbound.relay] or the recipients'' MX hosts)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;relay;set'= {
+            cand --tls '"required" (a verified certificate for HOST) or "none" (a relay on this machine only)'
+            cand --username 'Log in as this user (AUTH PLAIN or LOGIN; the password is read from standard input)'
+            cand --spf-include 'The provider''s SPF include: domain, which `dns records` adds to the domain''s SPF record'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --password-stdin 'Read the AUTH password from the first line of standard input'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;relay;list'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;relay;delete'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;relay;help'= {
+            cand set 'Send DOMAIN''s outbound mail through the relay at URL (smtp://HOST[:PORT] for STARTTLS, default port 587; smtps://HOST[:PORT] for implicit TLS, 465); replaces the domain''s route'
+            cand list 'List the routes (passwords are never shown)'
+            cand delete 'Send DOMAIN''s mail as configured again ([server.outbound.relay] or the recipients'' MX hosts)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;relay;help;set'= {
+        }
+        &'mailctl;relay;help;list'= {
+        }
+        &'mailctl;relay;help;delete'= {
+        }
+        &'mailctl;relay;help;help'= {
+        }
         &'mailctl;bench'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
@@ -1364,6 +1439,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand audit 'Check domains the way a receiving mail server does (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)'
             cand serve 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)'
             cand queue 'Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats'
+            cand relay 'Relay hosts (smarthosts) per sender domain: set, list, delete'
             cand bench 'Load generators for measuring a running server'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
@@ -1506,6 +1582,17 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;help;queue;delete'= {
         }
         &'mailctl;help;queue;stats'= {
+        }
+        &'mailctl;help;relay'= {
+            cand set 'Send DOMAIN''s outbound mail through the relay at URL (smtp://HOST[:PORT] for STARTTLS, default port 587; smtps://HOST[:PORT] for implicit TLS, 465); replaces the domain''s route'
+            cand list 'List the routes (passwords are never shown)'
+            cand delete 'Send DOMAIN''s mail as configured again ([server.outbound.relay] or the recipients'' MX hosts)'
+        }
+        &'mailctl;help;relay;set'= {
+        }
+        &'mailctl;help;relay;list'= {
+        }
+        &'mailctl;help;relay;delete'= {
         }
         &'mailctl;help;bench'= {
             cand smtp 'Send messages over concurrent SMTP sessions; report throughput and end-of-DATA latency'

@@ -111,6 +111,28 @@ pub struct OutboundSection {
     pub extra_ca: Option<PathBuf>,
     /// The port MTA-STS policies are fetched from (default 443, what RFC 8461 prescribes; a lab may differ).
     pub mta_sts_port: Option<u16>,
+    /// `[server.outbound.relay]`: send everything through a relay host (smarthost) instead of to the
+    /// recipients' MX hosts (default: none).
+    pub relay: Option<RelaySection>,
+}
+
+/// `[server.outbound.relay]`: the relay host every outbound message goes through (a provider's submission
+/// server, when port 25 or the PTR of this host are unusable). Checked by [`crate::smtp::outbound::relay`].
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySection {
+    /// `smtp://HOST[:PORT]` (STARTTLS, port 587 by default) or `smtps://HOST[:PORT]` (implicit TLS, 465).
+    pub url: Option<String>,
+    /// `"required"` (default: a verified certificate for HOST) or `"none"` (a relay on loopback only).
+    pub tls: Option<String>,
+    /// A PEM file of CA certificates trusted besides webpki-roots for the relay (a private relay).
+    pub ca: Option<PathBuf>,
+    /// AUTH PLAIN/LOGIN as this user (never without TLS).
+    pub username: Option<String>,
+    /// The file holding the password (read at start; never in argv, config output or logs).
+    pub password_file: Option<PathBuf>,
+    /// The SPF `include:` domain of the relay provider, which `mailctl dns records` adds to the SPF record.
+    pub spf_include: Option<String>,
 }
 
 /// `[server.listen]`: one address per listener (`"[::]:25"`, `"127.0.0.1:2525"`), or `"off"`.

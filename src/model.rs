@@ -199,6 +199,41 @@ impl FromStr for AliasAddress {
     }
 }
 
+/// A DNS name that names records rather than hosts, such as an SPF `include:` target (`_spf.provider.example`):
+/// like a [`DomainName`] but labels may also hold underscores. Stored lower case, without a trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct RecordName(String);
+
+impl RecordName {
+    /// The name as written in records.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RecordName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for RecordName {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, String> {
+        if !input.is_ascii() {
+            return Ok(RecordName(input.parse::<DomainName>()?.0));
+        }
+        // Underscores are the only difference from a domain name: check the rest with them replaced.
+        let probe = input.replace('_', "u");
+        probe
+            .parse::<DomainName>()
+            .map_err(|e| e.replacen(&probe, input, 1))?;
+        Ok(RecordName(input.to_ascii_lowercase()))
+    }
+}
+
 /// A DKIM selector: 1 to 63 characters of `[a-z0-9-]`, not starting or ending with a hyphen (one DNS label, so
 /// it can never reach outside `_domainkey`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -315,6 +350,17 @@ pub fn printable(input: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_names_allow_underscores_and_nothing_else_a_domain_refuses() {
+        let n: RecordName = "_SPF.Provider.example".parse().unwrap();
+        assert_eq!(n.as_str(), "_spf.provider.example");
+        assert!("spf.provider.example".parse::<RecordName>().is_ok());
+        for bad in ["_spf", "_spf..example", "_spf.example.", "a b.example", ""] {
+            let e = bad.parse::<RecordName>().unwrap_err();
+            assert!(e.contains(&format!("'{bad}'")), "{e}");
+        }
+    }
 
     #[test]
     fn domain_names_are_canonicalized() {

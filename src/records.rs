@@ -11,7 +11,7 @@ use sha2::Digest;
 
 use crate::dkim::{self, KeyAlgorithm};
 use crate::dns::reverse_name;
-use crate::model::{DomainName, Selector};
+use crate::model::{DomainName, RecordName, Selector};
 
 /// TTL of every generated record.
 pub const TTL: u32 = 3600;
@@ -33,6 +33,17 @@ pub struct Inputs {
     pub report_address: String,
     /// MTA-STS mode: `testing` or `enforce`.
     pub mta_sts_mode: String,
+    /// The relay host the domain's mail leaves through, if any.
+    pub relay: Option<Relayed>,
+}
+
+/// How a domain's outbound mail reaches the world when it goes through a relay host (smarthost).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed {
+    /// The relay's URL, as configured (no credentials).
+    pub url: String,
+    /// The provider's SPF `include:` domain, if configured.
+    pub spf_include: Option<RecordName>,
 }
 
 /// One record.
@@ -142,12 +153,21 @@ pub fn build(i: &Inputs) -> RecordSet {
             IpAddr::V6(v6) => format!(" ip6:{v6}"),
         })
         .collect();
-    push(
-        apex.clone(),
-        "TXT",
-        format!("v=spf1 mx{ip_terms} -all"),
-        "SPF: only this server may send mail from the domain",
-    );
+    let include = i.relay.as_ref().and_then(|r| r.spf_include.as_ref());
+    match include {
+        Some(include) => push(
+            apex.clone(),
+            "TXT",
+            format!("v=spf1 mx{ip_terms} include:{include} -all"),
+            "SPF: this server and the relay host's provider may send mail from the domain",
+        ),
+        None => push(
+            apex.clone(),
+            "TXT",
+            format!("v=spf1 mx{ip_terms} -all"),
+            "SPF: only this server may send mail from the domain",
+        ),
+    }
     if mx != apex {
         let helo = if i.ips.is_empty() {
             "v=spf1 a -all".to_string()
@@ -213,15 +233,31 @@ pub fn build(i: &Inputs) -> RecordSet {
         format!("v=TLSRPTv1; rua={}", mailto(&i.report_address)),
         "TLS-RPT: where receivers report TLS failures",
     );
+    let ptr_note = match &i.relay {
+        None => "set by whoever owns the IP (your hosting provider), not in your zone",
+        Some(_) => {
+            "set by whoever owns the IP, not in your zone; with the relay host, receivers see the relay's IP, \
+             so this PTR only matters for mail this server sends itself"
+        }
+    };
     for ip in &i.ips {
-        push(
-            reverse_name(ip),
-            "PTR",
-            mx.clone(),
-            "set by whoever owns the IP (your hosting provider), not in your zone",
-        );
+        push(reverse_name(ip), "PTR", mx.clone(), ptr_note);
     }
     let mut notes = Vec::new();
+    if let Some(relay) = &i.relay {
+        notes.push(format!(
+            "mail from {d} leaves through the relay host {}: receivers check the relay's IP (SPF, PTR, \
+             blocklists), not this server's",
+            relay.url
+        ));
+        if relay.spf_include.is_none() {
+            notes.push(format!(
+                "no SPF include for the relay: set spf_include ([server.outbound.relay] or `mailctl relay set \
+                 {d} URL --spf-include DOMAIN`) to the SPF domain the provider documents, or receivers' SPF \
+                 check of {d} fails for relayed mail"
+            ));
+        }
+    }
     if i.ips.is_empty() {
         notes.push(format!(
             "no IPs known: pass --ip or set server.public_ips to get A/AAAA, SPF ip terms and PTR for {}",

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::model::{DomainName, Selector};
 use crate::output::{Render, table};
 use crate::records::{self, Inputs, RecordSet};
+use crate::smtp::outbound::relay::relayed;
 
 /// DNS subcommands.
 #[derive(Debug, Subcommand)]
@@ -146,7 +147,9 @@ pub async fn run(ctx: &Ctx, cmd: DnsCmd) -> Result<()> {
         };
         dkim.push((selector, algorithm, key.public_key, key.state));
     }
+    let route = tx.relay_route(domain.as_str()).await?;
     tx.rollback().await?;
+    let relay = relayed(route.as_ref(), ctx.config.server.outbound.relay.as_ref())?;
     let lower = |v: &dyn std::fmt::Debug| format!("{v:?}").to_lowercase();
     let set = records::build(&Inputs {
         domain,
@@ -156,6 +159,7 @@ pub async fn run(ctx: &Ctx, cmd: DnsCmd) -> Result<()> {
         dmarc_policy: lower(&args.dmarc_policy),
         report_address,
         mta_sts_mode: lower(&args.mta_sts_mode),
+        relay,
     });
     let format = if ctx.out.json {
         Format::Json

@@ -18,6 +18,7 @@ mod import;
 mod mailbox;
 mod password_input;
 mod queue;
+mod relay;
 mod serve;
 
 use std::path::PathBuf;
@@ -109,6 +110,9 @@ pub enum Command {
     /// Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats
     #[command(subcommand)]
     Queue(queue::QueueCmd),
+    /// Relay hosts (smarthosts) per sender domain: set, list, delete
+    #[command(subcommand)]
+    Relay(relay::RelayCmd),
     /// Load generators for measuring a running server
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -197,6 +201,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Db(c) => db::run(&ctx, c).await,
         Command::Serve(a) => serve::run(&ctx, a).await,
         Command::Queue(c) => queue::run(&ctx, c).await,
+        Command::Relay(c) => relay::run(&ctx, c).await,
         Command::Bench(c) => bench::run(&ctx, c).await,
         Command::Completions(_) => Ok(()),
     };

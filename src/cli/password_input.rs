@@ -59,7 +59,8 @@ impl PasswordArgs {
     }
 }
 
-fn read_stdin_line() -> Result<String> {
+/// The first line of standard input, without its line break.
+pub(super) fn read_stdin_line() -> Result<String> {
     let mut line = String::new();
     std::io::stdin()
         .lock()

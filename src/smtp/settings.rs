@@ -187,6 +187,8 @@ pub struct OutboundSettings {
     pub extra_ca: Option<PathBuf>,
     /// Port of MTA-STS policy fetches (443).
     pub mta_sts_port: u16,
+    /// The relay every message goes through, when configured (`[server.outbound.relay]`).
+    pub relay: Option<crate::smtp::outbound::relay::RelaySettings>,
 }
 
 /// Everything `serve` needs from the configuration, validated.
@@ -359,6 +361,11 @@ fn outbound(file: &crate::config::OutboundSection) -> Result<OutboundSettings> {
         ),
         extra_ca: file.extra_ca.clone(),
         mta_sts_port: file.mta_sts_port.unwrap_or(443),
+        relay: file
+            .relay
+            .as_ref()
+            .map(crate::smtp::outbound::relay::RelaySettings::from_section)
+            .transpose()?,
     })
 }
 

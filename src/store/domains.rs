@@ -166,13 +166,15 @@ impl Tx {
         })
     }
 
-    /// Deletes a domain and everything in it: mailboxes, aliases, alias-domain mappings from and to it.
+    /// Deletes a domain and everything in it: mailboxes, aliases, alias-domain mappings from and to it, its DKIM
+    /// keys and its relay route.
     pub async fn delete_domain_cascade(&mut self, name: &str) -> Result<()> {
         let statements = [
             "DELETE FROM alias WHERE domain = ?",
             "DELETE FROM mailbox WHERE domain = ?",
             "DELETE FROM alias_domain WHERE alias_domain = ? OR target_domain = ?",
             "DELETE FROM mailctl_dkim_keys WHERE domain = ?",
+            "DELETE FROM mailctl_relay_routes WHERE domain = ?",
             "DELETE FROM domain WHERE domain = ?",
         ];
         for sql in statements {

@@ -40,6 +40,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0003_queue.sql"),
         mysql: include_str!("migrations/mysql/0003_queue.sql"),
     },
+    Migration {
+        version: 4,
+        description: "relay routes per sender domain (mailctl_relay_routes)",
+        sqlite: include_str!("migrations/sqlite/0004_relay_routes.sql"),
+        mysql: include_str!("migrations/mysql/0004_relay_routes.sql"),
+    },
 ];
 
 /// A migration that has been applied.

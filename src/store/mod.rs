@@ -14,6 +14,7 @@ mod domains;
 mod mailboxes;
 pub mod migrate;
 mod queue;
+mod relay_routes;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -28,6 +29,7 @@ pub use dkim_keys::DkimKeyRow;
 pub use domains::{DomainRow, DomainUsage};
 pub use mailboxes::MailboxRow;
 pub use queue::{DueLocking, NewQueueRow, QueueLeaseRow, QueueRow, QueueUpdate, queue_retryable};
+pub use relay_routes::RelayRouteRow;
 
 use crate::error::{Error, Result};
 

@@ -278,13 +278,13 @@ fn mailbox_lifecycle_updates_postfixadmin_rows(db: &TestDb) {
 fn db_migrate_and_status_report_the_schema_version(db: &TestDb) {
     let status = db.run(&["--json", "db", "status"]).ok().json();
     assert_eq!(status["current_version"], 0);
-    assert_eq!(status["pending"], serde_json::json!([1, 2, 3]));
+    assert_eq!(status["pending"], serde_json::json!([1, 2, 3, 4]));
     let migrated = db.run(&["--json", "db", "migrate"]).ok().json();
-    assert_eq!(migrated["applied"][0]["version"], 1);
-    assert_eq!(migrated["applied"][1]["version"], 2);
-    assert_eq!(migrated["applied"][2]["version"], 3);
+    for (i, version) in [1, 2, 3, 4].into_iter().enumerate() {
+        assert_eq!(migrated["applied"][i]["version"], version);
+    }
     let status = db.run(&["--json", "db", "status"]).ok().json();
-    assert_eq!(status["current_version"], 3);
+    assert_eq!(status["current_version"], 4);
     assert_eq!(status["pending"], serde_json::json!([]));
     let again = db.run(&["db", "migrate"]).ok().stdout;
     assert!(again.contains("up to date"), "{again}");
@@ -354,7 +354,7 @@ fn existing_postfixadmin_database_is_adopted_unaltered(db: &TestDb) {
 
     assert_eq!(before, show(db), "postfixadmin's table definitions changed");
     let version = db.query("SELECT MAX(version) FROM mailctl_schema_migrations");
-    assert_eq!(version[0][0].as_deref(), Some("3"));
+    assert_eq!(version[0][0].as_deref(), Some("4"));
 }
 
 fn a_postfixadmin_schema_missing_columns_is_reported_plainly(db: &TestDb) {

@@ -302,7 +302,107 @@ fn helo_spf_report_uris_and_address_warnings(db: &TestDb) {
         .fails(1, "domain sleepy.example is inactive");
 }
 
+/// The apex SPF value and the notes of `dns records example.org --json`.
+fn spf_and_notes(db: &TestDb) -> (String, String) {
+    let out = db
+        .run(&[
+            "--json",
+            "dns",
+            "records",
+            "example.org",
+            "--ip",
+            "192.0.2.25",
+        ])
+        .ok()
+        .json();
+    let spf = out["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "example.org." && r["type"] == "TXT")
+        .map(|r| r["value"].as_str().unwrap().to_string())
+        .expect("an SPF record");
+    (spf, out["notes"].to_string())
+}
+
+fn a_relay_host_adds_its_spf_include_and_says_what_the_ptr_no_longer_does(db: &TestDb) {
+    setup(db);
+    let (spf, notes) = spf_and_notes(db);
+    assert_eq!(spf, "v=spf1 mx ip4:192.0.2.25 -all");
+    assert!(!notes.contains("relay"), "{notes}");
+
+    // The configured relay, with its provider's SPF domain.
+    std::fs::write(
+        db.path("mailctl.toml"),
+        "[server.outbound.relay]\nurl = \"smtp://smtp.provider.example\"\n\
+         spf_include = \"_spf.provider.example\"\n",
+    )
+    .unwrap();
+    let (spf, notes) = spf_and_notes(db);
+    assert_eq!(
+        spf,
+        "v=spf1 mx ip4:192.0.2.25 include:_spf.provider.example -all"
+    );
+    assert!(
+        notes.contains(
+            "leaves through the relay host smtp://smtp.provider.example:587: receivers check the relay's IP"
+        ),
+        "{notes}"
+    );
+    let zone = db
+        .run(&["dns", "records", "example.org", "--ip", "192.0.2.25"])
+        .ok()
+        .stdout;
+    assert!(
+        zone.contains("so this PTR only matters for mail this server sends itself"),
+        "{zone}"
+    );
+
+    // A route in the database wins; without an include, the notes say what is missing.
+    db.run(&["relay", "set", "example.org", "smtps://relay.other.example"])
+        .ok();
+    let (spf, notes) = spf_and_notes(db);
+    assert_eq!(spf, "v=spf1 mx ip4:192.0.2.25 -all");
+    assert!(notes.contains("smtps://relay.other.example:465"), "{notes}");
+    assert!(notes.contains("no SPF include for the relay"), "{notes}");
+    db.run(&[
+        "relay",
+        "set",
+        "example.org",
+        "smtps://relay.other.example",
+        "--spf-include",
+        "spf.other.example",
+    ])
+    .ok();
+    let (spf, _) = spf_and_notes(db);
+    assert_eq!(
+        spf,
+        "v=spf1 mx ip4:192.0.2.25 include:spf.other.example -all"
+    );
+
+    // A broken relay section is named.
+    std::fs::write(
+        db.path("mailctl.toml"),
+        "[server.outbound.relay]\nurl = \"gopher://x\"\n",
+    )
+    .unwrap();
+    db.run(&["relay", "delete", "example.org"]).ok();
+    db.run(&["dns", "records", "example.org"])
+        .fails(2, "server.outbound.relay.url: unknown scheme");
+
+    // A deleted domain takes its route with it.
+    std::fs::write(db.path("mailctl.toml"), "").unwrap();
+    db.run(&["relay", "set", "example.org", "smtps://relay.other.example"])
+        .ok();
+    db.run(&["domain", "delete", "example.org"]).ok();
+    assert_eq!(
+        db.run(&["relay", "list", "--json"]).ok().json(),
+        serde_json::json!([])
+    );
+}
+
 kit::on_both_backends!(
+    a_relay_host_adds_its_spf_include_and_says_what_the_ptr_no_longer_does,
     records_cover_mx_spf_dkim_dmarc_mta_sts_tls_rpt_and_ptr,
     the_zone_loads_into_a_dns_server_and_answers,
     server_identity_comes_from_the_config_file,

@@ -4,35 +4,13 @@
 //! --bounce` act on the queue of the running server. The retry schedule is shortened to seconds (first retry
 //! 1 s, longest 2 s); the queue manager polls every 5 s. See `worlds/outbound_world.rs`.
 
-use crate::worlds::outbound_node;
 use crate::worlds::outbound_world;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kit::serve::mail::message;
-use outbound_node::Node;
-use outbound_world::{ALICE, BOB, World, bounces, ids, queue_list, submit, wait_for};
-use serde_json::Value;
-
-/// The only queued message on `node` once it has been tried at least `attempts` times.
-fn tried(node: &Node, attempts: u64) -> Option<Value> {
-    let list = queue_list(node);
-    let [entry] = &list[..] else { return None };
-    (entry["attempts"].as_u64().unwrap_or(0) >= attempts).then(|| entry.clone())
-}
-
-/// Waits until the only queued message on `node` was tried `attempts` times and returns its list entry.
-#[track_caller]
-fn wait_tried(node: &Node, attempts: u64) -> Value {
-    wait_for(
-        node,
-        &format!("one message tried {attempts} times"),
-        15,
-        || tried(node, attempts).is_some(),
-    );
-    tried(node, attempts).expect("still queued")
-}
+use outbound_world::{ALICE, BOB, World, bounces, ids, queue_list, submit, wait_for, wait_tried};
 
 /// The id of the submission's `250` is the queue entry's: `mailctl queue list` shows it, `queue show ID` finds
 /// it, and the transaction's log line names it.

@@ -53,6 +53,7 @@ pub(crate) fn suggested(ctx: &Context<'_>, domain: &DomainName, prefix: &str) ->
         dmarc_policy: "quarantine".into(),
         report_address: format!("postmaster@{domain}"),
         mta_sts_mode: "testing".into(),
+        relay: None,
     });
     let name = format!("{prefix}{domain}.");
     set.records

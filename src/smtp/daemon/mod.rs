@@ -81,6 +81,10 @@ impl Bound {
             privileges::switch(r)?;
         }
         let (store, _) = Store::open(&settings.database_url).await?;
+        let metrics = Arc::new(Metrics::default());
+        let outbound = outbound
+            .with_routes(store.clone())
+            .with_metrics(metrics.clone());
         let queue_settings = settings.queue.clone();
         let queue = tokio::task::spawn_blocking({
             let store = store.clone();
@@ -96,7 +100,7 @@ impl Bound {
                 settings.hostname.clone(),
             ),
             deliverer: Deliverer::start(&settings.delivery, &settings.hostname),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             tls,
             connections: Connections::new(
                 settings.limits.max_connections,

@@ -5,7 +5,7 @@
 //! Errors (exit 2, one line each): the TLS files do not load, or cannot be read again by `server.user` once
 //! root is dropped (SIGHUP could not reload a renewed certificate: the error names the file or directory on the
 //! way and the `chgrp`/`chmod` that fixes it); the extra CA of outbound delivery is
-//! unusable; the Maildir root is missing or not writable by the run-as user; the spool directory cannot be
+//! unusable, or the relay's password file or CA; the Maildir root is missing or not writable by the run-as user; the spool directory cannot be
 //! created or written by it; the SQLite database (or its directory) is not writable by it. `--check-config`
 //! also connects to the database (unreachable: exit 3 when that is the only problem). Warnings: the LMTP target
 //! does not answer (delivery defers until it does).
@@ -201,6 +201,16 @@ pub async fn check(settings: &Settings, plan: &Plan) -> Findings {
         found
             .errors
             .push(Error::usage(format!("server.outbound.extra_ca: {e}")));
+    }
+    if let Some(relay) = &settings.outbound.relay {
+        if let Err(e) = relay.load() {
+            found.errors.push(e);
+        }
+        if let Err(e) = Trust::load(relay.ca.as_deref()) {
+            found
+                .errors
+                .push(Error::usage(format!("server.outbound.relay.ca: {e}")));
+        }
     }
     match &settings.delivery {
         DeliveryTarget::Maildir(root) => maildir_root(root, &who, &mut found),

@@ -116,6 +116,34 @@ impl std::fmt::Display for RejectReason {
     }
 }
 
+/// Why outbound delivery could not use its relay host: the `reason` label of
+/// `mailctl_outbound_relay_failures_total`. Each needs the admin; the mail stays queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayFailure {
+    /// The relay refused the login (or offers no usable AUTH mechanism).
+    Auth,
+    /// TLS with the relay failed (not offered, a handshake error, a certificate that does not verify).
+    Tls,
+    /// The relay refused the envelope because of who we are: authentication required, relay access denied,
+    /// a sender the login may not use (`530`, `5.7.x` to MAIL FROM or RCPT TO).
+    Refused,
+}
+
+impl RelayFailure {
+    /// Every failure, in exposition order.
+    pub const ALL: [RelayFailure; 3] =
+        [RelayFailure::Auth, RelayFailure::Tls, RelayFailure::Refused];
+
+    /// The label value, also used in logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            RelayFailure::Auth => "auth",
+            RelayFailure::Tls => "tls",
+            RelayFailure::Refused => "refused",
+        }
+    }
+}
+
 /// Upper bounds (seconds) of the `mailctl_smtp_delivery_seconds` buckets; `+Inf` follows.
 pub const LATENCY_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -131,6 +159,7 @@ pub struct Metrics {
     rejected: [AtomicU64; RejectReason::ALL.len()],
     auth_ok: AtomicU64,
     auth_failed: AtomicU64,
+    relay_failures: [AtomicU64; RelayFailure::ALL.len()],
     latency: Histogram,
 }
 
@@ -195,6 +224,11 @@ impl Metrics {
     /// A command or message was refused, for `reason`.
     pub fn rejected(&self, reason: RejectReason) {
         self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Outbound delivery could not use its relay host for `reason`.
+    pub fn relay_failure(&self, reason: RelayFailure) {
+        self.relay_failures[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// An AUTH attempt ended: `ok` true for success.

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Metrics, RejectReason};
+use super::{Metrics, RejectReason, RelayFailure};
 use crate::smtp::inbound::limits::Refusal;
 use crate::smtp::settings::ListenerKind;
 
@@ -87,6 +87,13 @@ pub(super) fn render(m: &Metrics) -> String {
     family(&mut out, name, "counter", "SMTP AUTH attempts, by result.");
     let _ = writeln!(out, "{name}{{result=\"success\"}} {}", load(&m.auth_ok));
     let _ = writeln!(out, "{name}{{result=\"failure\"}} {}", load(&m.auth_failed));
+
+    let name = "mailctl_outbound_relay_failures_total";
+    let help = "Deliveries through the relay host that failed on TLS, the login or the relay refusing us: the admin must act, the mail \
+                stays queued.";
+    family(&mut out, name, "counter", help);
+    let labels = RelayFailure::ALL.into_iter().map(RelayFailure::label);
+    per_reason(&mut out, name, labels, &m.relay_failures);
 
     let name = "mailctl_smtp_delivery_seconds";
     let help = "Seconds from the end of DATA to the 250 reply (delivery to stable storage).";

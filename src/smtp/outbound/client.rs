@@ -21,18 +21,22 @@
 //! verdicts reached without a server (null MX, DNS, MTA-STS, bad envelope). Each carries a three-digit reply
 //! code and/or an RFC 3463 enhanced status, so a DSN can show them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
 use super::mta_sts::{Policies, Requirement};
+use super::relay::{self, deliver::Through, routes::Routes};
 use super::reply::envelope_safe;
 use super::session::{self, End, Envelope, Params, Security};
 use super::{Route, RouteOptions, route};
 use crate::dns::Resolver;
 use crate::model::printable;
+use crate::smtp::metrics::Metrics;
 use crate::smtp::queue::{Outcome, RecipientResult, Transport};
 use crate::smtp::settings::OutboundSettings;
+use crate::store::Store;
 use crate::tls::Trust;
 
 /// Bound on sending the message and reading the reply to the end of data (RFC 5321 4.5.3.2.6: 10 minutes).
@@ -51,19 +55,36 @@ pub struct Outbound {
     data_timeout: Duration,
     trust: Trust,
     policies: Policies,
+    /// Which relay a sender's mail takes, if any.
+    routes: Routes,
+    /// The roots that verify relays: webpki-roots, `extra_ca`, and the relay's `ca`.
+    relay_trust: Trust,
+    /// Counts relay failures that need the admin.
+    metrics: Arc<Metrics>,
 }
 
 impl Outbound {
     /// A client saying EHLO as `hostname`, resolving through `resolver`, connecting to `settings.port` with
     /// `settings.timeout` per step, fetching MTA-STS policies from `settings.mta_sts_port`. Trusts webpki-roots
-    /// plus the CA certificates of `settings.extra_ca`; an unusable file is a usage error naming it.
+    /// plus the CA certificates of `settings.extra_ca` (and for the relay, of `relay.ca`), and reads the relay's
+    /// password file; an unusable file is a usage error naming its key.
     pub fn new(
         resolver: Resolver,
         hostname: String,
         settings: &OutboundSettings,
     ) -> crate::error::Result<Outbound> {
+        let usage = |key: &str, e: String| crate::error::Error::usage(format!("{key}: {e}"));
         let trust = Trust::load(settings.extra_ca.as_deref())
-            .map_err(|e| crate::error::Error::usage(format!("server.outbound.extra_ca: {e}")))?;
+            .map_err(|e| usage("server.outbound.extra_ca", e))?;
+        let mut relay_trust = trust.clone();
+        if let Some(ca) = settings.relay.as_ref().and_then(|r| r.ca.as_ref()) {
+            let pem = std::fs::read_to_string(ca)
+                .map_err(|e| usage("server.outbound.relay.ca", format!("{}: {e}", ca.display())))?;
+            relay_trust = relay_trust
+                .with_extra_pem(&pem)
+                .map_err(|e| usage("server.outbound.relay.ca", format!("{}: {e}", ca.display())))?;
+        }
+        let configured = settings.relay.as_ref().map(|r| r.load()).transpose()?;
         let mut policies = Policies::new(trust.clone(), settings.timeout);
         policies.set_port(settings.mta_sts_port);
         Ok(Outbound {
@@ -74,7 +95,22 @@ impl Outbound {
             data_timeout: DATA_TIMEOUT,
             policies,
             trust,
+            routes: Routes::new(configured),
+            relay_trust,
+            metrics: Arc::new(Metrics::default()),
         })
+    }
+
+    /// Reads per-sender-domain relay routes (`mailctl relay set`) from `store`.
+    pub fn with_routes(mut self, store: Store) -> Outbound {
+        self.routes.set_store(store);
+        self
+    }
+
+    /// Counts relay failures in `metrics` (the daemon's, served on its endpoint).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Outbound {
+        self.metrics = metrics;
+        self
     }
 
     /// Also trusts the CA certificates in `pem`, for verified STARTTLS and policy fetches (what
@@ -157,6 +193,33 @@ impl Outbound {
         if outcomes.iter().all(Option::is_some) {
             return;
         }
+        let envelope = Envelope {
+            sender,
+            recipients,
+            message,
+        };
+        match self.routes.for_sender(sender).await {
+            Ok(None) => {}
+            Ok(Some(relay)) => {
+                let through = Through {
+                    params: Params {
+                        hostname: &self.hostname,
+                        port: relay.url.port,
+                        timeout: self.timeout,
+                        data_timeout: self.data_timeout,
+                        trust: &self.relay_trust,
+                        relay: true,
+                    },
+                    resolver: &self.resolver,
+                    metrics: &self.metrics,
+                };
+                return relay::deliver::deliver(&relay, &through, &envelope, outcomes).await;
+            }
+            Err(why) => {
+                tracing::error!(target: "mailctl::outbound", domain = shown, "{why}");
+                return fill(outcomes, Outcome::Deferred(format!("{shown}: 4.3.0 {why}")));
+            }
+        }
 
         let hosts = match route(&self.resolver, domain, &RouteOptions::new(&self.hostname)).await {
             Route::Hosts(hosts) => hosts,
@@ -211,11 +274,7 @@ impl Outbound {
             timeout: self.timeout,
             data_timeout: self.data_timeout,
             trust: &self.trust,
-        };
-        let envelope = Envelope {
-            sender,
-            recipients,
-            message,
+            relay: false,
         };
         let mut last_error = None;
         let addresses = hosts
@@ -230,7 +289,7 @@ impl Outbound {
             }
             match end {
                 End::Done => break,
-                End::NextAddress(why) | End::RetryPlain(why) => {
+                End::NextAddress(why) | End::RetryPlain(why) | End::Refused(why) => {
                     tracing::debug!(target: "mailctl::outbound", domain = shown, "{why}");
                     last_error = Some(why);
                 }

@@ -15,6 +15,7 @@ pub mod client;
 pub mod dsn;
 pub mod mta_sts;
 pub mod mx;
+pub mod relay;
 pub mod reply;
 pub mod session;
 

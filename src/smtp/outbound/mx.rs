@@ -269,7 +269,7 @@ fn temporary(reason: String) -> Route {
 }
 
 /// Why a host has no addresses.
-enum Lookup {
+pub(super) enum Lookup {
     /// DNS did not answer (for a family that had no records either).
     Failed(String),
     /// NXDOMAIN or no A/AAAA records, or a name no host can have.
@@ -278,7 +278,7 @@ enum Lookup {
 
 /// The A and AAAA records of `name`, looked up concurrently. One family failing while the other answers is
 /// not an error: the addresses found are used.
-async fn resolve_addresses(
+pub(super) async fn resolve_addresses(
     resolver: &Resolver,
     name: &str,
 ) -> Result<(Vec<Ipv4Addr>, Vec<Ipv6Addr>), Lookup> {

@@ -49,6 +49,9 @@ pub struct Params<'a> {
     pub data_timeout: Duration,
     /// Roots for verified TLS.
     pub trust: &'a Trust,
+    /// The peer is our relay host: a permanent refusal of the envelope that is about our permission to
+    /// send (see [`refuses_us`]) ends the session with [`End::Refused`] instead of failing the recipients.
+    pub relay: bool,
 }
 
 /// The message and the recipients still open, by index into `outcomes` of [`run`].
@@ -70,6 +73,24 @@ pub enum End {
     NextAddress(String),
     /// The opportunistic TLS handshake failed: try this address again without STARTTLS.
     RetryPlain(String),
+    /// The relay refused MAIL FROM or RCPT TO because of who we are, not because of the message or the
+    /// recipient ([`refuses_us`]); only with [`Params::relay`]. Recipients stay open.
+    Refused(String),
+}
+
+/// Whether a permanent reply to MAIL FROM or RCPT TO from a relay host says the relay will not take mail from
+/// us: `530` (authentication required) or an enhanced status of class `5.7` (security or policy: relay access
+/// denied, sender not owned by the login, encryption required). From a relay, such a refusal is the admin's to
+/// fix, the same for every message; bouncing users' mail for it would be wrong. Refusals at DATA or of the
+/// message are the message's own (content policy) and bounce as usual.
+pub fn refuses_us(text: &str) -> bool {
+    let reply = text
+        .split_once(": ")
+        .map_or(text, |(_, reply)| reply)
+        .trim_start();
+    let mut words = reply.split_whitespace();
+    let code = words.next().unwrap_or("");
+    code == "530" || (code.starts_with('5') && words.next().is_some_and(|w| w.starts_with("5.7.")))
 }
 
 /// Runs one session with `host` at `ip`, filling `outcomes[i]` for the open (None) recipients it settles.
@@ -116,10 +137,15 @@ pub async fn run(
     }
     let mut healthy = true;
     let end = transaction(params, &who, envelope, outcomes, &mut conn, &mut healthy).await;
-    // After a timeout or a broken connection there is nobody to say goodbye to. The goodbye does not hold up
-    // the caller: the outcomes are final once the reply to the data came, and the queue records them as soon as
-    // this returns. Waiting for QUIT's reply first would widen the window in which a crash makes a delivered
-    // message go out again by one round trip.
+    goodbye(params, conn, healthy);
+    end
+}
+
+/// Says QUIT in the background when the connection is still usable. After a timeout or a broken connection
+/// there is nobody to say goodbye to. The goodbye does not hold up the caller: the outcomes are final once the
+/// reply to the data came, and the queue records them as soon as the caller returns. Waiting for QUIT's reply
+/// first would widen the window in which a crash makes a delivered message go out again by one round trip.
+pub(super) fn goodbye(params: &Params<'_>, mut conn: AsyncSmtpConnection, healthy: bool) {
     if healthy && !conn.has_broken() {
         // Short: this connection no longer counts against the per-domain and total limits.
         let limit = params.timeout.min(Duration::from_secs(5));
@@ -127,7 +153,6 @@ pub async fn run(
             let _ = timeout(limit, conn.command(Quit)).await;
         });
     }
-    end
 }
 
 /// STARTTLS as `security` asks; `Err` ends the session.
@@ -203,7 +228,7 @@ async fn starttls(
 }
 
 /// MAIL, RCPT, DATA and the message; `healthy` is cleared when the connection can no longer be used.
-async fn transaction(
+pub(super) async fn transaction(
     params: &Params<'_>,
     who: &str,
     envelope: &Envelope<'_>,
@@ -241,6 +266,9 @@ async fn transaction(
     match timeout(params.timeout, conn.command(mail)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => match Failure::of(who, "MAIL FROM", &e) {
+            Failure::Permanent(text) if params.relay && refuses_us(&text) => {
+                return End::Refused(text);
+            }
             Failure::Permanent(text) => {
                 for i in &open {
                     outcomes[*i] = Some(Outcome::Failed(text.clone()));
@@ -268,6 +296,9 @@ async fn transaction(
         match timeout(params.timeout, conn.command(RcptTo(rcpt))).await {
             Ok(Ok(_)) => accepted.push(i),
             Ok(Err(e)) => match Failure::of(who, "RCPT TO", &e) {
+                Failure::Permanent(text) if params.relay && refuses_us(&text) => {
+                    return End::Refused(text);
+                }
                 Failure::Permanent(text) => outcomes[i] = Some(Outcome::Failed(text)),
                 Failure::Transient(text) => outcomes[i] = Some(Outcome::Deferred(text)),
                 Failure::Broken(text) => {
@@ -396,5 +427,25 @@ mod tests {
     fn the_header_section_ends_at_the_first_empty_line() {
         assert_eq!(header_section(b"A: b\r\n\r\nbody\r\n"), b"A: b");
         assert_eq!(header_section(b"A: b\r\n"), b"A: b\r\n");
+    }
+
+    #[test]
+    fn a_relay_refuses_us_with_530_or_a_5_7_status() {
+        for ours in [
+            "relay r.test[127.0.0.4]: 530 5.7.0 Authentication required",
+            "relay r.test[127.0.0.4]: 554 5.7.1 <bob@b.test>: Relay access denied",
+            "relay r.test[127.0.0.4]: 553 5.7.1 <a@a.test>: Sender address rejected: not owned by user x",
+            "530 Must issue a STARTTLS command first",
+        ] {
+            assert!(refuses_us(ours), "{ours}");
+        }
+        for theirs in [
+            "relay r.test[127.0.0.4]: 550 5.1.1 <bob@b.test>: Recipient address rejected",
+            "relay r.test[127.0.0.4]: 552 5.3.4 Message size exceeds fixed limit",
+            "relay r.test[127.0.0.4]: 450 4.7.1 try later",
+            "relay r.test[127.0.0.4]: 550 no 5.7.1 here",
+        ] {
+            assert!(!refuses_us(theirs), "{theirs}");
+        }
     }
 }

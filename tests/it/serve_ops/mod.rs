@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 use fake_lmtp::{FakeLmtp, Verdict};
 use kit::TestDb;
+use kit::http::get as http_get;
 use kit::serve::mail::{Delivered, example, message};
 use kit::serve::{HOSTNAME, ServeOptions, ServerCert, TestServer};
 use kit::smtp_client::SmtpClient;
-use ops_client::{eventually, http_get, leaf_der, set_server_key, starttls_peer};
+use ops_client::{eventually, leaf_der, set_server_key, starttls_peer};
 
 const FROM: &str = "sender@far.test";
 const ALICE: &str = "alice@example.test";

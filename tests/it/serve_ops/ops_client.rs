@@ -1,5 +1,5 @@
-//! Small raw clients for the operational `serve` tests: an HTTP/1.1 GET for the metrics endpoint, and a
-//! STARTTLS session that reports which certificate the server presented (the shared SMTP client hides it);
+//! Small raw clients for the operational `serve` tests (the HTTP GET for the metrics endpoint is the kit's
+//! [`kit::http::get`]): a STARTTLS session that reports which certificate the server presented (the shared SMTP client hides it);
 //! plus a config edit the shared harness has no knob for, and a polling wait.
 //!
 //! Used only by the `serve_ops` tests.
@@ -16,47 +16,6 @@ use kit::serve::{HOSTNAME, TestServer};
 
 /// How long any read waits before the test fails.
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One HTTP response, as read up to the server's close.
-#[derive(Debug)]
-pub struct Http {
-    /// `HTTP/1.1 200 OK`.
-    pub status: String,
-    /// Header lines, as sent.
-    pub headers: Vec<String>,
-    /// Everything after the blank line.
-    pub body: String,
-}
-
-impl Http {
-    /// The value of header `name` (case-insensitive), if sent.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find_map(|h| {
-            let (k, v) = h.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-}
-
-/// `GET path` on `addr`, reading the response until the server closes the connection.
-pub fn http_get(addr: SocketAddr, path: &str) -> Http {
-    let mut tcp = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to metrics");
-    tcp.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).expect("send request");
-    let mut raw = Vec::new();
-    tcp.read_to_end(&mut raw).expect("read response");
-    let text = String::from_utf8(raw).expect("response is UTF-8");
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of head in {text:?}"));
-    let mut lines = head.split("\r\n");
-    Http {
-        status: lines.next().unwrap_or_default().to_string(),
-        headers: lines.map(str::to_string).collect(),
-        body: body.to_string(),
-    }
-}
 
 /// The DER of the first certificate in `pem` (the leaf of a chain file).
 pub fn leaf_der(pem: &str) -> CertificateDer<'static> {

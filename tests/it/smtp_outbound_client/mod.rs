@@ -98,6 +98,7 @@ fn outbound(setup: &Setup, port: u16) -> Outbound {
         timeout: Duration::from_secs(5),
         extra_ca: None,
         mta_sts_port: 443,
+        relay: None,
     };
     Outbound::new(setup.resolver.clone(), HOSTNAME.into(), &settings).expect("outbound client")
 }

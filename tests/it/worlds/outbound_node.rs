@@ -29,10 +29,20 @@ impl Node {
         port: u16,
         submission: bool,
     ) -> Node {
+        let extra: &[&str] = if submission { &["submission"] } else { &[] };
+        Node::listening(db, options, ip, port, extra)
+    }
+
+    /// [`Node::new`] with listeners `extra` (`submission`, `submissions`) on `ip`, port 0, besides SMTP.
+    pub fn listening(
+        db: &TestDb,
+        options: ServeOptions,
+        ip: Ipv4Addr,
+        port: u16,
+        extra: &[&str],
+    ) -> Node {
         let mut listen = vec![("smtp", format!("{ip}:{port}"))];
-        if submission {
-            listen.push(("submission", format!("{ip}:0")));
-        }
+        listen.extend(extra.iter().map(|name| (*name, format!("{ip}:0"))));
         let mut server = TestServer::configure(db, options.listen_only(&listen));
         let spool = toml::Value::from(server.path("spool").to_string_lossy().into_owned());
         server.reconfigure(|o| {
@@ -49,8 +59,7 @@ impl Node {
     /// Sets a `[server.outbound]` key (a TOML value, e.g. `("per_domain", "4")`) for the next start.
     pub fn set_outbound(&mut self, key: &str, value: &str) -> &mut Node {
         let key = format!("outbound.{key}");
-        self.server
-            .reconfigure(|o| o.server.push((key, value.to_string())));
+        self.server.reconfigure(|o| o.set_server_key(&key, value));
         self
     }
 

@@ -4,9 +4,9 @@
 //! authoritative DNS zone `test.` both resolve through.
 //!
 //! Test number N owns the addresses `127.0.N.x`, so the tests of one binary never share a listening address:
-//! A is `.2`, B is `.3`, `.8` has nothing listening, `.9` is free for a recording listener, `.10` for an
-//! MTA-STS policy server. Every instance listens for SMTP on the same port, which is also the port the
-//! outbound client connects to.
+//! A is `.2`, B is `.3`, a relay host (`relay.test`, see `serve_relay.rs`) `.4`, `.8` has nothing listening,
+//! `.9` is free for a recording listener, `.10` for an MTA-STS policy server. Every instance listens for SMTP
+//! on the same port, which is also the port the outbound client connects to.
 //!
 //! Mail from A reaches B from 127.0.0.1: the outbound client binds no source address and Linux picks
 //! 127.0.0.1 for every 127.0.0.0/8 destination, so a.test's SPF authorizes `ip4:127.0.0.0/8`.
@@ -37,7 +37,7 @@ pub const BOUNCE_SUBJECT: &str = "Subject: Undelivered Mail Returned to Sender";
 /// The DNS records of test `n` besides a.test's DKIM key.
 fn zone(n: u8) -> String {
     let ip = |h: u8| Ipv4Addr::new(127, 0, n, h);
-    let (b, dead, rec, sts) = (ip(3), ip(8), ip(9), ip(10));
+    let (b, dead, rec, sts, relay) = (ip(3), ip(8), ip(9), ip(10), ip(4));
     format!(
         r#"
 a.test.             IN TXT "v=spf1 ip4:127.0.0.0/8 -all"
@@ -61,6 +61,7 @@ s.test.             IN MX  10 mx.s.test.
 mx.s.test.          IN A   {b}
 _mta-sts.s.test.    IN TXT "v=STSv1; id=1"
 mta-sts.s.test.     IN A   {sts}
+relay.test.         IN A   {relay}
 "#
     )
 }
@@ -72,7 +73,7 @@ pub struct World {
     /// The receiver: SMTP on `127.0.N.3`.
     pub b: Node,
     /// The zone `test.`, served while the world lives.
-    _dns: TestDns,
+    dns: TestDns,
     /// The SMTP port of every instance, and the port the outbound client connects to.
     pub port: u16,
     /// The test's number (its addresses are `127.0.N.x`).
@@ -102,7 +103,7 @@ impl World {
         }
         let dns = TestDns::start(&[("test.", &format!("{}{key}", zone(n)))]);
         let ip = |h: u8| Ipv4Addr::new(127, 0, n, h);
-        let port = free_port(&[ip(2), ip(3), ip(8), ip(9), ip(10)]);
+        let port = free_port(&[ip(2), ip(3), ip(4), ip(8), ip(9), ip(10)]);
         let a = Node::new(&a_db, ServeOptions::default().dns(&dns), ip(2), port, true);
         let b_options = ServeOptions::default()
             .dns(&dns)
@@ -113,7 +114,7 @@ impl World {
         World {
             a,
             b,
-            _dns: dns,
+            dns,
             port,
             n,
             a_db,
@@ -124,6 +125,11 @@ impl World {
     /// Address `127.0.N.host`.
     pub fn ip(&self, host: u8) -> Ipv4Addr {
         Ipv4Addr::new(127, 0, self.n, host)
+    }
+
+    /// The zone both instances resolve through (for a third instance of the test's own).
+    pub fn dns(&self) -> &TestDns {
+        &self.dns
     }
 
     /// The database of A (for aliases and the like).
@@ -214,4 +220,23 @@ pub fn all_delivered(node: &Node) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     walk(&node.server.vmail_root, &mut out);
     out
+}
+
+/// The only queued message on `node` once it has been tried at least `attempts` times.
+pub fn tried(node: &Node, attempts: u64) -> Option<serde_json::Value> {
+    let list = queue_list(node);
+    let [entry] = &list[..] else { return None };
+    (entry["attempts"].as_u64().unwrap_or(0) >= attempts).then(|| entry.clone())
+}
+
+/// Waits until the only queued message on `node` was tried `attempts` times and returns its list entry.
+#[track_caller]
+pub fn wait_tried(node: &Node, attempts: u64) -> serde_json::Value {
+    wait_for(
+        node,
+        &format!("one message tried {attempts} times"),
+        15,
+        || tried(node, attempts).is_some(),
+    );
+    tried(node, attempts).expect("still queued")
 }

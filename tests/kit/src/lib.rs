@@ -7,6 +7,7 @@
 //!   ADDR` lines, signal, kill, restart, the daemon's log captured in a file and quoted when a test fails);
 //!   [`serve::TestServer`] is the standard single-node daemon built on it.
 //! - [`dns::TestDns`]: an authoritative DNS server on loopback; [`smtp_client::SmtpClient`]: a raw SMTP client;
+//!   [`http::get`]: a GET for the metrics endpoint;
 //!   [`smtp`]: scripted SMTP and HTTPS peers and a throw-away CA for the audit and outbound tests.
 //! - [`exclusive`]: the lock that keeps heavy or timing-sensitive tests from running alongside each other.
 //!
@@ -16,6 +17,7 @@
 
 pub mod daemon;
 pub mod dns;
+pub mod http;
 pub mod os;
 pub mod serve;
 pub mod smtp;

@@ -73,6 +73,7 @@ fn suggested_value(ctx: &Context<'_>, domain: &DomainName) -> String {
         dmarc_policy: "none".into(),
         report_address: format!("postmaster@{domain}"),
         mta_sts_mode: "testing".into(),
+        relay: None,
     });
     let apex = format!("{domain}.");
     set.records

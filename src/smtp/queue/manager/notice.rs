@@ -164,8 +164,8 @@ pub(super) struct Parsed<'a> {
     pub diagnostic: Option<Diagnostic>,
 }
 
-/// Splits an outcome text such as `mx1.b.test[127.0.0.2]: 550 5.1.1 <x@b.test>: User unknown` into the
-/// remote host and the reply; texts without an SMTP reply (DNS or connection trouble) become a local
+/// Splits an outcome text such as `mx1.b.test[127.0.0.2]: 550 5.1.1 <x@b.test>: User unknown` (or
+/// `relay smtp.provider.example[192.0.2.1]: ...`) into the remote host and the reply; texts without an SMTP reply (DNS or connection trouble) become a local
 /// diagnostic.
 pub(super) fn parse_reply(text: &str) -> Parsed<'_> {
     let text = text.trim();
@@ -177,7 +177,9 @@ pub(super) fn parse_reply(text: &str) -> Parsed<'_> {
         };
     }
     let (host, rest) = match text.split_once(": ") {
-        Some((head, rest)) if is_host(head) => {
+        // `relay HOST[IP]: ` names the relay host that answered.
+        Some((head, rest)) if is_host(head.strip_prefix("relay ").unwrap_or(head)) => {
+            let head = head.strip_prefix("relay ").unwrap_or(head);
             let name = head.split_once('[').map_or(head, |(name, _)| name);
             (Some(name), rest.trim_start())
         }

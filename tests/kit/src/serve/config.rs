@@ -156,8 +156,17 @@ impl ServeOptions {
 
     /// Sets one more `[server]` key (`value` is TOML: quote strings).
     pub fn server_key(mut self, key: &str, value: impl std::fmt::Display) -> Self {
-        self.server.push((key.to_string(), value.to_string()));
+        self.set_server_key(key, value);
         self
+    }
+
+    /// Sets `[server]` key `key` (dotted for subsections) to the TOML `value`, replacing an earlier value.
+    pub fn set_server_key(&mut self, key: &str, value: impl std::fmt::Display) {
+        let value = value.to_string();
+        match self.server.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.server.push((key.to_string(), value)),
+        }
     }
 }
 

@@ -138,6 +138,16 @@ fn replies_are_taken_apart_for_the_dsn() {
         (Some("mx1.b.test"), Some("421 4.7.0 too busy"))
     );
 
+    let p =
+        parse_reply("relay smtp.provider.test[192.0.2.1]: 552 5.3.4 Message size exceeds limit");
+    assert_eq!(
+        (p.host, p.reply),
+        (
+            Some("smtp.provider.test"),
+            Some("552 5.3.4 Message size exceeds limit")
+        )
+    );
+
     let p = parse_reply("550 no such user");
     assert_eq!((p.host, p.reply), (None, Some("550 no such user")));
     assert_eq!(enhanced_code("550 no such user"), None);

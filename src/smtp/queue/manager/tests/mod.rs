@@ -186,6 +186,7 @@ fn settings(concurrency: usize, per_domain: usize) -> OutboundSettings {
         timeout: Duration::from_secs(60),
         extra_ca: None,
         mta_sts_port: 443,
+        relay: None,
     }
 }
 

@@ -1,0 +1,55 @@
+//! A plain HTTP/1.1 GET for the daemon's metrics endpoint (`[server] metrics`), reading until the server closes.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+/// How long the connect and every read wait before the test fails.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One HTTP response, as read up to the server's close.
+#[derive(Debug)]
+pub struct Http {
+    /// `HTTP/1.1 200 OK`.
+    pub status: String,
+    /// Header lines, as sent.
+    pub headers: Vec<String>,
+    /// Everything after the blank line.
+    pub body: String,
+}
+
+impl Http {
+    /// The value of header `name` (case-insensitive), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// `GET path` on `addr`, reading the response until the server closes the connection.
+pub fn get(addr: SocketAddr, path: &str) -> Http {
+    let mut tcp = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to metrics");
+    tcp.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8(raw).expect("response is UTF-8");
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of head in {text:?}"));
+    let mut lines = head.split("\r\n");
+    Http {
+        status: lines.next().unwrap_or_default().to_string(),
+        headers: lines.map(str::to_string).collect(),
+        body: body.to_string(),
+    }
+}
+
+/// The value of the sample `name` (a metric name with its labels, as exposed) in `body`, if present.
+pub fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
