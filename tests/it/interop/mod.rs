@@ -10,6 +10,8 @@
 //! - `mailctl serve` delivers outbound to Postfix (MX from a test DNS), which relays to a second `mailctl serve`
 //!   that puts the mail in the Maildir.
 //! - swaks submits to `mailctl serve` with STARTTLS and AUTH PLAIN (verifying the certificate).
+//! - `mailctl serve` sends through Postfix as its relay host, with AUTH (Dovecot SASL) and without, over
+//!   STARTTLS (`relay.rs`).
 //!
 //! Needs root, MariaDB and the Debian packages postfix postfix-mysql dovecot-core dovecot-imapd dovecot-lmtpd
 //! dovecot-mysql swaks libnet-ssleay-perl, so the tests are ignored by default (the summary says so, with the
@@ -17,6 +19,7 @@
 //! packages. Run that way, a missing program or privilege fails the test, naming what is missing.
 
 mod harness;
+mod relay;
 
 use std::time::Duration;
 

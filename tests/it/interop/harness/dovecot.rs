@@ -21,6 +21,8 @@ pub struct Dovecot {
     pub imap_port: u16,
     /// LMTP on 127.0.0.1.
     pub lmtp_port: u16,
+    /// The auth service for Postfix's `smtpd_sasl_type = dovecot` on 127.0.0.1, when asked for.
+    pub auth_port: Option<u16>,
     child: Option<Child>,
 }
 
@@ -28,6 +30,12 @@ impl Dovecot {
     /// Starts Dovecot with the files in `generated` (the `--out` directory of `mailctl config dovecot`) and
     /// waits until both listeners answer.
     pub fn start(site: &Site, generated: &Path) -> Dovecot {
+        Dovecot::start_with(site, generated, false)
+    }
+
+    /// [`Dovecot::start`], with the auth service also listening on a loopback port for Postfix's SASL
+    /// (`smtpd_sasl_path = inet:127.0.0.1:PORT`) when `auth_listener`.
+    pub fn start_with(site: &Site, generated: &Path, auth_listener: bool) -> Dovecot {
         let dovecot = program("dovecot").expect("dovecot installed");
         let base = site.path("dovecot");
         let (run, state) = (base.join("run"), base.join("state"));
@@ -37,6 +45,13 @@ impl Dovecot {
         let log = base.join("dovecot.log");
         let (imap_port, lmtp_port) = (free_port(), free_port());
         let conf = base.join("dovecot.conf");
+        let auth_port = auth_listener.then(free_port);
+        let auth_service = match auth_port {
+            Some(port) => format!(
+                "service auth {{\n  inet_listener auth-postfix {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n}}\n"
+            ),
+            None => String::new(),
+        };
         let text = format!(
             "# Instance plumbing of the interop test.\n\
              base_dir = {run}\n\
@@ -57,6 +72,7 @@ impl Dovecot {
              # No growing delay after the wrong passwords the tests try on purpose (Dovecot's auth penalty).\n\
              service anvil {{\n  unix_listener anvil-auth-penalty {{\n    mode = 0\n  }}\n}}\n\
              service lmtp {{\n  inet_listener lmtp {{\n    address = 127.0.0.1\n    port = {lmtp_port}\n  }}\n}}\n\
+             {auth_service}\
              \n# From mailctl config dovecot, unchanged.\n\
              !include {auth}\n",
             run = run.display(),
@@ -72,6 +88,7 @@ impl Dovecot {
             log,
             imap_port,
             lmtp_port,
+            auth_port,
             child: None,
         };
         let child = Command::new(&instance.dovecot)
@@ -87,7 +104,9 @@ impl Dovecot {
             .expect("spawn dovecot");
         instance.child = Some(child);
         let up = wait_until(Duration::from_secs(15), || {
-            super::listening(instance.imap()) && super::listening(instance.lmtp())
+            super::listening(instance.imap())
+                && super::listening(instance.lmtp())
+                && auth_port.is_none_or(|port| super::listening(loopback(port)))
         });
         if !up {
             let stderr = std::fs::read_to_string(base.join("dovecot.stderr")).unwrap_or_default();

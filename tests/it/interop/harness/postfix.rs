@@ -39,6 +39,7 @@ lmtp       unix  -  -  n  -     -  lmtp
 anvil      unix  -  -  n  -     1  anvil
 scache     unix  -  -  n  -     1  scache
 postlog    unix-dgram n - n -   1  postlogd
+tlsmgr     unix  -  -  n  1000? 1  tlsmgr
 ";
 
 /// A running Postfix.
@@ -55,8 +56,8 @@ pub struct Postfix {
 
 impl Postfix {
     /// Configures an instance serving `maps` (the `--out` directory of `mailctl config postfix`) with the
-    /// extra main.cf lines `extra` (e.g. `virtual_transport`), runs `postfix check`, starts it and waits until
-    /// smtpd answers.
+    /// extra main.cf lines `extra` (e.g. `virtual_transport`; a parameter of the instance plumbing set there
+    /// replaces the plumbing's line), runs `postfix check`, starts it and waits until smtpd answers.
     pub fn start(site: &Site, maps: &Path, extra: &[String]) -> Postfix {
         let postfix = program("postfix").expect("postfix installed");
         let base = site.path("postfix");
@@ -95,6 +96,13 @@ impl Postfix {
             log = log.display(),
             base = base.display(),
         );
+        let key = |line: &str| line.split('=').next().unwrap_or("").trim().to_string();
+        let replaced: Vec<String> = extra.iter().map(|l| key(l)).collect();
+        main_cf = main_cf
+            .lines()
+            .filter(|l| !replaced.contains(&key(l)))
+            .map(|l| format!("{l}\n"))
+            .collect();
         for line in extra {
             main_cf += line;
             main_cf.push('\n');

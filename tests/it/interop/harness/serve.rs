@@ -28,6 +28,8 @@ pub struct ServeOptions {
     pub outbound_port: Option<u16>,
     /// `[dns] nameserver` (`None`: a private, empty test DNS).
     pub nameserver: Option<String>,
+    /// More TOML, appended to the config as written (e.g. a `[server.outbound.relay]` section).
+    pub extra: String,
 }
 
 impl ServeOptions {
@@ -39,6 +41,7 @@ impl ServeOptions {
             delivery: None,
             outbound_port: None,
             nameserver: None,
+            extra: String::new(),
         }
     }
 }
@@ -112,6 +115,7 @@ impl Serve {
         if let Some(port) = options.outbound_port {
             text += &format!("port = {port}\n");
         }
+        text += &options.extra;
         let config = dir.join("mailctl.toml");
         std::fs::write(&config, text).expect("serve config");
 
@@ -129,6 +133,12 @@ impl Serve {
             daemon,
             _dns: dns,
         }
+    }
+
+    /// Stops the daemon (SIGKILL) and starts it again with the same config (files it reads, such as a
+    /// password file, are read again).
+    pub fn restart(&mut self) {
+        self.daemon.restart();
     }
 
     /// What the daemon logged so far.
