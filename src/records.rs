@@ -42,6 +42,10 @@ pub struct Inputs {
 pub struct Relayed {
     /// The relay's URL, as configured (no credentials).
     pub url: String,
+    /// Its host name or IP address.
+    pub host: String,
+    /// Whether the host is on this machine (a local relay sends from this machine's addresses).
+    pub local: bool,
     /// The provider's SPF `include:` domain, if configured.
     pub spf_include: Option<RecordName>,
 }

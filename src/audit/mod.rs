@@ -140,6 +140,17 @@ pub struct Known {
     pub dkim_keys: Vec<DkimKeyRow>,
     /// `server.hostname`, the name the MX should carry.
     pub hostname: Option<String>,
+    /// The relay host the domain's mail leaves through (`mailctl relay set`, else `[server.outbound.relay]` for
+    /// a hosted domain), if any.
+    pub relay: Option<crate::records::Relayed>,
+}
+
+impl Known {
+    /// The relay host when it sends from addresses of its own (not one on this machine): then receivers judge
+    /// its IP, not this server's.
+    pub fn remote_relay(&self) -> Option<&crate::records::Relayed> {
+        self.relay.as_ref().filter(|r| !r.local)
+    }
 }
 
 /// One MX host with its addresses.

@@ -16,6 +16,7 @@ use crate::dns::Resolver;
 use crate::error::{Error, Result};
 use crate::model::DomainName;
 use crate::output::Render;
+use crate::smtp::outbound::relay::relayed;
 use crate::store::Store;
 use crate::tls::Trust;
 
@@ -159,13 +160,11 @@ async fn open_store(ctx: &Ctx, required: bool) -> Result<Option<Store>> {
     }
 }
 
-async fn known(
-    store: Option<&Store>,
-    domain: &DomainName,
-    hostname: &Option<String>,
-) -> Result<Known> {
+/// What the database and the config know about `domain`: whether it is hosted, its DKIM keys, and for a hosted
+/// domain the relay host its mail leaves through (its route, else `[server.outbound.relay]`).
+async fn known(ctx: &Ctx, store: Option<&Store>, domain: &DomainName) -> Result<Known> {
     let mut known = Known {
-        hostname: hostname.clone(),
+        hostname: ctx.config.hostname.clone(),
         ..Known::default()
     };
     if let Some(store) = store {
@@ -173,6 +172,9 @@ async fn known(
         if tx.domain(domain.as_str()).await?.is_some() {
             known.hosted = true;
             known.dkim_keys = tx.dkim_keys(Some(domain.as_str())).await?;
+            let route = tx.relay_route(domain.as_str()).await?;
+            known.relay = relayed(route.as_ref(), ctx.config.server.outbound.relay.as_ref())
+                .map_err(unknown)?;
         }
         tx.rollback().await?;
     }
@@ -264,7 +266,7 @@ pub async fn run(ctx: &Ctx, args: AuditArgs) -> Result<i32> {
     let bar = ctx.out.progress(domains.len() as u64, "auditing");
     let mut knowns = Vec::new();
     for d in &domains {
-        knowns.push(known(store.as_ref(), d, &ctx.config.hostname).await?);
+        knowns.push(known(ctx, store.as_ref(), d).await?);
     }
     let reports: Vec<_> = futures_util::stream::iter(domains.iter().zip(&knowns))
         .map(|(d, k)| {

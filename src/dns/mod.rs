@@ -185,6 +185,36 @@ impl Resolver {
         }
     }
 
+    /// The A and AAAA addresses of `name`, looked up concurrently, IPv4 first, each once. One family failing
+    /// while the other answers is not an error (the addresses found are used); an empty list means the name has
+    /// none; the error is the reason neither lookup got an answer.
+    pub async fn addresses(&self, name: &str) -> std::result::Result<Vec<IpAddr>, String> {
+        let (v4, v6) = futures_util::future::join(
+            self.query(name, RecordType::A),
+            self.query(name, RecordType::AAAA),
+        )
+        .await;
+        let mut ips: Vec<IpAddr> = Vec::new();
+        let mut failed = None;
+        for answer in [v4, v6] {
+            match answer {
+                Answer::Records { data, .. } => {
+                    for ip in data.iter().filter_map(RData::ip_addr) {
+                        if !ips.contains(&ip) {
+                            ips.push(ip);
+                        }
+                    }
+                }
+                Answer::Failed(e) => failed = Some(e),
+                Answer::NxDomain | Answer::NoData => {}
+            }
+        }
+        match failed {
+            Some(e) if ips.is_empty() => Err(e),
+            _ => Ok(ips),
+        }
+    }
+
     /// The flag wins over `[dns] nameserver` in the config.
     pub fn from_config(config: &crate::config::Config, flag: Option<&str>) -> Result<Resolver> {
         Resolver::new(flag.or(config.nameserver.as_deref()))

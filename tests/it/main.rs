@@ -14,6 +14,7 @@ mod audit;
 mod audit_dkim_dmarc;
 mod audit_full;
 mod audit_ptr_dnsbl;
+mod audit_relay;
 mod audit_smtp;
 mod audit_spf;
 mod bad_input;

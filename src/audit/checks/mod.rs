@@ -1,5 +1,5 @@
 //! One file per check family. A new family is one file, one `pub mod` line and one `family!` line in
-//! [`run_all`]. Every family is `async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding>`.
+//! [`run_all`]. [`relay`] is not a family: it adjusts the others when mail leaves through a relay host. Every family is `async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding>`.
 
 pub mod dkim;
 pub mod dmarc;
@@ -8,6 +8,7 @@ pub mod mta_sts;
 pub mod mta_sts_policy;
 pub mod mx;
 pub mod ptr;
+pub mod relay;
 pub mod smtp_probe;
 pub mod spf;
 pub mod txt_records;
@@ -47,5 +48,12 @@ pub async fn run_all(
     // Its ids are `mta_sts.*`, so it is selected under that prefix (`--only mta_sts.mx` must run it).
     family!("mta_sts", mta_sts_policy::check(ctx, domain));
     family!("tls_rpt", mta_sts::check_tls_rpt(ctx, domain));
-    join_all(families).await.into_iter().flatten().collect()
+    let mut findings: Vec<Finding> = join_all(families).await.into_iter().flatten().collect();
+    if let Some(relay) = ctx.known.remote_relay() {
+        relay::discount(&mut findings, relay);
+        if selection.runs("ptr") {
+            findings.insert(0, relay::finding(domain.as_str(), relay));
+        }
+    }
+    findings
 }

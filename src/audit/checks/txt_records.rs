@@ -53,7 +53,7 @@ pub(crate) fn suggested(ctx: &Context<'_>, domain: &DomainName, prefix: &str) ->
         dmarc_policy: "quarantine".into(),
         report_address: format!("postmaster@{domain}"),
         mta_sts_mode: "testing".into(),
-        relay: None,
+        relay: ctx.known.relay.clone(),
     });
     let name = format!("{prefix}{domain}.");
     set.records

@@ -285,34 +285,19 @@ pub(super) async fn resolve_addresses(
     if !plausible_host(name) {
         return Err(Lookup::Missing);
     }
-    let (v4, v6) = futures_util::future::join(
-        resolver.query(name, RecordType::A),
-        resolver.query(name, RecordType::AAAA),
-    )
-    .await;
+    let ips = resolver.addresses(name).await.map_err(Lookup::Failed)?;
+    if ips.is_empty() {
+        return Err(Lookup::Missing);
+    }
     let mut ipv4 = Vec::new();
     let mut ipv6 = Vec::new();
-    let mut failed = None;
-    for answer in [&v4, &v6] {
-        match answer {
-            Answer::Records { data, .. } => {
-                for ip in data.iter().filter_map(RData::ip_addr) {
-                    match ip {
-                        IpAddr::V4(a) if !ipv4.contains(&a) => ipv4.push(a),
-                        IpAddr::V6(a) if !ipv6.contains(&a) => ipv6.push(a),
-                        _ => {}
-                    }
-                }
-            }
-            Answer::Failed(e) => failed = Some(e.clone()),
-            Answer::NxDomain | Answer::NoData => {}
+    for ip in ips {
+        match ip {
+            IpAddr::V4(a) => ipv4.push(a),
+            IpAddr::V6(a) => ipv6.push(a),
         }
     }
-    match failed {
-        _ if !ipv4.is_empty() || !ipv6.is_empty() => Ok((ipv4, ipv6)),
-        Some(e) => Err(Lookup::Failed(e)),
-        None => Err(Lookup::Missing),
-    }
+    Ok((ipv4, ipv6))
 }
 
 /// Lowercase, without surrounding blanks or the trailing dot.

@@ -6,6 +6,11 @@
 //! as a guess: a MAIL FROM that does not pass is then a WARN (the guess may simply be wrong), and the HELO name
 //! is not evaluated at all (INFO), since both the IP and the name would be guesses.
 //!
+//! When the domain's mail leaves through a relay host on another machine (`mailctl relay set`, or
+//! `[server.outbound.relay]`), receivers see the relay's addresses, not this server's: those are evaluated instead
+//! (the relay host's A/AAAA; a non-pass is WARN when an `spf_include` names the provider's SPF domain, which
+//! `spf.relay` judges, FAIL otherwise), and the HELO name is not evaluated (the relay says its own).
+//!
 //! mail-auth, like receivers, gives an evaluation a time budget (20 s) and returns permerror once it is spent.
 //! An evaluation that ends in temperror, or takes longer than [`SLOW`] without passing, says more about the
 //! DNS on the way than about the record: UNKNOWN, never FAIL.
@@ -25,15 +30,59 @@ use crate::model::DomainName;
 /// Evaluations slower than this came close to mail-auth's (and receivers') budget of 20 s.
 pub const SLOW: Duration = Duration::from_secs(15);
 
-/// The IPs to evaluate, and whether they were guessed from the MX addresses.
-fn outbound_ips(ctx: &Context<'_>) -> (Vec<IpAddr>, bool) {
+/// Where the evaluated IPs come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    /// `--ip` / `server.public_ips`.
+    Configured,
+    /// The MX addresses, standing in for unknown outbound IPs.
+    Guessed,
+    /// The addresses of the relay host the domain's mail leaves through (its provider may send from others,
+    /// authorized by `spf_include`).
+    Relay {
+        /// The relay's host name.
+        host: String,
+        /// Whether an `spf_include` is configured (then `spf.relay` judges the provider's addresses).
+        include: bool,
+    },
+}
+
+/// The IPs to evaluate and where they come from; `Err` is the finding when the relay host has no address.
+async fn outbound_ips(ctx: &Context<'_>) -> Result<(Vec<IpAddr>, Source), Finding> {
+    if let Some(relay) = ctx.known.remote_relay() {
+        let source = Source::Relay {
+            host: relay.host.clone(),
+            include: relay.spf_include.is_some(),
+        };
+        if let Ok(ip) = relay.host.parse::<IpAddr>() {
+            return Ok((vec![ip], source));
+        }
+        return match ctx.resolver.addresses(&relay.host).await {
+            Ok(ips) if !ips.is_empty() => Ok((ips, source)),
+            Ok(_) => Err(Finding::new(
+                "spf.pass",
+                Status::Fail,
+                relay.host.as_str(),
+                format!(
+                    "the relay host {} has no address: mail from the domain cannot leave",
+                    relay.url
+                ),
+            )),
+            Err(e) => Err(Finding::unknown_dns(
+                "spf.pass",
+                relay.host.as_str(),
+                "A/AAAA of the relay host",
+                &e,
+            )),
+        };
+    }
     if !ctx.options.ips.is_empty() {
-        return (ctx.options.ips.clone(), false);
+        return Ok((ctx.options.ips.clone(), Source::Configured));
     }
     let mut ips: Vec<IpAddr> = ctx.mx.addresses().into_iter().map(|(_, ip)| ip).collect();
     ips.sort();
     ips.dedup();
-    (ips, true)
+    Ok((ips, Source::Guessed))
 }
 
 /// The name the server says in HELO: `server.hostname`, else the first MX host.
@@ -71,7 +120,10 @@ fn consequence(result: SpfResult) -> &'static str {
 
 /// Evaluates every outbound IP; `record` is the domain's (single, parsed) SPF record, used for the fix.
 pub async fn check(ctx: &Context<'_>, domain: &DomainName, record: &str) -> Vec<Finding> {
-    let (ips, guessed) = outbound_ips(ctx);
+    let (ips, source) = match outbound_ips(ctx).await {
+        Ok(found) => found,
+        Err(finding) => return vec![finding],
+    };
     if ips.is_empty() {
         return vec![Finding::new(
             "spf.pass",
@@ -92,12 +144,18 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName, record: &str) -> Vec<
             &sender,
             helo.as_deref(),
             record,
-            guessed,
+            &source,
         ));
     }
     let mut findings: Vec<Finding> = join_all(runs).await;
     match &helo {
-        _ if guessed => findings.push(Finding::new(
+        _ if matches!(source, Source::Relay { .. }) => findings.push(Finding::new(
+            "spf.pass",
+            Status::Info,
+            domain.as_str(),
+            "HELO identity not evaluated: mail leaves through the relay host, which says its own name",
+        )),
+        _ if source == Source::Guessed => findings.push(Finding::new(
             "spf.pass",
             Status::Info,
             domain.as_str(),
@@ -122,7 +180,7 @@ async fn mail_from(
     sender: &str,
     helo: Option<&str>,
     record: &str,
-    guessed: bool,
+    source: &Source,
 ) -> Finding {
     let helo = helo.unwrap_or(domain.as_str());
     let params = SpfParameters::verify_mail_from(ip, helo, &ctx.options.helo_name, sender);
@@ -133,10 +191,12 @@ async fn mail_from(
         return unknown;
     }
     if result == SpfResult::Pass {
-        let source = if guessed {
-            " (no --ip given: the MX addresses are taken as the outbound IPs)"
-        } else {
-            ""
+        let source = match source {
+            Source::Guessed => {
+                " (no --ip given: the MX addresses are taken as the outbound IPs)".to_string()
+            }
+            Source::Relay { host, .. } => format!(" (an address of the relay host {host})"),
+            Source::Configured => String::new(),
         };
         return Finding::new(
             "spf.pass",
@@ -145,13 +205,32 @@ async fn mail_from(
             format!("{shown}{source}{}", slow_note(took)),
         );
     }
-    let (status, source) = if guessed {
-        (
+    let (status, source) = match source {
+        Source::Guessed => (
             Status::Warn,
-            "; MX address used as a guess; pass --ip with the real outbound IPs",
-        )
-    } else {
-        (Status::Fail, "")
+            "; MX address used as a guess; pass --ip with the real outbound IPs".to_string(),
+        ),
+        Source::Relay {
+            host,
+            include: true,
+        } => (
+            Status::Warn,
+            format!(
+                "; this is the relay host {host}'s own address, its provider may send from others (spf.relay \
+                 judges its include)"
+            ),
+        ),
+        Source::Relay {
+            host,
+            include: false,
+        } => (
+            Status::Fail,
+            format!(
+                "; mail leaves through the relay host {host}; authorize it, or set spf_include to its provider's \
+                 SPF domain"
+            ),
+        ),
+        Source::Configured => (Status::Fail, String::new()),
     };
     Finding::new(
         "spf.pass",

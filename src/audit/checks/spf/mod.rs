@@ -17,8 +17,14 @@
 //! - `spf.pass`: mail-auth's SPF evaluation for every outbound IP: `MAIL FROM:<postmaster@DOMAIN>` must give
 //!   pass (FAIL otherwise), the HELO name (`server.hostname`, else the first MX host) should (WARN otherwise).
 //!   Without `--ip` / `server.public_ips` the MX addresses are a guess (said in the detail): a MAIL FROM that
-//!   does not pass is only a WARN, and the HELO name is not evaluated (INFO). UNKNOWN on temperror, and for a
+//!   does not pass is only a WARN, and the HELO name is not evaluated (INFO). When the domain's mail leaves
+//!   through a relay host on another machine, the relay host's addresses are evaluated instead (see `eval.rs`). UNKNOWN on temperror, and for a
 //!   non-pass when the evaluation took longer than 15 s (mail-auth gives up after 20 s with permerror).
+//!
+//! - `spf.relay`: only when the domain's mail leaves through a relay host on another machine (`mailctl relay set`,
+//!   `[server.outbound.relay]`): with its `spf_include`, the record must reach that domain through `include:` or
+//!   `redirect=` (PASS; FAIL with the record that does); without one, INFO (only the relay host's own addresses
+//!   are evaluated by `spf.pass`).
 //!
 //! One fault, one failing id: when there is no single record, only `spf.record` is reported; when the domain's
 //! record has a bad term, `spf.pass` is not evaluated (every receiver returns permerror, which `spf.syntax`
@@ -73,7 +79,7 @@ fn suggested_value(ctx: &Context<'_>, domain: &DomainName) -> String {
         dmarc_policy: "none".into(),
         report_address: format!("postmaster@{domain}"),
         mta_sts_mode: "testing".into(),
-        relay: None,
+        relay: ctx.known.relay.clone(),
     });
     let apex = format!("{domain}.");
     set.records
@@ -163,8 +169,76 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
     findings.extend(syntax_findings(&tree));
     findings.push(tree::finding(name, &tree));
     findings.push(all_finding(name, &record, &tree));
+    findings.extend(relay_finding(ctx, name, &tree, &value));
     findings.extend(passes);
     findings
+}
+
+/// `spf.relay`, when the domain's mail leaves through a relay host on another machine: with an `spf_include`
+/// (the provider's SPF domain), the record must reach it through `include:` or `redirect=` (PASS, else FAIL
+/// with the record that does); without one, INFO that only the relay host's own addresses can be evaluated.
+fn relay_finding(ctx: &Context<'_>, name: &str, tree: &Node, value: &str) -> Option<Finding> {
+    let relay = ctx.known.remote_relay()?;
+    let Some(include) = &relay.spf_include else {
+        return Some(Finding::new(
+            "spf.relay",
+            Status::Info,
+            name,
+            format!(
+                "mail leaves through the relay host {}: no spf_include is configured, so only the relay host's \
+                 own addresses are evaluated (spf.pass); a provider usually sends from others, named by the SPF \
+                 domain its documentation gives",
+                relay.url
+            ),
+        ));
+    };
+    let reached = tree
+        .nodes()
+        .iter()
+        .skip(1)
+        .any(|n| n.domain.eq_ignore_ascii_case(include.as_str()));
+    Some(if reached {
+        Finding::new(
+            "spf.relay",
+            Status::Pass,
+            name,
+            format!(
+                "mail leaves through the relay host {}; the record authorizes its provider's addresses \
+                 (include:{include})",
+                relay.url
+            ),
+        )
+    } else {
+        Finding::new(
+            "spf.relay",
+            Status::Fail,
+            name,
+            format!(
+                "mail leaves through the relay host {}, but the record does not reach include:{include}: \
+                 receivers' SPF check fails for the provider's addresses",
+                relay.url
+            ),
+        )
+        .fix(txt_line(name, &with_include(value, include.as_str())))
+    })
+}
+
+/// `value` with `include:DOMAIN` before its `all` or `redirect=` (or at the end).
+fn with_include(value: &str, include: &str) -> String {
+    let terms: Vec<&str> = value.split_whitespace().skip(1).collect();
+    let last = |t: &&str| {
+        let t = t
+            .trim_start_matches(['+', '-', '~', '?'])
+            .to_ascii_lowercase();
+        t == "all" || t.starts_with("redirect=")
+    };
+    let at = terms.iter().position(last).unwrap_or(terms.len());
+    let mut out = vec!["v=spf1"];
+    out.extend(&terms[..at]);
+    let term = format!("include:{include}");
+    out.push(&term);
+    out.extend(&terms[at..]);
+    out.join(" ")
 }
 
 /// `spf.syntax` for the domain's record, then for each reached record that has bad terms.
@@ -351,4 +425,25 @@ fn redirected_all(domain: &str, target: &str, tree: &Node) -> Finding {
             via.join(" -> ")
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_include;
+
+    #[test]
+    fn the_include_goes_before_all_or_redirect() {
+        assert_eq!(
+            with_include("v=spf1 mx ip4:192.0.2.1 -all", "_spf.p.example"),
+            "v=spf1 mx ip4:192.0.2.1 include:_spf.p.example -all"
+        );
+        assert_eq!(
+            with_include("v=spf1 a redirect=_spf.example.org", "_spf.p.example"),
+            "v=spf1 a include:_spf.p.example redirect=_spf.example.org"
+        );
+        assert_eq!(
+            with_include("v=spf1 mx", "_spf.p.example"),
+            "v=spf1 mx include:_spf.p.example"
+        );
+    }
 }

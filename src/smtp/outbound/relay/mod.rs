@@ -276,8 +276,16 @@ pub fn relayed(
     configured: Option<&RelaySection>,
 ) -> Result<Option<Relayed>> {
     if let Some(row) = route {
+        let url = RelayUrl::parse(&row.url).map_err(|why| {
+            Error::usage(format!(
+                "the relay route of {} is unusable: {why}",
+                row.domain
+            ))
+        })?;
         return Ok(Some(Relayed {
-            url: row.url.clone(),
+            url: url.to_string(),
+            local: url.is_loopback(),
+            host: url.host,
             spf_include: row.spf_include.as_deref().and_then(|d| d.parse().ok()),
         }));
     }
@@ -287,6 +295,8 @@ pub fn relayed(
     let settings = RelaySettings::from_section(section)?;
     Ok(Some(Relayed {
         url: settings.url.to_string(),
+        local: settings.url.is_loopback(),
+        host: settings.url.host,
         spf_include: settings.spf_include,
     }))
 }
