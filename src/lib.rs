@@ -21,6 +21,7 @@
 //! lookup_config.rs  the Postfix maps and Dovecot SQL config that serve the rows mailctl writes
 //! dns/            the one Resolver (system or --nameserver), reverse names, TXT tag syntax (dns::txt)
 //! dkim/           keys (RSA/Ed25519, PEM), TXT records, signing and verifying with mail-auth
+//! srs.rs          the Sender Rewriting Scheme (SRS0/SRS1 as Mail::SRS and postsrsd write them) for forwarded mail
 //! records.rs      what a domain must publish (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, PTR), as a zone
 //! mta_sts/        MTA-STS: the _mta-sts record, policies (parse, mx patterns), the HTTPS fetch; shared by the
 //!                 audit and outbound delivery
@@ -86,6 +87,7 @@ pub mod password;
 pub mod provision;
 pub mod records;
 pub mod smtp;
+pub mod srs;
 pub mod store;
 pub mod sys;
 pub mod time;

@@ -9,8 +9,14 @@
 //! bob's Maildir. It prints the submission rate (from the bench's JSON) and the end-to-end rate (N divided by
 //! the time from the start until the N-th message is in B's Maildir).
 //!
-//! Run: `cargo bench --bench outbound -- [N] [rsa2048] [ed25519] [nochecks] [per_domain=K] [concurrency=K]`
-//! (N defaults to 5000; both algorithms unless named; `per_domain`/`concurrency` set A's `[server.outbound]`).
+//! With `relay`, each algorithm runs twice in the same invocation: direct (A delivers to B's MX) and through a
+//! relay host R (a third `serve`, `relay.test` at `.4`, playing the provider's submission server: A logs in
+//! over STARTTLS with AUTH as `[server.outbound.relay]` says, R queues and delivers to B). Both report when A's
+//! queue was empty (everything handed to the next hop: B's MX, or the relay) and when B had everything.
+//!
+//! Run: `cargo bench --bench outbound -- [N] [rsa2048] [ed25519] [nochecks] [relay] [per_domain=K]
+//! [concurrency=K]` (N defaults to 5000; both algorithms unless named; `per_domain`/`concurrency` set A's
+//! `[server.outbound]`).
 //! `cargo bench` builds the binary in release mode; the daemons run through the test kit's launcher.
 
 mod node;
@@ -39,6 +45,7 @@ struct Args {
     n: u64,
     algorithms: Vec<&'static str>,
     checks: bool,
+    relay: bool,
     outbound: Vec<(String, String)>,
 }
 
@@ -47,6 +54,7 @@ fn args() -> Args {
         n: 5000,
         algorithms: Vec::new(),
         checks: true,
+        relay: false,
         outbound: Vec::new(),
     };
     for arg in std::env::args().skip(1).filter(|a| !a.starts_with('-')) {
@@ -54,6 +62,7 @@ fn args() -> Args {
             "rsa2048" => a.algorithms.push("rsa2048"),
             "ed25519" => a.algorithms.push("ed25519"),
             "nochecks" => a.checks = false,
+            "relay" => a.relay = true,
             other => match (other.parse(), other.split_once('=')) {
                 (Ok(n), _) => a.n = n,
                 (_, Some((key @ ("per_domain" | "concurrency"), value))) => {
@@ -70,12 +79,13 @@ fn args() -> Args {
 }
 
 /// The DNS records of the bench besides a.test's DKIM key.
-fn zone(b: Ipv4Addr) -> String {
+fn zone(b: Ipv4Addr, r: Ipv4Addr) -> String {
     format!(
         "a.test. IN TXT \"v=spf1 ip4:127.0.0.0/8 -all\"\n\
          _dmarc.a.test. IN TXT \"v=DMARC1; p=reject\"\n\
          b.test. IN MX 10 mx.b.test.\n\
-         mx.b.test. IN A {b}\n"
+         mx.b.test. IN A {b}\n\
+         relay.test. IN A {r}\n"
     )
 }
 
@@ -86,13 +96,69 @@ struct Measured {
     p50_ms: f64,
     /// Seconds from the start until the bench exited, and B's and A's counts then.
     submit_end: (f64, usize, usize),
+    /// Seconds from the start until A's queue was empty (everything handed to the next hop).
+    handed_off_secs: f64,
     total_secs: f64,
     junk: usize,
     /// CPU time over the run of A, B, the bench client, and this process (DNS server, Maildir polling).
     cpu: [Duration; 4],
 }
 
-fn run(algorithm: &str, args: &Args) -> Measured {
+/// The relay host of a `relay` run: a third `serve` that knows A as `relay@r.test` (owning alice's address
+/// through an alias), on `.4`, delivering to B.
+struct RelayHost {
+    node: Node,
+    _db: TestDb,
+    /// R's CA certificate and A's password file.
+    _files: tempfile::TempDir,
+    /// A's `[server.outbound.relay]` keys (TOML values).
+    keys: Vec<(String, String)>,
+}
+
+impl RelayHost {
+    fn start(dns: &TestDns, ip: Ipv4Addr, port: u16) -> RelayHost {
+        let db = TestDb::sqlite();
+        let pw = format!("{PASSWORD}\n");
+        cli(&db, &["domain", "add", "r.test"], "");
+        cli(
+            &db,
+            &["mailbox", "add", "relay@r.test", "--password-stdin"],
+            &pw,
+        );
+        cli(&db, &["domain", "add", "a.test"], "");
+        cli(&db, &["alias", "add", "alice@a.test", "relay@r.test"], "");
+        let options = ServeOptions::default().dns(dns).hostname("relay.test");
+        let plain = Tuning {
+            port,
+            outbound: Vec::new(),
+        };
+        let node = Node::start(&db, options, ip, true, &plain);
+        let files = tempfile::tempdir().expect("tempdir");
+        let (ca, secret) = (files.path().join("ca.pem"), files.path().join("secret"));
+        let cert = node.server.cert.as_ref().expect("R has TLS");
+        std::fs::write(&ca, &cert.ca_pem).expect("CA file");
+        std::fs::write(&secret, &pw).expect("password file");
+        let text = |v: String| toml::Value::from(v).to_string();
+        let url = format!("smtp://relay.test:{}", node.addr("submission").port());
+        let keys = vec![
+            ("relay.url".to_string(), text(url)),
+            ("relay.ca".into(), text(ca.to_string_lossy().into_owned())),
+            ("relay.username".into(), text("relay@r.test".into())),
+            (
+                "relay.password_file".into(),
+                text(secret.to_string_lossy().into_owned()),
+            ),
+        ];
+        RelayHost {
+            node,
+            _db: db,
+            _files: files,
+            keys,
+        }
+    }
+}
+
+fn run(algorithm: &str, args: &Args, via_relay: bool) -> Measured {
     let a_db = TestDb::sqlite();
     cli(&a_db, &["domain", "add", "a.test"], "");
     let pw = format!("{PASSWORD}\n");
@@ -116,9 +182,10 @@ fn run(algorithm: &str, args: &Args) -> Measured {
         &pw,
     );
 
-    let (a_ip, b_ip) = (Ipv4Addr::new(127, 0, NET, 2), Ipv4Addr::new(127, 0, NET, 3));
-    let dns = TestDns::start(&[("test.", &format!("{}{key}", zone(b_ip)))]);
-    let port = free_port(&[a_ip, b_ip]);
+    let ip = |host: u8| Ipv4Addr::new(127, 0, NET, host);
+    let (a_ip, b_ip, r_ip) = (ip(2), ip(3), ip(4));
+    let dns = TestDns::start(&[("test.", &format!("{}{key}", zone(b_ip, r_ip)))]);
+    let port = free_port(&[a_ip, b_ip, r_ip]);
     let mut b_options = ServeOptions::default().dns(&dns);
     if args.checks {
         for check in ["spf", "dkim", "dmarc"] {
@@ -130,10 +197,12 @@ fn run(algorithm: &str, args: &Args) -> Measured {
         outbound: Vec::new(),
     };
     let b = Node::start(&b_db, b_options, b_ip, false, &plain);
-    let tuned = Tuning {
-        port,
-        outbound: args.outbound.clone(),
-    };
+    let relay = via_relay.then(|| RelayHost::start(&dns, r_ip, port));
+    let mut outbound = args.outbound.clone();
+    if let Some(r) = &relay {
+        outbound.extend(r.keys.iter().cloned());
+    }
+    let tuned = Tuning { port, outbound };
     let a = Node::start(&a_db, ServeOptions::default().dns(&dns), a_ip, true, &tuned);
 
     let [inbox, junk] = b.maildirs("bob@b.test");
@@ -167,10 +236,14 @@ fn run(algorithm: &str, args: &Args) -> Measured {
         .spawn()
         .expect("run mailctl bench smtp");
     let mut at_submit_end = None;
+    let mut handed_off = None;
     let (mut last, mut last_change) = (0, Instant::now());
     loop {
         if at_submit_end.is_none() && bench.try_wait().expect("wait for the bench").is_some() {
             at_submit_end = Some((start.elapsed().as_secs_f64(), delivered(), a.queued()));
+        }
+        if at_submit_end.is_some() && handed_off.is_none() && a.queued() == 0 {
+            handed_off = Some(start.elapsed().as_secs_f64());
         }
         let now = delivered();
         if now as u64 >= args.n {
@@ -181,15 +254,23 @@ fn run(algorithm: &str, args: &Args) -> Measured {
         }
         if last_change.elapsed() > STALL {
             panic!(
-                "{now} of {} delivered, no progress for {STALL:?}\n--- A ---\n{}\n--- B ---\n{}",
+                "{now} of {} delivered, no progress for {STALL:?}\n--- A ---\n{}\n--- B ---\n{}{}",
                 args.n,
                 tail(&a.log()),
-                tail(&b.log())
+                tail(&b.log()),
+                relay
+                    .as_ref()
+                    .map(|r| format!("\n--- R ---\n{}", tail(&r.node.log())))
+                    .unwrap_or_default()
             );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let total = start.elapsed();
+    while handed_off.is_none() && a.queued() > 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let handed_off = handed_off.unwrap_or(total.as_secs_f64());
     let out = bench.wait_with_output().expect("bench output");
     let cpu_after = [
         a.cpu(),
@@ -213,6 +294,7 @@ fn run(algorithm: &str, args: &Args) -> Measured {
         submit_secs: report["elapsed_seconds"].as_f64().unwrap_or(0.0),
         p50_ms: report["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
         submit_end,
+        handed_off_secs: handed_off,
         total_secs: total.as_secs_f64(),
         junk: TestServer::count(&junk),
         cpu: std::array::from_fn(|i| cpu_after[i].saturating_sub(cpu_before[i])),
@@ -264,14 +346,29 @@ fn main() {
         }
     );
     for algorithm in &args.algorithms {
-        let m = run(algorithm, &args);
-        report(algorithm, &args, &m);
+        let m = run(algorithm, &args, false);
+        report(algorithm, &args, &m, "direct");
+        if args.relay {
+            let r = run(algorithm, &args, true);
+            report(algorithm, &args, &r, "relay");
+            println!(
+                "          A handed everything to the next hop: direct {:.1} msg/s, through the relay {:.1} msg/s \
+                 ({:.2}x)",
+                args.n as f64 / m.handed_off_secs,
+                args.n as f64 / r.handed_off_secs,
+                m.handed_off_secs / r.handed_off_secs
+            );
+        }
     }
 }
 
-fn report(algorithm: &str, args: &Args, m: &Measured) {
+fn report(algorithm: &str, args: &Args, m: &Measured, path: &str) {
     let n = args.n as f64;
     let (end, delivered, queued) = m.submit_end;
+    println!(
+        "{algorithm:>8} {path}: A's queue empty after {:.2} s",
+        m.handed_off_secs
+    );
     println!(
         "{algorithm:>8}: submission {:.1} msg/s ({:.2} s, p50 {:.1} ms), end to end {:.1} msg/s ({} in B's \
          Maildir after {:.2} s){}",
