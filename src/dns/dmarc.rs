@@ -80,17 +80,47 @@ fn one_label_below<'a>(psd: &str, start: &'a str) -> &'a str {
     drop_leftmost_labels(start, label_count(start).saturating_sub(depth))
 }
 
-/// The organizational domain of `start` given the records its walk found, nearest first, as (domain, `psd=`):
-/// see the module doc. None when the walk found no record (receivers then use `start` itself).
-pub fn organizational_domain<'a>(found: &[(&'a str, &Psd)], start: &'a str) -> Option<&'a str> {
-    for (name, psd) in found {
+/// How the walk determined a domain's organizational domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// The nearest record with a `psd=` says `psd=n`: its domain is the organizational domain.
+    PsdNo,
+    /// The nearest record with a `psd=` says `psd=y` (and is above the start): the organizational domain is one
+    /// label below that public suffix domain.
+    PsdYes,
+    /// No record says `psd=y` or `psd=n`: the highest name holding a record is the organizational domain.
+    Highest,
+}
+
+/// Which of the records found (nearest first, as (domain, `psd=`)) decides the organizational domain, and how.
+fn decide(found: &[(&str, &Psd)], start: &str) -> Option<(usize, Basis)> {
+    for (i, (name, psd)) in found.iter().enumerate() {
         match psd {
-            Psd::No => return Some(name),
-            Psd::Yes if *name != start => return Some(one_label_below(name, start)),
+            Psd::No => return Some((i, Basis::PsdNo)),
+            Psd::Yes if *name != start => return Some((i, Basis::PsdYes)),
             _ => {}
         }
     }
-    found.last().map(|(name, _)| *name)
+    found.len().checked_sub(1).map(|i| (i, Basis::Highest))
+}
+
+/// The organizational domain of `start` given the records its walk found, nearest first, as (domain, `psd=`):
+/// see the module doc. None when the walk found no record (receivers then use `start` itself).
+pub fn organizational_domain<'a>(found: &[(&'a str, &Psd)], start: &'a str) -> Option<&'a str> {
+    let (i, basis) = decide(found, start)?;
+    let name = found[i].0;
+    Some(match basis {
+        Basis::PsdYes => one_label_below(name, start),
+        Basis::PsdNo | Basis::Highest => name,
+    })
+}
+
+/// Whether receivers read `text` as a DMARC record: it starts with `v=DMARC1`, whether or not the rest parses.
+pub fn is_dmarc(text: &str) -> bool {
+    !matches!(
+        Record::parse(text.as_bytes()),
+        Err(AuthError::Dns(DnsError::InvalidRecordType))
+    )
 }
 
 /// What the TXT records at one `_dmarc.` name amount to.
@@ -191,14 +221,23 @@ impl Walk {
             .filter(|(_, s)| s.record.is_some())
     }
 
+    /// The records found as (domain, `psd=`), nearest first.
+    fn psds(&self) -> Vec<(&str, &Psd)> {
+        self.found()
+            .filter_map(|(_, s)| Some((s.domain.as_str(), s.psd()?)))
+            .collect()
+    }
+
     /// The organizational domain of the start (see [`organizational_domain`]); the start itself when the walk
     /// found no record.
     pub fn organizational_domain(&self) -> &str {
-        let found: Vec<(&str, &Psd)> = self
-            .found()
-            .filter_map(|(_, s)| Some((s.domain.as_str(), s.psd()?)))
-            .collect();
-        organizational_domain(&found, &self.start).unwrap_or(&self.start)
+        organizational_domain(&self.psds(), &self.start).unwrap_or(&self.start)
+    }
+
+    /// The step whose record decided the organizational domain, and how; None when the walk found no record.
+    pub fn organizational_basis(&self) -> Option<(&Step, Basis)> {
+        let (i, basis) = decide(&self.psds(), &self.start)?;
+        self.found().nth(i).map(|(_, s)| (s, basis))
     }
 
     /// The step whose record applies to the start: its own, else the organizational domain's, else the highest
@@ -566,5 +605,37 @@ mod tests {
         let w = walk("a.example.co.test", &[]);
         assert_eq!(w.organizational_domain(), "a.example.co.test");
         assert_eq!(w.applying_step(), None);
+        assert!(w.organizational_basis().is_none());
+    }
+
+    #[test]
+    fn the_basis_names_the_record_that_decided_the_organizational_domain() {
+        let psd = ("co.test", "v=DMARC1; p=none; psd=y");
+        let w = walk(
+            "a.example.co.test",
+            &[("example.co.test", "v=DMARC1; p=reject"), psd],
+        );
+        let (step, basis) = w.organizational_basis().unwrap();
+        assert_eq!((step.domain.as_str(), basis), ("co.test", Basis::PsdYes));
+        let w = walk(
+            "x.dept.corp.test",
+            &[("dept.corp.test", "v=DMARC1; p=reject; psd=n")],
+        );
+        let (step, basis) = w.organizational_basis().unwrap();
+        assert_eq!(
+            (step.domain.as_str(), basis),
+            ("dept.corp.test", Basis::PsdNo)
+        );
+        let w = walk(
+            "x.corp.test",
+            &[
+                ("x.corp.test", "v=DMARC1; p=none"),
+                ("corp.test", "v=DMARC1; p=reject"),
+            ],
+        );
+        let (step, basis) = w.organizational_basis().unwrap();
+        assert_eq!((step.domain.as_str(), basis), ("corp.test", Basis::Highest));
+        assert!(is_dmarc("v=DMARC1; p=block") && is_dmarc("v=DMARC1; p=none"));
+        assert!(!is_dmarc("v=spf1 -all"));
     }
 }
