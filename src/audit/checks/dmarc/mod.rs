@@ -10,7 +10,8 @@
 //!
 //! Ids:
 //! - `dmarc.record`: the record that applies. DOMAIN's own PASS; inherited INFO naming the record and the tag that
-//!   applies. FAIL when the walk finds no record, several DMARC records at the applying name, a record that
+//!   applies; a public suffix domain's record WARN (its operator sets the policy and gets the reports; fix: a
+//!   record of your own, and the PSD's tags and reports are not judged). FAIL when the walk finds no record, several DMARC records at the applying name, a record that
 //!   receivers discard (`p=`/`sp=`/`np=` invalid or repeated, `adkim=`/`aspf=`/`fo=` invalid: also above DOMAIN,
 //!   which breaks DMARC for every name below it), or one without `p=` and without `rua=` (DMARC does not
 //!   apply). UNKNOWN when a lookup on the walk got no answer.
@@ -51,6 +52,9 @@ struct Owner<'a> {
     domain: &'a str,
     /// Not the audited domain's own record.
     inherited: bool,
+    /// Neither the audited domain's nor its organizational domain's record: a public suffix domain's, which its
+    /// operator, not the domain's, controls.
+    foreign: bool,
 }
 
 impl Owner<'_> {
@@ -173,6 +177,7 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
         name: s.name(),
         domain: &s.domain,
         inherited: s.domain != found.walk.start,
+        foreign: s.domain != found.walk.start && s.domain != found.organizational,
     };
     let here = at.here(&name);
     let dmarc: Vec<&String> = s.txt.iter().filter(|r| walk::is_dmarc(r)).collect();
@@ -202,11 +207,14 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
         let fix = zone_line(&at.name, &d.with("p", Some("quarantine")));
         return vec![Finding::new("dmarc.record", Status::Fail, &name, detail).fix(fix)];
     };
-    let mut findings = policy::findings(&name, &at, record, &d, applied);
+    let mut findings = policy::findings(&name, &at, record, &d, applied, fix);
     // Right after `dmarc.record`, which names the record the organizational domain helped choose.
     findings.insert(1, org_domain(domain, &found));
-    findings.push(reports::reports(&at, &d));
-    findings.extend(reports::external(ctx, &found, &at, &d).await);
+    // A public suffix domain's record is not the domain's to fix: its tags and reports are not judged.
+    if !at.foreign {
+        findings.push(reports::reports(&at, &d));
+        findings.extend(reports::external(ctx, &found, &at, &d).await);
+    }
     findings
 }
 

@@ -1,8 +1,10 @@
-//! The findings about the applying record's content: `dmarc.record` (PASS or inherited INFO), `dmarc.tags`,
-//! `dmarc.historic` and `dmarc.policy`.
+//! The findings about the applying record's content: `dmarc.record` (PASS, inherited INFO, a public suffix
+//! domain's WARN), `dmarc.tags`, `dmarc.historic` and `dmarc.policy`.
 
 use super::Owner;
-use crate::audit::checks::txt_records::{Dmarc, HISTORIC_DMARC_TAGS, parse_dmarc, zone_line};
+use crate::audit::checks::txt_records::{
+    Dmarc, HISTORIC_DMARC_TAGS, parse_dmarc, with_fix, zone_line,
+};
 use crate::audit::{Finding, Status};
 use crate::dns::dmarc::{Applied, Policy, Tag};
 use crate::model::printable;
@@ -78,30 +80,44 @@ fn stricter(at: &Owner<'_>, d: &Dmarc, applied: &Applied) -> String {
     }
 }
 
-/// `dmarc.record` (PASS or inherited INFO), `dmarc.tags`, `dmarc.historic` and `dmarc.policy` for a record
-/// that parsed and applies.
+/// `dmarc.record` (PASS, inherited INFO, a public suffix domain's WARN with `own` as the fix), `dmarc.tags`,
+/// `dmarc.historic` and `dmarc.policy` for a record that parsed and applies.
 pub(super) fn findings(
     name: &str,
     at: &Owner<'_>,
     record: &str,
     d: &Dmarc,
     applied: &Applied,
+    own: Option<String>,
 ) -> Vec<Finding> {
-    let mut findings = vec![match at.inherited {
-        true => Finding::new(
-            "dmarc.record",
-            Status::Info,
-            name,
-            format!(
-                "inherited from {} (policy {}={} applies): \"{}\"",
-                at.name,
-                tag_name(applied, d),
-                word(applied.published),
-                printable(record)
+    let inherited = format!(
+        "inherited from {} (policy {}={} applies): \"{}\"",
+        at.name,
+        tag_name(applied, d),
+        word(applied.published),
+        printable(record)
+    );
+    let first = match (at.inherited, at.foreign) {
+        (_, true) => with_fix(
+            Finding::new(
+                "dmarc.record",
+                Status::Warn,
+                name,
+                format!(
+                    "{inherited}: a public suffix domain's record, whose operator sets your policy and gets \
+                     your reports; publish your own"
+                ),
             ),
+            own,
         ),
-        false => Finding::new("dmarc.record", Status::Pass, name, printable(record)),
-    }];
+        (true, false) => Finding::new("dmarc.record", Status::Info, name, inherited),
+        (false, false) => Finding::new("dmarc.record", Status::Pass, name, printable(record)),
+    };
+    let mut findings = vec![first];
+    if at.foreign {
+        findings.push(policy_finding(at, d, applied));
+        return findings;
+    }
     if !d.problems.is_empty() {
         let detail = format!(
             "receivers ignore {} and apply the rest of the record (RFC 9989): {}",
@@ -126,16 +142,26 @@ pub(super) fn findings(
         let fix = zone_line(&at.name, &d.without(HISTORIC_DMARC_TAGS));
         findings.push(Finding::new("dmarc.historic", Status::Info, &at.name, detail).fix(fix));
     }
-    let shown = shown(at, d, applied);
-    findings.push(match applied.effective {
-        Policy::None | Policy::Unspecified => Finding::new(
-            "dmarc.policy",
-            Status::Warn,
-            &at.name,
-            format!("{shown}: monitoring only, receivers deliver forged mail as usual"),
-        )
-        .fix(zone_line(&at.name, &stricter(at, d, applied))),
-        _ => Finding::new("dmarc.policy", Status::Pass, &at.name, printable(&shown)),
-    });
+    findings.push(policy_finding(at, d, applied));
     findings
+}
+
+/// `dmarc.policy`: the policy receivers apply; the fix raises it, unless the record is not the domain's.
+fn policy_finding(at: &Owner<'_>, d: &Dmarc, applied: &Applied) -> Finding {
+    let shown = shown(at, d, applied);
+    match applied.effective {
+        Policy::None | Policy::Unspecified => {
+            let warn = Finding::new(
+                "dmarc.policy",
+                Status::Warn,
+                &at.name,
+                format!("{shown}: monitoring only, receivers deliver forged mail as usual"),
+            );
+            match at.foreign {
+                true => warn,
+                false => warn.fix(zone_line(&at.name, &stricter(at, d, applied))),
+            }
+        }
+        _ => Finding::new("dmarc.policy", Status::Pass, &at.name, printable(&shown)),
+    }
 }
