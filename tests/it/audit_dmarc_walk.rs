@@ -39,6 +39,9 @@ _dmarc.corp.test.                IN TXT "v=DMARC1; p=none; rua=mailto:d@corp.tes
 _dmarc.dept.corp.test.           IN TXT "v=DMARC1; p=reject; psd=n; rua=mailto:d@reports.corp.test"
 x.dept.corp.test.                IN A   192.0.2.8
 _dmarc.trial.test.               IN TXT "v=DMARC1; p=reject; t=y; rua=mailto:d@trial.test"
+; Without p=: p=none when there is a rua= address, DMARC does not apply without one.
+_dmarc.monitor.test.             IN TXT "v=DMARC1; rua=mailto:d@monitor.test"
+_dmarc.nop.test.                 IN TXT "v=DMARC1; sp=reject"
 trial.test.                      IN A   192.0.2.9
 bare.test.                       IN A   192.0.2.10
 "#;
@@ -46,9 +49,9 @@ bare.test.                       IN A   192.0.2.10
 /// What both sides must find for one domain.
 struct Case {
     domain: &'static str,
-    /// The policy receivers apply to failing mail; None: DMARC does not apply (no record on the walk).
+    /// The policy receivers apply to failing mail; None: DMARC does not apply.
     policy: Option<&'static str>,
-    /// The organizational domain (None without a record).
+    /// The organizational domain (None when DMARC does not apply: not reported).
     org: Option<&'static str>,
     /// `dmarc.record`: the record's status and, when inherited, the `_dmarc.` name it comes from.
     record: (&'static str, Option<&'static str>),
@@ -136,6 +139,20 @@ const CASES: &[Case] = &[
         policy: Some("quarantine"),
         org: Some("trial.test"),
         record: ("PASS", None),
+        external: &[],
+    },
+    Case {
+        domain: "monitor.test",
+        policy: Some("none"),
+        org: Some("monitor.test"),
+        record: ("PASS", None),
+        external: &[],
+    },
+    Case {
+        domain: "nop.test",
+        policy: None,
+        org: None,
+        record: ("FAIL", None),
         external: &[],
     },
     Case {

@@ -11,10 +11,11 @@
 //! Ids:
 //! - `dmarc.record`: the record that applies. DOMAIN's own PASS; inherited INFO naming the record and the tag that
 //!   applies; a public suffix domain's record WARN (its operator sets the policy and gets the reports; fix: a
-//!   record of your own, and the PSD's tags and reports are not judged). FAIL when the walk finds no record, several DMARC records at the applying name, a record that
-//!   receivers discard (`p=`/`sp=`/`np=` invalid or repeated, `adkim=`/`aspf=`/`fo=` invalid: also above DOMAIN,
-//!   which breaks DMARC for every name below it), or one without `p=` and without `rua=` (DMARC does not
-//!   apply). UNKNOWN when a lookup on the walk got no answer.
+//!   record of your own; the PSD's tags and reports are not judged). FAIL when the walk finds no record, several
+//!   DMARC records at the applying name, a record that receivers discard (`p=`/`sp=`/`np=` invalid or repeated,
+//!   `adkim=`/`aspf=`/`fo=` invalid; also above DOMAIN, which breaks DMARC for every name below it), or one
+//!   without `p=` and without a `mailto:` `rua=` (DMARC does not apply; with one, it reads as `p=none`).
+//!   UNKNOWN when a lookup on the walk got no answer.
 //! - `dmarc.org_domain`: INFO: the organizational domain and what decided it (`psd=n`, `psd=y`, the highest
 //!   record on the walk). Report addresses are judged against it (`dmarc.external`), and relaxed alignment
 //!   accepts SPF and DKIM domains under it.
@@ -202,7 +203,8 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
     };
     let Some(applied) = applied else {
         let detail = format!(
-            "the DMARC record{here} has neither p= nor rua=: receivers apply no policy (RFC 9989 4.10.1)"
+            "the DMARC record{here} has no p= and no mailto: rua= address: receivers apply no policy \
+             (RFC 9989 4.10.1)"
         );
         let fix = zone_line(&at.name, &d.with("p", Some("quarantine")));
         return vec![Finding::new("dmarc.record", Status::Fail, &name, detail).fix(fix)];
