@@ -47,10 +47,12 @@ fn main() {
     let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let runs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
     let (zone, reverse, lists) = zones(n);
+    // `example.` answers NXDOMAIN where DMARC's tree walk climbs (`_dmarc.example.`); REFUSED would be UNKNOWN.
     let server = kit::dns::TestDns::start(&[
         ("bench.example.", &zone),
         ("18.198.in-addr.arpa.", &reverse),
         ("lists.example.", &lists),
+        ("example.", ""),
     ]);
     let home = std::env::temp_dir().join(format!("mailctl-bench-{}", std::process::id()));
     std::fs::create_dir_all(&home).expect("temp dir");

@@ -1,7 +1,8 @@
 //! The audit's record parsers, chosen by the first input byte (modulo 6); the rest is the record:
 //!
 //! 0. SPF (`spf::syntax::is_spf`, `parse`),
-//! 1. DMARC (`parse_dmarc`, the repaired record it suggests, report URIs),
+//! 1. DMARC (`parse_dmarc`, the repaired record and the one without historic tags it suggests, report URIs,
+//!    `dns::dmarc::is_dmarc`, which runs mail-auth's parser),
 //! 2. DKIM key records (`parse_key` over newline-separated TXT records, `is_key_record`, `rsa_bits`),
 //! 3. the `_mta-sts` and `_smtp._tls` TXT records (`parse_sts`, `parse_tls_rpt`),
 //! 4. the MTA-STS policy file (`Policy::parse`, `mx_matches`),
@@ -60,11 +61,23 @@ fn spf(text: &str) {
 
 fn dmarc(text: &str) {
     let _ = mailctl::dns::txt::has_version(text, "DMARC1");
+    let _ = mailctl::dns::dmarc::is_dmarc(text);
     let Ok(d) = txt_records::parse_dmarc(text) else {
         return;
     };
-    for tag in ["p", "sp", "pct", "adkim", "aspf", "fo", "ri"] {
+    for tag in ["p", "sp", "np", "psd", "t", "adkim", "aspf", "fo"] {
         let _ = d.get(tag);
+    }
+    // The fix of `dmarc.historic` is a clean record too, without any historic tag.
+    let modern = d.without(txt_records::HISTORIC_DMARC_TAGS);
+    match txt_records::parse_dmarc(&modern) {
+        Ok(again) => assert!(
+            again.problems.is_empty() && again.historic().is_empty(),
+            "{modern:?} still has {:?} {:?}",
+            again.problems,
+            again.historic()
+        ),
+        Err(e) => panic!("record without historic tags {modern:?} does not parse: {e}"),
     }
     for tag in ["rua", "ruf"] {
         for uri in d.uris(tag) {
@@ -85,7 +98,8 @@ fn dmarc(text: &str) {
     for (tag, value) in [
         ("p", Some("quarantine")),
         ("sp", Some("quarantine")),
-        ("pct", None),
+        ("np", Some("quarantine")),
+        ("t", None),
     ] {
         let _ = txt_records::parse_dmarc(&d.with(tag, value));
     }

@@ -5,7 +5,12 @@
 //! server on loopback. The resolver is mail-auth's, so DKIM/SPF/DMARC verification and mailctl's own lookups share
 //! one cache. Lookups distinguish "the name has no such record" (an answer) from "DNS did not answer" (an
 //! error, exit 3): a timeout is never reported as a missing record.
+//!
+//! [`txt`] holds the `tag=value` syntax TXT records of mail share; [`dmarc`] is DMARC policy discovery (the
+//! RFC 9989 DNS tree walk, the organizational domain, the policy that applies), the one implementation the
+//! audit uses, kept step for step with the walk mail-auth runs for `mailctl serve`.
 
+pub mod dmarc;
 pub mod txt;
 
 use std::net::{IpAddr, SocketAddr};

@@ -38,10 +38,12 @@ impl Scenario {
             .ok()
             .stdout;
         let reverse = format!("{n}.2.0.192.in-addr.arpa. 300 IN PTR {mx}.\n");
+        // The top-level zone `example.` answers NXDOMAIN where DMARC's tree walk climbs (`_dmarc.example.`).
         let dns = TestDns::start(&[
             (&format!("{domain}."), &zone_edit(zone)),
             ("2.0.192.in-addr.arpa.", &reverse),
             ("lists.example.", LISTS),
+            ("example.", ""),
         ]);
         let ca = TestCa::new();
         let mut script = Script::healthy(&mx, &domain, ca.server_config(&[&mx], 90));

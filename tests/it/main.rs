@@ -12,6 +12,7 @@
 mod architecture;
 mod audit;
 mod audit_dkim_dmarc;
+mod audit_dmarc_walk;
 mod audit_full;
 mod audit_ptr_dnsbl;
 mod audit_relay;

@@ -1,6 +1,6 @@
 //! Helpers shared by the TXT-record families (DKIM, DMARC, MTA-STS, TLS-RPT): zone-syntax fixes and the two
 //! record parsers that are more than a few lines: DMARC records
-//! ([`parse_dmarc`], RFC 7489 6.3) and DKIM key records ([`parse_key`], RFC 6376 3.6.1).
+//! ([`parse_dmarc`], RFC 9989) and DKIM key records ([`parse_key`], RFC 6376 3.6.1).
 //!
 //! No findings are made here; the families decide what a parse result means.
 
@@ -62,7 +62,7 @@ pub(crate) fn suggested(ctx: &Context<'_>, domain: &DomainName, prefix: &str) ->
         .map(|r| zone_line(&r.name, &r.value))
 }
 
-/// A DMARC record as a receiver reads it: the tags as published, and the ones it ignores (RFC 7489 6.3: invalid
+/// A DMARC record as a receiver reads it: the tags as published, and the ones it ignores (RFC 9989: invalid
 /// or repeated tags are ignored, the rest of the record applies).
 pub struct Dmarc {
     tags: Vec<(String, String)>,
@@ -122,6 +122,24 @@ impl Dmarc {
         self.clean().iter().any(|(k, _)| k == "rua")
     }
 
+    /// The historic tags the record holds, as `tag=value` (see [`HISTORIC_DMARC_TAGS`]).
+    pub fn historic(&self) -> Vec<String> {
+        self.tags
+            .iter()
+            .filter(|(k, _)| HISTORIC_DMARC_TAGS.contains(&k.as_str()))
+            .map(|(k, v)| format!("{k}={}", printable(v)))
+            .collect()
+    }
+
+    /// The repaired record without any of `drop` (see [`Dmarc::with`]).
+    pub fn without(&self, drop: &[&str]) -> String {
+        let tags = self.clean();
+        let kept = tags.iter().filter(|(k, _)| !drop.contains(&k.as_str()));
+        kept.map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// The repaired record with `tag` set to `value` (appended when absent, removed when `value` is None).
     pub fn with(&self, tag: &str, value: Option<&str>) -> String {
         let mut tags = self.clean();
@@ -170,9 +188,15 @@ fn valid_uri(uri: &str) -> bool {
     }
 }
 
-/// Parses a DMARC record (one that starts with `v=DMARC1`). Err only when receivers cannot apply it: `p=`
-/// missing, invalid or repeated, or `sp=` invalid (RFC 7489 6.6.3 step 6). Other invalid tags end up in
-/// [`Dmarc::problems`] and are ignored, as receivers ignore them.
+/// The tags RFC 9989 made historic: receivers following it ignore them.
+pub const HISTORIC_DMARC_TAGS: &[&str] = &["pct", "rf", "ri"];
+
+/// Parses a DMARC record (one that starts with `v=DMARC1`). Err when receivers discard the whole record (as
+/// mail-auth, and so `mailctl serve`, does): `p=`, `sp=` or `np=` invalid or repeated, `adkim=`, `aspf=` or `fo=`
+/// invalid. Other problems (a report URI that is not one, `psd=` or `t=` not y/n, a repeated tag, a part that is
+/// not `tag=value`) end up in [`Dmarc::problems`]; receivers skip those and apply the rest. A missing `p=` is no
+/// error here: whether the record then applies depends on `rua=` (see [`crate::dns::dmarc::applying_policy`]).
+/// The historic tags ([`HISTORIC_DMARC_TAGS`]) are not judged: receivers ignore them whatever they hold.
 pub fn parse_dmarc(record: &str) -> Result<Dmarc, String> {
     let tags = tag_list(record);
     let one_of = |v: &str, set: &[&str]| set.contains(&v.to_ascii_lowercase().as_str());
@@ -182,29 +206,31 @@ pub fn parse_dmarc(record: &str) -> Result<Dmarc, String> {
         let problem = if k.is_empty() {
             Some(format!("'{value}' is not a tag=value pair"))
         } else if tags[..i].iter().any(|(j, _)| j == k) {
-            if k == "p" || k == "sp" {
+            if ["p", "sp", "np"].contains(&k.as_str()) {
                 return Err(format!("the tag {tag}= appears twice"));
             }
-            Some(format!("{tag}= appears twice; only the first counts"))
+            Some(format!(
+                "{tag}= appears twice: receivers differ on which one counts"
+            ))
         } else {
             match k.as_str() {
-                "p" | "sp" if !one_of(v, &["none", "quarantine", "reject"]) => {
+                "p" | "sp" | "np" if !one_of(v, &["none", "quarantine", "reject"]) => {
                     return Err(format!("{tag}={value} is not none, quarantine or reject"));
                 }
-                "pct" if v.parse::<u8>().map_or(true, |n| n > 100) => {
-                    Some(format!("pct={value} is not a number from 0 to 100"))
-                }
                 "adkim" | "aspf" if !one_of(v, &["r", "s"]) => {
-                    Some(format!("{tag}={value} is not r or s"))
+                    return Err(format!("{tag}={value} is not r or s"));
                 }
                 "fo" if !v
                     .split(':')
                     .all(|o| one_of(o.trim(), &["0", "1", "d", "s"])) =>
                 {
-                    Some(format!("fo={value} is not a list of 0, 1, d and s"))
+                    return Err(format!("fo={value} is not a list of 0, 1, d and s"));
                 }
-                "ri" if v.parse::<u32>().is_err() => {
-                    Some(format!("ri={value} is not a number of seconds"))
+                "psd" if !one_of(v, &["y", "n", "u"]) => {
+                    Some(format!("psd={value} is not y, n or u (receivers read u)"))
+                }
+                "t" if !one_of(v, &["y", "n"]) => {
+                    Some(format!("t={value} is not y or n (receivers read n)"))
                 }
                 "rua" | "ruf" => {
                     let bad = v.split(',').map(str::trim).filter(|u| !valid_uri(u));
@@ -224,15 +250,11 @@ pub fn parse_dmarc(record: &str) -> Result<Dmarc, String> {
             problems.push(problem);
         }
     }
-    let d = Dmarc {
+    Ok(Dmarc {
         tags,
         ignored,
         problems,
-    };
-    match d.get("p") {
-        Some(_) => Ok(d),
-        None => Err("the required p= tag is missing".into()),
-    }
+    })
 }
 
 /// A DKIM key record that parsed.
