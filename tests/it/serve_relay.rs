@@ -198,6 +198,20 @@ fn mail_goes_through_the_relay_with_starttls_and_auth_or_implicit_tls() {
         rw.w.a.server.log()
     );
 
+    // The next message rides the same session: one login at R for both.
+    submit(&rw.w.a, &[BOB], &message(ALICE, BOB, "again", "r1b@a.test"));
+    wait_for(&rw.r, "bob has the second message", 15, || {
+        rw.w.b.server.inbox(BOB).len() == 2
+    });
+    arrived_through_the_relay(&rw, "r1b@a.test");
+    let logins = rw.r.server.log().matches(&format!("login={LOGIN}")).count();
+    assert_eq!(
+        logins,
+        1,
+        "one AUTH for two messages:\n{}",
+        rw.r.server.log()
+    );
+
     // Implicit TLS on R's submissions listener.
     let url = format!("smtps://{RELAY_HOST}:{}", rw.r.addr("submissions").port());
     rw.relay_key("url", &url);
@@ -207,8 +221,8 @@ fn mail_goes_through_the_relay_with_starttls_and_auth_or_implicit_tls() {
         &[BOB],
         &message(ALICE, BOB, "via smtps", "r2@a.test"),
     );
-    wait_for(&rw.w.a, "bob has both messages", 15, || {
-        rw.w.b.server.inbox(BOB).len() == 2
+    wait_for(&rw.r, "bob has all three messages", 15, || {
+        rw.w.b.server.inbox(BOB).len() == 3
     });
     arrived_through_the_relay(&rw, "r2@a.test");
     assert_eq!(

@@ -61,6 +61,8 @@ pub struct Outbound {
     relay_trust: Trust,
     /// Counts relay failures that need the admin.
     metrics: Arc<Metrics>,
+    /// Sessions with relay hosts kept open between deliveries.
+    relay_pool: relay::pool::Pool,
 }
 
 impl Outbound {
@@ -98,6 +100,7 @@ impl Outbound {
             routes: Routes::new(configured),
             relay_trust,
             metrics: Arc::new(Metrics::default()),
+            relay_pool: relay::pool::Pool::default(),
         })
     }
 
@@ -212,6 +215,7 @@ impl Outbound {
                     },
                     resolver: &self.resolver,
                     metrics: &self.metrics,
+                    pool: &self.relay_pool,
                 };
                 return relay::deliver::deliver(&relay, &through, &envelope, outcomes).await;
             }

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+use super::pool::Pool;
 use super::{Relay, RelayTls, Scheme};
 use crate::dns::Resolver;
 use crate::smtp::metrics::{Metrics, RelayFailure};
@@ -39,6 +40,8 @@ pub struct Through<'a> {
     pub resolver: &'a Resolver,
     /// Counts failures that need the admin.
     pub metrics: &'a Metrics,
+    /// Sessions kept open between deliveries.
+    pub pool: &'a Pool,
 }
 
 /// How one session with one relay address went wrong, when it did before the transaction.
@@ -49,13 +52,48 @@ enum Setback {
     Admin(RelayFailure, String),
 }
 
-/// Delivers `envelope` through `relay`, filling the open (None) entries of `outcomes`.
+/// Delivers `envelope` through `relay`, filling the open (None) entries of `outcomes`: over a kept session
+/// when there is one ([`Pool`]), else over a new one, which is kept afterwards.
 pub async fn deliver(
     relay: &Relay,
     through: &Through<'_>,
     envelope: &Envelope<'_>,
     outcomes: &mut [Option<Outcome>],
 ) {
+    let key = relay.pool_key();
+    let limit = through.params.timeout;
+    if let Some(mut kept) = through.pool.take(&key, limit).await {
+        let mut healthy = true;
+        let end = transaction(
+            &through.params,
+            &kept.who,
+            envelope,
+            outcomes,
+            &mut kept.conn,
+            &mut healthy,
+        )
+        .await;
+        match end {
+            End::Done if healthy => {
+                return through
+                    .pool
+                    .put(&key, kept.conn, kept.who, kept.used + 1, limit);
+            }
+            End::Done => return goodbye(&through.params, kept.conn, healthy),
+            End::Refused(why) => {
+                goodbye(&through.params, kept.conn, healthy);
+                let why = format!("{why} (the relay refuses mail from us)");
+                return admin(relay, through, RelayFailure::Refused, why, outcomes);
+            }
+            // The kept session failed before the message went out: a new one gets the open recipients.
+            End::NextAddress(_) | End::RetryPlain(_) => {
+                goodbye(&through.params, kept.conn, healthy)
+            }
+        }
+        if outcomes.iter().all(Option::is_some) {
+            return;
+        }
+    }
     let host = &relay.url.host;
     let ips = match relay.url.ip() {
         Some(ip) => vec![ip],
@@ -92,11 +130,17 @@ pub async fn deliver(
                     &mut healthy,
                 )
                 .await;
-                goodbye(&through.params, conn, healthy);
                 match end {
-                    End::Done => return,
-                    End::NextAddress(why) | End::RetryPlain(why) => last_error = Some(why),
+                    End::Done if healthy => {
+                        return through.pool.put(&key, conn, who, 1, limit);
+                    }
+                    End::Done => return goodbye(&through.params, conn, healthy),
+                    End::NextAddress(why) | End::RetryPlain(why) => {
+                        goodbye(&through.params, conn, healthy);
+                        last_error = Some(why);
+                    }
                     End::Refused(why) => {
+                        goodbye(&through.params, conn, healthy);
                         let why = format!("{why} (the relay refuses mail from us)");
                         return admin(relay, through, RelayFailure::Refused, why, outcomes);
                     }

@@ -16,6 +16,7 @@
 //! they are queued).
 
 pub mod deliver;
+pub mod pool;
 pub mod routes;
 
 use std::fmt;
@@ -152,6 +153,12 @@ impl fmt::Debug for Relay {
 }
 
 impl Relay {
+    /// Which kept sessions may carry this relay's mail: same URL, same login.
+    pub fn pool_key(&self) -> String {
+        let user = self.login.as_ref().map_or("", |(u, _)| u.as_str());
+        format!("{} {user}", self.url)
+    }
+
     /// Checks the combination: no plain text but on loopback, no AUTH without TLS. The error names the
     /// setting (`KEY: why`, with `key` the prefix such as `server.outbound.relay`).
     pub fn check(&self, key: &str) -> std::result::Result<(), String> {
