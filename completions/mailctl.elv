@@ -40,6 +40,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand serve 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)'
             cand queue 'Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats'
             cand relay 'Relay hosts (smarthosts) per sender domain: set, list, delete'
+            cand srs 'SRS secrets for forwarded mail: rotate, list, forward, reverse'
             cand bench 'Load generators for measuring a running server'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
@@ -1193,6 +1194,95 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;relay;help;help'= {
         }
+        &'mailctl;srs'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand rotate 'Add a new signing secret (random, or the first line of standard input, e.g. postsrsd''s secret file); older secrets keep verifying until every address they signed has expired (21 days)'
+            cand list 'List the secrets by id and age (never the secrets themselves)'
+            cand forward 'Print the address serve would use as MAIL FROM when it forwards mail from SENDER for DOMAIN'
+            cand reverse 'Print the address an SRS address of ours leads back to (exit 1 when forged, expired or silent)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;srs;rotate'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --secret-stdin 'Read the secret from the first line of standard input instead of generating one'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;srs;list'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;srs;forward'= {
+            cand --domain 'The forwarding (hosted) domain'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;srs;reverse'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;srs;help'= {
+            cand rotate 'Add a new signing secret (random, or the first line of standard input, e.g. postsrsd''s secret file); older secrets keep verifying until every address they signed has expired (21 days)'
+            cand list 'List the secrets by id and age (never the secrets themselves)'
+            cand forward 'Print the address serve would use as MAIL FROM when it forwards mail from SENDER for DOMAIN'
+            cand reverse 'Print the address an SRS address of ours leads back to (exit 1 when forged, expired or silent)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;srs;help;rotate'= {
+        }
+        &'mailctl;srs;help;list'= {
+        }
+        &'mailctl;srs;help;forward'= {
+        }
+        &'mailctl;srs;help;reverse'= {
+        }
+        &'mailctl;srs;help;help'= {
+        }
         &'mailctl;bench'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
@@ -1440,6 +1530,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand serve 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)'
             cand queue 'Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats'
             cand relay 'Relay hosts (smarthosts) per sender domain: set, list, delete'
+            cand srs 'SRS secrets for forwarded mail: rotate, list, forward, reverse'
             cand bench 'Load generators for measuring a running server'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
@@ -1593,6 +1684,20 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;help;relay;list'= {
         }
         &'mailctl;help;relay;delete'= {
+        }
+        &'mailctl;help;srs'= {
+            cand rotate 'Add a new signing secret (random, or the first line of standard input, e.g. postsrsd''s secret file); older secrets keep verifying until every address they signed has expired (21 days)'
+            cand list 'List the secrets by id and age (never the secrets themselves)'
+            cand forward 'Print the address serve would use as MAIL FROM when it forwards mail from SENDER for DOMAIN'
+            cand reverse 'Print the address an SRS address of ours leads back to (exit 1 when forged, expired or silent)'
+        }
+        &'mailctl;help;srs;rotate'= {
+        }
+        &'mailctl;help;srs;list'= {
+        }
+        &'mailctl;help;srs;forward'= {
+        }
+        &'mailctl;help;srs;reverse'= {
         }
         &'mailctl;help;bench'= {
             cand smtp 'Send messages over concurrent SMTP sessions; report throughput and end-of-DATA latency'

@@ -71,6 +71,29 @@ pub struct ServerSection {
     /// `[server.outbound]`: how `serve` delivers to other servers.
     #[serde(default)]
     pub outbound: OutboundSection,
+    /// `[server.forwarding]`: how mail forwarded to outside addresses is sent on.
+    #[serde(default)]
+    pub forwarding: ForwardingSection,
+}
+
+/// `[server.forwarding]`: mail from outside forwarded to an outside address (an alias target in another
+/// domain). Every key optional; defaults in [`crate::smtp::settings`].
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardingSection {
+    /// Rewrite the envelope sender with SRS (default true).
+    pub srs: Option<bool>,
+    /// `[server.forwarding.domains."example.org"]`: settings of one forwarding domain, over the global ones.
+    #[serde(default)]
+    pub domains: std::collections::BTreeMap<String, ForwardingDomainSection>,
+}
+
+/// `[server.forwarding.domains."DOMAIN"]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardingDomainSection {
+    /// Rewrite the envelope sender with SRS for mail this domain forwards.
+    pub srs: Option<bool>,
 }
 
 /// `[server.queue]`: every key optional; defaults in [`crate::smtp::settings`].

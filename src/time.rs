@@ -8,10 +8,16 @@ const DB_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 /// The current time in the database's column format.
 pub fn now_db() -> String {
-    Utc::now().format(DB_FORMAT).to_string()
+    to_db(Utc::now())
 }
 
-fn parse_db(s: &str) -> Option<DateTime<Utc>> {
+/// `time` in the database's column format.
+pub fn to_db(time: DateTime<Utc>) -> String {
+    time.format(DB_FORMAT).to_string()
+}
+
+/// A stored timestamp as a UTC time, if it parses.
+pub fn parse_db(s: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(s.trim(), DB_FORMAT)
         .ok()
         .map(|n| n.and_utc())

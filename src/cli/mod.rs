@@ -20,6 +20,7 @@ mod password_input;
 mod queue;
 mod relay;
 mod serve;
+mod srs;
 
 use std::path::PathBuf;
 
@@ -113,6 +114,9 @@ pub enum Command {
     /// Relay hosts (smarthosts) per sender domain: set, list, delete
     #[command(subcommand)]
     Relay(relay::RelayCmd),
+    /// SRS secrets for forwarded mail: rotate, list, forward, reverse
+    #[command(subcommand)]
+    Srs(srs::SrsCmd),
     /// Load generators for measuring a running server
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -202,6 +206,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Serve(a) => serve::run(&ctx, a).await,
         Command::Queue(c) => queue::run(&ctx, c).await,
         Command::Relay(c) => relay::run(&ctx, c).await,
+        Command::Srs(c) => srs::run(&ctx, c).await,
         Command::Bench(c) => bench::run(&ctx, c).await,
         Command::Completions(_) => Ok(()),
     };

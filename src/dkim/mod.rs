@@ -4,6 +4,7 @@
 //! sign). RSA public keys are published as SubjectPublicKeyInfo (what OpenDKIM and rspamd publish and every
 //! verifier accepts), Ed25519 public keys as the raw 32 bytes (RFC 8463).
 
+pub mod arc;
 pub mod keys;
 pub mod sign;
 pub mod verify;

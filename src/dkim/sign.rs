@@ -69,8 +69,33 @@ pub fn check_message(message: &[u8]) -> Result<String, String> {
         .unwrap_or_default())
 }
 
+/// A stored key, ready for mail-auth's signers (DKIM and ARC).
+pub(crate) enum Key {
+    /// RSA with SHA-256.
+    Rsa(RsaKey<Sha256>),
+    /// Ed25519 (RFC 8463).
+    Ed25519(Ed25519Key),
+}
+
+impl Key {
+    /// Parses the PKCS#8 PEM of `key`.
+    pub(crate) fn load(key: &KeyPair) -> Result<Key, String> {
+        let der = PrivatePkcs8KeyDer::from_pem_slice(key.private_pem.as_bytes())
+            .map_err(|e| format!("the stored private key is unreadable: {e}"))?;
+        let failed = |e: mail_auth::Error| format!("the stored private key is unusable: {e}");
+        Ok(match key.algorithm {
+            KeyAlgorithm::Rsa => {
+                Key::Rsa(RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(der)).map_err(failed)?)
+            }
+            KeyAlgorithm::Ed25519 => {
+                Key::Ed25519(Ed25519Key::from_pkcs8_der(der.secret_pkcs8_der()).map_err(failed)?)
+            }
+        })
+    }
+}
+
 /// The header names to sign for this message: those of [`SIGNED_HEADERS`] it has, plus `From` once more.
-fn headers_to_sign(message: &[u8]) -> Vec<String> {
+pub(crate) fn headers_to_sign(message: &[u8]) -> Vec<String> {
     let present: Vec<String> = mail_auth::AuthenticatedMessage::parse(message)
         .map(|m| {
             m.headers
@@ -99,32 +124,24 @@ pub fn sign(
     let message = to_crlf(message);
     check_message(&message)?;
     let headers = headers_to_sign(&message);
-    let der = PrivatePkcs8KeyDer::from_pem_slice(key.private_pem.as_bytes())
-        .map_err(|e| format!("the stored private key is unreadable: {e}"))?;
     let failed = |e: mail_auth::Error| format!("signing failed: {e}");
-    let header = match key.algorithm {
-        KeyAlgorithm::Rsa => {
-            let k = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(der)).map_err(failed)?;
-            signer_sign(
-                DkimSigner::from_key(k),
-                domain,
-                selector,
-                &headers,
-                &message,
-            )
-            .map_err(failed)?
-        }
-        KeyAlgorithm::Ed25519 => {
-            let k = Ed25519Key::from_pkcs8_der(der.secret_pkcs8_der()).map_err(failed)?;
-            signer_sign(
-                DkimSigner::from_key(k),
-                domain,
-                selector,
-                &headers,
-                &message,
-            )
-            .map_err(failed)?
-        }
+    let header = match Key::load(key)? {
+        Key::Rsa(k) => signer_sign(
+            DkimSigner::from_key(k),
+            domain,
+            selector,
+            &headers,
+            &message,
+        )
+        .map_err(failed)?,
+        Key::Ed25519(k) => signer_sign(
+            DkimSigner::from_key(k),
+            domain,
+            selector,
+            &headers,
+            &message,
+        )
+        .map_err(failed)?,
     };
     let mut out = header.into_bytes();
     out.extend_from_slice(&message);

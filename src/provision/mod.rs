@@ -8,6 +8,7 @@ mod aliases;
 pub mod dkim;
 mod domains;
 mod mailboxes;
+pub mod srs;
 
 pub use aliases::{
     add_alias, add_alias_domain, delete_alias, delete_alias_domain, set_alias, update_alias,

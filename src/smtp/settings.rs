@@ -212,6 +212,8 @@ pub struct Settings {
     pub queue: QueueSettings,
     /// Outbound delivery.
     pub outbound: OutboundSettings,
+    /// Forwarding to outside addresses.
+    pub forwarding: ForwardingSettings,
     /// Database URL.
     pub database_url: String,
     /// Nameserver override (`[dns] nameserver` or `--nameserver`).
@@ -276,11 +278,57 @@ impl Settings {
                 .transpose()?,
             queue: queue(&server.queue, &config.database_url)?,
             outbound: outbound(&server.outbound)?,
+            forwarding: forwarding(&server.forwarding)?,
             database_url: config.database_url.clone(),
             nameserver: config.nameserver.clone(),
             run_as,
         })
     }
+}
+
+/// `[server.forwarding]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardingSettings {
+    /// SRS for every forwarding domain without a setting of its own.
+    pub srs: bool,
+    /// Forwarding domains (lower-case) whose SRS setting differs from `srs`.
+    pub srs_by_domain: std::collections::BTreeMap<String, bool>,
+}
+
+impl Default for ForwardingSettings {
+    fn default() -> Self {
+        ForwardingSettings {
+            srs: true,
+            srs_by_domain: Default::default(),
+        }
+    }
+}
+
+impl ForwardingSettings {
+    /// Whether mail forwarded by `domain` gets an SRS sender.
+    pub fn srs_for(&self, domain: &str) -> bool {
+        self.srs_by_domain
+            .get(&domain.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(self.srs)
+    }
+}
+
+/// Validates `[server.forwarding]`: domain keys must be domain names.
+fn forwarding(file: &crate::config::ForwardingSection) -> Result<ForwardingSettings> {
+    let mut out = ForwardingSettings {
+        srs: file.srs.unwrap_or(true),
+        ..ForwardingSettings::default()
+    };
+    for (name, section) in &file.domains {
+        let domain = name
+            .parse::<crate::model::DomainName>()
+            .map_err(|e| Error::usage(format!("server.forwarding.domains: {e}")))?;
+        if let Some(srs) = section.srs {
+            out.srs_by_domain.insert(domain.to_string(), srs);
+        }
+    }
+    Ok(out)
 }
 
 /// Validates `[server.queue]` alone (also used by `mailctl queue`, which needs no listeners).

@@ -46,6 +46,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0004_relay_routes.sql"),
         mysql: include_str!("migrations/mysql/0004_relay_routes.sql"),
     },
+    Migration {
+        version: 5,
+        description: "SRS secrets for forwarded mail (mailctl_srs_secrets)",
+        sqlite: include_str!("migrations/sqlite/0005_srs_secrets.sql"),
+        mysql: include_str!("migrations/mysql/0005_srs_secrets.sql"),
+    },
 ];
 
 /// A migration that has been applied.

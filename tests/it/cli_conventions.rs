@@ -275,16 +275,20 @@ fn mailbox_lifecycle_updates_postfixadmin_rows(db: &TestDb) {
     );
 }
 
+/// The newest schema version.
+const LATEST: i64 = 5;
+
 fn db_migrate_and_status_report_the_schema_version(db: &TestDb) {
     let status = db.run(&["--json", "db", "status"]).ok().json();
     assert_eq!(status["current_version"], 0);
-    assert_eq!(status["pending"], serde_json::json!([1, 2, 3, 4]));
+    let all: Vec<i64> = (1..=LATEST).collect();
+    assert_eq!(status["pending"], serde_json::json!(all));
     let migrated = db.run(&["--json", "db", "migrate"]).ok().json();
-    for (i, version) in [1, 2, 3, 4].into_iter().enumerate() {
+    for (i, version) in all.into_iter().enumerate() {
         assert_eq!(migrated["applied"][i]["version"], version);
     }
     let status = db.run(&["--json", "db", "status"]).ok().json();
-    assert_eq!(status["current_version"], 4);
+    assert_eq!(status["current_version"], LATEST);
     assert_eq!(status["pending"], serde_json::json!([]));
     let again = db.run(&["db", "migrate"]).ok().stdout;
     assert!(again.contains("up to date"), "{again}");
@@ -354,7 +358,7 @@ fn existing_postfixadmin_database_is_adopted_unaltered(db: &TestDb) {
 
     assert_eq!(before, show(db), "postfixadmin's table definitions changed");
     let version = db.query("SELECT MAX(version) FROM mailctl_schema_migrations");
-    assert_eq!(version[0][0].as_deref(), Some("4"));
+    assert_eq!(version[0][0].as_deref(), Some(LATEST.to_string().as_str()));
 }
 
 fn a_postfixadmin_schema_missing_columns_is_reported_plainly(db: &TestDb) {

@@ -141,8 +141,9 @@ fn a_refused_recipient_comes_back_to_the_sender_as_a_dsn_and_dsns_never_loop() {
         queue_list(&w.a).is_empty()
     });
 
-    // Mail from outside to an alias forwarding to the unknown user: the DSN goes to the outside sender, whom B
-    // refuses too; that DSN (null sender) fails without a DSN of its own, and the queue empties.
+    // Mail from outside to an alias forwarding to the unknown user: ghost@b.test is not authenticated (b.test
+    // publishes neither SPF nor DMARC), so the copy went out with a silent SRS sender and A's DSN for it is
+    // dropped rather than sent to a sender who may be forged (see serve_forward.rs); the queue empties.
     let mut mx = SmtpClient::connect(w.a.addr("smtp"));
     mx.ehlo("client.b.test");
     let fwd = message("ghost@b.test", "fwd@a.test", "forwarded", "fwd@b.test");
@@ -150,24 +151,21 @@ fn a_refused_recipient_comes_back_to_the_sender_as_a_dsn_and_dsns_never_loop() {
         .expect(250, "2.0.0");
     wait_for(
         &w.a,
-        "the forwarded message and its DSN are settled",
+        "the forwarded message is refused and its DSN dropped",
         15,
         || {
-            // A's delivery log: the DSN to ghost (null sender) was tried and refused.
             let log = w.a.server.log();
-            let dsn_failed = log.lines().any(|l| {
-                l.contains("sender= recipients=ghost@b.test") && l.contains("failed: mx.b.test")
-            });
-            dsn_failed && queue_list(&w.a).is_empty()
+            log.contains("DSN refused by local delivery; dropped") && queue_list(&w.a).is_empty()
         },
     );
     std::thread::sleep(Duration::from_secs(6));
     assert!(queue_list(&w.a).is_empty(), "{:?}", queue_list(&w.a));
     assert_eq!(bounces(&w.a, ALICE).len(), 1, "alice got exactly one DSN");
     let log = w.a.server.log();
-    let queued: Vec<&str> = log.lines().filter(|l| l.contains("DSN queued")).collect();
-    assert_eq!(queued.len(), 1, "one DSN sent out, to ghost: {queued:?}");
-    assert!(queued[0].contains("to=ghost@b.test"), "{queued:?}");
+    assert!(
+        !log.lines().any(|l| l.contains("DSN queued")),
+        "no DSN went out: {log}"
+    );
     assert_eq!(
         all_delivered(&w.b).len(),
         1,

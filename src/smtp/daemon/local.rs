@@ -37,8 +37,34 @@ impl LocalDelivery for Local {
                 Ok(r) => r,
                 Err(e) => return Some(Outcome::Deferred(format!("local lookup failed: {e}"))),
             };
+            let queue_copy = |recipients: Vec<String>| {
+                let envelope = Envelope {
+                    sender: sender.to_string(),
+                    recipients,
+                    dkim: None,
+                };
+                let queue = server.queue.clone();
+                let body = message.to_vec();
+                async move {
+                    let queued = tokio::task::spawn_blocking(move || {
+                        queue.enqueue(&envelope, &body, chrono::Utc::now())
+                    })
+                    .await;
+                    matches!(queued, Ok(Ok(_)))
+                }
+            };
             match resolved {
                 Recipient::NotLocal => None,
+                // A bounce to one of our SRS addresses goes on to the original sender.
+                Recipient::Returned(original) => match queue_copy(vec![original.clone()]).await {
+                    true => Some(Outcome::Delivered(format!(
+                        "250 2.0.0 returned to <{original}> (SRS)"
+                    ))),
+                    false => Some(Outcome::Deferred("cannot queue the returned copy".into())),
+                },
+                Recipient::BadSrs(why) => {
+                    Some(Outcome::Failed(format!("550 5.1.1 <{recipient}>: {why}")))
+                }
                 Recipient::Unknown => Some(Outcome::Failed(format!(
                     "550 5.1.1 <{recipient}>: Recipient address rejected: User unknown"
                 ))),
@@ -50,21 +76,10 @@ impl LocalDelivery for Local {
                     external,
                     ..
                 } => {
-                    if !external.is_empty() {
-                        let envelope = Envelope {
-                            sender: sender.to_string(),
-                            recipients: external.iter().map(|a| a.to_string()).collect(),
-                            dkim: None,
-                        };
-                        let queue = server.queue.clone();
-                        let body = message.to_vec();
-                        let queued = tokio::task::spawn_blocking(move || {
-                            queue.enqueue(&envelope, &body, chrono::Utc::now())
-                        })
-                        .await;
-                        if !matches!(queued, Ok(Ok(_))) {
-                            return Some(Outcome::Deferred("cannot queue forwarded copies".into()));
-                        }
+                    if !external.is_empty()
+                        && !queue_copy(external.iter().map(|a| a.to_string()).collect()).await
+                    {
+                        return Some(Outcome::Deferred("cannot queue forwarded copies".into()));
                     }
                     if mailboxes.is_empty() {
                         return Some(Outcome::Delivered("250 2.0.0 forwarded".into()));

@@ -81,6 +81,12 @@ impl Bound {
             privileges::switch(r)?;
         }
         let (store, _) = Store::open(&settings.database_url).await?;
+        // Forwarded mail needs an SRS secret; the first start on a database makes one (every node shares it).
+        let mut tx = store.begin_write().await?;
+        if crate::provision::srs::ensure_secret(&mut tx).await? {
+            tracing::info!(target: "mailctl::smtp", "created the first SRS secret (mailctl srs list)");
+        }
+        tx.commit().await?;
         let metrics = Arc::new(Metrics::default());
         let outbound = outbound
             .with_routes(store.clone())

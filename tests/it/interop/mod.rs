@@ -18,8 +18,10 @@
 //! reason) and run with `cargo test --test it -- --ignored interop`, as `.ci/run` does after installing the
 //! packages. Run that way, a missing program or privilege fails the test, naming what is missing.
 
+mod forward;
 mod harness;
 mod relay;
+mod srs;
 
 use std::time::Duration;
 

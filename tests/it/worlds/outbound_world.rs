@@ -85,6 +85,11 @@ pub struct World {
 impl World {
     /// Provisions both databases, publishes a.test's fresh DKIM key and configures A and B.
     pub fn new(n: u8) -> World {
+        World::with_zone(n, "")
+    }
+
+    /// [`World::new`] with more records (absolute names) in the zone.
+    pub fn with_zone(n: u8, extra: &str) -> World {
         let a_db = TestDb::sqlite();
         cli(&a_db, "domain add a.test");
         add_mailbox(&a_db, ALICE, &[]);
@@ -101,7 +106,7 @@ impl World {
             cli(&b_db, &format!("domain add {domain}"));
             add_mailbox(&b_db, &format!("bob@{domain}"), &[]);
         }
-        let dns = TestDns::start(&[("test.", &format!("{}{key}", zone(n)))]);
+        let dns = TestDns::start(&[("test.", &format!("{}{extra}\n{key}", zone(n)))]);
         let ip = |h: u8| Ipv4Addr::new(127, 0, n, h);
         let port = free_port(&[ip(2), ip(3), ip(4), ip(8), ip(9), ip(10)]);
         let a = Node::new(&a_db, ServeOptions::default().dns(&dns), ip(2), port, true);

@@ -17,6 +17,7 @@ mod content;
 pub mod dkim;
 pub mod dmarc;
 pub mod dnsbl;
+pub mod forwarding;
 pub mod iprev;
 pub mod results;
 pub mod spf;

@@ -111,6 +111,13 @@ pub enum Recipient {
     /// Everything the address leads to is switched off (a disabled mailbox, an alias of only disabled
     /// mailboxes, an alias domain whose target is disabled): `550 5.2.1` at RCPT. Never caught by a catch-all.
     Disabled,
+    /// An SRS address of a hosted domain that verified ([`crate::srs`]): a bounce (or reply) to mail this
+    /// server forwarded, on its way back to the original sender outside, which it is relayed to, from any
+    /// client. The address as it was encoded (it may not be one this server would accept as a name).
+    Returned(String),
+    /// An SRS address of a hosted domain that is forged, expired or malformed, or whose bounces are not
+    /// returned (the forwarded mail's sender was not authenticated): `550 5.1.1` at RCPT, with the reason.
+    BadSrs(String),
 }
 
 /// Resolves one recipient address, as the session does for each RCPT.
@@ -136,6 +143,9 @@ pub async fn resolve_parts(
     let Ok(domain) = domain.parse::<DomainName>() else {
         return Ok(Recipient::NotLocal);
     };
+    if crate::srs::is_srs(local) && is_hosted(tx, &domain).await? {
+        return srs_recipient(tx, local, limits).await;
+    }
     if let Ok(address) = format!("{local}@{domain}").parse::<Address>()
         && address.domain == domain
     {
@@ -146,6 +156,52 @@ pub async fn resolve_parts(
         DomainState::BrokenAlias(_) => Recipient::Disabled,
         DomainState::Inactive | DomainState::BackupMx | DomainState::Foreign => Recipient::NotLocal,
     })
+}
+
+/// Whether `domain` is hosted here (an active, non-backup domain, or an active alias domain of one).
+pub async fn is_hosted(tx: &mut Tx, domain: &DomainName) -> Result<bool> {
+    Ok(matches!(
+        walk::domain_state(tx, domain).await?,
+        DomainState::Hosted | DomainState::AliasOf(_)
+    ))
+}
+
+/// An SRS local part of a hosted domain: reversed with the stored secrets. A reversed address in a hosted
+/// domain is resolved as any recipient (one level: an SRS address never reverses to another of ours that
+/// verifies, since ours are never made from our own domains' senders).
+async fn srs_recipient(tx: &mut Tx, local: &str, limits: ResolveLimits) -> Result<Recipient> {
+    let srs = crate::provision::srs::load(tx).await?;
+    let today = crate::srs::day(chrono::Utc::now().timestamp().max(0) as u64);
+    let original = match srs.reverse(local, today) {
+        Ok(crate::srs::Reversed::Address(original)) => original,
+        Ok(crate::srs::Reversed::Silent) => {
+            return Ok(Recipient::BadSrs(
+                "the forwarded mail's sender was not authenticated, so bounces are not returned"
+                    .into(),
+            ));
+        }
+        Err(e) => return Ok(Recipient::BadSrs(e.to_string())),
+    };
+    let Some((_, domain)) = original.rsplit_once('@') else {
+        return Ok(Recipient::BadSrs("the SRS address holds no domain".into()));
+    };
+    let hosted = match domain.parse::<DomainName>() {
+        Ok(d) => is_hosted(tx, &d).await?,
+        Err(_) => {
+            return Ok(Recipient::BadSrs(
+                "the SRS address holds no valid domain".into(),
+            ));
+        }
+    };
+    match original.parse::<Address>() {
+        Ok(address) if hosted && !crate::srs::is_srs(address.local.as_str()) => {
+            resolve(tx, &address, limits).await
+        }
+        _ if hosted => Ok(Recipient::BadSrs(
+            "the SRS address leads back to this server".into(),
+        )),
+        _ => Ok(Recipient::Returned(original)),
+    }
 }
 
 /// `alice@d` for `alice+tag@d`: the part before the first delimiter, when that leaves a valid, non-empty local

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::Session;
 use super::received::Trace;
+use super::{Session, forward};
 use crate::smtp::inbound::command::Reply;
 use crate::smtp::metrics::RejectReason;
+use crate::smtp::queue::Envelope;
 
 impl Session {
     /// Why DATA cannot start now, if it cannot.
@@ -32,7 +33,7 @@ impl Session {
         let (results, junk, summary) = match &self.login {
             Some(login) => (
                 self.server.checks.submission_results(&login.to_string()),
-                false,
+                None,
                 format!("auth={login}"),
             ),
             None => {
@@ -52,7 +53,9 @@ impl Session {
                 }
                 (
                     verdict.authentication_results,
-                    verdict.junk,
+                    verdict
+                        .junk
+                        .then(|| verdict.reason.unwrap_or(RejectReason::Dmarc)),
                     verdict.summary,
                 )
             }
@@ -84,6 +87,7 @@ impl Session {
         let mut stamped = Vec::with_capacity(results.len() + received.len() + message.len());
         stamped.extend_from_slice(results.as_bytes());
         stamped.extend_from_slice(received.as_bytes());
+        let trace_len = stamped.len();
         stamped.extend_from_slice(&message);
         drop(message);
         let targets: Vec<crate::smtp::deliver::Target> = txn
@@ -91,21 +95,63 @@ impl Session {
             .iter()
             .cloned()
             .map(|mut t| {
-                t.junk = junk;
+                t.junk = junk.is_some();
                 t
             })
             .collect();
         let id = txn.id.clone();
         let sender = txn.sender.clone();
-        let remote = txn.remote.clone();
         let stamped = Arc::new(stamped);
         // Remote recipients first: once the queue holds the message, local delivery follows; if that fails,
         // the queue entry is taken back out, so a retrying client never causes a second remote copy.
-        let queued = !remote.is_empty();
-        if queued && let Err(reply) = self.queue_remote(&id, &sender, remote, &stamped).await {
-            self.finish_log(size, &summary, &reply);
-            return reply;
-        }
+        let queued = if self.login.is_some() {
+            let remote = txn.remote.clone();
+            let queued = !remote.is_empty();
+            if queued && let Err(reply) = self.queue_remote(&id, &sender, remote, &stamped).await {
+                self.finish_log(size, &summary, &reply);
+                return reply;
+            }
+            queued
+        } else {
+            let input = forward::Inputs {
+                sender: &sender,
+                remote: &txn.remote,
+                returned: &txn.returned,
+                forwarders: &txn.forwarders,
+                message: &stamped[trace_len..],
+                stamped: &stamped,
+                junk,
+                helo: &helo,
+                spf: txn.spf.as_ref().and_then(|s| s.eval.as_ref()),
+            };
+            match self.forward(input).await {
+                Err(reply) => {
+                    self.server.metrics.rejected(RejectReason::Tempfail);
+                    self.finish_log(size, &summary, &reply);
+                    return reply;
+                }
+                Ok(forward::Decision::Nothing) => false,
+                Ok(forward::Decision::HeldBack(why, reason)) if targets.is_empty() => {
+                    let reply = Reply::new(550, Some((5, 7, 1)), format!("Not forwarded: {why}"));
+                    self.server.metrics.rejected(reason);
+                    self.finish_log(size, &summary, &reply);
+                    return reply;
+                }
+                Ok(forward::Decision::HeldBack(..)) => false,
+                Ok(forward::Decision::Send(copy)) => {
+                    let envelope = Envelope {
+                        sender: copy.sender,
+                        recipients: copy.recipients,
+                        dkim: copy.dkim,
+                    };
+                    if let Err(reply) = self.enqueue(&id, envelope, copy.body).await {
+                        self.finish_log(size, &summary, &reply);
+                        return reply;
+                    }
+                    true
+                }
+            }
+        };
         let outcome = if targets.is_empty() {
             Ok(Vec::new())
         } else {

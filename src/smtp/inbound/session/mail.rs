@@ -68,6 +68,8 @@ impl Session {
             recipients: Vec::new(),
             targets: Vec::new(),
             remote: Vec::new(),
+            forwarders: Vec::new(),
+            returned: Vec::new(),
             quotas: Vec::new(),
             refused: Vec::new(),
             via: Vec::new(),

@@ -16,6 +16,7 @@
 mod auth;
 mod data;
 mod ehlo;
+mod forward;
 pub mod io;
 mod mail;
 mod rcpt;
@@ -102,6 +103,12 @@ pub struct Transaction {
     targets: Vec<Target>,
     /// Addresses in other domains (a logged-in user's recipients, alias targets outside): queued for delivery.
     remote: Vec<String>,
+    /// Hosted domains whose aliases sent this message to `remote` addresses (the forwarding domains, in RCPT
+    /// order): the first signs, seals and gives the SRS address of forwarded copies.
+    forwarders: Vec<String>,
+    /// Where SRS addresses of ours led back to (bounces on their way to the original senders): queued like
+    /// `remote`, but never held back as forwarded mail is.
+    returned: Vec<String>,
     /// Mailbox quotas in bytes (0 = none) and usage seen at RCPT, per target.
     quotas: Vec<(u64, u64)>,
     /// RCPTs refused, with the reply code, for the log line.

@@ -98,6 +98,9 @@ impl Session {
                         txn.quotas.push(quota);
                     }
                 }
+                if !external.is_empty() && !txn.forwarders.contains(&domain) {
+                    txn.forwarders.push(domain.clone());
+                }
                 for address in external {
                     let address = address.to_string();
                     if !txn.remote.contains(&address) {
@@ -108,6 +111,25 @@ impl Session {
                 txn.recipients.push(shown);
                 Reply::new(250, Some((2, 1, 5)), "Ok")
             }
+            Recipient::Returned(original) => {
+                let Some(txn) = self.txn.as_mut() else {
+                    return temporary_failure();
+                };
+                txn.via.push(format!("{shown} -> {original} (SRS)"));
+                if !txn.forwarders.contains(&domain) {
+                    txn.forwarders.push(domain.clone());
+                }
+                if !txn.returned.contains(&original) {
+                    txn.returned.push(original);
+                }
+                txn.recipients.push(shown);
+                Reply::new(250, Some((2, 1, 5)), "Ok")
+            }
+            Recipient::BadSrs(why) => self.refuse(
+                &shown,
+                RejectReason::UnknownUser,
+                Reply::new(550, Some((5, 1, 1)), format!("<{shown}>: {why}")),
+            ),
             Recipient::Unknown => self.refuse(
                 &shown,
                 RejectReason::UnknownUser,

@@ -37,6 +37,17 @@ impl Session {
             recipients: remote,
             dkim,
         };
+        self.enqueue(id, envelope, body).await
+    }
+
+    /// Writes `body` for `envelope` to the outbound queue under `id`; `Err` is the reply to give when the queue
+    /// cannot take it.
+    pub(super) async fn enqueue(
+        &self,
+        id: &QueueId,
+        envelope: Envelope,
+        body: Arc<Vec<u8>>,
+    ) -> Result<(), Reply> {
         let (queue, id) = (self.server.queue.clone(), id.clone());
         let stored = tokio::task::spawn_blocking(move || {
             queue.enqueue_as(&id, &envelope, &body, chrono::Utc::now())

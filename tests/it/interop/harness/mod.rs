@@ -4,7 +4,7 @@
 //! `mailctl` binary.
 //!
 //! The programs must be installed (Debian: postfix postfix-mysql dovecot-core dovecot-imapd dovecot-lmtpd
-//! dovecot-mysql swaks libnet-ssleay-perl) and the tests run as root, as Postfix's master and Dovecot's do.
+//! dovecot-mysql swaks libnet-ssleay-perl postsrsd python3-dkim) and the tests run as root, as Postfix's master and Dovecot's do.
 //! Their packaged services are never used (nothing binds 25, 143, ...). When something is missing, a test
 //! fails naming it ([`setup`]).
 //!
@@ -46,6 +46,10 @@ pub enum Need {
     Dovecot,
     /// swaks (with Net::SSLeay for --tls).
     Swaks,
+    /// postsrsd (the SRS daemon Postfix setups use).
+    Postsrsd,
+    /// dkimpy's Python module (python3-dkim), which verifies DKIM and ARC.
+    Dkimpy,
 }
 
 impl Need {
@@ -66,6 +70,11 @@ impl Need {
                 ),
             ],
             Need::Swaks => &[],
+            Need::Postsrsd => &[("/usr/sbin/postsrsd", "postsrsd")],
+            Need::Dkimpy => &[(
+                "/usr/lib/python3/dist-packages/dkim/__init__.py",
+                "python3-dkim",
+            )],
         };
         for (file, package) in files {
             if !Path::new(file).exists() {
@@ -99,7 +108,7 @@ impl Need {
                 (!ssl.is_ok_and(|s| s.success()))
                     .then(|| "Net::SSLeay is not installed (package libnet-ssleay-perl)".into())
             }
-            Need::Dovecot => None,
+            Need::Dovecot | Need::Postsrsd | Need::Dkimpy => None,
         }
     }
 }

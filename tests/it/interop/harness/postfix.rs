@@ -59,6 +59,11 @@ impl Postfix {
     /// extra main.cf lines `extra` (e.g. `virtual_transport`; a parameter of the instance plumbing set there
     /// replaces the plumbing's line), runs `postfix check`, starts it and waits until smtpd answers.
     pub fn start(site: &Site, maps: &Path, extra: &[String]) -> Postfix {
+        Postfix::start_on(site, maps, extra, free_port())
+    }
+
+    /// [`Postfix::start`] with smtpd on `port` (picked beforehand, when another program must know it first).
+    pub fn start_on(site: &Site, maps: &Path, extra: &[String], port: u16) -> Postfix {
         let postfix = program("postfix").expect("postfix installed");
         let base = site.path("postfix");
         let (config_dir, queue_dir, data_dir) =
@@ -71,7 +76,6 @@ impl Postfix {
         let (uid, gid) = user_ids("postfix");
         chown(&data_dir, uid, gid);
         let log = base.join("postfix.log");
-        let port = free_port();
         let mailctl_lines = std::fs::read_to_string(maps.join("main.cf.mailctl"))
             .expect("main.cf.mailctl written by mailctl config postfix");
         let mut main_cf = format!(
