@@ -33,7 +33,8 @@ pub struct Node {
 pub struct Tuning {
     /// `[server.outbound] port`.
     pub port: u16,
-    /// Extra `[server.outbound]` keys with TOML values, e.g. `("per_domain", "16")`.
+    /// Extra `[server]` keys with TOML values, e.g. `("outbound.per_domain", "16")`; they replace the
+    /// defaults above.
     pub outbound: Vec<(String, String)>,
 }
 
@@ -54,16 +55,14 @@ impl Node {
         let mut server = TestServer::configure(db, options.listen_only(&listen));
         let spool = toml::Value::from(server.path("spool").to_string_lossy().into_owned());
         server.reconfigure(|o| {
-            o.server.extend([
-                ("queue.spool_dir".into(), spool.to_string()),
-                ("queue.retry_initial".into(), "1".into()),
-                ("queue.retry_max".into(), "2".into()),
-                ("outbound.port".into(), tuning.port.to_string()),
-                ("outbound.timeout".into(), "10".into()),
-            ]);
-            let tuned = tuning.outbound.iter();
-            o.server
-                .extend(tuned.map(|(k, v)| (format!("outbound.{k}"), v.clone())));
+            o.set_server_key("queue.spool_dir", spool);
+            o.set_server_key("queue.retry_initial", 1);
+            o.set_server_key("queue.retry_max", 2);
+            o.set_server_key("outbound.port", tuning.port);
+            o.set_server_key("outbound.timeout", 10);
+            for (k, v) in &tuning.outbound {
+                o.set_server_key(k, v);
+            }
         });
         server.launch();
         Node { server }
