@@ -224,7 +224,12 @@ impl Srs {
         today: u64,
     ) -> Option<String> {
         let (user, host) = sender.rsplit_once('@')?;
-        if user.is_empty() || host.is_empty() {
+        // The host is a field between separators: one holding `=` (no domain name does) would shift the
+        // fields on the way back and reverse to another address under the same hash.
+        if user.is_empty()
+            || host.is_empty()
+            || host.chars().any(|c| c == '=' || c.is_whitespace() || c.is_control())
+        {
             return None;
         }
         let local = match tag(user) {

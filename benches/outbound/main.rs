@@ -67,9 +67,9 @@ fn args() -> Args {
             "relay" => a.relay = true,
             other => match (other.parse(), other.split_once('=')) {
                 (Ok(n), _) => a.n = n,
-                (_, Some((key @ ("per_domain" | "concurrency"), value))) => {
-                    a.outbound.push((format!("outbound.{key}"), value.to_string()))
-                }
+                (_, Some((key @ ("per_domain" | "concurrency"), value))) => a
+                    .outbound
+                    .push((format!("outbound.{key}"), value.to_string())),
                 _ => panic!("unknown argument {other:?}"),
             },
         }
@@ -138,6 +138,7 @@ impl RelayHost {
             outbound: vec![
                 ("outbound.port".into(), free_port(&[ip]).to_string()),
                 ("queue.retry_initial".into(), "3600".into()),
+                ("queue.retry_max".into(), "3600".into()),
             ],
         };
         let node = Node::start(&db, options, ip, true, &hold);
@@ -154,7 +155,10 @@ impl RelayHost {
                 "outbound.relay.ca".into(),
                 text(ca.to_string_lossy().into_owned()),
             ),
-            ("outbound.relay.username".into(), text("relay@r.test".into())),
+            (
+                "outbound.relay.username".into(),
+                text("relay@r.test".into()),
+            ),
             (
                 "outbound.relay.password_file".into(),
                 text(secret.to_string_lossy().into_owned()),
