@@ -414,11 +414,54 @@ pub fn parse(text: &str) -> std::result::Result<FileConfig, String> {
         let msg = crate::model::one_line(e.message().trim());
         match e.span() {
             Some(span) => {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                format!("line {line}: {msg}")
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                match key_at(text, line) {
+                    Some(key) => format!("line {line}: {key}: {msg}"),
+                    None => format!("line {line}: {msg}"),
+                }
             }
             None => msg,
         }
+    })
+}
+
+/// The dotted key a `key = value` line on `line` (1-based) sets, with the table header above it:
+/// `server.forwarding.srs` for `srs = "yes"` under `[server.forwarding]`. `None` where the line is not a
+/// plain assignment (a header, a continuation of a multi-line value), so the message never guesses.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let here = lines.get(line.checked_sub(1)?)?.trim();
+    let (lhs, _) = here.split_once('=')?;
+    let lhs = lhs.trim();
+    let plain = |k: &str| {
+        !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.\" ".contains(c))
+    };
+    if !plain(lhs) || lhs.starts_with('[') {
+        return None;
+    }
+    let table = lines[..line - 1]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('['));
+    let key = lhs.split('.').map(str::trim).collect::<Vec<_>>().join(".");
+    Some(match table {
+        Some(header) => {
+            let name = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim();
+            if name.is_empty() || !plain(name) {
+                return None;
+            }
+            format!("{name}.{key}")
+        }
+        None => key,
     })
 }
 

@@ -228,7 +228,9 @@ impl Srs {
         // fields on the way back and reverse to another address under the same hash.
         if user.is_empty()
             || host.is_empty()
-            || host.chars().any(|c| c == '=' || c.is_whitespace() || c.is_control())
+            || host
+                .chars()
+                .any(|c| c == '=' || c.is_whitespace() || c.is_control())
         {
             return None;
         }

@@ -70,7 +70,7 @@ fn bad_config_files_are_usage_errors_naming_the_line() {
     )
     .unwrap();
     db.run(&["domain", "list"])
-        .fails(2, "line 3: unknown field `ulr`");
+        .fails(2, "line 3: database.ulr: unknown field `ulr`");
     std::fs::write(db.path("mailctl.toml"), "[passwords]\nscheme = \"rot13\"\n").unwrap();
     db.run(&["domain", "list"])
         .fails(2, "unknown password scheme 'rot13'");

@@ -15,7 +15,7 @@
 //! and no DMARC: not authenticated; `bob@s.test` fails SPF under DMARC `p=reject`; `bob@p.test` fails SPF
 //! without DMARC.
 
-use crate::worlds::outbound_world::{ALICE, BOB, World, bounces, queue_list, wait_for};
+use crate::worlds::outbound_world::{ALICE, BOB, World, bounces, queue_list, submit, wait_for};
 
 use kit::serve::mail::{Delivered, cli, message};
 use kit::smtp_client::SmtpClient;
@@ -148,6 +148,13 @@ fn forwarded_mail_gets_an_srs_sender_a_signature_and_an_arc_set_and_its_bounces_
     mx_send(&w, "", &[&srs], &bounce).expect(250, "2.0.0");
     wait_for(&w.a, "the bounce reaches bob@e.test", 15, || {
         find(&w, "bob@e.test", "bounce1@b.test").is_some()
+    });
+
+    // A logged-in user writing to the SRS address reaches the original sender too.
+    let reply = message(ALICE, &srs, "reply", "reply1@a.test");
+    submit(&w.a, &[&srs], &reply);
+    wait_for(&w.a, "alice's reply reaches bob@e.test", 15, || {
+        find(&w, "bob@e.test", "reply1@a.test").is_some()
     });
 
     // Forged and malformed SRS addresses of a.test are refused at RCPT.
@@ -310,4 +317,30 @@ fn srs_can_be_turned_off_for_a_forwarding_domain() {
         rest.contains("ARC-Seal: i=1;") && rest.contains("d=a.test;"),
         "{rest}"
     );
+}
+
+#[test]
+fn bad_forwarding_settings_stop_serve_with_exit_2_naming_the_key() {
+    let db = kit::TestDb::sqlite();
+    for (key, value, expected) in [
+        (
+            "forwarding.domains.\"not a domain\".srs",
+            "false",
+            "server.forwarding.domains: invalid domain name",
+        ),
+        (
+            "forwarding.srs",
+            "\"yes\"",
+            "server.forwarding.srs: invalid type: string \"yes\", expected a boolean",
+        ),
+        (
+            "forwarding.domains.\"a.test\".sign",
+            "true",
+            "server.forwarding.domains.\"a.test\".sign: unknown field `sign`",
+        ),
+    ] {
+        let options = kit::serve::ServeOptions::default().server_key(key, value);
+        let server = kit::serve::TestServer::configure(&db, options);
+        server.run(&["serve", "--check-config"]).fails(2, expected);
+    }
 }

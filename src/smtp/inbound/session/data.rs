@@ -105,7 +105,10 @@ impl Session {
         // Remote recipients first: once the queue holds the message, local delivery follows; if that fails,
         // the queue entry is taken back out, so a retrying client never causes a second remote copy.
         let queued = if self.login.is_some() {
-            let remote = txn.remote.clone();
+            // A logged-in user's mail to an SRS address of ours goes where the address leads, like any remote
+            // recipient.
+            let mut remote = txn.remote.clone();
+            remote.extend(txn.returned.iter().cloned());
             let queued = !remote.is_empty();
             if queued && let Err(reply) = self.queue_remote(&id, &sender, remote, &stamped).await {
                 self.finish_log(size, &summary, &reply);
