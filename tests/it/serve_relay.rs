@@ -129,6 +129,20 @@ fn last_error(rw: &RelayWorld) -> String {
         .to_string()
 }
 
+/// The `route` of the only queued message on A, as `queue show --json` gives it (and the text view names one).
+fn route(rw: &RelayWorld) -> serde_json::Value {
+    let entry = wait_tried(&rw.w.a, 1);
+    let id = entry["id"].as_str().expect("id");
+    let show = rw.w.a.server.run(&["queue", "show", id]).ok().stdout;
+    assert!(show.contains("route"), "{show}");
+    rw.w.a
+        .server
+        .run(&["queue", "show", id, "--json"])
+        .ok()
+        .json()["route"]
+        .clone()
+}
+
 /// Asserts that bob has exactly one message, which came from the relay and passed a.test's checks at B.
 #[track_caller]
 fn arrived_through_the_relay(rw: &RelayWorld, message_id: &str) {
@@ -263,6 +277,25 @@ fn a_refused_login_keeps_the_mail_queued_until_the_password_is_fixed() {
         "no bounce for an admin problem"
     );
     assert!(rw.w.b.server.inbox(BOB).is_empty());
+
+    // `queue show` names the route: the configured relay, then a.test's own route while it exists.
+    let url = format!("smtp://{RELAY_HOST}:{}", rw.r.addr("submission").port());
+    assert_eq!(
+        route(&rw),
+        serde_json::json!({"via": "relay", "url": url, "source": "[server.outbound.relay]"})
+    );
+    rw.w.a_db()
+        .run(&["relay", "set", "a.test", "smtps://other.relay.test"])
+        .ok();
+    assert_eq!(
+        route(&rw),
+        serde_json::json!({
+            "via": "relay",
+            "url": "smtps://other.relay.test:465",
+            "source": "relay route of a.test"
+        })
+    );
+    rw.w.a_db().run(&["relay", "delete", "a.test"]).ok();
 
     rw.password_file(PASSWORD);
     rw.w.a.server.restart();

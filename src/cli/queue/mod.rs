@@ -182,8 +182,42 @@ async fn show(ctx: &Ctx, id: &str, whole: bool) -> Result<()> {
         Ok((queued, body))
     })
     .await?;
-    ctx.out.emit(&show::Show::new(&queued, &body, whole, now));
+    let route = route(ctx, &queued.entry.sender).await?;
+    ctx.out
+        .emit(&show::Show::new(&queued, &body, route, whole, now));
     Ok(())
+}
+
+/// The way the daemon sends mail from `sender` now: its domain's relay route in the database, else
+/// `[server.outbound.relay]`, else the recipients' MX hosts (as `serve` decides per delivery attempt).
+async fn route(ctx: &Ctx, sender: &str) -> Result<show::Route> {
+    let domain = sender
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_ascii_lowercase())
+        .filter(|d| !d.is_empty());
+    let row = match domain {
+        Some(domain) => {
+            let store = ctx.store().await?;
+            let mut tx = store.begin().await?;
+            let row = tx.relay_route(&domain).await?;
+            tx.rollback().await?;
+            row
+        }
+        None => None,
+    };
+    let configured = ctx.config.server.outbound.relay.as_ref();
+    let relayed = crate::smtp::outbound::relay::relayed(row.as_ref(), configured)?;
+    Ok(match (relayed, &row) {
+        (None, _) => show::Route::Mx,
+        (Some(r), Some(row)) => show::Route::Relay {
+            url: r.url,
+            source: format!("relay route of {}", row.domain),
+        },
+        (Some(r), None) => show::Route::Relay {
+            url: r.url,
+            source: "[server.outbound.relay]".into(),
+        },
+    })
 }
 
 async fn flush(ctx: &Ctx, id: Option<&str>) -> Result<()> {

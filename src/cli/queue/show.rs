@@ -24,6 +24,16 @@ pub struct RecipientView {
     next_time: Option<DateTime<Utc>>,
 }
 
+/// Where the daemon sends the message: to the recipients' MX hosts or through a relay host.
+#[derive(Debug, Serialize)]
+#[serde(tag = "via", rename_all = "lowercase")]
+pub enum Route {
+    /// The recipients' MX hosts.
+    Mx,
+    /// A relay host: its URL (no credentials) and where that route comes from.
+    Relay { url: String, source: String },
+}
+
 /// `queue show`: the entry, its recipients and lease, and the message headers (or the whole message).
 #[derive(Debug, Serialize)]
 pub struct Show {
@@ -39,6 +49,8 @@ pub struct Show {
     held: bool,
     delay_warning_sent: bool,
     lease: Option<LeaseView>,
+    /// The route the next delivery attempt takes.
+    route: Route,
     recipients: Vec<RecipientView>,
     /// The message header block (lossy UTF-8, line ends as stored).
     headers: String,
@@ -50,8 +62,9 @@ pub struct Show {
 }
 
 impl Show {
-    /// The view of `q` with its message bytes `body`; `whole` keeps the whole message, not just the headers.
-    pub fn new(q: &Queued, body: &[u8], whole: bool, now: DateTime<Utc>) -> Show {
+    /// The view of `q` with its message bytes `body` and the `route` it takes; `whole` keeps the whole
+    /// message, not just the headers.
+    pub fn new(q: &Queued, body: &[u8], route: Route, whole: bool, now: DateTime<Utc>) -> Show {
         let e = &q.entry;
         let next = |r: &Recipient| (r.status == Status::Pending).then_some(r.next_attempt);
         Show {
@@ -65,6 +78,7 @@ impl Show {
             held: e.hold,
             delay_warning_sent: e.delay_warning_sent,
             lease: q.lease.as_ref().map(LeaseView::new),
+            route,
             recipients: e
                 .recipients
                 .iter()
@@ -123,6 +137,15 @@ impl Render for Show {
             ("held", yes_no(self.held)),
             ("delay warning sent", yes_no(self.delay_warning_sent)),
             ("lease", lease),
+            (
+                "route",
+                match &self.route {
+                    Route::Mx => "the recipients' MX hosts".to_string(),
+                    Route::Relay { url, source } => {
+                        format!("relay {} ({})", terminal_safe(url), terminal_safe(source))
+                    }
+                },
+            ),
         ]);
         let recipients = table(
             &[
