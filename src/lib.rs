@@ -20,7 +20,7 @@
 //! bulk.rs         the CSV layout of import/export
 //! lookup_config.rs  the Postfix maps and Dovecot SQL config that serve the rows mailctl writes
 //! dns/            the one Resolver (system or --nameserver), reverse names, TXT tag syntax (dns::txt), DMARC
-//!                 policy discovery (dns::dmarc: the RFC 9989 tree walk, as mail-auth runs it for the daemon)
+//!                 policy discovery (dns::dmarc: the RFC 9989 tree walk, for the audit and the daemon alike)
 //! dkim/           keys (RSA/Ed25519, PEM), TXT records, signing and verifying with mail-auth
 //! srs.rs          the Sender Rewriting Scheme (SRS0/SRS1 as Mail::SRS and postsrsd write them) for forwarded mail
 //! records.rs      what a domain must publish (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, PTR), as a zone

@@ -8,7 +8,7 @@
 //!
 //! [`txt`] holds the `tag=value` syntax TXT records of mail share; [`dmarc`] is DMARC policy discovery (the
 //! RFC 9989 DNS tree walk, the organizational domain, the policy that applies), the one implementation the
-//! audit uses, kept step for step with the walk mail-auth runs for `mailctl serve`.
+//! audit and `mailctl serve` use.
 
 pub mod dmarc;
 pub mod txt;

@@ -1,9 +1,10 @@
 //! The audit and the daemon find the same DMARC policy: one zone with public suffix domains (`psd=y`),
 //! organizational domains marked `psd=n`, inherited `sp=` and `np=`, the eight-query cap, `t=y`, external report
 //! addresses and a domain without any record, served by an authoritative DNS server on loopback. For each domain
-//! the real `mailctl audit` (which walks with `mailctl::dns::dmarc`) and the daemon's DMARC check (which walks
-//! inside mail-auth, `smtp::inbound::checks::dmarc::check`) must give the expected policy and organizational
-//! domain, and so agree with each other.
+//! the real `mailctl audit` and the daemon's DMARC check (`smtp::inbound::checks::dmarc::check`), which share the
+//! walk of `mailctl::dns::dmarc`, must give the expected policy and organizational domain. mail-auth's own
+//! `verify_dmarc` (an independent implementation of the same RFC) is the oracle for the daemon's verdicts: on
+//! every case, and on a grid of SPF and DKIM results under strict and relaxed alignment, both say the same.
 //!
 //! Everything sits in the zone `test.`, so the walk's last query (`_dmarc.test.`) gets NXDOMAIN, not REFUSED.
 
@@ -12,8 +13,10 @@ use std::time::Duration;
 
 use kit::TestDb;
 use kit::dns::TestDns;
+use mail_auth::dkim::Signature;
 use mail_auth::dmarc::Policy;
-use mail_auth::{AuthenticatedMessage, SpfOutput, SpfResult};
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::{AuthenticatedMessage, DkimOutput, DmarcResult, SpfOutput, SpfResult};
 use mailctl::dns::Resolver;
 use mailctl::smtp::inbound::checks::Outcome;
 use mailctl::smtp::inbound::checks::dmarc;
@@ -44,6 +47,10 @@ _dmarc.monitor.test.             IN TXT "v=DMARC1; rua=mailto:d@monitor.test"
 _dmarc.nop.test.                 IN TXT "v=DMARC1; sp=reject"
 trial.test.                      IN A   192.0.2.9
 bare.test.                       IN A   192.0.2.10
+; Only for the alignment grid: strict alignment, and a record that does not parse.
+_dmarc.strict.test.              IN TXT "v=DMARC1; p=reject; adkim=s; aspf=s"
+mail.strict.test.                IN A   192.0.2.11
+_dmarc.broken.test.              IN TXT "v=DMARC1; p=reject; adkim=x"
 "#;
 
 /// What both sides must find for one domain.
@@ -224,6 +231,11 @@ fn audit_org(findings: &Findings) -> String {
     rest.split(':').next().unwrap().to_string()
 }
 
+/// A message From `domain`.
+fn message_from(domain: &str) -> String {
+    format!("From: <ceo@{domain}>\r\nTo: <bob@receiver.test>\r\nSubject: pay\r\n\r\nnow\r\n")
+}
+
 /// The daemon's DMARC check of a message From `domain`, with SPF as given for `mail_from`, no DKIM signature.
 async fn daemon(
     resolver: &Resolver,
@@ -231,20 +243,73 @@ async fn daemon(
     mail_from: &str,
     spf: SpfResult,
 ) -> dmarc::Dmarc {
-    let raw =
-        format!("From: <ceo@{domain}>\r\nTo: <bob@receiver.test>\r\nSubject: pay\r\n\r\nnow\r\n");
+    let raw = message_from(domain);
     let message = AuthenticatedMessage::parse(raw.as_bytes()).expect("message parses");
     let spf = SpfOutput::new(mail_from.to_string()).with_result(spf);
     let timeout = Duration::from_secs(10);
-    dmarc::check(
-        resolver.authenticator(),
+    dmarc::check(resolver, &message, &[], mail_from, &spf, timeout).await
+}
+
+/// One DKIM signature of the grid: its `d=` and whether it verified (else a temporary error).
+type Sig = (&'static str, bool);
+
+/// The daemon's verdict and mail-auth's on the same message, SPF result and DKIM outputs, as
+/// (outcome, policy word when it fails).
+async fn both(
+    resolver: &Resolver,
+    from: &str,
+    mail_from: &str,
+    spf: SpfResult,
+    sigs: &[Sig],
+) -> ((Outcome, &'static str), (Outcome, &'static str)) {
+    let raw = message_from(from);
+    let message = AuthenticatedMessage::parse(raw.as_bytes()).expect("message parses");
+    let spf = SpfOutput::new(mail_from.to_string()).with_result(spf);
+    let signatures: Vec<Signature> = sigs
+        .iter()
+        .map(|(d, _)| Signature {
+            d: d.to_string(),
+            s: "sel".into(),
+            ..Signature::default()
+        })
+        .collect();
+    let outputs: Vec<DkimOutput<'_>> = sigs
+        .iter()
+        .zip(&signatures)
+        .map(|((_, ok), sig)| {
+            let out = if *ok {
+                DkimOutput::pass()
+            } else {
+                DkimOutput::temp_err(mail_auth::Error::Dns(mail_auth::DnsError::Resolver(
+                    "timeout".into(),
+                )))
+            };
+            out.with_signature(sig)
+        })
+        .collect();
+    let ours = dmarc::check(
+        resolver,
         &message,
-        &[],
+        &outputs,
         mail_from,
         &spf,
-        timeout,
+        Duration::from_secs(10),
     )
-    .await
+    .await;
+    let params = DmarcParameters::new(&message, &outputs, mail_from, &spf);
+    let theirs = resolver.authenticator().verify_dmarc(params).await;
+    let outcome = match theirs.result() {
+        DmarcResult::Pass => Outcome::Pass,
+        DmarcResult::Fail(_) => Outcome::Fail,
+        DmarcResult::TempError(_) => Outcome::TempError,
+        DmarcResult::PermError(_) => Outcome::PermError,
+        DmarcResult::None => Outcome::None,
+    };
+    let failing = |o: Outcome, p: Policy| (o, if o == Outcome::Fail { word(p) } else { "-" });
+    (
+        failing(ours.outcome, ours.policy),
+        failing(outcome, theirs.policy()),
+    )
 }
 
 fn word(policy: Policy) -> &'static str {
@@ -314,4 +379,67 @@ fn audit_and_daemon_find_the_same_dmarc_policy_and_organizational_domain() {
             "{d}: SPF pass for {above}: {outside:?}"
         );
     }
+}
+
+#[test]
+fn the_daemon_judges_dmarc_as_mail_auth_does_under_strict_and_relaxed_alignment() {
+    use SpfResult::{Fail, Pass, SoftFail, TempError};
+    let dns = TestDns::start(&[("test.", ZONE)]);
+    let resolver = Resolver::build(&[&dns.nameserver()], Duration::from_secs(2)).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let froms = [
+        "example.co.test",
+        "a.b.example.co.test",
+        "ghost.example.co.test",
+        "x.dept.corp.test",
+        "trial.test",
+        "strict.test",
+        "mail.strict.test",
+        "broken.test",
+        "bare.test",
+        "nowhere.invalid",
+    ];
+    let envelopes = [
+        "example.co.test",
+        "a.b.example.co.test",
+        "other.co.test",
+        "dept.corp.test",
+        "corp.test",
+        "strict.test",
+        "mail.strict.test",
+        "elsewhere.test",
+    ];
+    let signatures: &[&[Sig]] = &[
+        &[],
+        &[("example.co.test", true)],
+        &[("other.co.test", true), ("a.b.example.co.test", true)],
+        &[("dept.corp.test", false)],
+        &[("corp.test", true), ("x.dept.corp.test", false)],
+        &[("strict.test", true)],
+        &[("mail.strict.test", true), ("strict.test", false)],
+        &[("nowhere.invalid", true)],
+    ];
+    let mut outcomes = std::collections::BTreeSet::new();
+    let mut checked = 0;
+    for from in froms {
+        for (i, mail_from) in envelopes.iter().enumerate() {
+            for spf in [Pass, Fail, SoftFail, TempError] {
+                // Every signature set once per From domain and SPF result, not per envelope.
+                let sigs = signatures[i % signatures.len()];
+                let (ours, theirs) = runtime.block_on(both(&resolver, from, mail_from, spf, sigs));
+                assert_eq!(
+                    ours, theirs,
+                    "From {from}, MAIL FROM {mail_from} ({spf:?}), DKIM {sigs:?}: ours, mail-auth's"
+                );
+                outcomes.insert(format!("{:?}", ours.0));
+                checked += 1;
+            }
+        }
+    }
+    // The grid reaches every verdict, so agreement means something.
+    assert_eq!(
+        outcomes.into_iter().collect::<Vec<_>>(),
+        ["Fail", "None", "Pass", "PermError", "TempError"],
+        "{checked} cases"
+    );
 }

@@ -1,10 +1,10 @@
 //! DMARC policy discovery (RFC 9989 section 4.10, "DMARCbis"): the DNS tree walk from a domain towards its
 //! top-level domain, the organizational domain the walk determines, and the policy that applies to the domain.
 //!
-//! This is mailctl's one implementation of the walk; the audit judges domains with it. `mailctl serve` evaluates
-//! DMARC with mail-auth 0.13.3 (`MessageAuthenticator::verify_dmarc`), whose walk is private, so this module
-//! follows that code (`dmarc/verify.rs`) step for step, and `tests/it/audit_dmarc_walk.rs` holds the audit and
-//! the daemon's DMARC check against one zone:
+//! This is mailctl's one implementation of the walk: the audit judges domains with it and `mailctl serve` applies
+//! the policy it finds (`smtp::inbound::checks::dmarc`). It gives what mail-auth 0.13.3's private walk
+//! (`MessageAuthenticator::verify_dmarc`, `dmarc/verify.rs`) gives, which `tests/it/audit_dmarc_walk.rs` holds
+//! against one zone as an independent second opinion:
 //! - The names queried ([`walk_names`]): `_dmarc.DOMAIN`, then, when DOMAIN has eight labels or more, straight
 //!   to its last seven, then one label less at a time down to the top-level domain: at most eight queries.
 //! - A name holds a record when one of its TXT records parses with mail-auth's own DMARC parser (the first that

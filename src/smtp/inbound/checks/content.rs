@@ -69,7 +69,7 @@ impl Checks {
             return (dkim, Some(none(Outcome::TempError)));
         }
         let dm = dmarc::check(
-            auth,
+            &self.resolver,
             parsed,
             &outputs,
             mail_from_domain,

@@ -1,17 +1,30 @@
-//! DMARC (RFC 7489 / RFC 9989): is the From domain aligned with a domain that SPF or DKIM authenticated, and if
-//! not, what does the From domain ask receivers to do?
+//! DMARC (RFC 9989): is the From domain aligned with a domain that SPF or DKIM authenticated, and if not, what
+//! does the From domain ask receivers to do?
 //!
-//! mail-auth finds the policy record (DNS tree walk), checks alignment of the SPF domain and of every passing
-//! DKIM signature, and applies `t=y` (test mode lowers the policy one step). A From header naming mailboxes in
-//! several domains is exempt (mail-auth returns `none`), as RFC 7489 6.6.1 allows.
+//! The policy comes from [`crate::dns::dmarc::discover`], the one implementation of the DNS tree walk, which the
+//! audit uses too: what `mailctl audit` says a domain publishes is what `serve` applies. Alignment (RFC 9989
+//! 4.10.2): strict, the authenticated domain is the From domain; relaxed (the default), both have the same
+//! organizational domain, found by a tree walk from the authenticated domain. The evaluation follows mail-auth's
+//! `verify_dmarc` step for step (`tests/it/audit_dmarc_walk.rs` holds the two against one zone):
+//! - A From header naming mailboxes in several domains is exempt (`none`), as RFC 7489 6.6.1 allows; no usable
+//!   From domain is `none` too.
+//! - A walk that gets no answer is `temperror`, a broken record on the walk `permerror`; no record, or an
+//!   applying record with neither `p=` nor `rua=`, is `none`.
+//! - SPF counts when it passed or had a temporary error: aligned and passed is a pass; aligned with a temporary
+//!   error (or an alignment walk that got no answer) is a `temperror`.
+//! - Each DKIM signature that passed or had a temporary error counts the same way; one aligned pass is enough.
+//! - The best of the two decides (pass, then temperror); with neither, the message fails and the policy
+//!   (after `sp=`/`np=` and `t=y`) says what to do.
 
 use std::time::Duration;
 
-use mail_auth::dmarc::Policy;
-use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::{AuthenticatedMessage, DkimOutput, DmarcResult, MessageAuthenticator, SpfOutput};
+use mail_auth::common::to_a_label;
+use mail_auth::dmarc::{Alignment, Policy};
+use mail_auth::{AuthenticatedMessage, DkimOutput, DkimResult, SpfOutput, SpfResult};
 
 use super::results::Outcome;
+use crate::dns::Resolver;
+use crate::dns::dmarc::{Verdict, WalkError, discover, organizational_domain_of};
 
 /// The DMARC result for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +35,16 @@ pub struct Dmarc {
     pub domain: String,
     /// The policy the domain asks for (after `sp=`/`np=` and `t=y`); meaningful when `outcome` is fail.
     pub policy: Policy,
+}
+
+impl Dmarc {
+    fn new(outcome: Outcome, domain: &str) -> Dmarc {
+        Dmarc {
+            outcome,
+            domain: domain.to_string(),
+            policy: Policy::None,
+        }
+    }
 }
 
 /// What the domain's policy asks for, as a word for logs: `none`, `quarantine` or `reject`.
@@ -36,41 +59,158 @@ pub fn policy_name(policy: Policy) -> &'static str {
 /// Evaluates DMARC for `message` given the SPF output for `mail_from_domain` and the DKIM outputs; gives up
 /// with temperror after `timeout`.
 pub async fn check(
-    auth: &MessageAuthenticator,
+    resolver: &Resolver,
     message: &AuthenticatedMessage<'_>,
     dkim: &[DkimOutput<'_>],
     mail_from_domain: &str,
     spf: &SpfOutput,
     timeout: Duration,
 ) -> Dmarc {
-    let params = DmarcParameters::new(message, dkim, mail_from_domain, spf);
-    let Ok(output) = tokio::time::timeout(timeout, auth.verify_dmarc(params)).await else {
-        return Dmarc {
-            outcome: Outcome::TempError,
-            domain: from_domain(message),
-            policy: Policy::None,
-        };
+    let Some(from) = author_domain(message) else {
+        return Dmarc::new(Outcome::None, "");
     };
-    let outcome = match output.result() {
-        DmarcResult::Pass => Outcome::Pass,
-        DmarcResult::Fail(_) => Outcome::Fail,
-        DmarcResult::TempError(_) => Outcome::TempError,
-        DmarcResult::PermError(_) => Outcome::PermError,
-        DmarcResult::None => Outcome::None,
-    };
-    Dmarc {
-        outcome,
-        domain: output.domain().to_string(),
-        policy: output.policy(),
+    let evaluation = evaluate(resolver, &from, dkim, mail_from_domain, spf);
+    tokio::time::timeout(timeout, evaluation)
+        .await
+        .unwrap_or_else(|_| Dmarc::new(Outcome::TempError, &from))
+}
+
+/// `domain` as DMARC compares names: A-labels, lower case, no trailing dot.
+fn normalize(domain: &str) -> String {
+    to_a_label(domain.trim_end_matches('.')).to_ascii_lowercase()
+}
+
+/// The RFC5322.From domain: None without one, or when the mailboxes name several domains (exempt).
+fn author_domain(message: &AuthenticatedMessage<'_>) -> Option<String> {
+    let mut domains = message
+        .from
+        .iter()
+        .filter_map(|f| f.rsplit_once('@'))
+        .map(|(_, d)| normalize(d));
+    let first = domains.next().filter(|d| !d.is_empty())?;
+    domains.all(|d| d == first).then_some(first)
+}
+
+/// One mechanism's contribution, best first (the order decides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Mechanism {
+    Pass,
+    TempError,
+    Fail,
+}
+
+/// Organizational domains found while checking alignment, so each name is walked once per message.
+struct Alignments<'a> {
+    resolver: &'a Resolver,
+    author: String,
+    org: String,
+    known: Vec<(String, String)>,
+}
+
+impl Alignments<'_> {
+    /// Whether `domain` aligns with the From domain under `mode`; Err when an alignment walk got no answer.
+    async fn aligned(&mut self, domain: &str, mode: Alignment) -> Result<bool, WalkError> {
+        let domain = normalize(domain);
+        if domain == self.author {
+            return Ok(true);
+        }
+        let within = domain
+            .strip_suffix(self.org.as_str())
+            .is_some_and(|prefix| prefix.is_empty() || prefix.ends_with('.'));
+        if mode != Alignment::Relaxed || !within {
+            return Ok(false);
+        }
+        if let Some((_, org)) = self.known.iter().find(|(d, _)| *d == domain) {
+            return Ok(*org == self.org);
+        }
+        let org = organizational_domain_of(self.resolver, &domain).await?;
+        let aligned = org == self.org;
+        self.known.push((domain, org));
+        Ok(aligned)
     }
 }
 
-/// The domain of the first From mailbox, for a result that came from no evaluation.
-fn from_domain(message: &AuthenticatedMessage<'_>) -> String {
-    message
-        .from
-        .first()
-        .and_then(|f| f.rsplit_once('@'))
-        .map(|(_, d)| d.to_ascii_lowercase())
-        .unwrap_or_default()
+async fn evaluate(
+    resolver: &Resolver,
+    from: &str,
+    dkim: &[DkimOutput<'_>],
+    mail_from_domain: &str,
+    spf: &SpfOutput,
+) -> Dmarc {
+    let discovery = match discover(resolver, from).await {
+        Ok(discovery) => discovery,
+        Err(WalkError::Lookup { .. }) => return Dmarc::new(Outcome::TempError, from),
+        Err(WalkError::Invalid { .. }) => return Dmarc::new(Outcome::PermError, from),
+    };
+    let Verdict::Applies(applied) = &discovery.verdict else {
+        return Dmarc::new(Outcome::None, from);
+    };
+    let Some((_, record)) = &discovery.walk.steps[applied.step].record else {
+        return Dmarc::new(Outcome::None, from);
+    };
+    let mut alignments = Alignments {
+        resolver,
+        author: from.to_string(),
+        org: discovery.organizational.clone(),
+        known: vec![(from.to_string(), discovery.organizational.clone())],
+    };
+
+    let spf_result = match spf.result() {
+        result @ (SpfResult::Pass | SpfResult::TempError) => {
+            let passed = result == SpfResult::Pass;
+            match alignments.aligned(mail_from_domain, record.aspf).await {
+                Ok(true) if passed => Some(Mechanism::Pass),
+                Ok(true) | Err(_) => Some(Mechanism::TempError),
+                Ok(false) if passed => Some(Mechanism::Fail),
+                Ok(false) => None,
+            }
+        }
+        _ => None,
+    };
+
+    let mut dkim_pass = false;
+    let mut dkim_aligned = false;
+    let mut dkim_temp = false;
+    for output in dkim {
+        let (Some(signature), temporary) = (output.signature(), output.result()) else {
+            continue;
+        };
+        let temporary = match temporary {
+            DkimResult::Pass => false,
+            DkimResult::TempError(_) => true,
+            _ => continue,
+        };
+        if temporary && dkim_temp {
+            continue;
+        }
+        dkim_pass |= !temporary;
+        match alignments.aligned(&signature.d, record.adkim).await {
+            Ok(true) if !temporary => {
+                dkim_aligned = true;
+                break;
+            }
+            Ok(true) | Err(_) => dkim_temp = true,
+            Ok(false) => {}
+        }
+    }
+    let dkim_result = if dkim_aligned {
+        Some(Mechanism::Pass)
+    } else if dkim_temp {
+        Some(Mechanism::TempError)
+    } else if dkim_pass {
+        Some(Mechanism::Fail)
+    } else {
+        None
+    };
+
+    let outcome = match spf_result.into_iter().chain(dkim_result).min() {
+        Some(Mechanism::Pass) => Outcome::Pass,
+        Some(Mechanism::TempError) => Outcome::TempError,
+        Some(Mechanism::Fail) | None => Outcome::Fail,
+    };
+    Dmarc {
+        outcome,
+        domain: from.to_string(),
+        policy: applied.effective,
+    }
 }
