@@ -135,7 +135,11 @@ impl RelayHost {
         // happens on the provider's machines, and here it would take CPU from A on the same two cores), so R
         // is bob's home too and writes his Maildir, as B does.
         cli(&db, &["domain", "add", "b.test"], "");
-        cli(&db, &["mailbox", "add", "bob@b.test", "--password-stdin"], &pw);
+        cli(
+            &db,
+            &["mailbox", "add", "bob@b.test", "--password-stdin"],
+            &pw,
+        );
         let options = ServeOptions::default().dns(dns).hostname("relay.test");
         let tuning = Tuning {
             port,
