@@ -64,6 +64,9 @@ _mailctl() {
             mailctl,relay)
                 cmd="mailctl__subcmd__relay"
                 ;;
+            mailctl,reports)
+                cmd="mailctl__subcmd__reports"
+                ;;
             mailctl,serve)
                 cmd="mailctl__subcmd__serve"
                 ;;
@@ -355,6 +358,9 @@ _mailctl() {
             mailctl__subcmd__help,relay)
                 cmd="mailctl__subcmd__help__subcmd__relay"
                 ;;
+            mailctl__subcmd__help,reports)
+                cmd="mailctl__subcmd__help__subcmd__reports"
+                ;;
             mailctl__subcmd__help,serve)
                 cmd="mailctl__subcmd__help__subcmd__serve"
                 ;;
@@ -508,6 +514,15 @@ _mailctl() {
             mailctl__subcmd__help__subcmd__relay,set)
                 cmd="mailctl__subcmd__help__subcmd__relay__subcmd__set"
                 ;;
+            mailctl__subcmd__help__subcmd__reports,import)
+                cmd="mailctl__subcmd__help__subcmd__reports__subcmd__import"
+                ;;
+            mailctl__subcmd__help__subcmd__reports,list)
+                cmd="mailctl__subcmd__help__subcmd__reports__subcmd__list"
+                ;;
+            mailctl__subcmd__help__subcmd__reports,show)
+                cmd="mailctl__subcmd__help__subcmd__reports__subcmd__show"
+                ;;
             mailctl__subcmd__help__subcmd__srs,forward)
                 cmd="mailctl__subcmd__help__subcmd__srs__subcmd__forward"
                 ;;
@@ -646,6 +661,30 @@ _mailctl() {
             mailctl__subcmd__relay__subcmd__help,set)
                 cmd="mailctl__subcmd__relay__subcmd__help__subcmd__set"
                 ;;
+            mailctl__subcmd__reports,help)
+                cmd="mailctl__subcmd__reports__subcmd__help"
+                ;;
+            mailctl__subcmd__reports,import)
+                cmd="mailctl__subcmd__reports__subcmd__import"
+                ;;
+            mailctl__subcmd__reports,list)
+                cmd="mailctl__subcmd__reports__subcmd__list"
+                ;;
+            mailctl__subcmd__reports,show)
+                cmd="mailctl__subcmd__reports__subcmd__show"
+                ;;
+            mailctl__subcmd__reports__subcmd__help,help)
+                cmd="mailctl__subcmd__reports__subcmd__help__subcmd__help"
+                ;;
+            mailctl__subcmd__reports__subcmd__help,import)
+                cmd="mailctl__subcmd__reports__subcmd__help__subcmd__import"
+                ;;
+            mailctl__subcmd__reports__subcmd__help,list)
+                cmd="mailctl__subcmd__reports__subcmd__help__subcmd__list"
+                ;;
+            mailctl__subcmd__reports__subcmd__help,show)
+                cmd="mailctl__subcmd__reports__subcmd__help__subcmd__show"
+                ;;
             mailctl__subcmd__srs,forward)
                 cmd="mailctl__subcmd__srs__subcmd__forward"
                 ;;
@@ -683,7 +722,7 @@ _mailctl() {
 
     case "${cmd}" in
         mailctl)
-            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version domain mailbox user alias alias-domain dkim dns audit serve queue relay srs bench import export config db completions help"
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version domain mailbox user alias alias-domain dkim dns audit serve queue relay srs reports bench import export config db completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2535,7 +2574,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__help)
-            opts="domain mailbox alias alias-domain dkim dns audit serve queue relay srs bench import export config db completions help"
+            opts="domain mailbox alias alias-domain dkim dns audit serve queue relay srs reports bench import export config db completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3445,6 +3484,62 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__help__subcmd__relay__subcmd__set)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__reports)
+            opts="import list show"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__reports__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__reports__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__reports__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -4387,6 +4482,172 @@ _mailctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__reports)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version import list show help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__reports__subcmd__help)
+            opts="import list show help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__reports__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__reports__subcmd__help__subcmd__import)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__reports__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__reports__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__reports__subcmd__import)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__reports__subcmd__list)
+            opts="-v -q -h -V --since --domain --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__reports__subcmd__show)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -41,6 +41,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand queue 'Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats'
             cand relay 'Relay hosts (smarthosts) per sender domain: set, list, delete'
             cand srs 'SRS secrets for forwarded mail: rotate, list, forward, reverse'
+            cand reports 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show'
             cand bench 'Load generators for measuring a running server'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
@@ -1283,6 +1284,78 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;srs;help;help'= {
         }
+        &'mailctl;reports'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand import 'Import reports from files: report XML/JSON (also .gz and .zip), mail messages (.eml), Maildir folders, mbox files, or - for standard input. A report stored before is left as it is'
+            cand list 'List stored reports, oldest first'
+            cand show 'Show one report with its records (DMARC) or results (TLS)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;reports;import'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;reports;list'= {
+            cand --since 'Only reports whose period ended within this time (30d, 12h) or since this date (2026-11-01)'
+            cand --domain 'Only reports about these domains'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;reports;show'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;reports;help'= {
+            cand import 'Import reports from files: report XML/JSON (also .gz and .zip), mail messages (.eml), Maildir folders, mbox files, or - for standard input. A report stored before is left as it is'
+            cand list 'List stored reports, oldest first'
+            cand show 'Show one report with its records (DMARC) or results (TLS)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;reports;help;import'= {
+        }
+        &'mailctl;reports;help;list'= {
+        }
+        &'mailctl;reports;help;show'= {
+        }
+        &'mailctl;reports;help;help'= {
+        }
         &'mailctl;bench'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
@@ -1531,6 +1604,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand queue 'Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats'
             cand relay 'Relay hosts (smarthosts) per sender domain: set, list, delete'
             cand srs 'SRS secrets for forwarded mail: rotate, list, forward, reverse'
+            cand reports 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show'
             cand bench 'Load generators for measuring a running server'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
@@ -1698,6 +1772,17 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;help;srs;forward'= {
         }
         &'mailctl;help;srs;reverse'= {
+        }
+        &'mailctl;help;reports'= {
+            cand import 'Import reports from files: report XML/JSON (also .gz and .zip), mail messages (.eml), Maildir folders, mbox files, or - for standard input. A report stored before is left as it is'
+            cand list 'List stored reports, oldest first'
+            cand show 'Show one report with its records (DMARC) or results (TLS)'
+        }
+        &'mailctl;help;reports;import'= {
+        }
+        &'mailctl;help;reports;list'= {
+        }
+        &'mailctl;help;reports;show'= {
         }
         &'mailctl;help;bench'= {
             cand smtp 'Send messages over concurrent SMTP sessions; report throughput and end-of-DATA latency'

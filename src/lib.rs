@@ -24,6 +24,8 @@
 //! dkim/           keys (RSA/Ed25519, PEM), TXT records, signing and verifying with mail-auth
 //! srs.rs          the Sender Rewriting Scheme (SRS0/SRS1 as Mail::SRS and postsrsd write them) for forwarded mail
 //! records.rs      what a domain must publish (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, PTR), as a zone
+//! reports/        what receivers report back: DMARC aggregate and TLS reports found in files and mail
+//!                 (extract.rs: gzip, zip, XML, JSON, MIME, bounded), stored per report (ingest.rs)
 //! mta_sts/        MTA-STS: the _mta-sts record, policies (parse, mx patterns), the HTTPS fetch; shared by the
 //!                 audit and outbound delivery
 //! tls/            TLS setup: the ring provider, trust roots (+ a configured extra CA), verified, opportunistic and
@@ -87,6 +89,7 @@ pub mod output;
 pub mod password;
 pub mod provision;
 pub mod records;
+pub mod reports;
 pub mod smtp;
 pub mod srs;
 pub mod store;

@@ -19,6 +19,7 @@ mod mailbox;
 mod password_input;
 mod queue;
 mod relay;
+mod reports;
 mod serve;
 mod srs;
 
@@ -117,6 +118,9 @@ pub enum Command {
     /// SRS secrets for forwarded mail: rotate, list, forward, reverse
     #[command(subcommand)]
     Srs(srs::SrsCmd),
+    /// DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show
+    #[command(subcommand)]
+    Reports(reports::ReportsCmd),
     /// Load generators for measuring a running server
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -207,6 +211,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Queue(c) => queue::run(&ctx, c).await,
         Command::Relay(c) => relay::run(&ctx, c).await,
         Command::Srs(c) => srs::run(&ctx, c).await,
+        Command::Reports(c) => reports::run(&ctx, c).await,
         Command::Bench(c) => bench::run(&ctx, c).await,
         Command::Completions(_) => Ok(()),
     };

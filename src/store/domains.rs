@@ -167,7 +167,7 @@ impl Tx {
     }
 
     /// Deletes a domain and everything in it: mailboxes, aliases, alias-domain mappings from and to it, its DKIM
-    /// keys and its relay route.
+    /// keys, its relay route and the reports received about it.
     pub async fn delete_domain_cascade(&mut self, name: &str) -> Result<()> {
         let statements = [
             "DELETE FROM alias WHERE domain = ?",
@@ -175,6 +175,9 @@ impl Tx {
             "DELETE FROM alias_domain WHERE alias_domain = ? OR target_domain = ?",
             "DELETE FROM mailctl_dkim_keys WHERE domain = ?",
             "DELETE FROM mailctl_relay_routes WHERE domain = ?",
+            "DELETE FROM mailctl_report_dmarc WHERE report IN (SELECT id FROM mailctl_reports WHERE domain = ?)",
+            "DELETE FROM mailctl_report_tls WHERE report IN (SELECT id FROM mailctl_reports WHERE domain = ?)",
+            "DELETE FROM mailctl_reports WHERE domain = ?",
             "DELETE FROM domain WHERE domain = ?",
         ];
         for sql in statements {

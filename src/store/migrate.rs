@@ -52,6 +52,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0005_srs_secrets.sql"),
         mysql: include_str!("migrations/mysql/0005_srs_secrets.sql"),
     },
+    Migration {
+        version: 6,
+        description: "DMARC and TLS reports received (mailctl_reports, mailctl_report_dmarc, mailctl_report_tls)",
+        sqlite: include_str!("migrations/sqlite/0006_reports.sql"),
+        mysql: include_str!("migrations/mysql/0006_reports.sql"),
+    },
 ];
 
 /// A migration that has been applied.

@@ -15,6 +15,7 @@ mod mailboxes;
 pub mod migrate;
 mod queue;
 mod relay_routes;
+mod reports;
 mod srs_secrets;
 
 use std::path::PathBuf;
@@ -31,6 +32,7 @@ pub use domains::{DomainRow, DomainUsage};
 pub use mailboxes::MailboxRow;
 pub use queue::{DueLocking, NewQueueRow, QueueLeaseRow, QueueRow, QueueUpdate, queue_retryable};
 pub use relay_routes::RelayRouteRow;
+pub use reports::{DmarcRecordRow, ReportRow, TlsResultRow};
 pub use srs_secrets::SrsSecretRow;
 
 use crate::error::{Error, Result};

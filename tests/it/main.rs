@@ -32,6 +32,7 @@ mod lookup_config;
 mod provisioning;
 mod queue_cmd;
 mod queue_database;
+mod reports_import;
 mod secrets;
 mod serve_checks;
 mod serve_crash_database;
