@@ -74,6 +74,21 @@ pub struct ServerSection {
     /// `[server.forwarding]`: how mail forwarded to outside addresses is sent on.
     #[serde(default)]
     pub forwarding: ForwardingSection,
+    /// `[server.reports]`: DMARC aggregate and TLS reports received by mail.
+    #[serde(default)]
+    pub reports: ReportsSection,
+}
+
+/// `[server.reports]`: which addresses receive the reports other servers send, and whether the report mail is
+/// delivered to their mailboxes too. Every key optional; defaults in [`crate::smtp::settings`].
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsSection {
+    /// Mail to these addresses is searched for reports (default: `postmaster@` of every hosted domain, where
+    /// `mailctl dns records` asks receivers to send them); an empty list turns it off.
+    pub addresses: Option<Vec<String>>,
+    /// Deliver report mail to the mailbox as well (default true).
+    pub keep: Option<bool>,
 }
 
 /// `[server.forwarding]`: mail from outside forwarded to an outside address (an alias target in another

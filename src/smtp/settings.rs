@@ -214,6 +214,8 @@ pub struct Settings {
     pub outbound: OutboundSettings,
     /// Forwarding to outside addresses.
     pub forwarding: ForwardingSettings,
+    /// `[server.reports]`.
+    pub reports: ReportsSettings,
     /// Database URL.
     pub database_url: String,
     /// Nameserver override (`[dns] nameserver` or `--nameserver`).
@@ -279,6 +281,7 @@ impl Settings {
             queue: queue(&server.queue, &config.database_url)?,
             outbound: outbound(&server.outbound)?,
             forwarding: forwarding(&server.forwarding)?,
+            reports: reports(&server.reports)?,
             database_url: config.database_url.clone(),
             nameserver: config.nameserver.clone(),
             run_as,
@@ -329,6 +332,57 @@ fn forwarding(file: &crate::config::ForwardingSection) -> Result<ForwardingSetti
         }
     }
     Ok(out)
+}
+
+/// `[server.reports]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportsSettings {
+    /// The report addresses (lower case); None: `postmaster@` of every hosted domain.
+    pub addresses: Option<Vec<String>>,
+    /// Deliver report mail to the mailboxes too.
+    pub keep: bool,
+}
+
+impl Default for ReportsSettings {
+    fn default() -> Self {
+        ReportsSettings {
+            addresses: None,
+            keep: true,
+        }
+    }
+}
+
+impl ReportsSettings {
+    /// Whether mail to `recipient` (an accepted RCPT, so in a hosted domain) is searched for reports.
+    pub fn is_report_address(&self, recipient: &str) -> bool {
+        let recipient = recipient.to_ascii_lowercase();
+        match &self.addresses {
+            None => recipient
+                .rsplit_once('@')
+                .is_some_and(|(local, _)| local == "postmaster"),
+            Some(list) => list.contains(&recipient),
+        }
+    }
+}
+
+/// Validates `[server.reports]`: the addresses must be addresses.
+fn reports(file: &crate::config::ReportsSection) -> Result<ReportsSettings> {
+    let addresses = match &file.addresses {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .map(|a| {
+                    a.parse::<crate::model::Address>()
+                        .map(|a| a.to_string().to_ascii_lowercase())
+                        .map_err(|e| Error::usage(format!("server.reports.addresses: {e}")))
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+    };
+    Ok(ReportsSettings {
+        addresses,
+        keep: file.keep.unwrap_or(true),
+    })
 }
 
 /// Validates `[server.queue]` alone (also used by `mailctl queue`, which needs no listeners).

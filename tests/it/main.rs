@@ -49,6 +49,7 @@ mod serve_outbound_queue;
 mod serve_privileges;
 mod serve_protocol;
 mod serve_relay;
+mod serve_reports;
 mod serve_submission;
 mod smtp_checks;
 mod smtp_outbound_client;

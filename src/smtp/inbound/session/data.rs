@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::received::Trace;
-use super::{Session, forward};
+use super::{Session, forward, reports};
 use crate::smtp::inbound::command::Reply;
 use crate::smtp::metrics::RejectReason;
 use crate::smtp::queue::Envelope;
@@ -102,6 +102,21 @@ impl Session {
         let id = txn.id.clone();
         let sender = txn.sender.clone();
         let stamped = Arc::new(stamped);
+        // Reports other servers send us are stored before the reply; without `keep` they need no delivery.
+        if self.login.is_none()
+            && junk.is_none()
+            && self
+                .take_reports(&id.to_string(), &sender, &txn.recipients, stamped.clone())
+                .await
+                == reports::Taken::Stored
+        {
+            self.server
+                .metrics
+                .accepted(self.kind, received_at.elapsed());
+            let reply = Reply::new(250, Some((2, 0, 0)), format!("Ok: queued as {id}"));
+            self.finish_log(size, &summary, &reply);
+            return reply;
+        }
         // Remote recipients first: once the queue holds the message, local delivery follows; if that fails,
         // the queue entry is taken back out, so a retrying client never causes a second remote copy.
         let queued = if self.login.is_some() {

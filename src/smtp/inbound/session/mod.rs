@@ -22,6 +22,7 @@ mod mail;
 mod rcpt;
 mod received;
 mod relay;
+mod reports;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
