@@ -523,6 +523,9 @@ _mailctl() {
             mailctl__subcmd__help__subcmd__reports,show)
                 cmd="mailctl__subcmd__help__subcmd__reports__subcmd__show"
                 ;;
+            mailctl__subcmd__help__subcmd__reports,summary)
+                cmd="mailctl__subcmd__help__subcmd__reports__subcmd__summary"
+                ;;
             mailctl__subcmd__help__subcmd__srs,forward)
                 cmd="mailctl__subcmd__help__subcmd__srs__subcmd__forward"
                 ;;
@@ -673,6 +676,9 @@ _mailctl() {
             mailctl__subcmd__reports,show)
                 cmd="mailctl__subcmd__reports__subcmd__show"
                 ;;
+            mailctl__subcmd__reports,summary)
+                cmd="mailctl__subcmd__reports__subcmd__summary"
+                ;;
             mailctl__subcmd__reports__subcmd__help,help)
                 cmd="mailctl__subcmd__reports__subcmd__help__subcmd__help"
                 ;;
@@ -684,6 +690,9 @@ _mailctl() {
                 ;;
             mailctl__subcmd__reports__subcmd__help,show)
                 cmd="mailctl__subcmd__reports__subcmd__help__subcmd__show"
+                ;;
+            mailctl__subcmd__reports__subcmd__help,summary)
+                cmd="mailctl__subcmd__reports__subcmd__help__subcmd__summary"
                 ;;
             mailctl__subcmd__srs,forward)
                 cmd="mailctl__subcmd__srs__subcmd__forward"
@@ -3498,7 +3507,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__help__subcmd__reports)
-            opts="import list show"
+            opts="import list show summary"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3540,6 +3549,20 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__help__subcmd__reports__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__reports__subcmd__summary)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -4498,7 +4521,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__reports)
-            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version import list show help"
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version import list show summary help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4520,7 +4543,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__reports__subcmd__help)
-            opts="import list show help"
+            opts="import list show summary help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4576,6 +4599,20 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__reports__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__reports__subcmd__help__subcmd__summary)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -4648,6 +4685,48 @@ _mailctl() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__reports__subcmd__summary)
+            opts="-v -q -h -V --since --format --warn --crit --nameserver --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json nagios" -- "${cur}"))
+                    return 0
+                    ;;
+                --warn)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --crit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --nameserver)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -41,7 +41,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand queue 'Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats'
             cand relay 'Relay hosts (smarthosts) per sender domain: set, list, delete'
             cand srs 'SRS secrets for forwarded mail: rotate, list, forward, reverse'
-            cand reports 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show'
+            cand reports 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show, summary'
             cand bench 'Load generators for measuring a running server'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
@@ -1299,6 +1299,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand import 'Import reports from files: report XML/JSON (also .gz and .zip), mail messages (.eml), Maildir folders, mbox files, or - for standard input. A report stored before is left as it is'
             cand list 'List stored reports, oldest first'
             cand show 'Show one report with its records (DMARC) or results (TLS)'
+            cand summary 'What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'mailctl;reports;import'= {
@@ -1342,10 +1343,29 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'mailctl;reports;summary'= {
+            cand --since 'Reports whose period ended within this time (7d, 12h) or since this date (2026-11-01)'
+            cand --format 'Output: table, json (same as --json) or nagios (one line and performance data)'
+            cand --warn 'WARNING when at least this share of own mail failed DMARC, or of TLS sessions failed'
+            cand --crit 'CRITICAL from this share on'
+            cand --nameserver 'Ask this nameserver for PTR names and the relay''s addresses (IP or IP:PORT; repeatable)'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'mailctl;reports;help'= {
             cand import 'Import reports from files: report XML/JSON (also .gz and .zip), mail messages (.eml), Maildir folders, mbox files, or - for standard input. A report stored before is left as it is'
             cand list 'List stored reports, oldest first'
             cand show 'Show one report with its records (DMARC) or results (TLS)'
+            cand summary 'What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'mailctl;reports;help;import'= {
@@ -1353,6 +1373,8 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;reports;help;list'= {
         }
         &'mailctl;reports;help;show'= {
+        }
+        &'mailctl;reports;help;summary'= {
         }
         &'mailctl;reports;help;help'= {
         }
@@ -1604,7 +1626,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand queue 'Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats'
             cand relay 'Relay hosts (smarthosts) per sender domain: set, list, delete'
             cand srs 'SRS secrets for forwarded mail: rotate, list, forward, reverse'
-            cand reports 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show'
+            cand reports 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show, summary'
             cand bench 'Load generators for measuring a running server'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
@@ -1777,12 +1799,15 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand import 'Import reports from files: report XML/JSON (also .gz and .zip), mail messages (.eml), Maildir folders, mbox files, or - for standard input. A report stored before is left as it is'
             cand list 'List stored reports, oldest first'
             cand show 'Show one report with its records (DMARC) or results (TLS)'
+            cand summary 'What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)'
         }
         &'mailctl;help;reports;import'= {
         }
         &'mailctl;help;reports;list'= {
         }
         &'mailctl;help;reports;show'= {
+        }
+        &'mailctl;help;reports;summary'= {
         }
         &'mailctl;help;bench'= {
             cand smtp 'Send messages over concurrent SMTP sessions; report throughput and end-of-DATA latency'

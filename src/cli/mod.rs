@@ -118,7 +118,7 @@ pub enum Command {
     /// SRS secrets for forwarded mail: rotate, list, forward, reverse
     #[command(subcommand)]
     Srs(srs::SrsCmd),
-    /// DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show
+    /// DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show, summary
     #[command(subcommand)]
     Reports(reports::ReportsCmd),
     /// Load generators for measuring a running server
@@ -197,6 +197,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
     }
     let done = match cli.command {
         Command::Audit(a) => return audit::run(&ctx, a).await,
+        Command::Reports(c) => return reports::run(&ctx, c).await,
         Command::Domain(c) => domain::run(&ctx, c).await,
         Command::Mailbox(c) => mailbox::run(&ctx, c).await,
         Command::Alias(c) => alias::run(&ctx, c).await,
@@ -211,7 +212,6 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Queue(c) => queue::run(&ctx, c).await,
         Command::Relay(c) => relay::run(&ctx, c).await,
         Command::Srs(c) => srs::run(&ctx, c).await,
-        Command::Reports(c) => reports::run(&ctx, c).await,
         Command::Bench(c) => bench::run(&ctx, c).await,
         Command::Completions(_) => Ok(()),
     };

@@ -7,3 +7,4 @@
 
 pub mod extract;
 pub mod ingest;
+pub mod summary;

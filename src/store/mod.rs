@@ -32,7 +32,9 @@ pub use domains::{DomainRow, DomainUsage};
 pub use mailboxes::MailboxRow;
 pub use queue::{DueLocking, NewQueueRow, QueueLeaseRow, QueueRow, QueueUpdate, queue_retryable};
 pub use relay_routes::RelayRouteRow;
-pub use reports::{DmarcRecordRow, ReportRow, TlsResultRow};
+pub use reports::{
+    DmarcRecordRow, ReportRow, ReporterTotals, SourceTotals, TlsResultRow, TlsTotals,
+};
 pub use srs_secrets::SrsSecretRow;
 
 use crate::error::{Error, Result};

@@ -262,3 +262,111 @@ fn values_sql(prefix: &str, columns: usize, rows: usize) -> String {
     }
     sql
 }
+
+/// The DMARC records of one domain from one source IP over a period, summed.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct SourceTotals {
+    /// The domain the reports are about.
+    pub domain: String,
+    /// The sending IP (empty when reporters left it out).
+    pub source_ip: String,
+    /// Messages.
+    pub messages: i64,
+    /// Messages whose DKIM passed aligned.
+    pub dkim_pass: i64,
+    /// Messages whose SPF passed aligned.
+    pub spf_pass: i64,
+    /// Messages that passed DMARC (DKIM or SPF aligned).
+    pub dmarc_pass: i64,
+    /// Messages the receivers quarantined.
+    pub quarantined: i64,
+    /// Messages the receivers rejected.
+    pub rejected: i64,
+    /// One DKIM result line of these records (`domain/selector=result ...`), for the likely cause.
+    pub dkim_auth: String,
+    /// One SPF result line of these records.
+    pub spf_auth: String,
+}
+
+/// Reports of one domain, kind and reporter over a period.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ReporterTotals {
+    /// The domain.
+    pub domain: String,
+    /// `dmarc` or `tls`.
+    pub kind: String,
+    /// The reporter.
+    pub org_name: String,
+    /// How many reports.
+    pub reports: i64,
+    /// Messages (DMARC) or sessions (TLS).
+    pub messages: i64,
+    /// Failed messages or sessions.
+    pub failed: i64,
+    /// The earliest start and the latest end of their periods.
+    pub first: String,
+    /// See `first`.
+    pub last: String,
+}
+
+/// TLS sessions of one domain with one result over a period.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct TlsTotals {
+    /// The domain.
+    pub domain: String,
+    /// `success` or a failure's result type.
+    pub result: String,
+    /// Sessions.
+    pub sessions: i64,
+}
+
+impl Tx {
+    /// DMARC records of reports whose period ended at or after `since`, summed per domain and source IP.
+    pub async fn dmarc_sources_since(&mut self, since: &str) -> Result<Vec<SourceTotals>> {
+        let sql = "SELECT r.domain AS domain, d.source_ip AS source_ip, \
+                   CAST(SUM(d.count) AS SIGNED) AS messages, \
+                   CAST(SUM(CASE WHEN d.dkim = 'pass' THEN d.count ELSE 0 END) AS SIGNED) AS dkim_pass, \
+                   CAST(SUM(CASE WHEN d.spf = 'pass' THEN d.count ELSE 0 END) AS SIGNED) AS spf_pass, \
+                   CAST(SUM(CASE WHEN d.dkim = 'pass' OR d.spf = 'pass' THEN d.count ELSE 0 END) AS SIGNED) \
+                   AS dmarc_pass, \
+                   CAST(SUM(CASE WHEN d.disposition = 'quarantine' THEN d.count ELSE 0 END) AS SIGNED) \
+                   AS quarantined, \
+                   CAST(SUM(CASE WHEN d.disposition = 'reject' THEN d.count ELSE 0 END) AS SIGNED) AS rejected, \
+                   MAX(d.dkim_auth) AS dkim_auth, MAX(d.spf_auth) AS spf_auth \
+                   FROM mailctl_report_dmarc d JOIN mailctl_reports r ON r.id = d.report \
+                   WHERE r.kind = 'dmarc' AND r.date_end >= ? \
+                   GROUP BY r.domain, d.source_ip ORDER BY r.domain, messages DESC, d.source_ip";
+        on_conn!(self, |c| sqlx::query_as::<_, SourceTotals>(sql)
+            .bind(since)
+            .fetch_all(&mut *c)
+            .await)
+        .map_err(|e| Error::db("summing the DMARC reports", e))
+    }
+
+    /// Reports whose period ended at or after `since`, counted per domain, kind and reporter.
+    pub async fn reporters_since(&mut self, since: &str) -> Result<Vec<ReporterTotals>> {
+        let sql = "SELECT domain, kind, org_name, CAST(COUNT(*) AS SIGNED) AS reports, \
+                   CAST(SUM(messages) AS SIGNED) AS messages, CAST(SUM(failed) AS SIGNED) AS failed, \
+                   CAST(MIN(date_begin) AS CHAR) AS first, CAST(MAX(date_end) AS CHAR) AS last \
+                   FROM mailctl_reports WHERE date_end >= ? \
+                   GROUP BY domain, kind, org_name ORDER BY domain, kind, reports DESC, org_name";
+        on_conn!(self, |c| sqlx::query_as::<_, ReporterTotals>(sql)
+            .bind(since)
+            .fetch_all(&mut *c)
+            .await)
+        .map_err(|e| Error::db("counting the reports", e))
+    }
+
+    /// TLS results of reports whose period ended at or after `since`, summed per domain and result.
+    pub async fn tls_results_since(&mut self, since: &str) -> Result<Vec<TlsTotals>> {
+        let sql = "SELECT r.domain AS domain, t.result AS result, CAST(SUM(t.count) AS SIGNED) AS sessions \
+                   FROM mailctl_report_tls t JOIN mailctl_reports r ON r.id = t.report \
+                   WHERE r.kind = 'tls' AND r.date_end >= ? \
+                   GROUP BY r.domain, t.result ORDER BY r.domain, sessions DESC, t.result";
+        on_conn!(self, |c| sqlx::query_as::<_, TlsTotals>(sql)
+            .bind(since)
+            .fetch_all(&mut *c)
+            .await)
+        .map_err(|e| Error::db("summing the TLS reports", e))
+    }
+}

@@ -33,6 +33,7 @@ mod provisioning;
 mod queue_cmd;
 mod queue_database;
 mod reports_import;
+mod reports_summary;
 mod secrets;
 mod serve_checks;
 mod serve_crash_database;

@@ -8,6 +8,8 @@ use chrono::{Duration, NaiveDate, Utc};
 use clap::Subcommand;
 use serde::Serialize;
 
+pub mod summary;
+
 use super::Ctx;
 use crate::error::{Error, Result};
 use crate::output::{Render, key_values, table};
@@ -40,14 +42,18 @@ pub enum ReportsCmd {
         /// The report's number (from `reports list`)
         id: i64,
     },
+    /// What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely
+    /// cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)
+    Summary(summary::SummaryArgs),
 }
 
-/// Runs a reports subcommand.
-pub async fn run(ctx: &Ctx, cmd: ReportsCmd) -> Result<()> {
+/// Runs a reports subcommand; the exit code is `summary`'s verdict, else 0.
+pub async fn run(ctx: &Ctx, cmd: ReportsCmd) -> Result<i32> {
     match cmd {
-        ReportsCmd::Import { paths } => import(ctx, &paths).await,
-        ReportsCmd::List { since, domains } => list(ctx, &since, &domains).await,
-        ReportsCmd::Show { id } => show(ctx, id).await,
+        ReportsCmd::Import { paths } => import(ctx, &paths).await.map(|()| 0),
+        ReportsCmd::List { since, domains } => list(ctx, &since, &domains).await.map(|()| 0),
+        ReportsCmd::Show { id } => show(ctx, id).await.map(|()| 0),
+        ReportsCmd::Summary(args) => summary::run(ctx, args).await,
     }
 }
 
