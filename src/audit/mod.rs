@@ -143,7 +143,13 @@ pub struct Known {
     /// The relay host the domain's mail leaves through (`mailctl relay set`, else `[server.outbound.relay]` for
     /// a hosted domain), if any.
     pub relay: Option<crate::records::Relayed>,
+    /// What the DMARC and TLS reports stored for the domain over the last [`REPORTS_DAYS`] days say (None: no
+    /// database, or the domain is not hosted).
+    pub reports: Option<crate::reports::summary::DomainSummary>,
 }
+
+/// How many days of stored reports the `reports.*` checks read.
+pub const REPORTS_DAYS: i64 = 7;
 
 impl Known {
     /// The relay host when it sends from addresses of its own (not one on this machine): then receivers judge
@@ -208,7 +214,7 @@ pub struct DomainReport {
 
 /// Every check family, by id prefix.
 pub const FAMILIES: &[&str] = &[
-    "mx", "ptr", "smtp", "spf", "dkim", "dmarc", "dnsbl", "mta_sts", "tls_rpt",
+    "mx", "ptr", "smtp", "spf", "dkim", "dmarc", "dnsbl", "mta_sts", "tls_rpt", "reports",
 ];
 
 /// Refuses `--only`/`--skip` patterns that name no family (`spff`): a typo must not turn an audit into a

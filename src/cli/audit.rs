@@ -181,6 +181,60 @@ async fn known(ctx: &Ctx, store: Option<&Store>, domain: &DomainName) -> Result<
     Ok(known)
 }
 
+/// What the stored reports of the last [`audit::REPORTS_DAYS`] days say about each hosted domain, for the
+/// `reports.*` checks: summed once for all domains, judged on mail from `ips` and each domain's relay host.
+async fn add_reports(
+    store: &Store,
+    resolver: &Resolver,
+    ips: &[std::net::IpAddr],
+    domains: &[DomainName],
+    knowns: &mut [Known],
+) -> Result<()> {
+    use crate::reports::summary;
+    let since = chrono::Utc::now() - chrono::Duration::days(audit::REPORTS_DAYS);
+    let since = crate::time::to_db(since);
+    let mut tx = store.begin().await?;
+    let sources = tx.dmarc_sources_since(&since).await?;
+    let reporters = tx.reporters_since(&since).await?;
+    let tls = tx.tls_results_since(&since).await?;
+    tx.rollback().await?;
+    let mut whose = summary::Known {
+        ours: ips.iter().copied().collect(),
+        ..summary::Known::default()
+    };
+    for (d, k) in domains.iter().zip(knowns.iter()) {
+        if let Some(relay) = k.remote_relay() {
+            let addresses = match relay.host.parse() {
+                Ok(ip) => vec![ip],
+                Err(_) => resolver.addresses(&relay.host).await.unwrap_or_default(),
+            };
+            whose
+                .relays
+                .insert(d.to_string(), addresses.into_iter().collect());
+        }
+    }
+    let limits = summary::Thresholds {
+        warn: 0.02,
+        crit: 0.10,
+    };
+    let hosted: Vec<String> = domains
+        .iter()
+        .zip(knowns.iter())
+        .filter(|(_, k)| k.hosted)
+        .map(|(d, _)| d.to_string())
+        .collect();
+    let ptr = std::collections::HashMap::new();
+    let mut summaries: std::collections::HashMap<String, summary::DomainSummary> =
+        summary::summarize(&hosted, &sources, &reporters, &tls, &whose, &ptr, limits)
+            .into_iter()
+            .map(|s| (s.domain.clone(), s))
+            .collect();
+    for (d, k) in domains.iter().zip(knowns.iter_mut()) {
+        k.reports = summaries.remove(d.as_str());
+    }
+    Ok(())
+}
+
 /// Runs `mailctl audit`; returns the exit code.
 pub async fn run(ctx: &Ctx, args: AuditArgs) -> Result<i32> {
     // Everything the user typed is checked before the first lookup.
@@ -267,6 +321,9 @@ pub async fn run(ctx: &Ctx, args: AuditArgs) -> Result<i32> {
     let mut knowns = Vec::new();
     for d in &domains {
         knowns.push(known(ctx, store.as_ref(), d).await?);
+    }
+    if let Some(store) = &store {
+        add_reports(store, &resolver, &options.ips, &domains, &mut knowns).await?;
     }
     let reports: Vec<_> = futures_util::stream::iter(domains.iter().zip(&knowns))
         .map(|(d, k)| {

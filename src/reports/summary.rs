@@ -174,6 +174,8 @@ pub struct DomainSummary {
     pub own_messages: i64,
     /// Of it, failed DMARC.
     pub own_failed: i64,
+    /// Of it, passed DKIM aligned.
+    pub own_dkim_pass: i64,
     /// Whether `own_*` counts only known IPs (`false`: every message, no `public_ips` configured).
     pub own_by_ip: bool,
     /// The sources with the most messages.
@@ -280,6 +282,20 @@ pub fn summarize(
         names = all.into_iter().map(str::to_string).collect();
     }
     let by_ip = !known.ours.is_empty() || !known.relays.is_empty();
+    // Each domain's rows, found once (the totals are sorted by domain, but nothing here relies on it).
+    fn group<'t, T>(rows: &'t [T], key: impl Fn(&T) -> &str) -> HashMap<&'t str, Vec<&'t T>>
+    where
+        T: 't,
+    {
+        let mut map: HashMap<&str, Vec<&T>> = HashMap::new();
+        for r in rows {
+            map.entry(key(r)).or_default().push(r);
+        }
+        map
+    }
+    let sources = group(sources, |t| t.domain.as_str());
+    let reporters = group(reporters, |r| r.domain.as_str());
+    let tls = group(tls, |t| t.domain.as_str());
     names
         .iter()
         .map(|domain| {
@@ -299,6 +315,7 @@ pub fn summarize(
                 rejected: 0,
                 own_messages: 0,
                 own_failed: 0,
+                own_dkim_pass: 0,
                 own_by_ip: by_ip,
                 sources: Vec::new(),
                 problems: Vec::new(),
@@ -306,7 +323,7 @@ pub fn summarize(
                 tls_failed: 0,
                 tls_failures: Vec::new(),
             };
-            for r in reporters.iter().filter(|r| &r.domain == domain) {
+            for r in reporters.get(domain.as_str()).into_iter().flatten() {
                 s.reports += r.reports;
                 s.reporters.push(Reporter {
                     org_name: r.org_name.clone(),
@@ -321,7 +338,7 @@ pub fn summarize(
                 }
             }
             let mut all = Vec::new();
-            for t in sources.iter().filter(|t| &t.domain == domain) {
+            for t in sources.get(domain.as_str()).into_iter().flatten() {
                 let mut source = Source {
                     ip: t.source_ip.clone(),
                     ptr: ptr.get(&t.source_ip).cloned(),
@@ -344,6 +361,7 @@ pub fn summarize(
                 if !by_ip || source.whose != Whose::Other {
                     s.own_messages += source.messages;
                     s.own_failed += source.failed();
+                    s.own_dkim_pass += source.dkim_pass;
                 }
                 all.push(source);
             }
@@ -352,7 +370,7 @@ pub fn summarize(
             failing.sort_by(|a, b| b.failed().cmp(&a.failed()).then(a.ip.cmp(&b.ip)));
             s.problems = failing.into_iter().take(LISTED).cloned().collect();
             let mut failures: BTreeMap<String, i64> = BTreeMap::new();
-            for t in tls.iter().filter(|t| &t.domain == domain) {
+            for t in tls.get(domain.as_str()).into_iter().flatten() {
                 s.tls_sessions += t.sessions;
                 if t.result != "success" {
                     s.tls_failed += t.sessions;

@@ -206,3 +206,104 @@ fn own_mail_decides_the_verdict_and_other_senders_are_named_with_a_cause() {
     assert_eq!(recent.code, 3, "{}", recent.stdout);
     assert_eq!(recent.json()["domains"], serde_json::json!([]));
 }
+
+#[test]
+fn the_audit_reads_the_last_week_of_reports() {
+    let dns = TestDns::start(&[(
+        "example.org.",
+        "example.org. IN MX 10 mx.example.org.\nmx.example.org. IN A 192.0.2.25\n",
+    )]);
+    let db = TestDb::sqlite();
+    db.run(&["domain", "add", "example.org"]).ok();
+    std::fs::write(
+        db.path("mailctl.toml"),
+        "[server]\nhostname = \"mx.example.org\"\npublic_ips = [\"192.0.2.25\"]\n",
+    )
+    .unwrap();
+    let audit = |db: &TestDb| {
+        let ns = dns.nameserver();
+        let run = db.run(&[
+            "--json",
+            "audit",
+            "example.org",
+            "--no-connect",
+            "--nameserver",
+            &ns,
+            "--only",
+            "reports",
+        ]);
+        let json = run.json();
+        let findings: Vec<(String, String, String)> = json["domains"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["id"].as_str().unwrap().starts_with("reports."))
+            .map(|f| {
+                (
+                    f["id"].as_str().unwrap().to_string(),
+                    f["status"].as_str().unwrap().to_string(),
+                    f["detail"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        findings
+    };
+    let none = audit(&db);
+    assert_eq!(none.len(), 2, "{none:?}");
+    assert_eq!(
+        (none[0].0.as_str(), none[0].1.as_str()),
+        ("reports.dmarc", "INFO")
+    );
+    assert!(
+        none[0]
+            .2
+            .starts_with("no DMARC aggregate reports stored from the last 7 days"),
+        "{none:?}"
+    );
+
+    // Yesterday's report: our IP fails DKIM for 5% of its mail (SPF still passes); a year-old report that
+    // would make it clean is outside the week.
+    let now = chrono::Utc::now().timestamp();
+    let recent = report(
+        "week-1",
+        &[
+            ("192.0.2.25", 95, "pass", "pass", "example.org"),
+            ("192.0.2.25", 5, "fail", "pass", "example.org"),
+        ],
+    )
+    .replace("1764979200", &(now - 86_400).to_string())
+    .replace("1765065599", &(now - 60).to_string());
+    import(&db, "recent.xml", &recent);
+    import(
+        &db,
+        "old.xml",
+        &report(
+            "old-1",
+            &[("192.0.2.25", 10_000, "pass", "pass", "example.org")],
+        ),
+    );
+    let tls = TLS
+        .replace(
+            "2025-12-05T00:00:00Z",
+            &(chrono::Utc::now() - chrono::Duration::days(1))
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
+        )
+        .replace(
+            "2025-12-06T23:59:59Z",
+            &chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        );
+    import(&db, "tls.json", &tls);
+    let found = audit(&db);
+    assert_eq!(found[0].0, "reports.dmarc");
+    assert_eq!(found[0].1, "FAIL", "{found:?}");
+    assert!(
+        found[0].2.starts_with("receivers saw DKIM fail for 5.0% of mail from this server's IPs (5 of 100; DMARC failed for 0.0%)"),
+        "{found:?}"
+    );
+    assert_eq!(
+        (found[1].0.as_str(), found[1].1.as_str()),
+        ("reports.tls", "WARN")
+    );
+    assert!(found[1].2.contains("certificate-expired 3"), "{found:?}");
+}

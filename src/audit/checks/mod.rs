@@ -9,6 +9,7 @@ pub mod mta_sts_policy;
 pub mod mx;
 pub mod ptr;
 pub mod relay;
+pub mod reports;
 pub mod smtp_probe;
 pub mod spf;
 pub mod txt_records;
@@ -48,6 +49,7 @@ pub async fn run_all(
     // Its ids are `mta_sts.*`, so it is selected under that prefix (`--only mta_sts.mx` must run it).
     family!("mta_sts", mta_sts_policy::check(ctx, domain));
     family!("tls_rpt", mta_sts::check_tls_rpt(ctx, domain));
+    family!("reports", reports::check(ctx, domain));
     let mut findings: Vec<Finding> = join_all(families).await.into_iter().flatten().collect();
     if let Some(relay) = ctx.known.remote_relay() {
         relay::discount(&mut findings, relay);
