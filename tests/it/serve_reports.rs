@@ -108,7 +108,8 @@ fn reports_mailed_to_postmaster_are_stored_and_still_delivered() {
     let db = TestDb::sqlite();
     example(&db);
     cli(&db, "alias add postmaster@example.test alice@example.test");
-    let server = TestServer::start(&db, ServeOptions::default());
+    let options = ServeOptions::default().server_key("metrics", "\"127.0.0.1:0\"");
+    let server = TestServer::start(&db, options);
 
     send(
         &server,
@@ -179,6 +180,20 @@ fn reports_mailed_to_postmaster_are_stored_and_still_delivered() {
 
     // Everything was delivered too: three reports and the greeting.
     assert_eq!(server.inbox("alice@example.test").len(), 4);
+    let body = kit::http::get(server.addr("metrics"), "/metrics").body;
+    for (labels, value) in [
+        (r#"kind="dmarc",result="stored""#, 1.0),
+        (r#"kind="dmarc",result="duplicate""#, 1.0),
+        (r#"kind="tls",result="stored""#, 1.0),
+        (r#"kind="dmarc",result="rejected""#, 0.0),
+    ] {
+        let name = format!("mailctl_reports_received_total{{{labels}}}");
+        assert_eq!(
+            kit::http::sample(&body, &name),
+            Some(value),
+            "{name} in:\n{body}"
+        );
+    }
     let log = server.log();
     assert!(log.contains("report stored"), "{log}");
     assert!(log.contains("report stored before: unchanged"), "{log}");

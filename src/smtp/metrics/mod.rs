@@ -144,6 +144,42 @@ impl RelayFailure {
     }
 }
 
+/// What became of a report that arrived by mail: the `result` label of `mailctl_reports_received_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportResult {
+    /// Stored.
+    Stored,
+    /// Stored before: unchanged.
+    Duplicate,
+    /// About a domain not hosted here: ignored.
+    Foreign,
+    /// Broken or not storable.
+    Rejected,
+}
+
+impl ReportResult {
+    /// Every result, in exposition order.
+    pub const ALL: [ReportResult; 4] = [
+        ReportResult::Stored,
+        ReportResult::Duplicate,
+        ReportResult::Foreign,
+        ReportResult::Rejected,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReportResult::Stored => "stored",
+            ReportResult::Duplicate => "duplicate",
+            ReportResult::Foreign => "foreign",
+            ReportResult::Rejected => "rejected",
+        }
+    }
+}
+
+/// The `kind` labels of `mailctl_reports_received_total`.
+pub const REPORT_KINDS: [&str; 2] = ["dmarc", "tls"];
+
 /// Upper bounds (seconds) of the `mailctl_smtp_delivery_seconds` buckets; `+Inf` follows.
 pub const LATENCY_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -160,6 +196,7 @@ pub struct Metrics {
     auth_ok: AtomicU64,
     auth_failed: AtomicU64,
     relay_failures: [AtomicU64; RelayFailure::ALL.len()],
+    reports: [AtomicU64; REPORT_KINDS.len() * ReportResult::ALL.len()],
     latency: Histogram,
 }
 
@@ -229,6 +266,12 @@ impl Metrics {
     /// Outbound delivery could not use its relay host for `reason`.
     pub fn relay_failure(&self, reason: RelayFailure) {
         self.relay_failures[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A report of `kind` (`dmarc` or `tls`; anything else counts as `dmarc`) arrived by mail, with `result`.
+    pub fn report(&self, kind: &str, result: ReportResult) {
+        let k = REPORT_KINDS.iter().position(|k| *k == kind).unwrap_or(0);
+        self.reports[k * ReportResult::ALL.len() + result as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// An AUTH attempt ended: `ok` true for success.

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Metrics, RejectReason, RelayFailure};
+use super::{Metrics, REPORT_KINDS, RejectReason, RelayFailure, ReportResult};
 use crate::smtp::inbound::limits::Refusal;
 use crate::smtp::settings::ListenerKind;
 
@@ -94,6 +94,20 @@ pub(super) fn render(m: &Metrics) -> String {
     family(&mut out, name, "counter", help);
     let labels = RelayFailure::ALL.into_iter().map(RelayFailure::label);
     per_reason(&mut out, name, labels, &m.relay_failures);
+
+    let name = "mailctl_reports_received_total";
+    let help = "DMARC aggregate and TLS reports that arrived by mail at the report addresses, by kind and result.";
+    family(&mut out, name, "counter", help);
+    for (k, kind) in REPORT_KINDS.iter().enumerate() {
+        for result in ReportResult::ALL {
+            let value = load(&m.reports[k * ReportResult::ALL.len() + result as usize]);
+            let _ = writeln!(
+                out,
+                "{name}{{kind=\"{kind}\",result=\"{}\"}} {value}",
+                result.label()
+            );
+        }
+    }
 
     let name = "mailctl_smtp_delivery_seconds";
     let help = "Seconds from the end of DATA to the 250 reply (delivery to stable storage).";

@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::Session;
 use crate::reports::extract::{self, Limits};
 use crate::reports::ingest::{self, Fate};
+use crate::smtp::metrics::ReportResult;
 
 /// How long storing the reports of one message may take (a large report has hundreds of thousands of rows).
 const STORE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -61,8 +62,15 @@ impl Session {
             }
             return Taken::Deliver;
         }
+        let metrics = &self.server.metrics;
         for why in &found.rejected {
             tracing::warn!(target: "mailctl::smtp", id, sender, why = %why, "report rejected");
+            let kind = if why.contains("TLS report") {
+                "tls"
+            } else {
+                "dmarc"
+            };
+            metrics.report(kind, ReportResult::Rejected);
         }
         let source = format!(
             "mail {id} from {}",
@@ -95,6 +103,13 @@ impl Session {
                 outcome.report_id.as_str(),
                 outcome.domain.as_str(),
             );
+            let result = match &outcome.fate {
+                Fate::Stored(_) => ReportResult::Stored,
+                Fate::AlreadyStored(_) => ReportResult::Duplicate,
+                Fate::NotHosted => ReportResult::Foreign,
+                Fate::Rejected(_) => ReportResult::Rejected,
+            };
+            metrics.report(kind, result);
             match &outcome.fate {
                 Fate::Stored(number) => {
                     tracing::info!(target: "mailctl::smtp", id, kind, org, report_id, domain, number,
