@@ -80,7 +80,14 @@ impl Backoff {
 
     /// True once a message queued at `created` is old enough that its sender should hear it is delayed.
     pub fn warning_due(&self, created: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-        now >= created + delta(self.warn_after)
+        now >= self.warning_at(created)
+    }
+
+    /// When a message queued at `created` is old enough for the delay warning (saturating).
+    pub fn warning_at(&self, created: DateTime<Utc>) -> DateTime<Utc> {
+        created
+            .checked_add_signed(delta(self.warn_after))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }
 

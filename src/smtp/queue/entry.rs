@@ -214,6 +214,20 @@ impl Entry {
             && backoff.warning_due(self.created, now)
     }
 
+    /// When a delivery run next has work on this entry if nothing else changes it: the earliest next attempt
+    /// of a pending recipient, or the delay warning. None while held, or with nothing pending (a claim scan
+    /// then reads the entry every time, which costs nothing: such an entry is due or about to be removed).
+    pub fn next_due(&self, backoff: &Backoff) -> Option<DateTime<Utc>> {
+        if self.hold {
+            return None;
+        }
+        let warning = (!self.delay_warning_sent
+            && !self.sender.is_empty()
+            && self.pending().next().is_some())
+        .then(|| backoff.warning_at(self.created));
+        self.next_attempt().into_iter().chain(warning).min()
+    }
+
     /// True when nothing is left to do: no recipient pending and every failure notified. Such an entry is
     /// removed from the queue.
     pub fn is_finished(&self) -> bool {

@@ -123,6 +123,34 @@ pub struct Spool {
     owner: Owner,
     msg_sync: DirSync,
     faults: Faults,
+    /// Entries a claim scan found not due: the record's file as it was then, and until when it is not due. A
+    /// later scan skips such an entry with one `stat` instead of reading and parsing its record, until its time
+    /// comes or the file changes (every change, by any process, renames a new file into place). Without it a
+    /// backlog of deferred mail made every claim read every record.
+    not_due: std::sync::Mutex<
+        std::collections::HashMap<QueueId, (FileStamp, chrono::DateTime<chrono::Utc>)>,
+    >,
+}
+
+/// What identifies one version of a record file: a replaced file has another inode (or another time or size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileStamp {
+    inode: u64,
+    modified: (i64, i64),
+    size: u64,
+}
+
+impl FileStamp {
+    /// The stamp of the file at `path`, None when it is gone.
+    pub(super) fn of(path: &std::path::Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(path).ok()?;
+        Some(FileStamp {
+            inode: m.ino(),
+            modified: (m.mtime(), m.mtime_nsec()),
+            size: m.size(),
+        })
+    }
 }
 
 impl Spool {
@@ -147,6 +175,7 @@ impl Spool {
             options,
             owner,
             faults: Faults::default(),
+            not_due: Default::default(),
         };
         spool.sweep()?;
         Ok(spool)

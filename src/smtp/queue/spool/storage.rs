@@ -4,9 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::Spool;
 use super::files::read_entry;
 use super::lock::peek_lease;
+use super::{FileStamp, Spool};
 use crate::smtp::queue::storage::{Storage, Write};
 use crate::smtp::queue::{Backoff, Claimed, Entry, Lease, QueueError, QueueId, Queued};
 
@@ -89,13 +89,37 @@ impl Storage for Spool {
         let backoff = self.options.backoff;
         let mut claimed = Vec::new();
         let mut first_error = None;
-        for id in Spool::ids(self)? {
+        let ids = Spool::ids(self)?;
+        let mut not_due = self.not_due.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget what is gone (delivered, deleted) so the map never outgrows the queue.
+        if not_due.len() > ids.len() {
+            let present: std::collections::HashSet<&QueueId> = ids.iter().collect();
+            not_due.retain(|id, _| present.contains(id));
+        }
+        for id in ids {
             if claimed.len() >= max {
                 break;
             }
-            match read_entry(&self.meta_path(&id)) {
-                Ok(Some(entry)) if entry.is_due(now, &backoff) => {}
-                Ok(_) => continue,
+            let path = self.meta_path(&id);
+            let Some(stamp) = FileStamp::of(&path) else {
+                continue;
+            };
+            if let Some((seen, until)) = not_due.get(&id)
+                && *seen == stamp
+                && now < *until
+            {
+                continue;
+            }
+            match read_entry(&path) {
+                Ok(Some(entry)) if entry.is_due(now, &backoff) => {
+                    not_due.remove(&id);
+                }
+                Ok(Some(entry)) => {
+                    let until = entry.next_due(&backoff).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                    not_due.insert(id, (stamp, until));
+                    continue;
+                }
+                Ok(None) => continue,
                 Err(e) => {
                     self.note_failure(&id, e, &mut first_error);
                     continue;

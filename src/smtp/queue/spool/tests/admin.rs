@@ -137,3 +137,22 @@ fn stats_count_the_queue() {
     assert_eq!(stats.oldest_age_secs, Some(200));
     assert_eq!(spool.stats(t(0)).unwrap().recipients_pending, 2);
 }
+
+#[test]
+fn a_deferred_entry_skipped_by_earlier_scans_is_claimed_when_its_time_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = open(dir.path());
+    let id = enqueue(&serve, &["x@r.test"]);
+    let claim = serve.claim_due(t(0), LEASE, 10).unwrap().remove(0);
+    serve.record(&claim, &[deferred("x@r.test")], t(0)).unwrap();
+    serve.release(&claim).unwrap();
+    let next = serve.show(&id, t(0)).unwrap().entry.next_attempt().unwrap();
+    let secs = (next - t(0)).num_seconds();
+    assert!(secs > 60, "{secs}");
+    // Scans before its time skip it (the second from memory), the one at its time claims it.
+    assert!(serve.claim_due(t(1), LEASE, 10).unwrap().is_empty());
+    assert!(serve.claim_due(t(secs - 1), LEASE, 10).unwrap().is_empty());
+    let claimed = serve.claim_due(t(secs), LEASE, 10).unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id(), &id);
+}
