@@ -20,6 +20,9 @@ use mail_parser::{MessageParser, MimeHeaders, PartType};
 /// How deep archives and messages may nest (a zip in a message in a gzip...).
 pub const MAX_DEPTH: usize = 4;
 
+/// Most files read from one zip archive.
+pub const MAX_ZIP_ENTRIES: usize = 1000;
+
 /// Bounds on decompression.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -48,26 +51,34 @@ pub enum Found {
     Tls(Box<TlsReport>),
 }
 
-/// What one input held: the reports, and one line per part that should have been a report and was not.
+/// What one input held: the reports, one line per part that should have been a report and was not, and a
+/// line when it was a mail message without any report (ordinary mail, not an error).
 #[derive(Debug, Default)]
 pub struct Extracted {
     /// Every report found, in order.
     pub reports: Vec<Found>,
     /// Why a part was rejected, naming it (`attachment report.xml.gz: ...`).
     pub rejected: Vec<String>,
+    /// Why the input holds no report although nothing in it was broken.
+    pub skipped: Vec<String>,
 }
 
 /// Finds the reports in `bytes` (see the module doc).
 pub fn extract(bytes: &[u8], limits: Limits) -> Extracted {
     let mut out = Extracted::default();
+    // One budget for every layer together, against the size of what arrived: nesting gzip in zip in gzip
+    // multiplies nothing.
+    let budget = limits
+        .max_size
+        .min((1 << 20) + (bytes.len() as u64).saturating_mul(limits.ratio));
     let mut walker = Walker {
-        limits,
+        budget,
         out: &mut out,
     };
     if let Err(why) = walker.any(bytes, "", 0) {
         walker.out.rejected.push(why);
     }
-    if out.reports.is_empty() && out.rejected.is_empty() {
+    if out.reports.is_empty() && out.rejected.is_empty() && out.skipped.is_empty() {
         out.rejected
             .push("no DMARC or TLS report in it (no XML, JSON, gzip or zip part)".into());
     }
@@ -75,7 +86,8 @@ pub fn extract(bytes: &[u8], limits: Limits) -> Extracted {
 }
 
 struct Walker<'a> {
-    limits: Limits,
+    /// Bytes decompression may still produce for this input.
+    budget: u64,
     out: &'a mut Extracted,
 }
 
@@ -127,18 +139,20 @@ impl Walker<'_> {
         }
     }
 
-    /// Decompresses a gzip stream within the limits.
-    fn gunzip(&self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    /// Decompresses a gzip stream within the budget.
+    fn gunzip(&mut self, bytes: &[u8]) -> Result<Vec<u8>, String> {
         let decoder = flate2::read::MultiGzDecoder::new(bytes);
         self.capped(decoder, bytes.len() as u64, "gzip")
     }
 
-    /// Reads `reader` to its end, refusing output past the limits for `compressed` input bytes.
-    fn capped(&self, reader: impl Read, compressed: u64, what: &str) -> Result<Vec<u8>, String> {
-        let allowed = self
-            .limits
-            .max_size
-            .min((1 << 20) + compressed.saturating_mul(self.limits.ratio));
+    /// Reads `reader` to its end, refusing output past what is left of the budget; what it produced is spent.
+    fn capped(
+        &mut self,
+        reader: impl Read,
+        compressed: u64,
+        what: &str,
+    ) -> Result<Vec<u8>, String> {
+        let allowed = self.budget;
         let mut out = Vec::new();
         reader
             .take(allowed + 1)
@@ -150,6 +164,7 @@ impl Walker<'_> {
                 human(allowed)
             ));
         }
+        self.budget -= out.len() as u64;
         Ok(out)
     }
 
@@ -157,6 +172,15 @@ impl Walker<'_> {
     fn unzip(&mut self, bytes: &[u8], place: &str, depth: usize) -> Result<(), String> {
         let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
             .map_err(|e| at(place, format!("broken zip archive: {e}")))?;
+        if archive.len() > MAX_ZIP_ENTRIES {
+            return Err(at(
+                place,
+                format!(
+                    "a zip archive of {} files is refused (at most {MAX_ZIP_ENTRIES})",
+                    archive.len()
+                ),
+            ));
+        }
         for i in 0..archive.len() {
             let mut file = match archive.by_index(i) {
                 Ok(file) => file,
@@ -186,6 +210,9 @@ impl Walker<'_> {
 
     /// The parts of a mail message that can hold a report.
     fn message(&mut self, bytes: &[u8], place: &str, depth: usize) -> Result<(), String> {
+        if depth > MAX_DEPTH {
+            return Err(at(place, "nested too deep"));
+        }
         let message = MessageParser::new()
             .parse(bytes)
             .ok_or_else(|| at(place, "not a mail message"))?;
@@ -203,7 +230,9 @@ impl Walker<'_> {
                 })
                 .unwrap_or_default();
             let result = match &part.body {
-                PartType::Binary(data) | PartType::InlineBinary(data) => {
+                // Only what can be a report is opened: a signature, a picture or a PDF next to the report is no
+                // broken report.
+                PartType::Binary(data) | PartType::InlineBinary(data) if may_be_report(data) => {
                     self.any(data, &name, depth + 1)
                 }
                 // Text parts are the report only when they say so (a report sent inline as XML or JSON).
@@ -221,7 +250,7 @@ impl Walker<'_> {
             }
         }
         if (self.out.reports.len(), self.out.rejected.len()) == before && depth == 0 {
-            return Err(at(
+            self.out.skipped.push(at(
                 place,
                 "a mail message without a report (no XML, JSON, gzip or zip attachment)",
             ));
@@ -287,6 +316,15 @@ fn fold_keywords(xml: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Whether an attachment's bytes can be a report or hold one: gzip, zip, XML or JSON.
+fn may_be_report(bytes: &[u8]) -> bool {
+    let text = skip_bom_and_space(bytes);
+    bytes.starts_with(&[0x1f, 0x8b])
+        || bytes.starts_with(b"PK\x03\x04")
+        || text.starts_with(b"<")
+        || text.starts_with(b"{")
 }
 
 /// `place: ` or nothing.
@@ -395,6 +433,57 @@ mod tests {
     }
 
     #[test]
+    fn mail_without_a_report_is_skipped_and_other_attachments_are_left_alone() {
+        let mail = "From: a@b.test\r\nSubject: hi\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; \
+                    boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b\r\n\
+                    Content-Type: application/pdf; name=\"x.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+                    JVBERi0xLjQK\r\n--b--\r\n";
+        let found = extract(mail.as_bytes(), Limits::default());
+        assert!(
+            found.reports.is_empty() && found.rejected.is_empty(),
+            "{found:?}"
+        );
+        assert_eq!(found.skipped.len(), 1);
+        assert!(found.skipped[0].contains("a mail message without a report"));
+    }
+
+    #[test]
+    fn forwarded_messages_nested_too_deep_are_refused_without_recursing_further() {
+        let mut mail = String::from("From: a@b.test\r\nSubject: end\r\n\r\nbody\r\n");
+        for _ in 0..200 {
+            mail = format!(
+                "From: a@b.test\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n{mail}"
+            );
+        }
+        let found = extract(mail.as_bytes(), Limits::default());
+        assert!(found.reports.is_empty());
+        assert!(
+            found.rejected.iter().any(|r| r.contains("nested too deep")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn the_budget_covers_every_layer_together() {
+        // A gzip of a gzip: each layer alone within 200:1 of its own input, together far past it.
+        let inner = gzip(&vec![b' '; 8 << 20]);
+        let outer = gzip(&[inner.as_slice(), &vec![0u8; 4096]].concat());
+        let limits = Limits {
+            max_size: 1 << 30,
+            ratio: 200,
+        };
+        let found = extract(&outer, limits);
+        assert!(found.reports.is_empty());
+        assert!(
+            found
+                .rejected
+                .iter()
+                .any(|r| r.contains("decompression bomb")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
     fn keyword_values_are_lower_cased_and_nothing_else() {
         let xml = b"<feedback><report_metadata><org_name>Enterprise Outlook</org_name></report_metadata>\
             <row><policy_evaluated><disposition>None</disposition><dkim>Pass</dkim><ns:spf a=\"B\">FAIL</ns:spf>\
@@ -452,10 +541,6 @@ mod tests {
             (&b"\x00\x01binary"[..], "not a report"),
             (b"<html>hello</html>", "not a DMARC aggregate report"),
             (b"{\"a\": 1}", "not a TLS report"),
-            (
-                b"From: a@b.test\r\nSubject: hi\r\n\r\nhello\r\n",
-                "a mail message without a report",
-            ),
         ] {
             let found = extract(bytes, Limits::default());
             assert!(found.reports.is_empty());

@@ -74,6 +74,14 @@ pub async fn store(tx: &mut Tx, found: &Found, source: &str) -> Result<Outcome> 
         messages: r.messages,
         fate: Fate::NotHosted,
     };
+    if r.date_begin.is_empty() || r.date_end.is_empty() {
+        let report = if r.kind == "dmarc" { "DMARC" } else { "TLS" };
+        outcome.fate = Fate::Rejected(format!(
+            "{report} report {} of {} with a date range outside 1970..9999",
+            r.report_id, r.org_name
+        ));
+        return Ok(outcome);
+    }
     let missing = [
         ("org_name", r.org_name.is_empty()),
         ("report_id", r.report_id.is_empty()),
@@ -91,8 +99,16 @@ pub async fn store(tx: &mut Tx, found: &Found, source: &str) -> Result<Outcome> 
         outcome.fate = Fate::AlreadyStored(old.id);
         return Ok(outcome);
     }
-    let id = tx.insert_report(r, &rows.dmarc, &rows.tls).await?;
-    outcome.fate = Fate::Stored(id);
+    match tx.insert_report(r, &rows.dmarc, &rows.tls).await {
+        Ok(id) => outcome.fate = Fate::Stored(id),
+        Err(e) => {
+            // Two copies arriving at once: the other one's insert won the unique key.
+            match tx.report_by_key(&r.kind, &r.org_name, &r.report_id).await {
+                Ok(Some(old)) => outcome.fate = Fate::AlreadyStored(old.id),
+                _ => return Err(e),
+            }
+        }
+    }
     Ok(outcome)
 }
 
@@ -108,9 +124,16 @@ async fn hosted(tx: &mut Tx, domain: &str) -> Result<bool> {
     Ok(false)
 }
 
-/// Seconds since the epoch as the database stores times (out of range: the epoch).
-fn db_time(secs: i64) -> String {
-    time::to_db(DateTime::from_timestamp(secs, 0).unwrap_or_default())
+/// A report time as the database stores it: seconds since the epoch (milliseconds, which some reporters
+/// write, are read as such); None outside 1970..9999, which neither database stores as a date.
+fn db_time(value: i64) -> Option<String> {
+    let secs = if value > 100_000_000_000 {
+        value / 1000
+    } else {
+        value
+    };
+    let t = DateTime::from_timestamp(secs, 0)?;
+    (secs >= 0 && t.format("%Y").to_string().len() == 4).then(|| time::to_db(t))
 }
 
 /// `text` cut to at most `max` bytes on a character boundary (the columns are bounded).
@@ -284,8 +307,9 @@ pub fn dmarc_rows(r: &DmarcReport, source: &str) -> Rows {
             org_name: bounded(meta.org_name.trim(), 255),
             report_id: bounded(meta.report_id.trim(), 255),
             email: bounded(meta.email.trim(), 255),
-            date_begin: db_time(meta.date_range.begin.min(i64::MAX as u64) as i64),
-            date_end: db_time(meta.date_range.end.min(i64::MAX as u64) as i64),
+            date_begin: db_time(meta.date_range.begin.min(i64::MAX as u64) as i64)
+                .unwrap_or_default(),
+            date_end: db_time(meta.date_range.end.min(i64::MAX as u64) as i64).unwrap_or_default(),
             policy,
             messages,
             failed,
@@ -325,6 +349,25 @@ pub fn tls_rows(r: &TlsReport, source: &str) -> Rows {
             count: i64::from(p.summary.total_success),
             detail: String::new(),
         });
+        let detailed: i64 = p
+            .failure_details
+            .iter()
+            .map(|f| i64::from(f.failed_session_count))
+            .sum();
+        let undetailed = i64::from(p.summary.total_failure) - detailed;
+        if undetailed > 0 {
+            // Failures the reporter counted without saying which: counted all the same.
+            lines.push(crate::store::TlsResultRow {
+                policy_type: policy_type.clone(),
+                policy_domain: policy_domain.clone(),
+                result: "unspecified".into(),
+                sending_ip: String::new(),
+                receiving_mx: String::new(),
+                receiving_ip: String::new(),
+                count: undetailed,
+                detail: "failed sessions the report gives no details for".into(),
+            });
+        }
         for f in &p.failure_details {
             let detail = [
                 f.failure_reason_code.as_deref(),
@@ -370,8 +413,8 @@ pub fn tls_rows(r: &TlsReport, source: &str) -> Rows {
             org_name: bounded(r.organization_name.as_deref().unwrap_or("").trim(), 255),
             report_id: bounded(r.report_id.trim(), 255),
             email: bounded(r.contact_info.as_deref().unwrap_or("").trim(), 255),
-            date_begin: db_time(r.date_range.start_datetime.to_timestamp()),
-            date_end: db_time(r.date_range.end_datetime.to_timestamp()),
+            date_begin: db_time(r.date_range.start_datetime.to_timestamp()).unwrap_or_default(),
+            date_end: db_time(r.date_range.end_datetime.to_timestamp()).unwrap_or_default(),
             policy: bounded(&kinds.join(" "), 255),
             messages: ok + failed,
             failed,
@@ -380,5 +423,49 @@ pub fn tls_rows(r: &TlsReport, source: &str) -> Rows {
         },
         dmarc: Vec::new(),
         tls: lines,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_times_in_milliseconds_are_read_and_impossible_ones_refused() {
+        assert_eq!(
+            db_time(1_764_979_200).as_deref(),
+            Some("2025-12-06 00:00:00")
+        );
+        assert_eq!(
+            db_time(1_764_979_200_000).as_deref(),
+            Some("2025-12-06 00:00:00")
+        );
+        assert_eq!(db_time(-5), None);
+        assert_eq!(db_time(300_000_000_000_000), None);
+    }
+
+    #[test]
+    fn tls_failures_without_details_still_count() {
+        let json = r#"{"organization-name":"x","date-range":{"start-datetime":"2026-12-05T00:00:00Z",
+            "end-datetime":"2026-12-05T23:59:59Z"},"report-id":"r","policies":[{"policy":{"policy-type":"sts",
+            "policy-domain":"example.org"},"summary":{"total-successful-session-count":10,
+            "total-failure-session-count":5},"failure-details":[{"result-type":"certificate-expired",
+            "failed-session-count":2}]}]}"#;
+        let report = TlsReport::parse_json(json.as_bytes()).unwrap();
+        let rows = tls_rows(&report, "test");
+        let counts: Vec<(&str, i64)> = rows
+            .tls
+            .iter()
+            .map(|r| (r.result.as_str(), r.count))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("success", 10),
+                ("unspecified", 3),
+                ("certificate-expired", 2)
+            ]
+        );
+        assert_eq!((rows.report.messages, rows.report.failed), (15, 5));
     }
 }

@@ -281,7 +281,6 @@ pub fn summarize(
             reporters.iter().map(|r| r.domain.as_str()).collect();
         names = all.into_iter().map(str::to_string).collect();
     }
-    let by_ip = !known.ours.is_empty() || !known.relays.is_empty();
     // Each domain's rows, found once (the totals are sorted by domain, but nothing here relies on it).
     fn group<'t, T>(rows: &'t [T], key: impl Fn(&T) -> &str) -> HashMap<&'t str, Vec<&'t T>>
     where
@@ -299,6 +298,8 @@ pub fn summarize(
     names
         .iter()
         .map(|domain| {
+            // Own mail is told by IP when this server's IPs or the domain's relay are known; otherwise all of it.
+            let by_ip = !known.ours.is_empty() || known.relays.contains_key(domain.as_str());
             let mut s = DomainSummary {
                 domain: domain.clone(),
                 status: Status::Unknown,

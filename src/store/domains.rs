@@ -169,23 +169,39 @@ impl Tx {
     /// Deletes a domain and everything in it: mailboxes, aliases, alias-domain mappings from and to it, its DKIM
     /// keys, its relay route and the reports received about it.
     pub async fn delete_domain_cascade(&mut self, name: &str) -> Result<()> {
+        // Reports about the domain and its subdomains (a subdomain with a DMARC record of its own is reported
+        // under its own name); `!` escapes LIKE's wildcards, which a domain name cannot hold anyway.
         let statements = [
             "DELETE FROM alias WHERE domain = ?",
             "DELETE FROM mailbox WHERE domain = ?",
             "DELETE FROM alias_domain WHERE alias_domain = ? OR target_domain = ?",
             "DELETE FROM mailctl_dkim_keys WHERE domain = ?",
             "DELETE FROM mailctl_relay_routes WHERE domain = ?",
-            "DELETE FROM mailctl_report_dmarc WHERE report IN (SELECT id FROM mailctl_reports WHERE domain = ?)",
-            "DELETE FROM mailctl_report_tls WHERE report IN (SELECT id FROM mailctl_reports WHERE domain = ?)",
-            "DELETE FROM mailctl_reports WHERE domain = ?",
+            "DELETE FROM mailctl_report_dmarc WHERE report IN \
+             (SELECT id FROM mailctl_reports WHERE domain = ? OR domain LIKE ? ESCAPE '!')",
+            "DELETE FROM mailctl_report_tls WHERE report IN \
+             (SELECT id FROM mailctl_reports WHERE domain = ? OR domain LIKE ? ESCAPE '!')",
+            "DELETE FROM mailctl_reports WHERE domain = ? OR domain LIKE ? ESCAPE '!'",
             "DELETE FROM domain WHERE domain = ?",
         ];
+        let below = format!(
+            "%.{}",
+            name.replace('!', "!!")
+                .replace('%', "!%")
+                .replace('_', "!_")
+        );
         for sql in statements {
             let binds = sql.matches('?').count();
+            let subdomains = sql.contains("LIKE");
             on_conn!(self, |c| {
                 let mut q = sqlx::query(sql);
-                for _ in 0..binds {
-                    q = q.bind(name);
+                for i in 0..binds {
+                    // In the report statements every second value is the subdomain pattern.
+                    q = if subdomains && i % 2 == 1 {
+                        q.bind(below.as_str())
+                    } else {
+                        q.bind(name)
+                    };
                 }
                 q.execute(&mut *c).await.map(|r| r.rows_affected())
             })

@@ -390,7 +390,11 @@ fn every_shape_is_stored_once(kind: Kind) {
     db.run(&["reports", "show", "999"])
         .fails(1, "report 999 does not exist");
 
-    // Deleting the domain takes its reports with it.
+    // Deleting the domain takes its reports with it, those about its subdomains too.
+    std::fs::write(db.path("sub.xml"), google("sub-1", "news.example.org")).unwrap();
+    let (sub, results) = import(&db, &[&db.path("sub.xml").to_string_lossy()]);
+    sub.ok();
+    assert_eq!(results[0]["status"], "stored");
     db.run(&["domain", "delete", "example.org", "--force"]).ok();
     assert!(stored(&db).is_empty());
 }

@@ -18,6 +18,11 @@ const REPORTER: &str = "noreply-dmarc-support@google.test";
 
 /// A DMARC aggregate report about example.test as mail-auth writes it (gzipped XML attached).
 fn dmarc_mail(report_id: &str, to: &str) -> String {
+    dmarc_mail_about("example.test", report_id, to)
+}
+
+/// The same about `domain`.
+fn dmarc_mail_about(domain: &str, report_id: &str, to: &str) -> String {
     let ip: IpAddr = "192.0.2.25".parse().unwrap();
     let report = Report::new()
         .with_org_name("google.test")
@@ -25,7 +30,7 @@ fn dmarc_mail(report_id: &str, to: &str) -> String {
         .with_report_id(report_id)
         .with_date_range_begin(1_764_979_200)
         .with_date_range_end(1_765_065_599)
-        .with_domain("example.test")
+        .with_domain(domain)
         .with_p(Disposition::Reject)
         .with_sp(Disposition::Reject)
         .with_record(
@@ -225,6 +230,12 @@ fn with_keep_false_a_report_address_only_stores_and_a_broken_report_is_still_del
     send(&server, &["dmarc@example.test"], broken.as_bytes());
     assert_eq!(reports(&db).len(), 1);
     assert_eq!(server.inbox("dmarc@example.test").len(), 1);
+
+    // A report about a domain not hosted here is not stored, so the mailbox keeps it.
+    let foreign = dmarc_mail_about("elsewhere.test", "k-4", "dmarc@example.test");
+    send(&server, &["dmarc@example.test"], foreign.as_bytes());
+    assert_eq!(reports(&db).len(), 1);
+    assert_eq!(server.inbox("dmarc@example.test").len(), 2);
 
     // postmaster is no report address when addresses are configured.
     cli(&db, "alias add postmaster@example.test bob@example.test");

@@ -162,9 +162,15 @@ fn mbox_messages(bytes: &[u8]) -> Option<Vec<&[u8]>> {
     }
     let mut starts = vec![0];
     let mut at = 0;
-    while let Some(pos) = find(&bytes[at..], b"\n\nFrom ") {
-        starts.push(at + pos + 2);
-        at += pos + 2;
+    // A `From ` line after an empty line, with LF or CRLF line ends.
+    loop {
+        let lf = find(&bytes[at..], b"\n\nFrom ").map(|p| p + 2);
+        let crlf = find(&bytes[at..], b"\r\n\r\nFrom ").map(|p| p + 4);
+        let Some(next) = lf.into_iter().chain(crlf).min() else {
+            break;
+        };
+        starts.push(at + next);
+        at += next;
     }
     let mut messages = Vec::new();
     for (i, &start) in starts.iter().enumerate() {
@@ -189,7 +195,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 struct Imported {
     /// The input (file, `file (message N)`, standard input).
     source: String,
-    /// stored, already_stored, not_hosted or rejected.
+    /// stored, already_stored, not_hosted, rejected or skipped (a message without a report).
     status: &'static str,
     /// The stored report's number.
     id: Option<i64>,
@@ -215,7 +221,11 @@ impl Serialize for ImportList {
 
 impl Render for ImportList {
     fn render(&self) -> String {
-        let shown: Vec<&Imported> = self.0.iter().filter(|i| i.status != "rejected").collect();
+        let shown: Vec<&Imported> = self
+            .0
+            .iter()
+            .filter(|i| i.status != "rejected" && i.status != "skipped")
+            .collect();
         if shown.is_empty() {
             return "no reports imported".into();
         }
@@ -267,8 +277,17 @@ async fn import(ctx: &Ctx, paths: &[String]) -> Result<()> {
     let bar = ctx.out.progress(sources.len() as u64, "importing");
     let mut results = Vec::new();
     for source in &sources {
-        let bytes = source.read()?;
         let name = source.name();
+        // A file that vanished or cannot be read is one rejected input, not the end of the run (a mail
+        // server may move a message from new/ to cur/ meanwhile).
+        let bytes = match source.read() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                results.push(rejected(&name, e.to_string()));
+                bar.inc(1);
+                continue;
+            }
+        };
         let inputs: Vec<(String, &[u8])> = match mbox_messages(&bytes) {
             Some(messages) if messages.len() > 1 => messages
                 .into_iter()
@@ -282,6 +301,12 @@ async fn import(ctx: &Ctx, paths: &[String]) -> Result<()> {
             let found = extract::extract(data, Limits::default());
             for why in found.rejected {
                 results.push(rejected(&input, why));
+            }
+            for why in found.skipped {
+                ctx.out.note(format!("{input}: {why}: skipped"));
+                let mut skipped = rejected(&input, why);
+                skipped.status = "skipped";
+                results.push(skipped);
             }
             for report in &found.reports {
                 // Each report commits on its own: a bad one next to it never takes it back.
@@ -323,11 +348,12 @@ async fn import(ctx: &Ctx, paths: &[String]) -> Result<()> {
     }
     bar.finish_and_clear();
     let count = |s: &str| results.iter().filter(|r| r.status == s).count();
-    let (stored, again, foreign, bad) = (
+    let (stored, again, foreign, bad, skipped) = (
         count("stored"),
         count("already_stored"),
         count("not_hosted"),
         count("rejected"),
+        count("skipped"),
     );
     let problems: Vec<String> = results
         .iter()
@@ -342,7 +368,12 @@ async fn import(ctx: &Ctx, paths: &[String]) -> Result<()> {
         .collect();
     ctx.out.emit(&ImportList(results));
     let summary = format!(
-        "{stored} stored, {again} already stored, {foreign} not about a hosted domain, {bad} rejected"
+        "{stored} stored, {again} already stored, {foreign} not about a hosted domain, {bad} rejected{}",
+        if skipped > 0 {
+            format!(", {skipped} messages without a report skipped")
+        } else {
+            String::new()
+        }
     );
     if bad > 0 {
         return Err(Error::Rows {
@@ -657,5 +688,9 @@ mod tests {
         assert!(m[0].starts_with(b"Subject: 1"));
         assert!(m[1].starts_with(b"Subject: 2"));
         assert!(mbox_messages(b"Subject: x\n\nbody").is_none());
+        let crlf = b"From a@b Mon Dec  7 10:00:00 2026\r\nSubject: 1\r\n\r\nbody\r\n\r\nFrom c@d Mon Dec  7 11:00:00 2026\r\nSubject: 2\r\n\r\nbody\r\n";
+        let m = mbox_messages(crlf).unwrap();
+        assert_eq!(m.len(), 2);
+        assert!(m[1].starts_with(b"Subject: 2"));
     }
 }

@@ -7,7 +7,8 @@
 //! organizational domain, found by a tree walk from the authenticated domain. The evaluation follows mail-auth's
 //! `verify_dmarc` step for step (`tests/it/audit_dmarc_walk.rs` holds the two against one zone):
 //! - A From header naming mailboxes in several domains is exempt (`none`), as RFC 7489 6.6.1 allows; no usable
-//!   From domain is `none` too.
+//!   From domain is `none` too. One difference, on purpose: a trailing dot (`bank.example.`) is dropped, so such
+//!   a From gets the policy of `bank.example`, where mail-auth asks for `_dmarc.bank.example..` and finds none.
 //! - A walk that gets no answer is `temperror`, a broken record on the walk `permerror`; no record, or an
 //!   applying record with neither `p=` nor `rua=`, is `none`.
 //! - SPF counts when it passed or had a temporary error: aligned and passed is a pass; aligned with a temporary
@@ -80,15 +81,20 @@ fn normalize(domain: &str) -> String {
     to_a_label(domain.trim_end_matches('.')).to_ascii_lowercase()
 }
 
-/// The RFC5322.From domain: None without one, or when the mailboxes name several domains (exempt).
+/// The RFC5322.From domain: None without one, or when the mailboxes name several domains (exempt). As
+/// mail-auth does it: the first non-empty domain is the author domain, and any later domain that differs from
+/// it (an empty one too) exempts the message; `From: <x@>, <ceo@bank.example>` is judged as bank.example.
 fn author_domain(message: &AuthenticatedMessage<'_>) -> Option<String> {
-    let mut domains = message
-        .from
-        .iter()
-        .filter_map(|f| f.rsplit_once('@'))
-        .map(|(_, d)| normalize(d));
-    let first = domains.next().filter(|d| !d.is_empty())?;
-    domains.all(|d| d == first).then_some(first)
+    let mut author = String::new();
+    for (_, domain) in message.from.iter().filter_map(|f| f.rsplit_once('@')) {
+        let domain = normalize(domain);
+        if author.is_empty() {
+            author = domain;
+        } else if author != domain {
+            return None;
+        }
+    }
+    (!author.is_empty()).then_some(author)
 }
 
 /// One mechanism's contribution, best first (the order decides).
@@ -212,5 +218,35 @@ async fn evaluate(
         outcome,
         domain: from.to_string(),
         policy: applied.effective,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn author(from: &str) -> Option<String> {
+        let raw = format!("From: {from}\r\nSubject: x\r\n\r\nbody\r\n");
+        let message = AuthenticatedMessage::parse(raw.as_bytes()).expect("parses");
+        author_domain(&message)
+    }
+
+    #[test]
+    fn the_author_domain_is_the_first_non_empty_one_and_several_exempt() {
+        assert_eq!(
+            author("<ceo@Bank.Example>").as_deref(),
+            Some("bank.example")
+        );
+        assert_eq!(
+            author("<x@>, <ceo@bank.example>").as_deref(),
+            Some("bank.example")
+        );
+        assert_eq!(
+            author("<a@bank.example>, <b@bank.example>").as_deref(),
+            Some("bank.example")
+        );
+        assert_eq!(author("<a@bank.example>, <b@other.example>"), None);
+        assert_eq!(author("<a@bank.example>, <b@>"), None);
+        assert_eq!(author("undisclosed"), None);
     }
 }

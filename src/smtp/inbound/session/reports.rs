@@ -121,7 +121,9 @@ impl Session {
                 }
                 Fate::NotHosted => {
                     tracing::info!(target: "mailctl::smtp", id, kind, org, report_id, domain,
-                        "report about a domain not hosted here: ignored")
+                        "report about a domain not hosted here: ignored");
+                    // Not stored: the mailbox keeps the message.
+                    all_stored = false;
                 }
                 Fate::Rejected(why) => {
                     tracing::warn!(target: "mailctl::smtp", id, kind, org, why = %why, "report rejected");

@@ -141,7 +141,8 @@ pub(super) struct FileStamp {
 }
 
 impl FileStamp {
-    /// The stamp of the file at `path`, None when it is gone.
+    /// The stamp of the file at `path`, None when it cannot be read (gone, or an error the read that follows
+    /// reports).
     pub(super) fn of(path: &std::path::Path) -> Option<FileStamp> {
         use std::os::unix::fs::MetadataExt;
         let m = fs::metadata(path).ok()?;

@@ -101,10 +101,8 @@ impl Storage for Spool {
                 break;
             }
             let path = self.meta_path(&id);
-            let Some(stamp) = FileStamp::of(&path) else {
-                continue;
-            };
-            if let Some((seen, until)) = not_due.get(&id)
+            let stamp = FileStamp::of(&path);
+            if let (Some(stamp), Some((seen, until))) = (stamp, not_due.get(&id))
                 && *seen == stamp
                 && now < *until
             {
@@ -115,8 +113,15 @@ impl Storage for Spool {
                     not_due.remove(&id);
                 }
                 Ok(Some(entry)) => {
-                    let until = entry.next_due(&backoff).unwrap_or(DateTime::<Utc>::MAX_UTC);
-                    not_due.insert(id, (stamp, until));
+                    // Remembered at most five minutes: a safety net should a rewritten record ever carry the
+                    // stamp of the one it replaced (a reused inode within one timestamp tick).
+                    let until = entry
+                        .next_due(&backoff)
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+                        .min(now + chrono::TimeDelta::minutes(5));
+                    if let Some(stamp) = stamp {
+                        not_due.insert(id, (stamp, until));
+                    }
                     continue;
                 }
                 Ok(None) => continue,
