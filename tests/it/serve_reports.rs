@@ -183,6 +183,33 @@ fn reports_mailed_to_postmaster_are_stored_and_still_delivered() {
         "{shown}"
     );
 
+    // And `reports summary` reads them (PTR names from a loopback DNS server that knows none).
+    let dns = kit::dns::TestDns::start(&[("2.0.192.in-addr.arpa.", "")]);
+    let ns = dns.nameserver();
+    let summary = db.run(&[
+        "--json",
+        "reports",
+        "summary",
+        "example.test",
+        "--since",
+        "2000-01-01",
+        "--nameserver",
+        &ns,
+    ]);
+    let d = &summary.json()["domains"][0];
+    assert_eq!(
+        (d["messages"].as_i64(), d["dmarc_pass"].as_i64()),
+        (Some(11), Some(9))
+    );
+    assert_eq!(
+        (d["tls_sessions"].as_i64(), d["tls_failed"].as_i64()),
+        (Some(42), Some(2))
+    );
+    assert_eq!(
+        d["tls_failures"],
+        serde_json::json!([["starttls-not-supported", 2]])
+    );
+
     // Everything was delivered too: three reports and the greeting.
     assert_eq!(server.inbox("alice@example.test").len(), 4);
     let body = kit::http::get(server.addr("metrics"), "/metrics").body;
