@@ -204,13 +204,8 @@ async fn add_reports(
     };
     for (d, k) in domains.iter().zip(knowns.iter()) {
         if let Some(relay) = k.remote_relay() {
-            let addresses = match relay.host.parse() {
-                Ok(ip) => vec![ip],
-                Err(_) => resolver.addresses(&relay.host).await.unwrap_or_default(),
-            };
-            whose
-                .relays
-                .insert(d.to_string(), addresses.into_iter().collect());
+            let addresses = super::reports::summary::relay_addresses(resolver, relay).await;
+            whose.relays.insert(d.to_string(), addresses);
         }
     }
     let limits = summary::Thresholds {
@@ -263,11 +258,7 @@ pub async fn run(ctx: &Ctx, args: AuditArgs) -> Result<i32> {
             "--timeout must be between 1 and 300 seconds".into(),
         ));
     }
-    let nameservers: Vec<&str> = if args.nameserver.is_empty() {
-        ctx.config.nameserver.iter().map(String::as_str).collect()
-    } else {
-        args.nameserver.iter().map(String::as_str).collect()
-    };
+    let nameservers = super::nameservers(ctx, &args.nameserver);
     let timeout = Duration::from_secs(args.timeout);
     let resolver = Resolver::build(&nameservers, timeout).map_err(unknown)?;
     let store = open_store(ctx, args.all).await?;

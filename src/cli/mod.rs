@@ -244,3 +244,13 @@ impl ActiveFlags {
 pub fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T> {
     s.parse::<T>().map_err(crate::error::Error::Usage)
 }
+
+/// The nameservers a command asks: its `--nameserver` flags, else `[dns] nameserver`, else none (the system
+/// resolver).
+pub(crate) fn nameservers<'a>(ctx: &'a Ctx, flags: &'a [String]) -> Vec<&'a str> {
+    if flags.is_empty() {
+        ctx.config.nameserver.iter().map(String::as_str).collect()
+    } else {
+        flags.iter().map(String::as_str).collect()
+    }
+}

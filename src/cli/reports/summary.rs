@@ -270,6 +270,23 @@ async fn ptr_names(resolver: &Resolver, ips: Vec<String>) -> HashMap<String, Str
     found
 }
 
+/// The addresses mail leaves from through `relay`: its IP, or its host name's A and AAAA records (none when
+/// DNS does not answer: its mail then counts as someone else's).
+pub(crate) async fn relay_addresses(
+    resolver: &Resolver,
+    relay: &crate::records::Relayed,
+) -> HashSet<std::net::IpAddr> {
+    match relay.host.parse() {
+        Ok(ip) => HashSet::from([ip]),
+        Err(_) => resolver
+            .addresses(&relay.host)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+    }
+}
+
 /// Runs `reports summary`.
 pub async fn run(ctx: &Ctx, args: SummaryArgs) -> Result<i32> {
     let from = since(&args.since)?;
@@ -285,11 +302,7 @@ pub async fn run(ctx: &Ctx, args: SummaryArgs) -> Result<i32> {
         .iter()
         .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
         .collect();
-    let nameservers: Vec<&str> = if args.nameserver.is_empty() {
-        ctx.config.nameserver.iter().map(String::as_str).collect()
-    } else {
-        args.nameserver.iter().map(String::as_str).collect()
-    };
+    let nameservers = crate::cli::nameservers(ctx, &args.nameserver);
     let resolver = Resolver::build(&nameservers, Duration::from_secs(5))
         .map_err(|e| Error::usage(format!("--nameserver: {e}")))?;
 
@@ -320,13 +333,8 @@ pub async fn run(ctx: &Ctx, args: SummaryArgs) -> Result<i32> {
         if relay.local {
             continue;
         }
-        let addresses = match relay.host.parse() {
-            Ok(ip) => vec![ip],
-            Err(_) => resolver.addresses(&relay.host).await.unwrap_or_default(),
-        };
-        known
-            .relays
-            .insert(domain.clone(), addresses.into_iter().collect());
+        let addresses = relay_addresses(&resolver, &relay).await;
+        known.relays.insert(domain.clone(), addresses);
     }
 
     // PTR names only for what is shown: each domain's biggest and most failing sources.
