@@ -15,8 +15,9 @@ use crate::reports::extract::{self, Limits};
 use crate::reports::ingest::{self, Fate};
 use crate::smtp::metrics::ReportResult;
 
-/// How long storing the reports of one message may take (a large report has hundreds of thousands of rows).
-const STORE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long storing the reports of one message may take in all (a large report has hundreds of thousands of
+/// rows), well inside the 10 minutes a client waits for the reply to DATA (RFC 5321 4.5.3.2.6).
+const STORE_DEADLINE: Duration = Duration::from_secs(240);
 
 /// What reading a message for reports came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,7 @@ impl Session {
             if sender.is_empty() { "<>" } else { sender }
         );
         let mut all_stored = found.rejected.is_empty();
+        let deadline = tokio::time::Instant::now() + STORE_DEADLINE;
         for report in &found.reports {
             let store = async {
                 let mut tx = self.server.store.begin_write().await?;
@@ -84,7 +86,7 @@ impl Session {
                 tx.commit().await?;
                 Ok::<_, crate::error::Error>(outcome)
             };
-            let outcome = match tokio::time::timeout(STORE_TIMEOUT, store).await {
+            let outcome = match tokio::time::timeout_at(deadline, store).await {
                 Ok(Ok(outcome)) => outcome,
                 Ok(Err(e)) => {
                     tracing::warn!(target: "mailctl::smtp", id, error = %e, "cannot store a report");
@@ -92,9 +94,11 @@ impl Session {
                     continue;
                 }
                 Err(_) => {
-                    tracing::warn!(target: "mailctl::smtp", id, "storing a report timed out");
+                    // The rest waits in the mailbox (the message is delivered) for `reports import`.
+                    tracing::warn!(target: "mailctl::smtp", id,
+                        "storing the reports of this message ran out of time: the rest stay in the mailbox");
                     all_stored = false;
-                    continue;
+                    break;
                 }
             };
             let (kind, org, report_id, domain) = (
