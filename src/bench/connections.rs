@@ -47,7 +47,7 @@ pub struct ServerMemory {
     pub vm_rss_before_mib: f64,
     /// Highest VmRSS seen while every connection was held, MiB.
     pub vm_rss_mib: f64,
-    /// VmHWM (peak RSS) at the end of the hold, MiB.
+    /// VmHWM (peak RSS) over the hold, MiB: at least every resident size sampled.
     pub vm_hwm_mib: f64,
     /// (VmRSS held - VmRSS before) / established connections, KiB.
     pub kib_per_connection: f64,
@@ -171,7 +171,8 @@ pub async fn run(opts: Options) -> Result<Report> {
     loop {
         if let Some(pid) = opts.server_pid {
             match server_memory(pid) {
-                Ok((rss, hwm)) => peak = (peak.0.max(rss), hwm),
+                // The high-water mark of the whole hold: never below any resident size sampled in it.
+                Ok((rss, hwm)) => peak = (peak.0.max(rss), peak.1.max(hwm)),
                 Err(e) => memory_error = Some(e),
             }
         }
