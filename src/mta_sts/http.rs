@@ -48,13 +48,9 @@ impl Response {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 /// Parses what arrived so far: `Ok(None)` means "need more" (never returned when `eof`).
 pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String> {
-    let Some(head_end) = find(buf, b"\r\n\r\n") else {
+    let Some(head_end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
         return if buf.len() > MAX_HEAD {
             Err("response headers larger than 16 KiB".into())
         } else if eof {
@@ -141,7 +137,7 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String>
 fn dechunk(mut rest: &[u8]) -> Result<Option<Vec<u8>>, String> {
     let mut body = Vec::new();
     loop {
-        let Some(end) = find(rest, b"\r\n") else {
+        let Some(end) = memchr::memmem::find(rest, b"\r\n") else {
             return Ok(None);
         };
         let size_text = String::from_utf8_lossy(&rest[..end]);

@@ -16,6 +16,7 @@ use std::io::{Cursor, Read};
 use mail_auth::report::Report as DmarcReport;
 use mail_auth::report::tlsrpt::TlsReport;
 use mail_parser::{MessageParser, MimeHeaders, PartType};
+use memchr::memmem;
 
 /// How deep archives and messages may nest (a zip in a message in a gzip...).
 pub const MAX_DEPTH: usize = 4;
@@ -113,7 +114,9 @@ impl Walker<'_> {
         } else if bytes.starts_with(b"PK\x03\x04") {
             self.unzip(bytes, place, depth)
         } else if text.starts_with(b"<") {
-            if find(text, b"<!DOCTYPE").is_some() || find(text, b"<!ENTITY").is_some() {
+            if memmem::find(text, b"<!DOCTYPE").is_some()
+                || memmem::find(text, b"<!ENTITY").is_some()
+            {
                 return Err(at(
                     place,
                     "XML with a DTD or entity declarations is refused (reports never carry one)",
@@ -312,10 +315,6 @@ fn fold_keywords(xml: &[u8]) -> std::borrow::Cow<'_, [u8]> {
         Some(v) => std::borrow::Cow::Owned(v),
         None => std::borrow::Cow::Borrowed(xml),
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Whether an attachment's bytes can be a report or hold one: gzip, zip, XML or JSON.

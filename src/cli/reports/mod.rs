@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{Duration, NaiveDate, Utc};
 use clap::Subcommand;
+use memchr::memmem;
 use serde::Serialize;
 
 pub mod summary;
@@ -164,8 +165,8 @@ fn mbox_messages(bytes: &[u8]) -> Option<Vec<&[u8]>> {
     let mut at = 0;
     // A `From ` line after an empty line, with LF or CRLF line ends.
     loop {
-        let lf = find(&bytes[at..], b"\n\nFrom ").map(|p| p + 2);
-        let crlf = find(&bytes[at..], b"\r\n\r\nFrom ").map(|p| p + 4);
+        let lf = memmem::find(&bytes[at..], b"\n\nFrom ").map(|p| p + 2);
+        let crlf = memmem::find(&bytes[at..], b"\r\n\r\nFrom ").map(|p| p + 4);
         let Some(next) = lf.into_iter().chain(crlf).min() else {
             break;
         };
@@ -184,10 +185,6 @@ fn mbox_messages(bytes: &[u8]) -> Option<Vec<&[u8]>> {
         messages.push(body);
     }
     Some(messages)
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// One report found by `reports import`, or one rejected input.
