@@ -1444,6 +1444,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List stored reports, oldest first')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one report with its records (DMARC) or results (TLS)')
             [CompletionResult]::new('summary', 'summary', [CompletionResultType]::ParameterValue, 'What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)')
+            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send the DMARC aggregate reports due to the domains whose mail serve received and that ask for them (rua=): built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -1510,11 +1511,29 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'mailctl;reports;send' {
+            [CompletionResult]::new('--nameserver', '--nameserver', [CompletionResultType]::ParameterName, 'Ask this nameserver for the destinations'' authorization records (IP or IP:PORT; repeatable)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--now', '--now', [CompletionResultType]::ParameterName, 'Include what was seen today (by default a report covers one whole UTC day and today''s waits for tomorrow, as `serve` does it)')
+            [CompletionResult]::new('--dry-run', '--dry-run', [CompletionResultType]::ParameterName, 'Show what would be sent, build nothing and change nothing')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'mailctl;reports;help' {
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Import reports from files: report XML/JSON (also .gz and .zip), mail messages (.eml), Maildir folders, mbox files, or - for standard input. A report stored before is left as it is')
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List stored reports, oldest first')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one report with its records (DMARC) or results (TLS)')
             [CompletionResult]::new('summary', 'summary', [CompletionResultType]::ParameterValue, 'What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)')
+            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send the DMARC aggregate reports due to the domains whose mail serve received and that ask for them (rua=): built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -1528,6 +1547,9 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             break
         }
         'mailctl;reports;help;summary' {
+            break
+        }
+        'mailctl;reports;help;send' {
             break
         }
         'mailctl;reports;help;help' {
@@ -2039,6 +2061,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List stored reports, oldest first')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one report with its records (DMARC) or results (TLS)')
             [CompletionResult]::new('summary', 'summary', [CompletionResultType]::ParameterValue, 'What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)')
+            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send the DMARC aggregate reports due to the domains whose mail serve received and that ask for them (rua=): built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one')
             break
         }
         'mailctl;help;reports;import' {
@@ -2051,6 +2074,9 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             break
         }
         'mailctl;help;reports;summary' {
+            break
+        }
+        'mailctl;help;reports;send' {
             break
         }
         'mailctl;help;bench' {

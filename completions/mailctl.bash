@@ -520,6 +520,9 @@ _mailctl() {
             mailctl__subcmd__help__subcmd__reports,list)
                 cmd="mailctl__subcmd__help__subcmd__reports__subcmd__list"
                 ;;
+            mailctl__subcmd__help__subcmd__reports,send)
+                cmd="mailctl__subcmd__help__subcmd__reports__subcmd__send"
+                ;;
             mailctl__subcmd__help__subcmd__reports,show)
                 cmd="mailctl__subcmd__help__subcmd__reports__subcmd__show"
                 ;;
@@ -673,6 +676,9 @@ _mailctl() {
             mailctl__subcmd__reports,list)
                 cmd="mailctl__subcmd__reports__subcmd__list"
                 ;;
+            mailctl__subcmd__reports,send)
+                cmd="mailctl__subcmd__reports__subcmd__send"
+                ;;
             mailctl__subcmd__reports,show)
                 cmd="mailctl__subcmd__reports__subcmd__show"
                 ;;
@@ -687,6 +693,9 @@ _mailctl() {
                 ;;
             mailctl__subcmd__reports__subcmd__help,list)
                 cmd="mailctl__subcmd__reports__subcmd__help__subcmd__list"
+                ;;
+            mailctl__subcmd__reports__subcmd__help,send)
+                cmd="mailctl__subcmd__reports__subcmd__help__subcmd__send"
                 ;;
             mailctl__subcmd__reports__subcmd__help,show)
                 cmd="mailctl__subcmd__reports__subcmd__help__subcmd__show"
@@ -3507,7 +3516,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__help__subcmd__reports)
-            opts="import list show summary"
+            opts="import list show summary send"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3535,6 +3544,20 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__help__subcmd__reports__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__reports__subcmd__send)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -4521,7 +4544,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__reports)
-            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version import list show summary help"
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version import list show summary send help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4543,7 +4566,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__reports__subcmd__help)
-            opts="import list show summary help"
+            opts="import list show summary send help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4585,6 +4608,20 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__reports__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__reports__subcmd__help__subcmd__send)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -4660,6 +4697,32 @@ _mailctl() {
                     return 0
                     ;;
                 --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__reports__subcmd__send)
+            opts="-v -q -h -V --now --dry-run --nameserver --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --nameserver)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

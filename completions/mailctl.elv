@@ -1300,6 +1300,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand list 'List stored reports, oldest first'
             cand show 'Show one report with its records (DMARC) or results (TLS)'
             cand summary 'What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)'
+            cand send 'Send the DMARC aggregate reports due to the domains whose mail serve received and that ask for them (rua=): built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'mailctl;reports;import'= {
@@ -1361,11 +1362,28 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'mailctl;reports;send'= {
+            cand --nameserver 'Ask this nameserver for the destinations'' authorization records (IP or IP:PORT; repeatable)'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --now 'Include what was seen today (by default a report covers one whole UTC day and today''s waits for tomorrow, as `serve` does it)'
+            cand --dry-run 'Show what would be sent, build nothing and change nothing'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'mailctl;reports;help'= {
             cand import 'Import reports from files: report XML/JSON (also .gz and .zip), mail messages (.eml), Maildir folders, mbox files, or - for standard input. A report stored before is left as it is'
             cand list 'List stored reports, oldest first'
             cand show 'Show one report with its records (DMARC) or results (TLS)'
             cand summary 'What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)'
+            cand send 'Send the DMARC aggregate reports due to the domains whose mail serve received and that ask for them (rua=): built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'mailctl;reports;help;import'= {
@@ -1375,6 +1393,8 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;reports;help;show'= {
         }
         &'mailctl;reports;help;summary'= {
+        }
+        &'mailctl;reports;help;send'= {
         }
         &'mailctl;reports;help;help'= {
         }
@@ -1800,6 +1820,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand list 'List stored reports, oldest first'
             cand show 'Show one report with its records (DMARC) or results (TLS)'
             cand summary 'What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)'
+            cand send 'Send the DMARC aggregate reports due to the domains whose mail serve received and that ask for them (rua=): built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one'
         }
         &'mailctl;help;reports;import'= {
         }
@@ -1808,6 +1829,8 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;help;reports;show'= {
         }
         &'mailctl;help;reports;summary'= {
+        }
+        &'mailctl;help;reports;send'= {
         }
         &'mailctl;help;bench'= {
             cand smtp 'Send messages over concurrent SMTP sessions; report throughput and end-of-DATA latency'

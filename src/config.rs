@@ -89,6 +89,14 @@ pub struct ReportsSection {
     pub addresses: Option<Vec<String>>,
     /// Deliver report mail to the mailbox as well (default true).
     pub keep: Option<bool>,
+    /// Send DMARC aggregate reports about the mail received to the domains that ask for them, daily
+    /// (default true).
+    pub send: Option<bool>,
+    /// The address the reports come from, also their envelope sender (default: `postmaster@` the hosted
+    /// domain of `server.hostname`); reports are DKIM-signed with its domain's active key.
+    pub from: Option<String>,
+    /// The organization named in the reports (default: the domain of `from`).
+    pub org_name: Option<String>,
 }
 
 /// `[server.forwarding]`: mail from outside forwarded to an outside address (an alias target in another

@@ -66,6 +66,23 @@ pub async fn active_key(tx: &mut Tx, domain: &DomainName) -> Result<Option<DkimK
         .find(|k| k.state == state::ACTIVE))
 }
 
+/// Signs `message` for `domain` with the stored key `key` (RSA is slow: call from a blocking task): the signed
+/// message and how it was signed (`d=example.org s=m202612 a=ed25519-sha256`, for `queue show`), or why not.
+pub fn sign_with(
+    key: &DkimKeyRow,
+    domain: &DomainName,
+    message: &[u8],
+) -> std::result::Result<(Vec<u8>, String), String> {
+    let selector: Selector = key.selector.parse()?;
+    let pair = crate::dkim::keys::from_stored(&key.private_key)?;
+    let signed = crate::dkim::sign::sign(message, domain, &selector, &pair)?;
+    let note = format!(
+        "d={domain} s={selector} a={}",
+        pair.algorithm.signing_name()
+    );
+    Ok((signed, note))
+}
+
 /// A live key by selector, or the active key when no selector is given.
 pub async fn find_key(
     tx: &mut Tx,

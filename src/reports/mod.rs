@@ -7,4 +7,5 @@
 
 pub mod extract;
 pub mod ingest;
+pub mod send;
 pub mod summary;

@@ -229,13 +229,7 @@ impl Settings {
     /// the named listeners run (so a test or an unprivileged run binds nothing it did not ask for).
     pub fn from_config(config: &Config, listen: &[String]) -> Result<Settings> {
         let server = &config.server;
-        let hostname = match &config.hostname {
-            Some(h) => h
-                .parse::<crate::model::DomainName>()
-                .map_err(|e| Error::usage(format!("server.hostname: {e}")))?
-                .to_string(),
-            None => system_hostname()?,
-        };
+        let hostname = hostname(config)?;
         let listeners = listeners(&server.listen, listen)?;
         let run_as = match (&server.user, &server.group) {
             (Some(user), group) => Some(crate::smtp::daemon::privileges::RunAs::resolve(
@@ -341,6 +335,12 @@ pub struct ReportsSettings {
     pub addresses: Option<Vec<String>>,
     /// Deliver report mail to the mailboxes too.
     pub keep: bool,
+    /// Send our own reports daily.
+    pub send: bool,
+    /// The address our reports come from (None: `postmaster@` the hosted domain of the host name).
+    pub from: Option<String>,
+    /// The organization named in our reports (None: the domain of `from`).
+    pub org_name: Option<String>,
 }
 
 impl Default for ReportsSettings {
@@ -348,6 +348,9 @@ impl Default for ReportsSettings {
         ReportsSettings {
             addresses: None,
             keep: true,
+            send: true,
+            from: None,
+            org_name: None,
         }
     }
 }
@@ -365,8 +368,19 @@ impl ReportsSettings {
     }
 }
 
-/// Validates `[server.reports]`: the addresses must be addresses.
-fn reports(file: &crate::config::ReportsSection) -> Result<ReportsSettings> {
+/// `server.hostname`, or the system's host name when it is a fully qualified domain name.
+pub fn hostname(config: &Config) -> Result<String> {
+    match &config.hostname {
+        Some(h) => Ok(h
+            .parse::<crate::model::DomainName>()
+            .map_err(|e| Error::usage(format!("server.hostname: {e}")))?
+            .to_string()),
+        None => system_hostname(),
+    }
+}
+
+/// Validates `[server.reports]` (also used by `mailctl reports send`): the addresses must be addresses.
+pub fn reports(file: &crate::config::ReportsSection) -> Result<ReportsSettings> {
     let addresses = match &file.addresses {
         None => None,
         Some(list) => Some(
@@ -379,9 +393,24 @@ fn reports(file: &crate::config::ReportsSection) -> Result<ReportsSettings> {
                 .collect::<Result<Vec<_>>>()?,
         ),
     };
+    let from = match &file.from {
+        None => None,
+        Some(a) => Some(
+            a.parse::<crate::model::Address>()
+                .map(|a| a.to_string().to_ascii_lowercase())
+                .map_err(|e| Error::usage(format!("server.reports.from: {e}")))?,
+        ),
+    };
+    let org_name = match file.org_name.as_deref().map(str::trim) {
+        Some("") => return Err(Error::usage("server.reports.org_name: must not be empty")),
+        other => other.map(str::to_string),
+    };
     Ok(ReportsSettings {
         addresses,
         keep: file.keep.unwrap_or(true),
+        send: file.send.unwrap_or(true),
+        from,
+        org_name,
     })
 }
 

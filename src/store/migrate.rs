@@ -58,6 +58,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0006_reports.sql"),
         mysql: include_str!("migrations/mysql/0006_reports.sql"),
     },
+    Migration {
+        version: 7,
+        description: "reports to send (mailctl_report_events, mailctl_reports_sent)",
+        sqlite: include_str!("migrations/sqlite/0007_reports_out.sql"),
+        mysql: include_str!("migrations/mysql/0007_reports_out.sql"),
+    },
 ];
 
 /// A migration that has been applied.

@@ -15,6 +15,7 @@ mod mailboxes;
 pub mod migrate;
 mod queue;
 mod relay_routes;
+mod report_events;
 mod reports;
 mod srs_secrets;
 
@@ -32,6 +33,7 @@ pub use domains::{DomainRow, DomainUsage};
 pub use mailboxes::MailboxRow;
 pub use queue::{DueLocking, NewQueueRow, QueueLeaseRow, QueueRow, QueueUpdate, queue_retryable};
 pub use relay_routes::RelayRouteRow;
+pub use report_events::{ReportEventRow, SentReportRow};
 pub use reports::{
     DmarcRecordRow, ReportRow, ReporterTotals, SourceTotals, TlsResultRow, TlsTotals,
 };

@@ -92,7 +92,7 @@ macro_rules! select {
 }
 
 /// Rows per multi-row INSERT: few round trips, well below either backend's limit on bound values.
-const BATCH: usize = 500;
+pub(super) const BATCH: usize = 500;
 
 impl Tx {
     /// The stored report `report_id` of `org_name` of this kind, if any.
@@ -250,7 +250,7 @@ impl Tx {
 }
 
 /// `prefix` followed by `rows` groups of `columns` placeholders.
-fn values_sql(prefix: &str, columns: usize, rows: usize) -> String {
+pub(super) fn values_sql(prefix: &str, columns: usize, rows: usize) -> String {
     let group = format!("({})", vec!["?"; columns].join(", "));
     let mut sql = String::with_capacity(prefix.len() + rows * (group.len() + 2));
     sql.push_str(prefix);

@@ -51,6 +51,7 @@ mod serve_privileges;
 mod serve_protocol;
 mod serve_relay;
 mod serve_reports;
+mod serve_reports_send;
 mod serve_submission;
 mod smtp_checks;
 mod smtp_outbound_client;

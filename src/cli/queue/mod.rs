@@ -116,6 +116,18 @@ async fn open(ctx: &Ctx) -> Result<Opened> {
     Ok(Opened::Queue(queue))
 }
 
+/// The configured queue, for a command that puts mail into it (`reports send`). A spool that does not exist
+/// yet is refused: `serve` creates it, owned by the user it runs as.
+pub(crate) async fn open_existing(ctx: &Ctx) -> Result<Arc<dyn Admin>> {
+    match open(ctx).await? {
+        Opened::Queue(q) => Ok(q),
+        Opened::Missing(dir) => Err(Error::refused(format!(
+            "no queue at {}: start mailctl serve once to create it",
+            dir.display()
+        ))),
+    }
+}
+
 /// Runs blocking queue work (file or database I/O) off the async threads.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,

@@ -9,6 +9,7 @@ use clap::Subcommand;
 use memchr::memmem;
 use serde::Serialize;
 
+pub mod send;
 pub mod summary;
 
 use super::Ctx;
@@ -46,6 +47,10 @@ pub enum ReportsCmd {
     /// What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely
     /// cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)
     Summary(summary::SummaryArgs),
+    /// Send the DMARC aggregate reports due to the domains whose mail serve received and that ask for them
+    /// (rua=): built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by
+    /// itself daily); exit 1 when the queue did not take one
+    Send(send::SendArgs),
 }
 
 /// Runs a reports subcommand; the exit code is `summary`'s verdict, else 0.
@@ -55,6 +60,7 @@ pub async fn run(ctx: &Ctx, cmd: ReportsCmd) -> Result<i32> {
         ReportsCmd::List { since, domains } => list(ctx, &since, &domains).await.map(|()| 0),
         ReportsCmd::Show { id } => show(ctx, id).await.map(|()| 0),
         ReportsCmd::Summary(args) => summary::run(ctx, args).await,
+        ReportsCmd::Send(args) => send::run(ctx, args).await,
     }
 }
 

@@ -14,6 +14,7 @@
 mod local;
 pub mod preflight;
 pub mod privileges;
+mod reports;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -45,6 +46,7 @@ pub struct Bound {
     metrics_listener: Option<TcpListener>,
     stop: Trigger,
     manager: Manager,
+    resolver: Resolver,
 }
 
 impl Bound {
@@ -119,6 +121,7 @@ impl Bound {
             shutdown,
             queue: queue.clone(),
             queue_waker: OnceLock::new(),
+            reports: crate::reports::send::recorder::Recorder::start(store.clone()),
             store,
             settings,
         };
@@ -143,6 +146,7 @@ impl Bound {
             metrics_listener,
             stop,
             manager,
+            resolver,
         })
     }
 
@@ -169,9 +173,17 @@ impl Bound {
             metrics_listener,
             stop,
             manager,
+            resolver,
         } = self;
         let mut tasks = tokio::task::JoinSet::new();
         let delivering = tokio::spawn(manager.run(server.shutdown.clone()));
+        if server.settings.reports.send {
+            tokio::spawn(reports::daily(
+                server.clone(),
+                resolver,
+                server.shutdown.clone(),
+            ));
+        }
         for (kind, listener) in listeners {
             tasks.spawn(server::accept_loop(server.clone(), kind, listener));
         }
@@ -198,6 +210,7 @@ impl Bound {
         }
         // The queue manager finishes (or releases) the deliveries it has in flight.
         let _ = delivering.await;
+        server.reports.flush().await;
         server.store.close().await;
         tracing::info!(target: "mailctl::smtp", "stopped");
         Ok(())

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::checks::Checks;
 use super::limits::{AuthThrottle, Connections};
+use crate::reports::send::recorder::Recorder;
 use crate::smtp::deliver::Deliverer;
 use crate::smtp::metrics::Metrics;
 use crate::smtp::queue::Intake;
@@ -39,6 +40,8 @@ pub struct Context {
     pub queue: Arc<dyn Intake>,
     /// Wakes the queue manager after an enqueue (set once the manager exists).
     pub queue_waker: OnceLock<Waker>,
+    /// Records what the reports this server sends will say (DMARC results of received mail).
+    pub reports: Recorder,
 }
 
 impl Context {

@@ -52,6 +52,7 @@ impl Checks {
             outcome,
             domain: String::new(),
             policy: mail_auth::dmarc::Policy::None,
+            seen: None,
         };
         let dmarc_on = self.policy.dmarc != Action::Off;
         let Some(parsed) = parsed else {

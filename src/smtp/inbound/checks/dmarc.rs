@@ -21,11 +21,13 @@ use std::time::Duration;
 
 use mail_auth::common::to_a_label;
 use mail_auth::dmarc::{Alignment, Policy};
+use mail_auth::report::{DmarcResult, Record, SPFDomainScope};
 use mail_auth::{AuthenticatedMessage, DkimOutput, DkimResult, SpfOutput, SpfResult};
 
 use super::results::Outcome;
 use crate::dns::Resolver;
 use crate::dns::dmarc::{Verdict, WalkError, discover, organizational_domain_of};
+use crate::reports::send::dmarc::{Published, Seen};
 
 /// The DMARC result for one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,9 @@ pub struct Dmarc {
     pub domain: String,
     /// The policy the domain asks for (after `sp=`/`np=` and `t=y`); meaningful when `outcome` is fail.
     pub policy: Policy,
+    /// The message as the domain's aggregate report will count it, when the policy asks for reports (`rua=`);
+    /// the source IP and the disposition are filled in later.
+    pub seen: Option<Box<Seen>>,
 }
 
 impl Dmarc {
@@ -44,6 +49,7 @@ impl Dmarc {
             outcome,
             domain: domain.to_string(),
             policy: Policy::None,
+            seen: None,
         }
     }
 }
@@ -214,10 +220,27 @@ async fn evaluate(
         Some(Mechanism::TempError) => Outcome::TempError,
         Some(Mechanism::Fail) | None => Outcome::Fail,
     };
+    let seen = (!record.rua.is_empty() && outcome != Outcome::TempError).then(|| {
+        let published = Published::new(&discovery.walk.steps[applied.step].domain, record);
+        let verdict = |m: Option<Mechanism>| match m {
+            Some(Mechanism::Pass) => DmarcResult::Pass,
+            _ => DmarcResult::Fail,
+        };
+        let record = Record::new()
+            .with_count(1)
+            .with_dmarc_dkim_result(verdict(dkim_result))
+            .with_dmarc_spf_result(verdict(spf_result))
+            .with_header_from(from)
+            .with_envelope_from(mail_from_domain)
+            .with_dkim_output(dkim)
+            .with_spf_output(spf, SPFDomainScope::MailFrom);
+        Box::new(Seen { published, record })
+    });
     Dmarc {
         outcome,
         domain: from.to_string(),
         policy: applied.effective,
+        seen,
     }
 }
 

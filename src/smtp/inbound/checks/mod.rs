@@ -301,6 +301,16 @@ impl Checks {
         if let Some(lists) = &conn.dnsbl {
             summary.push(format!("dnsbl={}", lists.summary()));
         }
+        if let Some(seen) = verdict.dmarc.as_mut().and_then(|dm| dm.seen.as_mut()) {
+            seen.record.row.source_ip = Some(ip);
+            if let (Some(spf::Identity::Helo(_)), Some(result)) = (
+                spf.eval.as_ref().map(|e| &e.identity),
+                seen.record.auth_results.spf.first_mut(),
+            ) {
+                result.scope = mail_auth::report::SPFDomainScope::Helo;
+            }
+            seen.done(d.reject.is_some(), d.junk);
+        }
         verdict.authentication_results = header.render();
         verdict.summary = if summary.is_empty() {
             "none".to_string()

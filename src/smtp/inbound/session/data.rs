@@ -44,6 +44,18 @@ impl Session {
                     .checks
                     .message(&conn, &spf, ip, &helo, &txn.sender, &message)
                     .await;
+                // No report about report mail.
+                if let Some(seen) = verdict.dmarc.as_ref().and_then(|d| d.seen.as_ref())
+                    && self.server.settings.reports.send
+                    && !txn
+                        .recipients
+                        .iter()
+                        .any(|r| self.server.settings.reports.is_report_address(r))
+                {
+                    self.server
+                        .reports
+                        .record(seen.event(chrono::Utc::now().timestamp()));
+                }
                 if let Some(reject) = verdict.reject {
                     self.server
                         .metrics

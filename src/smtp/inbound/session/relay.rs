@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::{Session, temporary_failure};
-use crate::model::{DomainName, Selector};
+use crate::model::DomainName;
 use crate::smtp::inbound::command::Reply;
 use crate::smtp::metrics::RejectReason;
 use crate::smtp::queue::{Envelope, QueueId};
@@ -92,29 +92,18 @@ impl Session {
         };
         let lookup = async {
             let mut tx = self.server.store.begin().await?;
-            let keys = tx.dkim_keys(Some(domain.as_str())).await?;
+            let key = crate::provision::dkim::active_key(&mut tx, &domain).await?;
             tx.rollback().await?;
-            Ok::<_, crate::error::Error>(keys.into_iter().find(|k| k.state == "active"))
+            Ok::<_, crate::error::Error>(key)
         };
         let Some(key) = self.lookup("DKIM key", lookup).await? else {
             tracing::warn!(target: "mailctl::smtp", domain = %domain,
                 "no active DKIM key: sending unsigned (mailctl dkim generate)");
             return Ok(None);
         };
-        let Ok(selector) = key.selector.parse::<Selector>() else {
-            return Ok(None);
-        };
         let message = message.clone();
         let signed = tokio::task::spawn_blocking(move || {
-            let pair = crate::dkim::keys::from_stored(&key.private_key)?;
-            let signed = crate::dkim::sign::sign(&message, &domain, &selector, &pair)?;
-            Ok::<_, String>((
-                signed,
-                format!(
-                    "d={domain} s={selector} a={}",
-                    pair.algorithm.signing_name()
-                ),
-            ))
+            crate::provision::dkim::sign_with(&key, &domain, &message)
         })
         .await;
         match signed {

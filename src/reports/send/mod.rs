@@ -1,0 +1,373 @@
+//! The reports this server sends: DMARC aggregate reports (RFC 7489 section 7.2) about the mail `serve`
+//! received, to every domain whose DMARC record asks for them with `rua=mailto:`.
+//!
+//! ## From what `serve` sees to a report
+//! 1. After DATA, a message whose From domain's policy names `rua=` destinations becomes one event
+//!    ([`dmarc::Seen`]: the policy, and the report record of the message with what this server did with it),
+//!    handed to the [`recorder::Recorder`], which writes events in batches off the SMTP path. Mail to our own
+//!    report addresses is never counted: no report about report mail.
+//! 2. Once a day ([`plan`] with the start of the UTC day as cutoff; `mailctl reports send --now` up to now),
+//!    the events are summed per policy domain and UTC day into one report: identical records become one with
+//!    their count. Its id is the same on every node for the same period (`DOMAIN.BEGIN.END`).
+//! 3. Each destination outside the policy domain's organization must authorize it (`_report._dmarc`,
+//!    [`destinations`]); a destination whose `!size` limit the report exceeds is left out.
+//! 4. The report is written by mail-auth's writer (XML, gzip-attached, `Auto-Submitted: auto-generated`),
+//!    DKIM-signed with the active key of the From domain, and queued like any outbound mail ([`execute`]):
+//!    first the report is recorded in `mailctl_reports_sent` and its events removed, in one transaction whose
+//!    unique report id makes a second node's attempt fail, then it is queued. A crash between the two loses
+//!    that one report, never sends it twice.
+//!
+//! Reports nobody can receive (no authorized destination, too large everywhere) are recorded too, with the
+//! reason, and their events removed: nothing piles up.
+
+pub mod destinations;
+pub mod dmarc;
+pub mod recorder;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+
+use crate::dns::Resolver;
+use crate::error::{Error, Result};
+use crate::model::DomainName;
+use crate::smtp::queue::{Envelope, Intake};
+use crate::store::{ReportEventRow, SentReportRow, Store};
+use destinations::Destination;
+
+/// Seconds in the period of one report.
+const DAY: i64 = 86_400;
+
+/// Who the reports come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reporter {
+    /// `org_name` in the report (default: the From address's domain).
+    pub org_name: String,
+    /// The From address and envelope sender.
+    pub from: String,
+}
+
+impl Reporter {
+    /// The reporter from `[server.reports]`: `from` when set, else `postmaster@` of the hosted domain that holds
+    /// `hostname` (the longest that matches); Err (naming the key) when there is none.
+    pub async fn resolve(
+        store: &Store,
+        from: Option<&str>,
+        org_name: Option<&str>,
+        hostname: &str,
+    ) -> Result<Reporter> {
+        let from = match from {
+            Some(from) => from.to_string(),
+            None => {
+                let mut tx = store.begin().await?;
+                let domains = tx.domains().await?;
+                tx.rollback().await?;
+                let host = hostname.trim_end_matches('.').to_ascii_lowercase();
+                let domain = domains
+                    .iter()
+                    .map(|d| d.domain.as_str())
+                    .filter(|d| host == *d || host.ends_with(&format!(".{d}")))
+                    .max_by_key(|d| d.len())
+                    .ok_or_else(|| {
+                        Error::usage(format!(
+                            "server.reports.from is not set and the host name {hostname} is in no hosted \
+                             domain: set the address reports come from"
+                        ))
+                    })?;
+                format!("postmaster@{domain}")
+            }
+        };
+        let domain = from.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+        Ok(Reporter {
+            org_name: org_name.unwrap_or(domain).to_string(),
+            from,
+        })
+    }
+
+    /// The domain reports are signed for.
+    fn domain(&self) -> &str {
+        self.from
+            .rsplit_once('@')
+            .map(|(_, d)| d)
+            .unwrap_or_default()
+    }
+}
+
+/// The metadata of one report.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    /// Who sends it.
+    pub org_name: String,
+    /// Where to write back.
+    pub email: String,
+    /// Its id.
+    pub report_id: String,
+    /// First second of the period (epoch).
+    pub begin: u64,
+    /// Last second of the period (epoch).
+    pub end: u64,
+}
+
+/// One report due, as planned and then as done.
+#[derive(Debug, Clone, Serialize)]
+pub struct Planned {
+    /// `dmarc`.
+    pub kind: &'static str,
+    /// The domain it is about.
+    pub domain: String,
+    /// Its id.
+    pub report_id: String,
+    /// The period it covers, RFC 3339.
+    pub begin: String,
+    /// See `begin`.
+    pub end: String,
+    /// Records in it.
+    pub records: usize,
+    /// Messages it counts.
+    pub messages: u64,
+    /// Where it goes, and where not and why.
+    pub destinations: Vec<Destination>,
+    /// The size of the report mail in bytes (0 when nothing is sent).
+    pub size: usize,
+    /// How it was signed (`d=... s=... a=...`), if it was.
+    pub dkim: Option<String>,
+    /// `queued as ID`, `built by another node`, or why it is not sent; `due` before [`execute`].
+    pub outcome: String,
+    /// The seconds its events span: `[from, before)`.
+    #[serde(skip)]
+    span: (i64, i64),
+    /// The signed mail, when any destination takes it.
+    #[serde(skip)]
+    message: Option<Vec<u8>>,
+}
+
+impl Planned {
+    /// The addresses the report goes to.
+    pub fn recipients(&self) -> Vec<String> {
+        self.destinations
+            .iter()
+            .filter(|d| d.refused.is_none())
+            .map(|d| d.address.clone())
+            .collect()
+    }
+}
+
+/// The reports due from the events seen before `cutoff`, built and signed but not sent. A report built before
+/// (by another node, or by a run that crashed after recording it) is planned with outcome `built before`.
+pub async fn plan(
+    store: &Store,
+    resolver: &Resolver,
+    reporter: &Reporter,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<Planned>> {
+    let mut tx = store.begin().await?;
+    let events = tx.report_events_before("dmarc", cutoff.timestamp()).await?;
+    let mut groups: BTreeMap<(String, i64), Vec<ReportEventRow>> = BTreeMap::new();
+    for event in events {
+        let day = event.at.div_euclid(DAY);
+        groups
+            .entry((event.domain.clone(), day))
+            .or_default()
+            .push(event);
+    }
+    let mut planned = Vec::with_capacity(groups.len());
+    for ((domain, day), events) in groups {
+        let from = day * DAY;
+        let before = (from + DAY).min(cutoff.timestamp());
+        let report_id = format!("{domain}.{from}.{}", before - 1);
+        let done_before = tx.sent_report("dmarc", &report_id).await?.is_some();
+        let meta = Meta {
+            org_name: reporter.org_name.clone(),
+            email: reporter.from.clone(),
+            report_id: report_id.clone(),
+            begin: from as u64,
+            end: (before - 1) as u64,
+        };
+        let mut p = Planned {
+            kind: "dmarc",
+            domain: domain.clone(),
+            report_id,
+            begin: rfc3339(from),
+            end: rfc3339(before - 1),
+            records: 0,
+            messages: 0,
+            destinations: Vec::new(),
+            size: 0,
+            dkim: None,
+            outcome: "due".to_string(),
+            span: (from, before),
+            message: None,
+        };
+        let Some((report, messages)) = dmarc::report(&events, &meta) else {
+            p.outcome = "not sent: the events could not be read".to_string();
+            planned.push(p);
+            continue;
+        };
+        p.records = report.records().len();
+        p.messages = messages;
+        if done_before {
+            p.outcome = "built before".to_string();
+            planned.push(p);
+            continue;
+        }
+        let rua = events
+            .last()
+            .map(|e| destinations::parse(&e.rua))
+            .unwrap_or_default();
+        p.destinations = destinations::check(resolver, &domain, &rua).await;
+        // The mail is written for the destinations left; one too small for it is dropped and it is written
+        // again for the rest.
+        let mut message = None;
+        loop {
+            let to = p.recipients();
+            if to.is_empty() {
+                break;
+            }
+            let mail = report
+                .to_rfc5322(
+                    reporter.domain(),
+                    (reporter.org_name.as_str(), reporter.from.as_str()),
+                    to.iter().map(String::as_str),
+                )
+                .map_err(|e| Error::refused(format!("writing the report about {domain}: {e}")))?
+                .into_bytes();
+            let mut dropped = false;
+            for d in p.destinations.iter_mut().filter(|d| d.refused.is_none()) {
+                if d.max_size > 0 && mail.len() > d.max_size {
+                    d.refused = Some(format!(
+                        "the report ({} bytes) is larger than the {} bytes it takes",
+                        mail.len(),
+                        d.max_size
+                    ));
+                    dropped = true;
+                }
+            }
+            if !dropped {
+                message = Some(mail);
+                break;
+            }
+        }
+        match message {
+            None => {
+                p.outcome = "not sent: no destination takes it".to_string();
+            }
+            Some(mail) => {
+                let (mail, dkim) = sign(&mut tx, reporter, mail).await?;
+                p.size = mail.len();
+                p.dkim = dkim;
+                p.message = Some(mail);
+            }
+        }
+        planned.push(p);
+    }
+    tx.rollback().await?;
+    Ok(planned)
+}
+
+/// Signs report mail with the active key of the reporter's domain, when it has one.
+async fn sign(
+    tx: &mut crate::store::Tx,
+    reporter: &Reporter,
+    mail: Vec<u8>,
+) -> Result<(Vec<u8>, Option<String>)> {
+    let Ok(domain) = reporter.domain().parse::<DomainName>() else {
+        return Ok((mail, None));
+    };
+    let Some(key) = crate::provision::dkim::active_key(tx, &domain).await? else {
+        tracing::warn!(target: "mailctl::reports", domain = %domain,
+            "no active DKIM key: reports go out unsigned (mailctl dkim generate)");
+        return Ok((mail, None));
+    };
+    let mail = Arc::new(mail);
+    let signing = mail.clone();
+    let signed = tokio::task::spawn_blocking(move || {
+        crate::provision::dkim::sign_with(&key, &domain, &signing)
+    })
+    .await
+    .map_err(|e| Error::refused(format!("signing a report: {e}")))?;
+    match signed {
+        Ok((signed, note)) => Ok((signed, Some(note))),
+        Err(e) => {
+            tracing::error!(target: "mailctl::reports", error = %e, "DKIM signing failed: report goes out unsigned");
+            Ok((Arc::unwrap_or_clone(mail), None))
+        }
+    }
+}
+
+/// Records and queues the planned reports (see the module doc for the order); returns them with their outcome.
+/// Err only when the database is unreachable; a report the queue did not take says so in its outcome.
+pub async fn execute(
+    store: &Store,
+    queue: Arc<dyn Intake>,
+    reporter: &Reporter,
+    mut planned: Vec<Planned>,
+) -> Result<Vec<Planned>> {
+    for p in &mut planned {
+        let mut tx = store.begin_write().await?;
+        if tx.sent_report(p.kind, &p.report_id).await?.is_some() {
+            tx.delete_report_events(p.kind, &p.domain, p.span.0, p.span.1)
+                .await?;
+            tx.commit().await?;
+            p.outcome = "built before".to_string();
+            continue;
+        }
+        if p.message.is_some() {
+            p.outcome = "queued".to_string();
+        }
+        let row = SentReportRow {
+            kind: p.kind.to_string(),
+            domain: p.domain.clone(),
+            report_id: p.report_id.clone(),
+            date_begin: crate::time::to_db(at(p.span.0)),
+            date_end: crate::time::to_db(at(p.span.1 - 1)),
+            records: p.records as i64,
+            messages: p.messages as i64,
+            destinations: p.recipients().join(" "),
+            outcome: p.outcome.clone(),
+            sent: crate::time::now_db(),
+        };
+        tx.insert_sent_report(&row).await?;
+        tx.delete_report_events(p.kind, &p.domain, p.span.0, p.span.1)
+            .await?;
+        tx.commit().await?;
+        let Some(message) = p.message.take() else {
+            continue;
+        };
+        let envelope = Envelope {
+            sender: reporter.from.clone(),
+            recipients: p.recipients(),
+            dkim: p.dkim.clone(),
+        };
+        let queue = queue.clone();
+        let queued =
+            tokio::task::spawn_blocking(move || queue.enqueue(&envelope, &message, Utc::now()))
+                .await;
+        p.outcome = match queued {
+            Ok(Ok(id)) => format!("queued as {id}"),
+            Ok(Err(e)) => format!("not sent: the queue did not take it: {e}"),
+            Err(e) => format!("not sent: the queue did not take it: {e}"),
+        };
+        let mut tx = store.begin_write().await?;
+        tx.set_sent_outcome(p.kind, &p.report_id, &p.outcome)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(target: "mailctl::reports", kind = p.kind, domain = %p.domain,
+            report_id = %p.report_id, to = %row.destinations, outcome = %p.outcome, "report sent");
+    }
+    Ok(planned)
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(seconds, 0).single().unwrap_or_default()
+}
+
+fn rfc3339(seconds: i64) -> String {
+    at(seconds).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The start of the UTC day `now` is in: the cutoff of the daily run (today's mail waits for tomorrow).
+pub fn start_of_day(now: DateTime<Utc>) -> DateTime<Utc> {
+    at(now.timestamp().div_euclid(DAY) * DAY)
+}
