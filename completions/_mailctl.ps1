@@ -1444,7 +1444,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List stored reports, oldest first')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one report with its records (DMARC) or results (TLS)')
             [CompletionResult]::new('summary', 'summary', [CompletionResultType]::ParameterValue, 'What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)')
-            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send the DMARC aggregate reports due to the domains whose mail serve received and that ask for them (rua=): built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one')
+            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send the reports due: DMARC aggregate reports to the domains whose mail serve received and that ask for them (rua=), TLS reports to the domains serve delivered to that ask for them (_smtp._tls); built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -1533,7 +1533,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List stored reports, oldest first')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one report with its records (DMARC) or results (TLS)')
             [CompletionResult]::new('summary', 'summary', [CompletionResultType]::ParameterValue, 'What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)')
-            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send the DMARC aggregate reports due to the domains whose mail serve received and that ask for them (rua=): built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one')
+            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send the reports due: DMARC aggregate reports to the domains whose mail serve received and that ask for them (rua=), TLS reports to the domains serve delivered to that ask for them (_smtp._tls); built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -2061,7 +2061,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List stored reports, oldest first')
             [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show one report with its records (DMARC) or results (TLS)')
             [CompletionResult]::new('summary', 'summary', [CompletionResultType]::ParameterValue, 'What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)')
-            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send the DMARC aggregate reports due to the domains whose mail serve received and that ask for them (rua=): built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one')
+            [CompletionResult]::new('send', 'send', [CompletionResultType]::ParameterValue, 'Send the reports due: DMARC aggregate reports to the domains whose mail serve received and that ask for them (rua=), TLS reports to the domains serve delivered to that ask for them (_smtp._tls); built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one')
             break
         }
         'mailctl;help;reports;import' {

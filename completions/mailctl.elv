@@ -1300,7 +1300,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand list 'List stored reports, oldest first'
             cand show 'Show one report with its records (DMARC) or results (TLS)'
             cand summary 'What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)'
-            cand send 'Send the DMARC aggregate reports due to the domains whose mail serve received and that ask for them (rua=): built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one'
+            cand send 'Send the reports due: DMARC aggregate reports to the domains whose mail serve received and that ask for them (rua=), TLS reports to the domains serve delivered to that ask for them (_smtp._tls); built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'mailctl;reports;import'= {
@@ -1383,7 +1383,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand list 'List stored reports, oldest first'
             cand show 'Show one report with its records (DMARC) or results (TLS)'
             cand summary 'What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)'
-            cand send 'Send the DMARC aggregate reports due to the domains whose mail serve received and that ask for them (rua=): built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one'
+            cand send 'Send the reports due: DMARC aggregate reports to the domains whose mail serve received and that ask for them (rua=), TLS reports to the domains serve delivered to that ask for them (_smtp._tls); built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'mailctl;reports;help;import'= {
@@ -1820,7 +1820,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand list 'List stored reports, oldest first'
             cand show 'Show one report with its records (DMARC) or results (TLS)'
             cand summary 'What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)'
-            cand send 'Send the DMARC aggregate reports due to the domains whose mail serve received and that ask for them (rua=): built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one'
+            cand send 'Send the reports due: DMARC aggregate reports to the domains whose mail serve received and that ask for them (rua=), TLS reports to the domains serve delivered to that ask for them (_smtp._tls); built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily); exit 1 when the queue did not take one'
         }
         &'mailctl;help;reports;import'= {
         }

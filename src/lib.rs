@@ -26,8 +26,8 @@
 //! records.rs      what a domain must publish (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, PTR), as a zone
 //! reports/        what receivers report back: DMARC aggregate and TLS reports found in files and mail
 //!                 (extract.rs: gzip, zip, XML, JSON, MIME, bounded), stored per report (ingest.rs); and
-//!                 the DMARC reports serve sends (send/: events recorded off the SMTP path, daily reports per
-//!                 policy domain, _report._dmarc authorization, signed and queued)
+//!                 the DMARC and TLS reports serve sends (send/: events recorded off the SMTP path, daily
+//!                 reports per domain, _report._dmarc authorization, signed and queued)
 //! mta_sts/        MTA-STS: the _mta-sts record, policies (parse, mx patterns), the HTTPS fetch; shared by the
 //!                 audit and outbound delivery
 //! tls/            TLS setup: the ring provider, trust roots (+ a configured extra CA), verified, opportunistic and

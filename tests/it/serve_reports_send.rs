@@ -5,14 +5,18 @@
 //! need their `_report._dmarc` authorization; a `!size` limit the report exceeds is honoured; mail to report
 //! addresses is never counted; a second run sends nothing.
 //!
-//! Test addresses `127.0.41.x`: A (a.test's MX, the reports' destination) is `.2`, B (the reporter) `.3`.
+//! TLS reports: A delivers to B (STARTTLS) and to C (no STARTTLS), both asking for TLS reports; A's reports
+//! reach B and C, whose report ingestion stores them, and Python reads the JSON.
+//!
+//! Test addresses `127.0.41.x`: A (a.test's MX, the reports' destination) is `.2`, B (the reporter) `.3`;
+//! the TLS test uses `127.0.42.x`: A `.2`, B `.3`, C `.4`.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
 use crate::worlds::outbound_node::Node;
-use crate::worlds::outbound_world::wait_for;
+use crate::worlds::outbound_world::{submit, wait_for};
 use kit::TestDb;
 use kit::daemon::free_port;
 use kit::dns::TestDns;
@@ -93,9 +97,30 @@ print(json.dumps({
 }))
 "#;
 
+/// What Python's standard library reads in a TLS report mail: headers and the gzipped JSON.
+const PARSE_TLS: &str = r#"
+import email, gzip, json, sys
+msg = email.message_from_bytes(sys.stdin.buffer.read())
+report = None
+for part in msg.walk():
+    if part.get_content_type() == "application/tlsrpt+gzip":
+        report = json.loads(gzip.decompress(part.get_payload(decode=True)))
+print(json.dumps({
+    "report_type": msg.get_param("report-type"),
+    "domain": msg["TLS-Report-Domain"],
+    "submitter": msg["TLS-Report-Submitter"],
+    "auto_submitted": msg["Auto-Submitted"],
+    "report": report,
+}))
+"#;
+
 fn python_reads(mail: &[u8]) -> serde_json::Value {
+    python(PARSE, mail)
+}
+
+fn python(script: &str, mail: &[u8]) -> serde_json::Value {
     let mut child = Command::new("python3")
-        .args(["-c", PARSE])
+        .args(["-c", script])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -131,7 +156,8 @@ fn serve_reports_dmarc_results_to_the_domains_that_ask_and_the_reports_round_tri
     ] {
         add_mailbox(&a_db, mailbox, &[]);
     }
-    let b_db = TestDb::sqlite();
+    // The reporter keeps its events on MariaDB (the TLS test's reporter on SQLite).
+    let b_db = TestDb::mariadb();
     cli(&b_db, "domain add b.test");
     add_mailbox(&b_db, "bob@b.test", &[]);
     add_mailbox(&b_db, "postmaster@b.test", &[]);
@@ -347,4 +373,177 @@ fn serve_reports_dmarc_results_to_the_domains_that_ask_and_the_reports_round_tri
         .ok()
         .json();
     assert_eq!(again["reports"], serde_json::json!([]), "{again}");
+}
+
+#[test]
+fn serve_sends_tls_reports_about_its_deliveries_to_the_domains_that_ask() {
+    const N: u8 = 42;
+    let ip = |h: u8| Ipv4Addr::new(127, 0, N, h);
+    let a_db = TestDb::sqlite();
+    cli(&a_db, "domain add a.test");
+    add_mailbox(&a_db, "alice@a.test", &[]);
+    cli(&a_db, "dkim generate a.test --selector tls");
+    let a_key = a_db
+        .run(&["dkim", "show", "a.test", "--format", "zone"])
+        .ok()
+        .stdout;
+    let b_db = TestDb::sqlite();
+    cli(&b_db, "domain add b.test");
+    let c_db = TestDb::sqlite();
+    cli(&c_db, "domain add n.test");
+    for (db, domain) in [(&b_db, "b.test"), (&c_db, "n.test")] {
+        add_mailbox(db, &format!("bob@{domain}"), &[]);
+        add_mailbox(db, &format!("tls@{domain}"), &[]);
+    }
+    let zone = format!(
+        r#"
+a.test.             IN TXT "v=spf1 ip4:127.0.0.0/8 -all"
+b.test.             IN MX  10 mx.b.test.
+mx.b.test.          IN A   {b}
+_smtp._tls.b.test.  IN TXT "v=TLSRPTv1; rua=mailto:tls@b.test,https://reports.b.test/tls"
+n.test.             IN MX  10 mx.n.test.
+mx.n.test.          IN A   {c}
+_smtp._tls.n.test.  IN TXT "v=TLSRPTv1; rua=mailto:tls@n.test"
+{a_key}
+"#,
+        b = ip(3),
+        c = ip(4),
+    );
+    let dns = TestDns::start(&[("test.", &zone)]);
+    let port = free_port(&[ip(2), ip(3), ip(4)]);
+    let a_options = ServeOptions::default()
+        .dns(&dns)
+        .server_key("reports.from", "\"postmaster@a.test\"")
+        .server_key("reports.org_name", "\"A Test\"");
+    let mut a = Node::new(&a_db, a_options, ip(2), port, true);
+    let b_options = ServeOptions::default()
+        .dns(&dns)
+        .server_key("reports.addresses", r#"["tls@b.test"]"#);
+    let mut b = Node::new(&b_db, b_options, ip(3), port, false);
+    // C offers no STARTTLS.
+    let c_options = ServeOptions {
+        tls: false,
+        ..ServeOptions::default()
+    }
+    .dns(&dns)
+    .server_key("reports.addresses", r#"["tls@n.test"]"#);
+    let mut c = Node::new(&c_db, c_options, ip(4), port, false);
+    b.start();
+    c.start();
+    a.start();
+
+    let msg = message("alice@a.test", "bob@b.test", "two hops", "tls1@a.test");
+    submit(&a, &["bob@b.test", "bob@n.test"], &msg);
+    wait_for(&a, "both copies arrived", 15, || {
+        !b.server.inbox("bob@b.test").is_empty() && !c.server.inbox("bob@n.test").is_empty()
+    });
+
+    let mut due = serde_json::Value::Null;
+    wait_for(&a, "A recorded both sessions", 10, || {
+        due = a
+            .server
+            .run(&["--json", "reports", "send", "--now", "--dry-run"])
+            .ok()
+            .json();
+        due["reports"].as_array().is_some_and(|r| r.len() == 2)
+    });
+    let report = |domain: &str| {
+        due["reports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["domain"] == domain)
+            .unwrap_or_else(|| panic!("no report about {domain}: {due}"))
+            .clone()
+    };
+    let to_b = report("b.test");
+    assert_eq!(to_b["kind"], "tls");
+    assert_eq!(
+        (to_b["records"].as_i64(), to_b["messages"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let destinations = to_b["destinations"].as_array().unwrap();
+    assert_eq!(destinations[0]["address"], "tls@b.test");
+    assert!(destinations[0]["refused"].is_null());
+    assert!(
+        destinations[1]["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("HTTPS")),
+        "{due}"
+    );
+    assert!(
+        to_b["dkim"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("d=a.test s=tls")),
+        "{due}"
+    );
+
+    let sent = a
+        .server
+        .run(&["--json", "reports", "send", "--now"])
+        .ok()
+        .json();
+    for r in sent["reports"].as_array().unwrap() {
+        assert!(
+            r["outcome"].as_str().unwrap().starts_with("queued as "),
+            "{sent}"
+        );
+    }
+    let stored = |node: &Node| {
+        node.server
+            .run(&["--json", "reports", "list", "--since", "2000-01-01"])
+            .ok()
+            .json()
+    };
+    wait_for(&a, "B and C stored A's reports", 20, || {
+        stored(&b).as_array().is_some_and(|r| !r.is_empty())
+            && stored(&c).as_array().is_some_and(|r| !r.is_empty())
+    });
+    let at_b = &stored(&b)[0];
+    assert_eq!(at_b["kind"], "tls");
+    assert_eq!(at_b["org_name"], "A Test");
+    assert_eq!(
+        (at_b["messages"].as_i64(), at_b["failed"].as_i64()),
+        (Some(1), Some(0)),
+        "{at_b}"
+    );
+    let at_c = &stored(&c)[0];
+    assert_eq!(
+        (at_c["messages"].as_i64(), at_c["failed"].as_i64()),
+        (Some(1), Some(1)),
+        "{at_c}"
+    );
+    let shown = c
+        .server
+        .run(&["--json", "reports", "show", &at_c["id"].to_string()])
+        .ok()
+        .json();
+    assert!(
+        shown["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["result"] == "starttls-not-supported" && r["receiving_mx"] == "mx.n.test"),
+        "{shown}"
+    );
+
+    // Python reads the report mail C kept.
+    let mail = &c.server.inbox("tls@n.test")[0];
+    let parsed = python(PARSE_TLS, mail);
+    assert_eq!(parsed["report_type"], "tlsrpt");
+    assert_eq!(parsed["domain"], "n.test");
+    assert_eq!(parsed["submitter"], "a.test");
+    assert_eq!(parsed["auto_submitted"], "auto-generated");
+    let report = &parsed["report"];
+    assert_eq!(report["organization-name"], "A Test");
+    assert_eq!(report["contact-info"], "postmaster@a.test");
+    let policy = &report["policies"][0];
+    assert_eq!(policy["policy"]["policy-type"], "no-policy-found");
+    assert_eq!(policy["policy"]["policy-domain"], "n.test");
+    assert_eq!(policy["summary"]["total-successful-session-count"], 0);
+    assert_eq!(policy["summary"]["total-failure-session-count"], 1);
+    let failure = &policy["failure-details"][0];
+    assert_eq!(failure["result-type"], "starttls-not-supported");
+    assert_eq!(failure["receiving-mx-hostname"], "mx.n.test");
+    assert_eq!(failure["receiving-ip"], ip(4).to_string());
 }

@@ -47,9 +47,10 @@ pub enum ReportsCmd {
     /// What the reports say per domain: sources, pass rates, dispositions, failing sources and their likely
     /// cause, TLS failures (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN: no reports)
     Summary(summary::SummaryArgs),
-    /// Send the DMARC aggregate reports due to the domains whose mail serve received and that ask for them
-    /// (rua=): built per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by
-    /// itself daily); exit 1 when the queue did not take one
+    /// Send the reports due: DMARC aggregate reports to the domains whose mail serve received and that ask
+    /// for them (rua=), TLS reports to the domains serve delivered to that ask for them (_smtp._tls); built
+    /// per domain and UTC day, DKIM-signed and queued for serve to deliver (serve does this by itself daily);
+    /// exit 1 when the queue did not take one
     Send(send::SendArgs),
 }
 

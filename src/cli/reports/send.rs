@@ -1,4 +1,4 @@
-//! `mailctl reports send`: the DMARC aggregate reports due to other domains, built from what `serve` recorded
+//! `mailctl reports send`: the DMARC aggregate and TLS reports due to other domains, built from what `serve` recorded
 //! ([`crate::reports::send`]), shown (`--dry-run`) or queued for the running `serve` to deliver.
 
 use clap::Args;

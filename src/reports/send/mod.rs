@@ -1,21 +1,26 @@
 //! The reports this server sends: DMARC aggregate reports (RFC 7489 section 7.2) about the mail `serve`
-//! received, to every domain whose DMARC record asks for them with `rua=mailto:`.
+//! received, to every domain whose DMARC record asks for them with `rua=mailto:`, and TLS reports (RFC 8460)
+//! about its own deliveries, to every recipient domain that publishes `_smtp._tls` with `mailto:`.
 //!
 //! ## From what `serve` sees to a report
 //! 1. After DATA, a message whose From domain's policy names `rua=` destinations becomes one event
-//!    ([`dmarc::Seen`]: the policy, and the report record of the message with what this server did with it),
-//!    handed to the [`recorder::Recorder`], which writes events in batches off the SMTP path. Mail to our own
-//!    report addresses is never counted: no report about report mail.
+//!    ([`dmarc::Seen`]: the policy, and the report record of the message with what this server did with it);
+//!    each outbound SMTP session that tried STARTTLS with a domain asking for TLS reports becomes one too
+//!    ([`tls::Seen`]: the policy applied, success or the kind of failure). Both go to the
+//!    [`recorder::Recorder`], which writes events in batches off the SMTP path. Mail to our own report
+//!    addresses is never counted: no report about report mail.
 //! 2. Once a day ([`plan`] with the start of the UTC day as cutoff; `mailctl reports send --now` up to now),
-//!    the events are summed per policy domain and UTC day into one report: identical records become one with
-//!    their count. Its id is the same on every node for the same period (`DOMAIN.BEGIN.END`).
-//! 3. Each destination outside the policy domain's organization must authorize it (`_report._dmarc`,
-//!    [`destinations`]); a destination whose `!size` limit the report exceeds is left out.
-//! 4. The report is written by mail-auth's writer (XML, gzip-attached, `Auto-Submitted: auto-generated`),
-//!    DKIM-signed with the active key of the From domain, and queued like any outbound mail ([`execute`]):
-//!    first the report is recorded in `mailctl_reports_sent` and its events removed, in one transaction whose
-//!    unique report id makes a second node's attempt fail, then it is queued. A crash between the two loses
-//!    that one report, never sends it twice.
+//!    the events are summed per domain and UTC day into one report of each kind: identical DMARC records
+//!    become one with their count, TLS sessions are counted per policy and failure. Its id is the same on
+//!    every node for the same period (`DOMAIN.BEGIN.END`).
+//! 3. A DMARC destination outside the policy domain's organization must authorize it (`_report._dmarc`,
+//!    [`destinations`]); a destination whose `!size` limit the report exceeds is left out. TLS reports go to
+//!    every `mailto:` destination; `https:` ones are listed as not served.
+//! 4. The report is written by mail-auth's writers (XML or JSON, gzip-attached, `Auto-Submitted:
+//!    auto-generated`), DKIM-signed with the active key of the From domain, and queued like any outbound mail
+//!    ([`execute`]): first the report is recorded in `mailctl_reports_sent` and its events removed, in one
+//!    transaction whose unique report id makes a second node's attempt fail, then it is queued. A crash
+//!    between the two loses that one report, never sends it twice.
 //!
 //! Reports nobody can receive (no authorized destination, too large everywhere) are recorded too, with the
 //! reason, and their events removed: nothing piles up.
@@ -23,6 +28,7 @@
 pub mod destinations;
 pub mod dmarc;
 pub mod recorder;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -113,7 +119,7 @@ pub struct Meta {
 /// One report due, as planned and then as done.
 #[derive(Debug, Clone, Serialize)]
 pub struct Planned {
-    /// `dmarc`.
+    /// `dmarc` or `tls`.
     pub kind: &'static str,
     /// The domain it is about.
     pub domain: String,
@@ -154,8 +160,36 @@ impl Planned {
     }
 }
 
-/// The reports due from the events seen before `cutoff`, built and signed but not sent. A report built before
-/// (by another node, or by a run that crashed after recording it) is planned with outcome `built before`.
+/// A report built, before its mail is written.
+enum Built {
+    Dmarc(mail_auth::report::Report),
+    Tls(mail_auth::report::tlsrpt::TlsReport),
+}
+
+impl Built {
+    /// The report mail to `to`, as mail-auth's writers write it.
+    fn mail(&self, domain: &str, reporter: &Reporter, to: &[String]) -> std::io::Result<Vec<u8>> {
+        let from = (reporter.org_name.as_str(), reporter.from.as_str());
+        let to = to.iter().map(String::as_str);
+        let mail = match self {
+            Built::Dmarc(r) => r.to_rfc5322(reporter.domain(), from, to)?,
+            Built::Tls(r) => r.to_rfc5322(domain, reporter.domain(), from, to)?,
+        };
+        Ok(mail.into_bytes())
+    }
+
+    /// Records (DMARC) or policies (TLS) in it.
+    fn records(&self) -> usize {
+        match self {
+            Built::Dmarc(r) => r.records().len(),
+            Built::Tls(r) => r.policies.len(),
+        }
+    }
+}
+
+/// The reports due from the events seen before `cutoff`, built and signed but not sent: DMARC aggregate
+/// reports first, then TLS reports. A report built before (by another node, or by a run that crashed after
+/// recording it) is planned with outcome `built before`.
 pub async fn plan(
     store: &Store,
     resolver: &Resolver,
@@ -163,107 +197,120 @@ pub async fn plan(
     cutoff: DateTime<Utc>,
 ) -> Result<Vec<Planned>> {
     let mut tx = store.begin().await?;
-    let events = tx.report_events_before("dmarc", cutoff.timestamp()).await?;
-    let mut groups: BTreeMap<(String, i64), Vec<ReportEventRow>> = BTreeMap::new();
-    for event in events {
-        let day = event.at.div_euclid(DAY);
-        groups
-            .entry((event.domain.clone(), day))
-            .or_default()
-            .push(event);
-    }
-    let mut planned = Vec::with_capacity(groups.len());
-    for ((domain, day), events) in groups {
-        let from = day * DAY;
-        let before = (from + DAY).min(cutoff.timestamp());
-        let report_id = format!("{domain}.{from}.{}", before - 1);
-        let done_before = tx.sent_report("dmarc", &report_id).await?.is_some();
-        let meta = Meta {
-            org_name: reporter.org_name.clone(),
-            email: reporter.from.clone(),
-            report_id: report_id.clone(),
-            begin: from as u64,
-            end: (before - 1) as u64,
-        };
-        let mut p = Planned {
-            kind: "dmarc",
-            domain: domain.clone(),
-            report_id,
-            begin: rfc3339(from),
-            end: rfc3339(before - 1),
-            records: 0,
-            messages: 0,
-            destinations: Vec::new(),
-            size: 0,
-            dkim: None,
-            outcome: "due".to_string(),
-            span: (from, before),
-            message: None,
-        };
-        let Some((report, messages)) = dmarc::report(&events, &meta) else {
-            p.outcome = "not sent: the events could not be read".to_string();
-            planned.push(p);
-            continue;
-        };
-        p.records = report.records().len();
-        p.messages = messages;
-        if done_before {
-            p.outcome = "built before".to_string();
-            planned.push(p);
-            continue;
+    let mut planned = Vec::new();
+    for kind in ["dmarc", "tls"] {
+        let events = tx.report_events_before(kind, cutoff.timestamp()).await?;
+        let mut groups: BTreeMap<(String, i64), Vec<ReportEventRow>> = BTreeMap::new();
+        for event in events {
+            let day = event.at.div_euclid(DAY);
+            groups
+                .entry((event.domain.clone(), day))
+                .or_default()
+                .push(event);
         }
-        let rua = events
-            .last()
-            .map(|e| destinations::parse(&e.rua))
-            .unwrap_or_default();
-        p.destinations = destinations::check(resolver, &domain, &rua).await;
-        // The mail is written for the destinations left; one too small for it is dropped and it is written
-        // again for the rest.
-        let mut message = None;
-        loop {
-            let to = p.recipients();
-            if to.is_empty() {
-                break;
-            }
-            let mail = report
-                .to_rfc5322(
-                    reporter.domain(),
-                    (reporter.org_name.as_str(), reporter.from.as_str()),
-                    to.iter().map(String::as_str),
-                )
-                .map_err(|e| Error::refused(format!("writing the report about {domain}: {e}")))?
-                .into_bytes();
-            let mut dropped = false;
-            for d in p.destinations.iter_mut().filter(|d| d.refused.is_none()) {
-                if d.max_size > 0 && mail.len() > d.max_size {
-                    d.refused = Some(format!(
-                        "the report ({} bytes) is larger than the {} bytes it takes",
-                        mail.len(),
-                        d.max_size
-                    ));
-                    dropped = true;
-                }
-            }
-            if !dropped {
-                message = Some(mail);
-                break;
-            }
+        for ((domain, day), events) in groups {
+            let from = day * DAY;
+            let before = (from + DAY).min(cutoff.timestamp());
+            let report_id = format!("{domain}.{from}.{}", before - 1);
+            let p = Planned {
+                kind,
+                domain: domain.clone(),
+                report_id: report_id.clone(),
+                begin: rfc3339(from),
+                end: rfc3339(before - 1),
+                records: 0,
+                messages: 0,
+                destinations: Vec::new(),
+                size: 0,
+                dkim: None,
+                outcome: "due".to_string(),
+                span: (from, before),
+                message: None,
+            };
+            let meta = Meta {
+                org_name: reporter.org_name.clone(),
+                email: reporter.from.clone(),
+                report_id,
+                begin: from as u64,
+                end: (before - 1) as u64,
+            };
+            planned.push(plan_one(&mut tx, resolver, reporter, p, &events, &meta).await?);
         }
-        match message {
-            None => {
-                p.outcome = "not sent: no destination takes it".to_string();
-            }
-            Some(mail) => {
-                let (mail, dkim) = sign(&mut tx, reporter, mail).await?;
-                p.size = mail.len();
-                p.dkim = dkim;
-                p.message = Some(mail);
-            }
-        }
-        planned.push(p);
     }
     tx.rollback().await?;
     Ok(planned)
+}
+
+/// Builds, addresses and signs one report.
+async fn plan_one(
+    tx: &mut crate::store::Tx,
+    resolver: &Resolver,
+    reporter: &Reporter,
+    mut p: Planned,
+    events: &[ReportEventRow],
+    meta: &Meta,
+) -> Result<Planned> {
+    let built = match p.kind {
+        "dmarc" => dmarc::report(events, meta).map(|(r, n)| (Built::Dmarc(r), n)),
+        _ => tls::report(events, meta).map(|(r, n)| (Built::Tls(r), n)),
+    };
+    let Some((built, messages)) = built else {
+        p.outcome = "not sent: the events could not be read".to_string();
+        return Ok(p);
+    };
+    p.records = built.records();
+    p.messages = messages;
+    if tx.sent_report(p.kind, &p.report_id).await?.is_some() {
+        p.outcome = "built before".to_string();
+        return Ok(p);
+    }
+    let rua = events.last().map(|e| e.rua.as_str()).unwrap_or_default();
+    p.destinations = match &built {
+        Built::Dmarc(_) => {
+            destinations::check(resolver, &p.domain, &destinations::parse(rua)).await
+        }
+        Built::Tls(_) => tls::destinations(rua),
+    };
+    // The mail is written for the destinations left; when one is too small for it, it is dropped and the
+    // mail written again for the rest.
+    let mut message = None;
+    loop {
+        let to = p.recipients();
+        if to.is_empty() {
+            break;
+        }
+        let mail = built.mail(&p.domain, reporter, &to).map_err(|e| {
+            Error::refused(format!(
+                "writing the {} report about {}: {e}",
+                p.kind, p.domain
+            ))
+        })?;
+        let mut dropped = false;
+        for d in p.destinations.iter_mut().filter(|d| d.refused.is_none()) {
+            if d.max_size > 0 && mail.len() > d.max_size {
+                d.refused = Some(format!(
+                    "the report ({} bytes) is larger than the {} bytes it takes",
+                    mail.len(),
+                    d.max_size
+                ));
+                dropped = true;
+            }
+        }
+        if !dropped {
+            message = Some(mail);
+            break;
+        }
+    }
+    match message {
+        None => p.outcome = "not sent: no destination takes it".to_string(),
+        Some(mail) => {
+            let (mail, dkim) = sign(tx, reporter, mail).await?;
+            p.size = mail.len();
+            p.dkim = dkim;
+            p.message = Some(mail);
+        }
+    }
+    Ok(p)
 }
 
 /// Signs report mail with the active key of the reporter's domain, when it has one.

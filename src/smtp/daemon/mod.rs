@@ -90,9 +90,15 @@ impl Bound {
         }
         tx.commit().await?;
         let metrics = Arc::new(Metrics::default());
-        let outbound = outbound
+        let reports = Arc::new(crate::reports::send::recorder::Recorder::start(
+            store.clone(),
+        ));
+        let mut outbound = outbound
             .with_routes(store.clone())
             .with_metrics(metrics.clone());
+        if settings.reports.send {
+            outbound = outbound.with_reports(reports.clone());
+        }
         let queue_settings = settings.queue.clone();
         let queue = tokio::task::spawn_blocking({
             let store = store.clone();
@@ -121,7 +127,7 @@ impl Bound {
             shutdown,
             queue: queue.clone(),
             queue_waker: OnceLock::new(),
-            reports: crate::reports::send::recorder::Recorder::start(store.clone()),
+            reports,
             store,
             settings,
         };

@@ -41,7 +41,7 @@ pub struct Context {
     /// Wakes the queue manager after an enqueue (set once the manager exists).
     pub queue_waker: OnceLock<Waker>,
     /// Records what the reports this server sends will say (DMARC results of received mail).
-    pub reports: Recorder,
+    pub reports: Arc<Recorder>,
 }
 
 impl Context {

@@ -30,9 +30,11 @@ use super::mta_sts::{Policies, Requirement};
 use super::relay::{self, deliver::Through, routes::Routes};
 use super::reply::envelope_safe;
 use super::session::{self, End, Envelope, Params, Security};
+use super::tls_reports::TlsReports;
 use super::{Route, RouteOptions, route};
 use crate::dns::Resolver;
 use crate::model::printable;
+use crate::reports::send::recorder::Recorder;
 use crate::smtp::metrics::Metrics;
 use crate::smtp::queue::{Outcome, RecipientResult, Transport};
 use crate::smtp::settings::OutboundSettings;
@@ -63,6 +65,8 @@ pub struct Outbound {
     metrics: Arc<Metrics>,
     /// Sessions with relay hosts kept open between deliveries.
     relay_pool: relay::pool::Pool,
+    /// Records TLS outcomes for the TLS reports this server sends (none: not recorded).
+    reports: Option<Arc<Recorder>>,
 }
 
 impl Outbound {
@@ -101,7 +105,24 @@ impl Outbound {
             relay_trust,
             metrics: Arc::new(Metrics::default()),
             relay_pool: relay::pool::Pool::default(),
+            reports: None,
         })
+    }
+
+    /// Records each session's TLS outcome with `recorder`, for the domains that ask for TLS reports.
+    pub fn with_reports(mut self, recorder: Arc<Recorder>) -> Outbound {
+        self.reports = Some(recorder);
+        self
+    }
+
+    /// The recorder of TLS outcomes, when set.
+    pub(super) fn reports(&self) -> Option<&Recorder> {
+        self.reports.as_deref()
+    }
+
+    /// The resolver deliveries use.
+    pub(super) fn resolver(&self) -> &Resolver {
+        &self.resolver
     }
 
     /// Reads per-sender-domain relay routes (`mailctl relay set`) from `store`.
@@ -285,11 +306,16 @@ impl Outbound {
             .iter()
             .flat_map(|h| h.addresses().map(move |ip| (h.name.as_str(), ip)))
             .take(MAX_SESSIONS);
+        let mut tls_reports = TlsReports::new(self, domain, &requirement);
         for (host, ip) in addresses {
-            let mut end = session::run(&params, host, ip, security, &envelope, outcomes).await;
+            let (mut end, tls) =
+                session::run(&params, host, ip, security, &envelope, outcomes).await;
+            tls_reports.seen(host, ip, tls).await;
             if let End::RetryPlain(why) = end {
                 last_error = Some(why);
-                end = session::run(&params, host, ip, Security::Plain, &envelope, outcomes).await;
+                end = session::run(&params, host, ip, Security::Plain, &envelope, outcomes)
+                    .await
+                    .0;
             }
             match end {
                 End::Done => break,

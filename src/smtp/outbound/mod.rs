@@ -7,6 +7,7 @@
 //!   and reports per recipient; [`session`] is one SMTP session with one address (lettre's
 //!   `AsyncSmtpConnection`), [`reply`] the envelope commands and outcome texts.
 //! - [`mta_sts`]: the recipient domain's MTA-STS policy, cached (whom TLS trusts is `crate::tls::Trust`).
+//! - `tls_reports`: each session's TLS outcome, recorded for the recipient domain's TLS reports (RFC 8460).
 //!
 //! The queue and its retry schedule (`crate::smtp::queue`) call [`Outbound`] through the queue's `Transport`
 //! trait.
@@ -18,6 +19,7 @@ pub mod mx;
 pub mod relay;
 pub mod reply;
 pub mod session;
+mod tls_reports;
 
 pub use client::{DATA_TIMEOUT, MAX_SESSIONS, Outbound};
 pub use mx::{MAX_MX_HOSTS, MxHost, Route, RouteError, RouteOptions, route, route_with_rng};

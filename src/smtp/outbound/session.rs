@@ -78,6 +78,19 @@ pub enum End {
     Refused(String),
 }
 
+/// What became of TLS in one session, for the TLS reports of the recipient domain (RFC 8460).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    /// The session ended before STARTTLS could be tried (connection, greeting), or did not try it (plain).
+    NotTried,
+    /// TLS was established (and the certificate verified when the policy asks for it).
+    Established,
+    /// The server did not offer STARTTLS.
+    NotOffered,
+    /// The handshake or the certificate check failed: why.
+    Failed(String),
+}
+
 /// Whether a permanent reply to MAIL FROM or RCPT TO from a relay host says the relay will not take mail from
 /// us: `530` (authentication required) or an enhanced status of class `5.7` (security or policy: relay access
 /// denied, sender not owned by the login, encryption required). From a relay, such a refusal is the admin's to
@@ -93,7 +106,8 @@ pub fn refuses_us(text: &str) -> bool {
     code == "530" || (code.starts_with('5') && words.next().is_some_and(|w| w.starts_with("5.7.")))
 }
 
-/// Runs one session with `host` at `ip`, filling `outcomes[i]` for the open (None) recipients it settles.
+/// Runs one session with `host` at `ip`, filling `outcomes[i]` for the open (None) recipients it settles;
+/// says how it ended and what became of TLS.
 pub async fn run(
     params: &Params<'_>,
     host: &str,
@@ -101,6 +115,20 @@ pub async fn run(
     security: Security<'_>,
     envelope: &Envelope<'_>,
     outcomes: &mut [Option<Outcome>],
+) -> (End, Tls) {
+    let mut tls = Tls::NotTried;
+    let end = run_session(params, host, ip, security, envelope, outcomes, &mut tls).await;
+    (end, tls)
+}
+
+async fn run_session(
+    params: &Params<'_>,
+    host: &str,
+    ip: IpAddr,
+    security: Security<'_>,
+    envelope: &Envelope<'_>,
+    outcomes: &mut [Option<Outcome>],
+    tls: &mut Tls,
 ) -> End {
     let who = format!("{host}[{ip}]");
     let secs = params.timeout.as_secs();
@@ -132,7 +160,16 @@ pub async fn run(
         }
     };
 
-    if let Err(end) = starttls(params, host, &who, security, &client_id, &mut conn).await {
+    let upgraded = starttls(params, host, &who, security, &client_id, &mut conn).await;
+    *tls = match (&upgraded, security) {
+        (_, Security::Plain) => Tls::NotTried,
+        (Ok(()), _) if conn.is_encrypted() => Tls::Established,
+        (Ok(()), _) => Tls::NotOffered,
+        (Err(_), Security::Verified(_)) if !conn.can_starttls() => Tls::NotOffered,
+        (Err(End::NextAddress(why) | End::RetryPlain(why)), _) => Tls::Failed(why.clone()),
+        (Err(_), _) => Tls::Failed(String::new()),
+    };
+    if let Err(end) = upgraded {
         return end;
     }
     let mut healthy = true;
