@@ -182,6 +182,7 @@ fn serve_reports_dmarc_results_to_the_domains_that_ask_and_the_reports_round_tri
     let b_options = ServeOptions::default()
         .dns(&dns)
         .hostname("mx.b.test")
+        .server_key("metrics", "\"127.0.0.1:0\"")
         .check("spf", "mark")
         .check("dkim", "mark")
         .check("dmarc", "mark");
@@ -373,6 +374,45 @@ fn serve_reports_dmarc_results_to_the_domains_that_ask_and_the_reports_round_tri
         .ok()
         .json();
     assert_eq!(again["reports"], serde_json::json!([]), "{again}");
+
+    // serve sends by itself: what it saw before today goes out shortly after a start. Two more messages,
+    // moved to yesterday, then a restart.
+    for i in 0..2 {
+        let msg = message(
+            "alice@a.test",
+            "bob@b.test",
+            "later",
+            &format!("late{i}@a.test"),
+        );
+        send(&b, "alice@a.test", "bob@b.test", &msg);
+    }
+    wait_for(&b, "B recorded the two messages", 10, || {
+        let due = b
+            .server
+            .run(&["--json", "reports", "send", "--now", "--dry-run"])
+            .ok()
+            .json();
+        due["reports"][0]["messages"] == 2
+    });
+    b_db.query("UPDATE mailctl_report_events SET at = at - 86400");
+    b.server.restart();
+    wait_for(&a, "A stored the report B sent by itself", 40, || {
+        let stored = a
+            .server
+            .run(&["--json", "reports", "list", "--since", "2000-01-01"])
+            .ok()
+            .json();
+        stored.as_array().is_some_and(|r| r.len() == 2)
+    });
+    let body = kit::http::get(b.addr("metrics"), "/metrics").body;
+    assert!(
+        body.contains("mailctl_reports_sent_total{kind=\"dmarc\",result=\"queued\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("mailctl_report_events_dropped_total 0"),
+        "{body}"
+    );
 }
 
 #[test]

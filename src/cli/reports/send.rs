@@ -83,9 +83,7 @@ pub async fn run(ctx: &Ctx, args: SendArgs) -> Result<i32> {
         let queue = crate::cli::queue::open_existing(ctx).await?;
         reports = send::execute(&store, queue, &reporter, reports).await?;
     }
-    let failed = reports
-        .iter()
-        .any(|r| r.outcome.starts_with("not sent: the queue"));
+    let failed = reports.iter().any(|r| r.status == send::Status::Failed);
     ctx.out.emit(&Sent {
         dry_run: args.dry_run,
         reports,

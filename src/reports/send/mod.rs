@@ -116,6 +116,22 @@ pub struct Meta {
     pub end: u64,
 }
 
+/// Where a report stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Built and signed, not sent yet (a dry run ends here).
+    Due,
+    /// Queued for delivery.
+    Queued,
+    /// Built before, by this node or another: not sent again.
+    BuiltBefore,
+    /// No destination takes it, or its events could not be read: recorded, not sent.
+    Unsendable,
+    /// The queue did not take it.
+    Failed,
+}
+
 /// One report due, as planned and then as done.
 #[derive(Debug, Clone, Serialize)]
 pub struct Planned {
@@ -139,7 +155,9 @@ pub struct Planned {
     pub size: usize,
     /// How it was signed (`d=... s=... a=...`), if it was.
     pub dkim: Option<String>,
-    /// `queued as ID`, `built by another node`, or why it is not sent; `due` before [`execute`].
+    /// Where it stands.
+    pub status: Status,
+    /// `queued as ID`, `built before`, or why it is not sent; `due` before [`execute`].
     pub outcome: String,
     /// The seconds its events span: `[from, before)`.
     #[serde(skip)]
@@ -223,6 +241,7 @@ pub async fn plan(
                 destinations: Vec::new(),
                 size: 0,
                 dkim: None,
+                status: Status::Due,
                 outcome: "due".to_string(),
                 span: (from, before),
                 message: None,
@@ -255,12 +274,14 @@ async fn plan_one(
         _ => tls::report(events, meta).map(|(r, n)| (Built::Tls(r), n)),
     };
     let Some((built, messages)) = built else {
+        p.status = Status::Unsendable;
         p.outcome = "not sent: the events could not be read".to_string();
         return Ok(p);
     };
     p.records = built.records();
     p.messages = messages;
     if tx.sent_report(p.kind, &p.report_id).await?.is_some() {
+        p.status = Status::BuiltBefore;
         p.outcome = "built before".to_string();
         return Ok(p);
     }
@@ -302,7 +323,10 @@ async fn plan_one(
         }
     }
     match message {
-        None => p.outcome = "not sent: no destination takes it".to_string(),
+        None => {
+            p.status = Status::Unsendable;
+            p.outcome = "not sent: no destination takes it".to_string();
+        }
         Some(mail) => {
             let (mail, dkim) = sign(tx, reporter, mail).await?;
             p.size = mail.len();
@@ -357,6 +381,7 @@ pub async fn execute(
             tx.delete_report_events(p.kind, &p.domain, p.span.0, p.span.1)
                 .await?;
             tx.commit().await?;
+            p.status = Status::BuiltBefore;
             p.outcome = "built before".to_string();
             continue;
         }
@@ -391,10 +416,16 @@ pub async fn execute(
         let queued =
             tokio::task::spawn_blocking(move || queue.enqueue(&envelope, &message, Utc::now()))
                 .await;
-        p.outcome = match queued {
-            Ok(Ok(id)) => format!("queued as {id}"),
-            Ok(Err(e)) => format!("not sent: the queue did not take it: {e}"),
-            Err(e) => format!("not sent: the queue did not take it: {e}"),
+        (p.status, p.outcome) = match queued {
+            Ok(Ok(id)) => (Status::Queued, format!("queued as {id}")),
+            Ok(Err(e)) => (
+                Status::Failed,
+                format!("not sent: the queue did not take it: {e}"),
+            ),
+            Err(e) => (
+                Status::Failed,
+                format!("not sent: the queue did not take it: {e}"),
+            ),
         };
         let mut tx = store.begin_write().await?;
         tx.set_sent_outcome(p.kind, &p.report_id, &p.outcome)

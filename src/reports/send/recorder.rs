@@ -4,11 +4,13 @@
 //! report is a statistic, a message is not, so nothing waits on the report tables. Events still in the channel
 //! when `serve` stops are written by [`Recorder::flush`]; a crash loses at most the last [`LINGER`] of them.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::smtp::metrics::Metrics;
 use crate::store::{ReportEventRow, Store};
 
 /// Events waiting in memory at most.
@@ -28,6 +30,7 @@ enum Msg {
 pub struct Recorder {
     tx: mpsc::Sender<Msg>,
     dropped: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Msg {
@@ -37,19 +40,22 @@ impl std::fmt::Debug for Msg {
 }
 
 impl Recorder {
-    /// Starts the writer task on the current runtime; it runs as long as the runtime does.
-    pub fn start(store: Store) -> Recorder {
+    /// Starts the writer task on the current runtime; it runs as long as the runtime does. Dropped events
+    /// are counted in `metrics`.
+    pub fn start(store: Store, metrics: Arc<Metrics>) -> Recorder {
         let (tx, rx) = mpsc::channel(CAPACITY);
         tokio::spawn(write_loop(store, rx));
         Recorder {
             tx,
             dropped: AtomicU64::new(0),
+            metrics,
         }
     }
 
     /// Hands one event to the writer; drops it (and counts it) when the writer is too far behind.
     pub fn record(&self, event: ReportEventRow) {
         if self.tx.try_send(Msg::Event(event)).is_err() {
+            self.metrics.report_event_dropped();
             let before = self.dropped.fetch_add(1, Ordering::Relaxed);
             if before.is_power_of_two() || before == 0 {
                 tracing::warn!(target: "mailctl::reports", dropped = before + 1,

@@ -92,6 +92,7 @@ impl Bound {
         let metrics = Arc::new(Metrics::default());
         let reports = Arc::new(crate::reports::send::recorder::Recorder::start(
             store.clone(),
+            metrics.clone(),
         ));
         let mut outbound = outbound
             .with_routes(store.clone())

@@ -1,4 +1,4 @@
-//! The daily run of the reports this server sends ([`crate::reports::send`]): a minute after the start (to
+//! The daily run of the reports this server sends ([`crate::reports::send`]): ten seconds after the start (to
 //! catch up on days the daemon was down), then every day shortly after midnight UTC, spread over ten minutes
 //! by the host name so the nodes sharing a database do not all start at once (the report ids keep a report
 //! from going out twice anyway).
@@ -9,12 +9,13 @@ use std::time::Duration;
 use chrono::Utc;
 
 use crate::dns::Resolver;
-use crate::reports::send::{self, Reporter};
+use crate::reports::send::{self, Reporter, Status};
 use crate::smtp::inbound::Context;
+use crate::smtp::metrics::SentResult;
 use crate::smtp::shutdown::Shutdown;
 
-/// The wait before the first run.
-const FIRST_RUN: Duration = Duration::from_secs(60);
+/// The wait before the first run (a restart catches up on the days before today at once).
+const FIRST_RUN: Duration = Duration::from_secs(10);
 
 /// Runs the daily reports until the daemon stops.
 pub async fn daily(server: Arc<Context>, resolver: Resolver, mut shutdown: Shutdown) {
@@ -54,10 +55,20 @@ async fn run_once(server: &Context, resolver: &Resolver) {
     }
     .await;
     match done {
-        Ok(reports) if reports.iter().any(|r| r.outcome.starts_with("queued")) => {
-            server.wake_queue()
+        Ok(reports) => {
+            for r in &reports {
+                let result = match r.status {
+                    Status::Queued => SentResult::Queued,
+                    Status::Failed => SentResult::Failed,
+                    Status::Unsendable => SentResult::Unsendable,
+                    Status::Due | Status::BuiltBefore => continue,
+                };
+                server.metrics.report_sent(r.kind, result);
+            }
+            if reports.iter().any(|r| r.status == Status::Queued) {
+                server.wake_queue();
+            }
         }
-        Ok(_) => {}
         Err(e) => {
             tracing::error!(target: "mailctl::reports", error = %e, "the daily reports failed; next try tomorrow")
         }

@@ -177,7 +177,36 @@ impl ReportResult {
     }
 }
 
-/// The `kind` labels of `mailctl_reports_received_total`.
+/// What became of a report this server built: the `result` label of `mailctl_reports_sent_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentResult {
+    /// Queued for delivery.
+    Queued,
+    /// No destination takes it (none authorized, all too small): recorded, not sent.
+    Unsendable,
+    /// The queue did not take it.
+    Failed,
+}
+
+impl SentResult {
+    /// Every result, in exposition order.
+    pub const ALL: [SentResult; 3] = [
+        SentResult::Queued,
+        SentResult::Unsendable,
+        SentResult::Failed,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            SentResult::Queued => "queued",
+            SentResult::Unsendable => "unsendable",
+            SentResult::Failed => "failed",
+        }
+    }
+}
+
+/// The `kind` labels of `mailctl_reports_received_total` and `mailctl_reports_sent_total`.
 pub const REPORT_KINDS: [&str; 2] = ["dmarc", "tls"];
 
 /// Upper bounds (seconds) of the `mailctl_smtp_delivery_seconds` buckets; `+Inf` follows.
@@ -197,6 +226,8 @@ pub struct Metrics {
     auth_failed: AtomicU64,
     relay_failures: [AtomicU64; RelayFailure::ALL.len()],
     reports: [AtomicU64; REPORT_KINDS.len() * ReportResult::ALL.len()],
+    reports_sent: [AtomicU64; REPORT_KINDS.len() * SentResult::ALL.len()],
+    report_events_dropped: AtomicU64,
     latency: Histogram,
 }
 
@@ -272,6 +303,18 @@ impl Metrics {
     pub fn report(&self, kind: &str, result: ReportResult) {
         let k = REPORT_KINDS.iter().position(|k| *k == kind).unwrap_or(0);
         self.reports[k * ReportResult::ALL.len() + result as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A report of `kind` this server built ended with `result`.
+    pub fn report_sent(&self, kind: &str, result: SentResult) {
+        let k = REPORT_KINDS.iter().position(|k| *k == kind).unwrap_or(0);
+        self.reports_sent[k * SentResult::ALL.len() + result as usize]
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An event for the reports this server sends was dropped (the database too far behind).
+    pub fn report_event_dropped(&self) {
+        self.report_events_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An AUTH attempt ended: `ok` true for success.

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Metrics, REPORT_KINDS, RejectReason, RelayFailure, ReportResult};
+use super::{Metrics, REPORT_KINDS, RejectReason, RelayFailure, ReportResult, SentResult};
 use crate::smtp::inbound::limits::Refusal;
 use crate::smtp::settings::ListenerKind;
 
@@ -108,6 +108,26 @@ pub(super) fn render(m: &Metrics) -> String {
             );
         }
     }
+
+    let name = "mailctl_reports_sent_total";
+    let help =
+        "DMARC aggregate and TLS reports this server built for other domains, by kind and result.";
+    family(&mut out, name, "counter", help);
+    for (k, kind) in REPORT_KINDS.iter().enumerate() {
+        for result in SentResult::ALL {
+            let value = load(&m.reports_sent[k * SentResult::ALL.len() + result as usize]);
+            let _ = writeln!(
+                out,
+                "{name}{{kind=\"{kind}\",result=\"{}\"}} {value}",
+                result.label()
+            );
+        }
+    }
+
+    let name = "mailctl_report_events_dropped_total";
+    let help = "What serve saw for the reports it sends, dropped because the database fell behind.";
+    family(&mut out, name, "counter", help);
+    let _ = writeln!(out, "{name} {}", load(&m.report_events_dropped));
 
     let name = "mailctl_smtp_delivery_seconds";
     let help = "Seconds from the end of DATA to the 250 reply (delivery to stable storage).";
