@@ -43,6 +43,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)')
             [CompletionResult]::new('queue', 'queue', [CompletionResultType]::ParameterValue, 'Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats')
             [CompletionResult]::new('relay', 'relay', [CompletionResultType]::ParameterValue, 'Relay hosts (smarthosts) per sender domain: set, list, delete')
+            [CompletionResult]::new('limits', 'limits', [CompletionResultType]::ParameterValue, 'Sending limits of logged-in users (default, per domain, per mailbox) and the breaker: set, show, delete, usage')
             [CompletionResult]::new('srs', 'srs', [CompletionResultType]::ParameterValue, 'SRS secrets for forwarded mail: rotate, list, forward, reverse')
             [CompletionResult]::new('reports', 'reports', [CompletionResultType]::ParameterValue, 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show, summary')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load generators for measuring a running server')
@@ -1328,6 +1329,107 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
         'mailctl;relay;help;help' {
             break
         }
+        'mailctl;limits' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Set the sending limits of default, a domain or an address (only the kinds given change; none removes one). Over a limit a logged-in user gets 450 4.7.1; at ten times the hourly limit in one hour the breaker turns SMTP off for the mailbox')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show the limits set for every scope')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Remove every limit of default, a domain or an address')
+            [CompletionResult]::new('usage', 'usage', [CompletionResultType]::ParameterValue, 'What a mailbox sent this hour and today, against the limits in force and where each comes from')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'mailctl;limits;set' {
+            [CompletionResult]::new('--messages-per-hour', '--messages-per-hour', [CompletionResultType]::ParameterName, 'Messages per hour')
+            [CompletionResult]::new('--recipients-per-day', '--recipients-per-day', [CompletionResultType]::ParameterName, 'Recipients per day')
+            [CompletionResult]::new('--new-recipients-per-day', '--new-recipients-per-day', [CompletionResultType]::ParameterName, 'Recipients the sender never wrote to before, per day')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'mailctl;limits;show' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'mailctl;limits;delete' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'mailctl;limits;usage' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'mailctl;limits;help' {
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Set the sending limits of default, a domain or an address (only the kinds given change; none removes one). Over a limit a logged-in user gets 450 4.7.1; at ten times the hourly limit in one hour the breaker turns SMTP off for the mailbox')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show the limits set for every scope')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Remove every limit of default, a domain or an address')
+            [CompletionResult]::new('usage', 'usage', [CompletionResultType]::ParameterValue, 'What a mailbox sent this hour and today, against the limits in force and where each comes from')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'mailctl;limits;help;set' {
+            break
+        }
+        'mailctl;limits;help;show' {
+            break
+        }
+        'mailctl;limits;help;delete' {
+            break
+        }
+        'mailctl;limits;help;usage' {
+            break
+        }
+        'mailctl;limits;help;help' {
+            break
+        }
         'mailctl;srs' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
             [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
@@ -1828,6 +1930,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)')
             [CompletionResult]::new('queue', 'queue', [CompletionResultType]::ParameterValue, 'Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats')
             [CompletionResult]::new('relay', 'relay', [CompletionResultType]::ParameterValue, 'Relay hosts (smarthosts) per sender domain: set, list, delete')
+            [CompletionResult]::new('limits', 'limits', [CompletionResultType]::ParameterValue, 'Sending limits of logged-in users (default, per domain, per mailbox) and the breaker: set, show, delete, usage')
             [CompletionResult]::new('srs', 'srs', [CompletionResultType]::ParameterValue, 'SRS secrets for forwarded mail: rotate, list, forward, reverse')
             [CompletionResult]::new('reports', 'reports', [CompletionResultType]::ParameterValue, 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show, summary')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load generators for measuring a running server')
@@ -2035,6 +2138,25 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             break
         }
         'mailctl;help;relay;delete' {
+            break
+        }
+        'mailctl;help;limits' {
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Set the sending limits of default, a domain or an address (only the kinds given change; none removes one). Over a limit a logged-in user gets 450 4.7.1; at ten times the hourly limit in one hour the breaker turns SMTP off for the mailbox')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show the limits set for every scope')
+            [CompletionResult]::new('delete', 'delete', [CompletionResultType]::ParameterValue, 'Remove every limit of default, a domain or an address')
+            [CompletionResult]::new('usage', 'usage', [CompletionResultType]::ParameterValue, 'What a mailbox sent this hour and today, against the limits in force and where each comes from')
+            break
+        }
+        'mailctl;help;limits;set' {
+            break
+        }
+        'mailctl;help;limits;show' {
+            break
+        }
+        'mailctl;help;limits;delete' {
+            break
+        }
+        'mailctl;help;limits;usage' {
             break
         }
         'mailctl;help;srs' {

@@ -40,6 +40,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand serve 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)'
             cand queue 'Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats'
             cand relay 'Relay hosts (smarthosts) per sender domain: set, list, delete'
+            cand limits 'Sending limits of logged-in users (default, per domain, per mailbox) and the breaker: set, show, delete, usage'
             cand srs 'SRS secrets for forwarded mail: rotate, list, forward, reverse'
             cand reports 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show, summary'
             cand bench 'Load generators for measuring a running server'
@@ -1195,6 +1196,96 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;relay;help;help'= {
         }
+        &'mailctl;limits'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand set 'Set the sending limits of default, a domain or an address (only the kinds given change; none removes one). Over a limit a logged-in user gets 450 4.7.1; at ten times the hourly limit in one hour the breaker turns SMTP off for the mailbox'
+            cand show 'Show the limits set for every scope'
+            cand delete 'Remove every limit of default, a domain or an address'
+            cand usage 'What a mailbox sent this hour and today, against the limits in force and where each comes from'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;limits;set'= {
+            cand --messages-per-hour 'Messages per hour'
+            cand --recipients-per-day 'Recipients per day'
+            cand --new-recipients-per-day 'Recipients the sender never wrote to before, per day'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;limits;show'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;limits;delete'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;limits;usage'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;limits;help'= {
+            cand set 'Set the sending limits of default, a domain or an address (only the kinds given change; none removes one). Over a limit a logged-in user gets 450 4.7.1; at ten times the hourly limit in one hour the breaker turns SMTP off for the mailbox'
+            cand show 'Show the limits set for every scope'
+            cand delete 'Remove every limit of default, a domain or an address'
+            cand usage 'What a mailbox sent this hour and today, against the limits in force and where each comes from'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;limits;help;set'= {
+        }
+        &'mailctl;limits;help;show'= {
+        }
+        &'mailctl;limits;help;delete'= {
+        }
+        &'mailctl;limits;help;usage'= {
+        }
+        &'mailctl;limits;help;help'= {
+        }
         &'mailctl;srs'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
@@ -1645,6 +1736,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand serve 'Run the mail server: inbound MX, submission, local delivery (SIGTERM stops, SIGHUP reloads TLS)'
             cand queue 'Inspect and manage the outbound queue: list, show, flush, hold, release, delete, stats'
             cand relay 'Relay hosts (smarthosts) per sender domain: set, list, delete'
+            cand limits 'Sending limits of logged-in users (default, per domain, per mailbox) and the breaker: set, show, delete, usage'
             cand srs 'SRS secrets for forwarded mail: rotate, list, forward, reverse'
             cand reports 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show, summary'
             cand bench 'Load generators for measuring a running server'
@@ -1800,6 +1892,20 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;help;relay;list'= {
         }
         &'mailctl;help;relay;delete'= {
+        }
+        &'mailctl;help;limits'= {
+            cand set 'Set the sending limits of default, a domain or an address (only the kinds given change; none removes one). Over a limit a logged-in user gets 450 4.7.1; at ten times the hourly limit in one hour the breaker turns SMTP off for the mailbox'
+            cand show 'Show the limits set for every scope'
+            cand delete 'Remove every limit of default, a domain or an address'
+            cand usage 'What a mailbox sent this hour and today, against the limits in force and where each comes from'
+        }
+        &'mailctl;help;limits;set'= {
+        }
+        &'mailctl;help;limits;show'= {
+        }
+        &'mailctl;help;limits;delete'= {
+        }
+        &'mailctl;help;limits;usage'= {
         }
         &'mailctl;help;srs'= {
             cand rotate 'Add a new signing secret (random, or the first line of standard input, e.g. postsrsd''s secret file); older secrets keep verifying until every address they signed has expired (21 days)'

@@ -15,6 +15,7 @@ mod dns;
 mod domain;
 mod export;
 mod import;
+mod limits;
 mod mailbox;
 mod password_input;
 mod queue;
@@ -115,6 +116,10 @@ pub enum Command {
     /// Relay hosts (smarthosts) per sender domain: set, list, delete
     #[command(subcommand)]
     Relay(relay::RelayCmd),
+    /// Sending limits of logged-in users (default, per domain, per mailbox) and the breaker: set, show,
+    /// delete, usage
+    #[command(subcommand)]
+    Limits(limits::LimitsCmd),
     /// SRS secrets for forwarded mail: rotate, list, forward, reverse
     #[command(subcommand)]
     Srs(srs::SrsCmd),
@@ -211,6 +216,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Serve(a) => serve::run(&ctx, a).await,
         Command::Queue(c) => queue::run(&ctx, c).await,
         Command::Relay(c) => relay::run(&ctx, c).await,
+        Command::Limits(c) => limits::run(&ctx, c).await,
         Command::Srs(c) => srs::run(&ctx, c).await,
         Command::Bench(c) => bench::run(&ctx, c).await,
         Command::Completions(_) => Ok(()),

@@ -7,6 +7,7 @@
 mod aliases;
 pub mod dkim;
 mod domains;
+pub mod limits;
 mod mailboxes;
 pub mod srs;
 

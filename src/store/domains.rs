@@ -167,7 +167,8 @@ impl Tx {
     }
 
     /// Deletes a domain and everything in it: mailboxes, aliases, alias-domain mappings from and to it, its DKIM
-    /// keys, its relay route and the reports received about it.
+    /// keys, its relay route, the reports received about it and the sending limits and usage of it and its
+    /// mailboxes.
     pub async fn delete_domain_cascade(&mut self, name: &str) -> Result<()> {
         // Reports about the domain and its subdomains (a subdomain with a DMARC record of its own is reported
         // under its own name); `!` escapes LIKE's wildcards, which a domain name cannot hold anyway.
@@ -205,6 +206,25 @@ impl Tx {
                 }
                 q.execute(&mut *c).await.map(|r| r.rows_affected())
             })
+            .map_err(|e| Error::db(format!("deleting domain {name}"), e))?;
+        }
+        let mailboxes = format!(
+            "%@{}",
+            name.replace('!', "!!")
+                .replace('%', "!%")
+                .replace('_', "!_")
+        );
+        for sql in [
+            "DELETE FROM mailctl_send_limits WHERE scope = ? OR scope LIKE ? ESCAPE '!'",
+            "DELETE FROM mailctl_send_usage WHERE address = ? OR address LIKE ? ESCAPE '!'",
+            "DELETE FROM mailctl_send_recipients WHERE address = ? OR address LIKE ? ESCAPE '!'",
+        ] {
+            on_conn!(self, |c| sqlx::query(sql)
+                .bind(name)
+                .bind(mailboxes.as_str())
+                .execute(&mut *c)
+                .await
+                .map(|r| r.rows_affected()))
             .map_err(|e| Error::db(format!("deleting domain {name}"), e))?;
         }
         Ok(())

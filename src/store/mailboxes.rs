@@ -132,6 +132,9 @@ impl Tx {
     pub async fn delete_mailbox(&mut self, username: &str) -> Result<()> {
         for sql in [
             "DELETE FROM alias WHERE address = ?",
+            "DELETE FROM mailctl_send_limits WHERE scope = ?",
+            "DELETE FROM mailctl_send_usage WHERE address = ?",
+            "DELETE FROM mailctl_send_recipients WHERE address = ?",
             "DELETE FROM mailbox WHERE username = ?",
         ] {
             on_conn!(self, |c| sqlx::query(sql)

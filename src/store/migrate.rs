@@ -64,6 +64,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0007_reports_out.sql"),
         mysql: include_str!("migrations/mysql/0007_reports_out.sql"),
     },
+    Migration {
+        version: 8,
+        description: "sending limits (mailctl_send_limits, mailctl_send_usage, mailctl_send_recipients)",
+        sqlite: include_str!("migrations/sqlite/0008_send_limits.sql"),
+        mysql: include_str!("migrations/mysql/0008_send_limits.sql"),
+    },
 ];
 
 /// A migration that has been applied.

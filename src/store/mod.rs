@@ -17,6 +17,7 @@ mod queue;
 mod relay_routes;
 mod report_events;
 mod reports;
+mod send_limits;
 mod srs_secrets;
 
 use std::path::PathBuf;
@@ -37,6 +38,7 @@ pub use report_events::{ReportEventRow, SentReportRow};
 pub use reports::{
     DmarcRecordRow, ReportRow, ReporterTotals, SourceTotals, TlsResultRow, TlsTotals,
 };
+pub use send_limits::{SendLimitRow, SendUsageRow};
 pub use srs_secrets::SrsSecretRow;
 
 use crate::error::{Error, Result};

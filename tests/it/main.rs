@@ -52,6 +52,7 @@ mod serve_protocol;
 mod serve_relay;
 mod serve_reports;
 mod serve_reports_send;
+mod serve_send_limits;
 mod serve_submission;
 mod smtp_checks;
 mod smtp_outbound_client;

@@ -9,7 +9,7 @@ use super::limits::{AuthThrottle, Connections};
 use crate::reports::send::recorder::Recorder;
 use crate::smtp::deliver::Deliverer;
 use crate::smtp::metrics::Metrics;
-use crate::smtp::queue::Intake;
+use crate::smtp::queue::Queue;
 use crate::smtp::queue::manager::Waker;
 use crate::smtp::settings::Settings;
 use crate::smtp::shutdown::Shutdown;
@@ -37,7 +37,7 @@ pub struct Context {
     /// The daemon's stop signal.
     pub shutdown: Shutdown,
     /// The outbound queue (mail for other domains).
-    pub queue: Arc<dyn Intake>,
+    pub queue: Arc<dyn Queue>,
     /// Wakes the queue manager after an enqueue (set once the manager exists).
     pub queue_waker: OnceLock<Waker>,
     /// Records what the reports this server sends will say (DMARC results of received mail).

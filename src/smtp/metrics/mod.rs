@@ -59,11 +59,13 @@ pub enum RejectReason {
     Timeout,
     /// Too many failed AUTH attempts from the client's IP.
     AuthLockout,
+    /// A logged-in user reached a sending limit (`mailctl limits`).
+    SendLimit,
 }
 
 impl RejectReason {
     /// Every reason, in exposition order.
-    pub const ALL: [RejectReason; 18] = [
+    pub const ALL: [RejectReason; 19] = [
         RejectReason::Relay,
         RejectReason::UnknownUser,
         RejectReason::Disabled,
@@ -82,6 +84,7 @@ impl RejectReason {
         RejectReason::Smuggling,
         RejectReason::Timeout,
         RejectReason::AuthLockout,
+        RejectReason::SendLimit,
     ];
 
     /// The label value, also used in logs.
@@ -105,6 +108,7 @@ impl RejectReason {
             RejectReason::Smuggling => "smuggling",
             RejectReason::Timeout => "timeout",
             RejectReason::AuthLockout => "auth_lockout",
+            RejectReason::SendLimit => "send_limit",
         }
     }
 }
@@ -228,6 +232,7 @@ pub struct Metrics {
     reports: [AtomicU64; REPORT_KINDS.len() * ReportResult::ALL.len()],
     reports_sent: [AtomicU64; REPORT_KINDS.len() * SentResult::ALL.len()],
     report_events_dropped: AtomicU64,
+    breaker_trips: AtomicU64,
     latency: Histogram,
 }
 
@@ -315,6 +320,11 @@ impl Metrics {
     /// An event for the reports this server sends was dropped (the database too far behind).
     pub fn report_event_dropped(&self) {
         self.report_events_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The sending breaker turned SMTP off for a mailbox.
+    pub fn breaker_tripped(&self) {
+        self.breaker_trips.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An AUTH attempt ended: `ok` true for success.

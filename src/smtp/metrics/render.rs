@@ -129,6 +129,11 @@ pub(super) fn render(m: &Metrics) -> String {
     family(&mut out, name, "counter", help);
     let _ = writeln!(out, "{name} {}", load(&m.report_events_dropped));
 
+    let name = "mailctl_smtp_breaker_trips_total";
+    let help = "Mailboxes whose SMTP the sending breaker turned off (attempts at ten times the hourly limit).";
+    family(&mut out, name, "counter", help);
+    let _ = writeln!(out, "{name} {}", load(&m.breaker_trips));
+
     let name = "mailctl_smtp_delivery_seconds";
     let help = "Seconds from the end of DATA to the 250 reply (delivery to stable storage).";
     family(&mut out, name, "histogram", help);

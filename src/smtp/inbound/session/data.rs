@@ -225,6 +225,11 @@ impl Session {
                 }
             }
         };
+        if reply.is_positive()
+            && let Some(sending) = txn.sending.as_deref()
+        {
+            self.count_sent(sending, &txn.recipients).await;
+        }
         self.finish_log(size, &summary, &reply);
         reply
     }

@@ -14,9 +14,20 @@ impl Session {
             return refusal;
         }
         let sender = sender_text(&from);
+        let mut sending = None;
         if let Some(login) = self.login.clone() {
             match self.owns_sender(&login, &from).await {
                 Ok(true) => {}
+                Ok(false) if self.smtp_turned_off(&login).await => {
+                    self.server.metrics.rejected(RejectReason::Disabled);
+                    tracing::info!(target: "mailctl::smtp", client = %self.peer.ip(), login = %login,
+                        "MAIL refused: SMTP is turned off for the login");
+                    return Reply::new(
+                        550,
+                        Some((5, 7, 1)),
+                        format!("Sending is turned off for {login}; ask the postmaster"),
+                    );
+                }
                 Ok(false) => {
                     self.server.metrics.rejected(RejectReason::SenderMismatch);
                     tracing::info!(target: "mailctl::smtp", client = %self.peer.ip(), login = %login,
@@ -31,6 +42,10 @@ impl Session {
                     self.server.metrics.rejected(RejectReason::Tempfail);
                     return temporary_failure();
                 }
+            }
+            match self.sending_limits(&login).await {
+                Ok(limits) => sending = limits,
+                Err(reply) => return reply,
             }
         }
         let mut spf = None;
@@ -74,6 +89,7 @@ impl Session {
             refused: Vec::new(),
             via: Vec::new(),
             overshoot: 0,
+            sending,
         });
         Reply::new(250, Some((2, 1, 0)), "Ok")
     }
@@ -113,6 +129,18 @@ impl Session {
             ));
         }
         None
+    }
+
+    /// Whether the login's mailbox is gone, inactive or has SMTP turned off now (a session that logged in
+    /// before the admin or the sending breaker switched it off); a database error counts as no.
+    async fn smtp_turned_off(&self, login: &Address) -> bool {
+        let check = async {
+            let mut tx = self.server.store.begin().await?;
+            let row = tx.mailbox(&login.to_string()).await?;
+            tx.rollback().await?;
+            Ok::<_, crate::error::Error>(!row.is_some_and(|m| m.active && m.smtp_active))
+        };
+        self.lookup("MAIL", check).await.unwrap_or(false)
     }
 
     /// Whether the logged-in user may send as `from`. The null sender is allowed (notifications).

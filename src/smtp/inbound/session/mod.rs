@@ -23,6 +23,7 @@ mod rcpt;
 mod received;
 mod relay;
 mod reports;
+mod sending;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -118,6 +119,8 @@ pub struct Transaction {
     via: Vec<String>,
     /// RCPTs refused because `max_recipients` was reached.
     overshoot: usize,
+    /// The sending limits of a logged-in user, when any apply.
+    sending: Option<Box<sending::Sending>>,
 }
 
 /// What the loop does after a reply.

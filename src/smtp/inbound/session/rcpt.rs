@@ -9,7 +9,26 @@ use crate::smtp::inbound::recipients::{self, Recipient, ResolveLimits};
 use crate::smtp::metrics::RejectReason;
 
 impl Session {
+    /// RCPT TO, within the sending limits of a logged-in user.
     pub(super) async fn rcpt(&mut self, to: ForwardPath, params: RcptParams) -> Reply {
+        if self.txn.is_none() {
+            return Reply::new(503, Some((5, 5, 1)), "Need MAIL command");
+        }
+        let new = match self.recipient_within_limits(&to).await {
+            Ok(new) => new,
+            Err(reply) => return reply,
+        };
+        let reply = self.resolve_rcpt(to, params).await;
+        if reply.is_positive()
+            && let (Some(new), Some(sending)) =
+                (new, self.txn.as_mut().and_then(|t| t.sending.as_mut()))
+        {
+            sending.note_new(new);
+        }
+        reply
+    }
+
+    async fn resolve_rcpt(&mut self, to: ForwardPath, params: RcptParams) -> Reply {
         let max = self.server.settings.limits.max_recipients;
         let Some(txn) = self.txn.as_mut() else {
             return Reply::new(503, Some((5, 5, 1)), "Need MAIL command");

@@ -190,6 +190,16 @@ pub(super) fn write(
     for (key, value) in &options.server {
         text += &format!("{key} = {value}\n");
     }
+    // Each server queues in its own directory, never in the shared default /var/spool/mailctl, where one
+    // test's queued mail would be delivered by another test's server.
+    if !options
+        .server
+        .iter()
+        .any(|(k, _)| k == "queue.spool_dir" || k == "queue.backend")
+    {
+        let spool = path.parent().expect("config directory").join("spool");
+        text += &format!("queue.spool_dir = {}\n", q(&spool.to_string_lossy()));
+    }
     text += "\n";
     if let Some(cert) = cert {
         let dir = path.parent().expect("config directory");

@@ -1,0 +1,268 @@
+//! Sending limits of logged-in users ([`crate::provision::limits`]): checked at MAIL (messages per hour) and at
+//! each RCPT (recipients and new recipients per day), counted once the message is accepted. Over a limit the
+//! reply is `450 4.7.1` (the client retries later), and the refused attempt counts towards the breaker: at
+//! [`limits::BREAKER_FACTOR`] times the hourly limit in one hour, SMTP is turned off for the mailbox, its queued
+//! mail is held and the postmaster gets one notice.
+//!
+//! Without any limit for the login (no `default`, domain or address row) nothing is counted: one read per MAIL
+//! is the whole cost. A database that does not answer in time refuses the MAIL for now (`451`), like every
+//! other lookup of the session; counting a message that was accepted never fails it.
+
+use chrono::Utc;
+
+use super::{Session, temporary_failure};
+use crate::model::Address;
+use crate::provision::limits::{self, Limits, Usage};
+use crate::smtp::inbound::command::{ForwardPath, Reply};
+use crate::smtp::metrics::RejectReason;
+use crate::smtp::queue::Envelope;
+
+/// The limits of the transaction's login and what it sent before this message.
+#[derive(Debug, Clone)]
+pub(super) struct Sending {
+    login: String,
+    limits: Limits,
+    usage: Usage,
+    /// Accepted recipients the login never wrote to before.
+    new: Vec<String>,
+}
+
+fn over(what: &str) -> Reply {
+    Reply::new(
+        450,
+        Some((4, 7, 1)),
+        format!("Sending limit reached: {what}; try again later"),
+    )
+}
+
+impl Sending {
+    /// Notes an accepted recipient the login never wrote to.
+    pub(super) fn note_new(&mut self, recipient: String) {
+        if !self.new.contains(&recipient) {
+            self.new.push(recipient);
+        }
+    }
+}
+
+impl Session {
+    /// At MAIL of `login`: the limits in force (None: no limit, nothing counted), or the reply refusing this
+    /// message (over the hourly limit; the breaker may trip).
+    pub(super) async fn sending_limits(
+        &self,
+        login: &Address,
+    ) -> Result<Option<Box<Sending>>, Reply> {
+        let address = login.to_string().to_ascii_lowercase();
+        let now = Utc::now();
+        let read = async {
+            let mut tx = self.server.store.begin().await?;
+            let limits = limits::effective(&mut tx, login).await?;
+            let usage = if limits.is_empty() {
+                Usage::default()
+            } else {
+                limits::usage(&mut tx, &address, now).await?
+            };
+            tx.rollback().await?;
+            Ok::<_, crate::error::Error>((limits, usage))
+        };
+        let Ok((limits, usage)) = self.lookup("MAIL", read).await else {
+            self.server.metrics.rejected(RejectReason::Tempfail);
+            return Err(temporary_failure());
+        };
+        if limits.is_empty() {
+            return Ok(None);
+        }
+        if let Some(limit) = &limits.messages_per_hour
+            && usage.hour.messages >= limit.value
+        {
+            self.refused_over_limit(&address, limit.value).await;
+            return Err(over(&format!("{} messages per hour", limit.value)));
+        }
+        Ok(Some(Box::new(Sending {
+            login: address,
+            limits,
+            usage,
+            new: Vec::new(),
+        })))
+    }
+
+    /// At RCPT: whether one more recipient `to` stays within the daily limits; Ok names the recipient when it
+    /// is one the login never wrote to (counted once the RCPT is accepted).
+    pub(super) async fn recipient_within_limits(
+        &self,
+        to: &ForwardPath,
+    ) -> Result<Option<String>, Reply> {
+        let Some(sending) = self.txn.as_ref().and_then(|t| t.sending.as_deref()) else {
+            return Ok(None);
+        };
+        let ForwardPath::Path(path) = to else {
+            return Ok(None);
+        };
+        let accepted = self.txn.as_ref().map_or(0, |t| t.recipients.len()) as i64;
+        if let Some(limit) = &sending.limits.recipients_per_day
+            && sending.usage.day.recipients + accepted >= limit.value
+        {
+            self.server.metrics.rejected(RejectReason::SendLimit);
+            tracing::info!(target: "mailctl::smtp", login = %sending.login, limit = limit.value,
+                "RCPT refused: recipients per day");
+            return Err(over(&format!("{} recipients per day", limit.value)));
+        }
+        let Some(limit) = &sending.limits.new_recipients_per_day else {
+            return Ok(None);
+        };
+        let recipient = path.to_string().to_ascii_lowercase();
+        if sending.new.contains(&recipient) {
+            return Ok(None);
+        }
+        let read = async {
+            let mut tx = self.server.store.begin().await?;
+            let known = tx
+                .known_recipients(&sending.login, std::slice::from_ref(&recipient))
+                .await?;
+            tx.rollback().await?;
+            Ok::<_, crate::error::Error>(!known.is_empty())
+        };
+        let Ok(known) = self.lookup("RCPT", read).await else {
+            self.server.metrics.rejected(RejectReason::Tempfail);
+            return Err(temporary_failure());
+        };
+        if known {
+            return Ok(None);
+        }
+        if sending.usage.day.new_recipients + sending.new.len() as i64 >= limit.value {
+            self.server.metrics.rejected(RejectReason::SendLimit);
+            tracing::info!(target: "mailctl::smtp", login = %sending.login, limit = limit.value,
+                "RCPT refused: new recipients per day");
+            return Err(over(&format!("{} new recipients per day", limit.value)));
+        }
+        Ok(Some(recipient))
+    }
+
+    /// After the message was accepted: counts it for its login (a failure is logged, never the message's).
+    pub(super) async fn count_sent(&self, sending: &Sending, recipients: &[String]) {
+        let recipients: Vec<String> = recipients.iter().map(|r| r.to_ascii_lowercase()).collect();
+        let write = async {
+            let mut tx = self.server.store.begin_write().await?;
+            limits::count_message(
+                &mut tx,
+                &sending.login,
+                &recipients,
+                &sending.new,
+                Utc::now(),
+            )
+            .await?;
+            tx.commit().await
+        };
+        if self.lookup("counting", write).await.is_err() {
+            tracing::warn!(target: "mailctl::smtp", login = %sending.login,
+                "a message could not be counted against the sending limits");
+        }
+    }
+
+    /// Counts a MAIL refused over the hourly `limit` and trips the breaker at its threshold.
+    async fn refused_over_limit(&self, login: &str, limit: i64) {
+        self.server.metrics.rejected(RejectReason::SendLimit);
+        let now = Utc::now();
+        let write = async {
+            let mut tx = self.server.store.begin_write().await?;
+            let attempts = limits::count_refused(&mut tx, login, now).await?;
+            let tripped = limits::trips(attempts, limit)
+                && tx.disable_smtp(login, &crate::time::to_db(now)).await?;
+            tx.commit().await?;
+            Ok::<_, crate::error::Error>((attempts, tripped))
+        };
+        let Ok((attempts, tripped)) = self.lookup("MAIL", write).await else {
+            return;
+        };
+        tracing::info!(target: "mailctl::smtp", login, limit, attempts, "MAIL refused: messages per hour");
+        if tripped {
+            self.trip(login, attempts, limit).await;
+        }
+    }
+
+    /// The breaker tripped for `login` (SMTP is off now): hold its queued mail, tell the postmaster, log.
+    async fn trip(&self, login: &str, attempts: i64, limit: i64) {
+        self.server.metrics.breaker_tripped();
+        tracing::error!(target: "mailctl::smtp", login, attempts, limit,
+            "breaker: {attempts} attempts to send in one hour against a limit of {limit}: SMTP turned off for \
+             {login}, its queued mail held (mailctl mailbox update {login} --smtp true; mailctl queue release)");
+        let queue = self.server.queue.clone();
+        let sender = login.to_string();
+        let held = tokio::task::spawn_blocking(move || {
+            let now = Utc::now();
+            let mut held = 0usize;
+            for q in queue.list(now)? {
+                if q.entry.sender.eq_ignore_ascii_case(&sender)
+                    && !q.entry.hold
+                    && queue.hold(&q.entry.id).is_ok()
+                {
+                    held += 1;
+                }
+            }
+            Ok::<_, crate::smtp::queue::QueueError>(held)
+        })
+        .await;
+        let held = match held {
+            Ok(Ok(n)) => n,
+            _ => {
+                tracing::error!(target: "mailctl::smtp", login, "breaker: the queued mail could not be held");
+                0
+            }
+        };
+        let domain = login.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+        let notice = notice(
+            &self.server.settings.hostname,
+            login,
+            domain,
+            attempts,
+            limit,
+            held,
+        );
+        let envelope = Envelope {
+            sender: String::new(),
+            recipients: vec![format!("postmaster@{domain}")],
+            dkim: None,
+        };
+        let queue = self.server.queue.clone();
+        let queued = tokio::task::spawn_blocking(move || {
+            queue.enqueue(&envelope, notice.as_bytes(), Utc::now())
+        })
+        .await;
+        if matches!(queued, Ok(Ok(_))) {
+            self.server.wake_queue();
+        } else {
+            tracing::error!(target: "mailctl::smtp", login, "breaker: the postmaster notice could not be queued");
+        }
+    }
+}
+
+/// The postmaster's notice of a tripped breaker.
+fn notice(
+    hostname: &str,
+    login: &str,
+    domain: &str,
+    attempts: i64,
+    limit: i64,
+    held: usize,
+) -> String {
+    let date = Utc::now().to_rfc2822();
+    let id = crate::smtp::queue::QueueId::generate(Utc::now());
+    format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
+         To: <postmaster@{domain}>\r\n\
+         Subject: Sending turned off for {login}\r\n\
+         Date: {date}\r\n\
+         Message-ID: <breaker.{id}@{hostname}>\r\n\
+         Auto-Submitted: auto-generated\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\
+         \r\n\
+         {login} tried to send {attempts} messages within one hour, against a limit of {limit} per hour.\r\n\
+         That is what a stolen password looks like, so {hostname} turned SMTP off for this mailbox and held\r\n\
+         the {held} message(s) it still had in the queue.\r\n\
+         \r\n\
+         When the password is changed and the account is safe again:\r\n\
+         \r\n\
+         \x20 mailctl mailbox update {login} --smtp true\r\n\
+         \x20 mailctl queue list          (then mailctl queue release ID, or queue delete ID)\r\n"
+    )
+}
