@@ -29,18 +29,14 @@ const FROM: &str = "sender@far.test";
 const ALICE: &str = "alice@example.test";
 const BOB: &str = "bob@example.test";
 
-/// SQLite with [`example`] (plus `extra` provisioning), and a daemon with `options` whose outbound queue is a
-/// spool in its private directory, so `mailctl queue list` shows this daemon's queue and nobody else's.
+/// SQLite with [`example`] (plus `extra` provisioning), and a daemon with `options` (its outbound queue is a
+/// spool in its private directory, as every test server's, so `mailctl queue list` shows this daemon's queue
+/// and nobody else's).
 fn start_with(options: ServeOptions, extra: impl FnOnce(&TestDb)) -> (TestDb, TestServer) {
     let db = TestDb::sqlite();
     example(&db);
     extra(&db);
-    let mut server = TestServer::configure(&db, options);
-    let spool = toml::Value::from(server.path("spool").to_string_lossy().into_owned());
-    let mut config = std::fs::read_to_string(&server.config).expect("read config");
-    config += &format!("\n[server.queue]\nspool_dir = {spool}\n");
-    std::fs::write(&server.config, config).expect("write config");
-    server.launch();
+    let server = TestServer::start(&db, options);
     (db, server)
 }
 
