@@ -1352,6 +1352,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('--messages-per-hour', '--messages-per-hour', [CompletionResultType]::ParameterName, 'Messages per hour')
             [CompletionResult]::new('--recipients-per-day', '--recipients-per-day', [CompletionResultType]::ParameterName, 'Recipients per day')
             [CompletionResult]::new('--new-recipients-per-day', '--new-recipients-per-day', [CompletionResultType]::ParameterName, 'Recipients the sender never wrote to before, per day')
+            [CompletionResult]::new('--unknown-recipients-per-day', '--unknown-recipients-per-day', [CompletionResultType]::ParameterName, 'Recipients other servers may refuse as unknown per day; beyond it the breaker turns SMTP off')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
             [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')

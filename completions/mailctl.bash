@@ -3952,7 +3952,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__limits__subcmd__set)
-            opts="-v -q -h -V --messages-per-hour --recipients-per-day --new-recipients-per-day --config --database-url --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --messages-per-hour --recipients-per-day --new-recipients-per-day --unknown-recipients-per-day --config --database-url --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3967,6 +3967,10 @@ _mailctl() {
                     return 0
                     ;;
                 --new-recipients-per-day)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unknown-recipients-per-day)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

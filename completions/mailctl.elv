@@ -1218,6 +1218,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --messages-per-hour 'Messages per hour'
             cand --recipients-per-day 'Recipients per day'
             cand --new-recipients-per-day 'Recipients the sender never wrote to before, per day'
+            cand --unknown-recipients-per-day 'Recipients other servers may refuse as unknown per day; beyond it the breaker turns SMTP off'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'

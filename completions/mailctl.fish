@@ -729,6 +729,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand limits; and not __fish_s
 complete -c mailctl -n "__fish_mailctl_using_subcommand limits; and __fish_seen_subcommand_from set" -l messages-per-hour -d 'Messages per hour' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand limits; and __fish_seen_subcommand_from set" -l recipients-per-day -d 'Recipients per day' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand limits; and __fish_seen_subcommand_from set" -l new-recipients-per-day -d 'Recipients the sender never wrote to before, per day' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand limits; and __fish_seen_subcommand_from set" -l unknown-recipients-per-day -d 'Recipients other servers may refuse as unknown per day; beyond it the breaker turns SMTP off' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand limits; and __fish_seen_subcommand_from set" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand limits; and __fish_seen_subcommand_from set" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand limits; and __fish_seen_subcommand_from set" -l json -d 'Print data as JSON (one document per run) instead of tables'

@@ -44,6 +44,9 @@ pub enum LimitsCmd {
         /// Recipients the sender never wrote to before, per day
         #[arg(long, value_name = "N|none", allow_hyphen_values = true)]
         new_recipients_per_day: Option<String>,
+        /// Recipients other servers may refuse as unknown per day; beyond it the breaker turns SMTP off
+        #[arg(long, value_name = "N|none", allow_hyphen_values = true)]
+        unknown_recipients_per_day: Option<String>,
     },
     /// Show the limits set for every scope
     Show,
@@ -66,6 +69,7 @@ struct LimitView {
     messages_per_hour: Option<i64>,
     recipients_per_day: Option<i64>,
     new_recipients_per_day: Option<i64>,
+    unknown_recipients_per_day: Option<i64>,
     modified: String,
 }
 
@@ -77,6 +81,7 @@ impl From<SendLimitRow> for LimitView {
             messages_per_hour: r.messages_per_hour,
             recipients_per_day: r.recipients_per_day,
             new_recipients_per_day: r.new_recipients_per_day,
+            unknown_recipients_per_day: r.unknown_recipients_per_day,
         }
     }
 }
@@ -130,6 +135,7 @@ struct UsageView {
     refused_this_hour: i64,
     recipients_today: Counter,
     new_recipients_today: Counter,
+    unknown_recipients_today: Counter,
 }
 
 impl Render for UsageView {
@@ -152,6 +158,10 @@ impl Render for UsageView {
             ("refused this hour", self.refused_this_hour.to_string()),
             ("recipients today", counter(&self.recipients_today)),
             ("new recipients today", counter(&self.new_recipients_today)),
+            (
+                "refused as unknown today",
+                counter(&self.unknown_recipients_today),
+            ),
         ])
     }
 }
@@ -164,6 +174,7 @@ pub async fn run(ctx: &Ctx, cmd: LimitsCmd) -> Result<()> {
             messages_per_hour,
             recipients_per_day,
             new_recipients_per_day,
+            unknown_recipients_per_day,
         } => {
             let flag = |name: &str, text: Option<String>| {
                 text.map(|t| limit_arg(&t).map_err(|e| Error::usage(format!("--{name}: {e}"))))
@@ -172,13 +183,17 @@ pub async fn run(ctx: &Ctx, cmd: LimitsCmd) -> Result<()> {
             let messages_per_hour = flag("messages-per-hour", messages_per_hour)?;
             let recipients_per_day = flag("recipients-per-day", recipients_per_day)?;
             let new_recipients_per_day = flag("new-recipients-per-day", new_recipients_per_day)?;
+            let unknown_recipients_per_day =
+                flag("unknown-recipients-per-day", unknown_recipients_per_day)?;
             let scope = Scope::parse(&scope)?;
             if messages_per_hour.is_none()
                 && recipients_per_day.is_none()
                 && new_recipients_per_day.is_none()
+                && unknown_recipients_per_day.is_none()
             {
                 return Err(Error::usage(
-                    "give at least one of --messages-per-hour, --recipients-per-day, --new-recipients-per-day",
+                    "give at least one of --messages-per-hour, --recipients-per-day, --new-recipients-per-day, \
+                     --unknown-recipients-per-day",
                 ));
             }
             let store = ctx.store().await?;
@@ -201,11 +216,16 @@ pub async fn run(ctx: &Ctx, cmd: LimitsCmd) -> Result<()> {
                     new_recipients_per_day,
                     before.as_ref().and_then(|b| b.new_recipients_per_day),
                 ),
+                unknown_recipients_per_day: keep(
+                    unknown_recipients_per_day,
+                    before.as_ref().and_then(|b| b.unknown_recipients_per_day),
+                ),
                 modified: crate::time::now_db(),
             };
             if row.messages_per_hour.is_none()
                 && row.recipients_per_day.is_none()
                 && row.new_recipients_per_day.is_none()
+                && row.unknown_recipients_per_day.is_none()
             {
                 tx.delete_send_limit(&key).await?;
             } else {
@@ -214,10 +234,12 @@ pub async fn run(ctx: &Ctx, cmd: LimitsCmd) -> Result<()> {
             tx.commit().await?;
             let view = LimitView::from(row);
             let message = format!(
-                "sending limits of {key}: {} messages/hour, {} recipients/day, {} new recipients/day",
+                "sending limits of {key}: {} messages/hour, {} recipients/day, {} new recipients/day, {} \
+                 refused as unknown/day",
                 shown(view.messages_per_hour),
                 shown(view.recipients_per_day),
-                shown(view.new_recipients_per_day)
+                shown(view.new_recipients_per_day),
+                shown(view.unknown_recipients_per_day)
             );
             ctx.out.done(&view, message);
         }
@@ -252,6 +274,7 @@ pub async fn run(ctx: &Ctx, cmd: LimitsCmd) -> Result<()> {
                 messages_per_hour,
                 recipients_per_day,
                 new_recipients_per_day,
+                unknown_recipients_per_day,
             } = limits::effective(&mut tx, &address).await?;
             let key = address.to_string().to_ascii_lowercase();
             let usage = limits::usage(&mut tx, &key, chrono::Utc::now()).await?;
@@ -271,6 +294,10 @@ pub async fn run(ctx: &Ctx, cmd: LimitsCmd) -> Result<()> {
                 new_recipients_today: Counter {
                     used: usage.day.new_recipients,
                     limit: new_recipients_per_day,
+                },
+                unknown_recipients_today: Counter {
+                    used: usage.day.unknown,
+                    limit: unknown_recipients_per_day,
                 },
             });
         }

@@ -4,8 +4,9 @@
 //! database per UTC hour and day, so every node on the database enforces the same counters.
 //!
 //! The breaker: a sender whose attempts in one hour (messages sent plus attempts refused over the limit) reach
-//! [`BREAKER_FACTOR`] times its hourly limit is taken for a stolen password; `serve` turns SMTP off for the
-//! mailbox (`smtp_active = 0`), holds its queued mail and tells the postmaster.
+//! [`BREAKER_FACTOR`] times its hourly limit, or whose recipients other servers refused as unknown reach its
+//! daily limit of those, is taken for a stolen password; `serve` turns SMTP off for the mailbox
+//! (`smtp_active = 0`), holds its queued mail and tells the postmaster.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -85,6 +86,8 @@ pub struct Limits {
     pub recipients_per_day: Option<Limit>,
     /// Recipients never written to before, per day.
     pub new_recipients_per_day: Option<Limit>,
+    /// Recipients other servers refuse as unknown, per day, before the breaker trips.
+    pub unknown_recipients_per_day: Option<Limit>,
 }
 
 impl Limits {
@@ -93,6 +96,7 @@ impl Limits {
         self.messages_per_hour.is_none()
             && self.recipients_per_day.is_none()
             && self.new_recipients_per_day.is_none()
+            && self.unknown_recipients_per_day.is_none()
     }
 }
 
@@ -117,6 +121,7 @@ pub async fn effective(tx: &mut Tx, address: &Address) -> Result<Limits> {
         messages_per_hour: pick(|r| r.messages_per_hour),
         recipients_per_day: pick(|r| r.recipients_per_day),
         new_recipients_per_day: pick(|r| r.new_recipients_per_day),
+        unknown_recipients_per_day: pick(|r| r.unknown_recipients_per_day),
     })
 }
 
@@ -208,6 +213,18 @@ pub async fn count_refused(tx: &mut Tx, address: &str, now: DateTime<Utc>) -> Re
     .await?;
     let u = usage(tx, address, now).await?;
     Ok(u.hour.messages + u.hour.refused)
+}
+
+/// Counts `n` recipients of `address` refused as unknown by other servers at `now`; returns today's total.
+pub async fn count_unknown(tx: &mut Tx, address: &str, n: i64, now: DateTime<Utc>) -> Result<i64> {
+    tx.add_send_usage(&SendUsageRow {
+        address: address.to_string(),
+        period: day(now),
+        unknown: n,
+        ..SendUsageRow::default()
+    })
+    .await?;
+    Ok(usage(tx, address, now).await?.day.unknown)
 }
 
 /// Whether `attempts` in one hour against the hourly `limit` trip the breaker.

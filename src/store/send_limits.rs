@@ -17,6 +17,8 @@ pub struct SendLimitRow {
     pub recipients_per_day: Option<i64>,
     /// Recipients a sender never wrote to before that it may address per day.
     pub new_recipients_per_day: Option<i64>,
+    /// Recipients other servers may refuse as unknown per day before the breaker trips.
+    pub unknown_recipients_per_day: Option<i64>,
     /// When the row was last set.
     pub modified: String,
 }
@@ -36,6 +38,8 @@ pub struct SendUsageRow {
     pub new_recipients: i64,
     /// Attempts refused over a limit.
     pub refused: i64,
+    /// Recipients other servers refused as unknown.
+    pub unknown: i64,
 }
 
 impl Tx {
@@ -46,7 +50,8 @@ impl Tx {
         }
         let sql = format!(
             "SELECT scope, messages_per_hour, recipients_per_day, new_recipients_per_day, \
-             CAST(modified AS CHAR) AS modified FROM mailctl_send_limits WHERE scope IN ({})",
+             unknown_recipients_per_day, CAST(modified AS CHAR) AS modified FROM mailctl_send_limits \
+             WHERE scope IN ({})",
             vec!["?"; scopes.len()].join(", ")
         );
         on_conn!(self, |c| {
@@ -63,7 +68,8 @@ impl Tx {
     /// Every limit row, by scope.
     pub async fn send_limits(&mut self) -> Result<Vec<SendLimitRow>> {
         let sql = "SELECT scope, messages_per_hour, recipients_per_day, new_recipients_per_day, \
-                   CAST(modified AS CHAR) AS modified FROM mailctl_send_limits ORDER BY scope";
+                   unknown_recipients_per_day, CAST(modified AS CHAR) AS modified FROM mailctl_send_limits \
+                   ORDER BY scope";
         on_conn!(self, |c| sqlx::query_as::<_, SendLimitRow>(sql)
             .fetch_all(&mut *c)
             .await)
@@ -74,12 +80,13 @@ impl Tx {
     pub async fn set_send_limit(&mut self, row: &SendLimitRow) -> Result<()> {
         self.delete_send_limit(&row.scope).await?;
         let sql = "INSERT INTO mailctl_send_limits (scope, messages_per_hour, recipients_per_day, \
-                   new_recipients_per_day, modified) VALUES (?, ?, ?, ?, ?)";
+                   new_recipients_per_day, unknown_recipients_per_day, modified) VALUES (?, ?, ?, ?, ?, ?)";
         on_conn!(self, |c| sqlx::query(sql)
             .bind(&row.scope)
             .bind(row.messages_per_hour)
             .bind(row.recipients_per_day)
             .bind(row.new_recipients_per_day)
+            .bind(row.unknown_recipients_per_day)
             .bind(&row.modified)
             .execute(&mut *c)
             .await
@@ -110,7 +117,7 @@ impl Tx {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT address, period, messages, recipients, new_recipients, refused \
+            "SELECT address, period, messages, recipients, new_recipients, refused, unknown \
              FROM mailctl_send_usage WHERE address = ? AND period IN ({})",
             vec!["?"; periods.len()].join(", ")
         );
@@ -130,16 +137,18 @@ impl Tx {
     pub async fn add_send_usage(&mut self, usage: &SendUsageRow) -> Result<()> {
         let sql = match self.backend() {
             Backend::Sqlite => {
-                "INSERT INTO mailctl_send_usage (address, period, messages, recipients, new_recipients, refused) \
-                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (address, period) DO UPDATE SET \
+                "INSERT INTO mailctl_send_usage (address, period, messages, recipients, new_recipients, refused, \
+                 unknown) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (address, period) DO UPDATE SET \
                  messages = messages + excluded.messages, recipients = recipients + excluded.recipients, \
-                 new_recipients = new_recipients + excluded.new_recipients, refused = refused + excluded.refused"
+                 new_recipients = new_recipients + excluded.new_recipients, refused = refused + excluded.refused, \
+                 unknown = unknown + excluded.unknown"
             }
             Backend::Mysql => {
-                "INSERT INTO mailctl_send_usage (address, period, messages, recipients, new_recipients, refused) \
-                 VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+                "INSERT INTO mailctl_send_usage (address, period, messages, recipients, new_recipients, refused, \
+                 unknown) VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
                  messages = messages + VALUES(messages), recipients = recipients + VALUES(recipients), \
-                 new_recipients = new_recipients + VALUES(new_recipients), refused = refused + VALUES(refused)"
+                 new_recipients = new_recipients + VALUES(new_recipients), refused = refused + VALUES(refused), \
+                 unknown = unknown + VALUES(unknown)"
             }
         };
         on_conn!(self, |c| sqlx::query(sql)
@@ -149,6 +158,7 @@ impl Tx {
             .bind(usage.recipients)
             .bind(usage.new_recipients)
             .bind(usage.refused)
+            .bind(usage.unknown)
             .execute(&mut *c)
             .await
             .map(|r| r.rows_affected()))

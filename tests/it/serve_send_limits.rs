@@ -5,6 +5,7 @@
 
 use std::net::Ipv4Addr;
 
+use crate::worlds::outbound_world::{World, submit, wait_for};
 use kit::TestDb;
 use kit::daemon::free_port;
 use kit::dns::TestDns;
@@ -201,9 +202,10 @@ fn the_breaker_turns_smtp_off_holds_the_queue_and_tells_the_postmaster_once() {
     );
     assert!(notice.contains("mailctl mailbox update alice@example.test --smtp true"));
     assert!(
-        server
-            .log()
-            .contains("breaker: 20 attempts to send in one hour against a limit of 2"),
+        server.log().contains(
+            "breaker: alice@example.test tried to send 20 messages within one hour, against a limit of 2 per \
+             hour: SMTP turned off"
+        ),
         "{}",
         server.log()
     );
@@ -222,4 +224,50 @@ fn the_breaker_turns_smtp_off_holds_the_queue_and_tells_the_postmaster_once() {
     let mut c = login(&server, ALICE);
     c.command(&format!("MAIL FROM:<{ALICE}>"))
         .expect(450, "4.7.1");
+}
+
+#[test]
+fn recipients_refused_as_unknown_by_other_servers_trip_the_breaker() {
+    // A (a.test, alice) delivers to B (b.test, which knows only bob and refuses the rest with 550 5.1.1).
+    let mut w = World::new(44);
+    cli(w.a_db(), "limits set a.test --unknown-recipients-per-day 2");
+    cli(w.a_db(), "alias add postmaster@a.test alice@a.test");
+    w.b.start();
+    w.a.start();
+    let alice = "alice@a.test";
+    let msg = message(alice, "nobody1@b.test", "a bought list", "list@a.test");
+    submit(&w.a, &["nobody1@b.test", "nobody2@b.test"], &msg);
+    let smtp_active = |w: &World| {
+        w.a_db()
+            .run(&["--json", "mailbox", "show", alice])
+            .ok()
+            .json()["smtp_active"]
+            .clone()
+    };
+    wait_for(&w.a, "the breaker turned alice's SMTP off", 20, || {
+        smtp_active(&w) == false
+    });
+    let notice = |w: &World| {
+        w.a.server
+            .inbox(alice)
+            .iter()
+            .map(|m| String::from_utf8_lossy(m).into_owned())
+            .find(|m| m.contains("Subject: Sending turned off for alice@a.test"))
+    };
+    wait_for(&w.a, "the postmaster (alice) got the notice", 15, || {
+        notice(&w).is_some()
+    });
+    let text = notice(&w).unwrap();
+    assert!(
+        text.contains(
+            "alice@a.test had 2 recipients refused as unknown by other servers today, against a limit of 2 per day"
+        ),
+        "{text}"
+    );
+    let u = usage(w.a_db(), alice);
+    assert_eq!(u["unknown_recipients_today"]["used"], 2, "{u}");
+    assert_eq!(
+        u["unknown_recipients_today"]["limit"]["from"], "a.test",
+        "{u}"
+    );
 }

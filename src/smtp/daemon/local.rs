@@ -108,3 +108,55 @@ impl LocalDelivery for Local {
         })
     }
 }
+
+/// The sending breaker's half in the queue: recipients other servers refused as unknown count against the
+/// sender's daily limit of those (`mailctl limits set ... --unknown-recipients-per-day N`); reaching it turns
+/// SMTP off for the mailbox like a flood of attempts does.
+pub struct Breaker(pub Arc<Context>);
+
+impl crate::smtp::queue::manager::Refusals for Breaker {
+    fn refused_unknown<'a>(&'a self, sender: &'a str, unknown: usize) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let server = &self.0;
+            let Ok(address) = sender.parse::<crate::model::Address>() else {
+                return;
+            };
+            let login = address.to_string().to_ascii_lowercase();
+            let now = chrono::Utc::now();
+            let counted = async {
+                let mut tx = server.store.begin_write().await?;
+                let limits = crate::provision::limits::effective(&mut tx, &address).await?;
+                let hosted = tx.mailbox(&login).await?.is_some();
+                let Some(limit) = limits.unknown_recipients_per_day.filter(|_| hosted) else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                let total = crate::provision::limits::count_unknown(
+                    &mut tx,
+                    &login,
+                    i64::try_from(unknown).unwrap_or(i64::MAX),
+                    now,
+                )
+                .await?;
+                let tripped = total >= limit.value
+                    && tx.disable_smtp(&login, &crate::time::to_db(now)).await?;
+                tx.commit().await?;
+                Ok::<_, crate::error::Error>(Some((total, limit.value, tripped)))
+            };
+            match counted.await {
+                Ok(Some((total, limit, true))) => {
+                    let why = format!(
+                        "had {total} recipients refused as unknown by other servers today, against a limit \
+                         of {limit} per day"
+                    );
+                    crate::smtp::inbound::breaker::tripped(server, &login, &why).await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(target: "mailctl::smtp", login, error = %e,
+                        "recipients refused as unknown could not be counted against the sending limits");
+                }
+            }
+        })
+    }
+}

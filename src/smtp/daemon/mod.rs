@@ -144,7 +144,8 @@ impl Bound {
         .with_options(ManagerOptions {
             lease: server.settings.queue.lease,
             ..ManagerOptions::default()
-        });
+        })
+        .with_refusals(Arc::new(local::Breaker(server.clone())));
         let _ = server.queue_waker.set(manager.waker());
         report_identity(&plan);
         Ok(Bound {

@@ -16,6 +16,7 @@
 //! `limits`); messages leave through local delivery (`crate::smtp::deliver`) or the queue
 //! (`crate::smtp::queue`).
 
+pub mod breaker;
 pub mod checks;
 pub mod command;
 pub mod context;

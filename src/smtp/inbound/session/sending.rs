@@ -15,7 +15,6 @@ use crate::model::Address;
 use crate::provision::limits::{self, Limits, Usage};
 use crate::smtp::inbound::command::{ForwardPath, Reply};
 use crate::smtp::metrics::RejectReason;
-use crate::smtp::queue::Envelope;
 
 /// The limits of the transaction's login and what it sent before this message.
 #[derive(Debug, Clone)]
@@ -175,94 +174,10 @@ impl Session {
         };
         tracing::info!(target: "mailctl::smtp", login, limit, attempts, "MAIL refused: messages per hour");
         if tripped {
-            self.trip(login, attempts, limit).await;
+            let why = format!(
+                "tried to send {attempts} messages within one hour, against a limit of {limit} per hour"
+            );
+            crate::smtp::inbound::breaker::tripped(&self.server, login, &why).await;
         }
     }
-
-    /// The breaker tripped for `login` (SMTP is off now): hold its queued mail, tell the postmaster, log.
-    async fn trip(&self, login: &str, attempts: i64, limit: i64) {
-        self.server.metrics.breaker_tripped();
-        tracing::error!(target: "mailctl::smtp", login, attempts, limit,
-            "breaker: {attempts} attempts to send in one hour against a limit of {limit}: SMTP turned off for \
-             {login}, its queued mail held (mailctl mailbox update {login} --smtp true; mailctl queue release)");
-        let queue = self.server.queue.clone();
-        let sender = login.to_string();
-        let held = tokio::task::spawn_blocking(move || {
-            let now = Utc::now();
-            let mut held = 0usize;
-            for q in queue.list(now)? {
-                if q.entry.sender.eq_ignore_ascii_case(&sender)
-                    && !q.entry.hold
-                    && queue.hold(&q.entry.id).is_ok()
-                {
-                    held += 1;
-                }
-            }
-            Ok::<_, crate::smtp::queue::QueueError>(held)
-        })
-        .await;
-        let held = match held {
-            Ok(Ok(n)) => n,
-            _ => {
-                tracing::error!(target: "mailctl::smtp", login, "breaker: the queued mail could not be held");
-                0
-            }
-        };
-        let domain = login.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-        let notice = notice(
-            &self.server.settings.hostname,
-            login,
-            domain,
-            attempts,
-            limit,
-            held,
-        );
-        let envelope = Envelope {
-            sender: String::new(),
-            recipients: vec![format!("postmaster@{domain}")],
-            dkim: None,
-        };
-        let queue = self.server.queue.clone();
-        let queued = tokio::task::spawn_blocking(move || {
-            queue.enqueue(&envelope, notice.as_bytes(), Utc::now())
-        })
-        .await;
-        if matches!(queued, Ok(Ok(_))) {
-            self.server.wake_queue();
-        } else {
-            tracing::error!(target: "mailctl::smtp", login, "breaker: the postmaster notice could not be queued");
-        }
-    }
-}
-
-/// The postmaster's notice of a tripped breaker.
-fn notice(
-    hostname: &str,
-    login: &str,
-    domain: &str,
-    attempts: i64,
-    limit: i64,
-    held: usize,
-) -> String {
-    let date = Utc::now().to_rfc2822();
-    let id = crate::smtp::queue::QueueId::generate(Utc::now());
-    format!(
-        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
-         To: <postmaster@{domain}>\r\n\
-         Subject: Sending turned off for {login}\r\n\
-         Date: {date}\r\n\
-         Message-ID: <breaker.{id}@{hostname}>\r\n\
-         Auto-Submitted: auto-generated\r\n\
-         MIME-Version: 1.0\r\n\
-         Content-Type: text/plain; charset=us-ascii\r\n\
-         \r\n\
-         {login} tried to send {attempts} messages within one hour, against a limit of {limit} per hour.\r\n\
-         That is what a stolen password looks like, so {hostname} turned SMTP off for this mailbox and held\r\n\
-         the {held} message(s) it still had in the queue.\r\n\
-         \r\n\
-         When the password is changed and the account is safe again:\r\n\
-         \r\n\
-         \x20 mailctl mailbox update {login} --smtp true\r\n\
-         \x20 mailctl queue list          (then mailctl queue release ID, or queue delete ID)\r\n"
-    )
 }

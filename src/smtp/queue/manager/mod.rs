@@ -84,6 +84,14 @@ pub trait LocalDelivery: Send + Sync {
     ) -> BoxFuture<'a, Option<Outcome>>;
 }
 
+/// Hears which senders' recipients other servers refused as unknown (a permanent failure with enhanced
+/// status 5.1.1): a stolen account mailing a bought address list has many. Implemented by the daemon (the
+/// sending breaker, `crate::smtp::inbound::breaker`); a trait so the queue knows nothing of limits.
+pub trait Refusals: Send + Sync {
+    /// `unknown` recipients of a message from `sender` (never empty) were just refused as unknown.
+    fn refused_unknown<'a>(&'a self, sender: &'a str, unknown: usize) -> BoxFuture<'a, ()>;
+}
+
 /// The time source of the manager: `Utc::now` in production, a settable clock in tests, so retry times,
 /// leases and delay warnings can be checked without waiting.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -146,6 +154,7 @@ struct Inner {
     notify: Arc<Notify>,
     limits: Limits,
     concurrency: usize,
+    refusals: Option<Arc<dyn Refusals>>,
 }
 
 impl Manager {
@@ -173,6 +182,7 @@ impl Manager {
                 notify: Arc::new(Notify::new()),
                 limits: Limits::new(concurrency, settings.per_domain.max(1)),
                 concurrency,
+                refusals: None,
             },
         }
     }
@@ -180,6 +190,12 @@ impl Manager {
     /// Replaces the timing options (tests use short polls and grace periods).
     pub fn with_options(mut self, options: ManagerOptions) -> Manager {
         self.inner.options = options;
+        self
+    }
+
+    /// Tells `refusals` about recipients refused as unknown.
+    pub fn with_refusals(mut self, refusals: Arc<dyn Refusals>) -> Manager {
+        self.inner.refusals = Some(refusals);
         self
     }
 

@@ -76,7 +76,19 @@ async fn attempt(
     } else {
         deliver_due(inner, claimed, &due, &body, cancel.clone()).await
     };
+    let unknown = results
+        .iter()
+        .filter(|r| matches!(&r.outcome, Outcome::Failed(text) if refused_as_unknown(text)))
+        .count();
     let recorded = record(inner, claimed, results, cancel).await?;
+    if let Some(refusals) = &inner.refusals
+        && unknown > 0
+        && !claimed.entry.sender.is_empty()
+    {
+        refusals
+            .refused_unknown(&claimed.entry.sender, unknown)
+            .await;
+    }
     notice::send_notices(inner, claimed, &recorded, &body).await?;
     let c = claimed.clone();
     let completion = inner.blocking(move |q| q.complete(&c)).await?;
@@ -89,6 +101,12 @@ async fn attempt(
             next_attempt = ?e.next_attempt().map(|t| t.to_rfc3339()), "entry kept"),
     }
     Ok(())
+}
+
+/// Whether a permanent failure's text is a remote server refusing the recipient as unknown: a reply with
+/// the enhanced status 5.1.1 (`mx.b.test[192.0.2.1]: 550 5.1.1 <x@b.test>: User unknown`).
+fn refused_as_unknown(text: &str) -> bool {
+    text.split_whitespace().any(|w| w == "5.1.1")
 }
 
 /// Durably records the results. Results that are never recorded mean the recipients are delivered again
