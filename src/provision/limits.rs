@@ -164,57 +164,6 @@ pub async fn usage(tx: &mut Tx, address: &str, now: DateTime<Utc>) -> Result<Usa
     })
 }
 
-/// Counts one message of `address` to `recipients` (of which `new` it never wrote to before) at `now`, and
-/// drops its usage rows older than yesterday when this is its first message of the hour.
-pub async fn count_message(
-    tx: &mut Tx,
-    address: &str,
-    recipients: &[String],
-    new: &[String],
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let first_of_hour = tx.send_usage(address, &[&hour(now)]).await?.is_empty();
-    tx.add_send_usage(&SendUsageRow {
-        address: address.to_string(),
-        period: hour(now),
-        messages: 1,
-        ..SendUsageRow::default()
-    })
-    .await?;
-    tx.add_send_usage(&SendUsageRow {
-        address: address.to_string(),
-        period: day(now),
-        recipients: recipients.len() as i64,
-        new_recipients: new.len() as i64,
-        ..SendUsageRow::default()
-    })
-    .await?;
-    if !new.is_empty() {
-        tx.add_send_recipients(address, new, &crate::time::to_db(now))
-            .await?;
-    }
-    if first_of_hour {
-        let yesterday = now - chrono::Duration::days(1);
-        tx.prune_send_usage(address, &hour(yesterday), &day(yesterday))
-            .await?;
-    }
-    Ok(())
-}
-
-/// Counts one attempt of `address` refused over a limit at `now`; returns the attempts of this hour so far
-/// (messages sent plus refused attempts).
-pub async fn count_refused(tx: &mut Tx, address: &str, now: DateTime<Utc>) -> Result<i64> {
-    tx.add_send_usage(&SendUsageRow {
-        address: address.to_string(),
-        period: hour(now),
-        refused: 1,
-        ..SendUsageRow::default()
-    })
-    .await?;
-    let u = usage(tx, address, now).await?;
-    Ok(u.hour.messages + u.hour.refused)
-}
-
 /// Counts `n` recipients of `address` refused as unknown by other servers at `now`; returns today's total.
 pub async fn count_unknown(tx: &mut Tx, address: &str, n: i64, now: DateTime<Utc>) -> Result<i64> {
     tx.add_send_usage(&SendUsageRow {

@@ -32,6 +32,22 @@ fn usage(db: &TestDb, address: &str) -> serde_json::Value {
     db.run(&["--json", "limits", "usage", address]).ok().json()
 }
 
+/// `limits usage` once `done` holds (serve writes its counts within a second), for up to 5 s.
+fn usage_when(
+    db: &TestDb,
+    address: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let u = usage(db, address);
+        if done(&u) || std::time::Instant::now() > deadline {
+            return u;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn each_limit_refuses_with_450_and_counts_across_connections(db: &TestDb) {
     example(db);
     cli(db, "limits set default --messages-per-hour 3");
@@ -66,7 +82,7 @@ fn each_limit_refuses_with_450_and_counts_across_connections(db: &TestDb) {
         450,
         "4.7.1 Sending limit reached: 3 messages per hour; try again later",
     );
-    let u = usage(db, ALICE);
+    let u = usage_when(db, ALICE, |u| u["refused_this_hour"] == 1);
     assert_eq!(u["messages_this_hour"]["used"], 3, "{u}");
     assert_eq!(u["messages_this_hour"]["limit"]["from"], "default", "{u}");
     assert_eq!(u["refused_this_hour"], 1, "{u}");
@@ -91,7 +107,7 @@ fn each_limit_refuses_with_450_and_counts_across_connections(db: &TestDb) {
         450,
         "4.7.1 Sending limit reached: 2 new recipients per day; try again later",
     );
-    let u = usage(db, CAROL);
+    let u = usage_when(db, CAROL, |u| u["new_recipients_today"]["used"] == 2);
     assert_eq!(u["new_recipients_today"]["used"], 2, "{u}");
     assert_eq!(
         u["new_recipients_today"]["limit"]["from"],

@@ -129,6 +129,7 @@ impl Bound {
             queue: queue.clone(),
             queue_waker: OnceLock::new(),
             reports,
+            send_counter: crate::smtp::inbound::send_counter::SendCounter::start(store.clone()),
             store,
             settings,
         };
@@ -219,6 +220,7 @@ impl Bound {
         // The queue manager finishes (or releases) the deliveries it has in flight.
         let _ = delivering.await;
         server.reports.flush().await;
+        server.send_counter.flush().await;
         server.store.close().await;
         tracing::info!(target: "mailctl::smtp", "stopped");
         Ok(())

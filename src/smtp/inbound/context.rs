@@ -42,6 +42,8 @@ pub struct Context {
     pub queue_waker: OnceLock<Waker>,
     /// Records what the reports this server sends will say (DMARC results of received mail).
     pub reports: Arc<Recorder>,
+    /// What logged-in users send, for their sending limits.
+    pub send_counter: Arc<super::send_counter::SendCounter>,
 }
 
 impl Context {

@@ -23,6 +23,7 @@ pub mod context;
 pub mod data;
 pub mod limits;
 pub mod recipients;
+pub mod send_counter;
 pub mod server;
 pub mod session;
 

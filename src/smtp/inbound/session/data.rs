@@ -228,7 +228,7 @@ impl Session {
         if reply.is_positive()
             && let Some(sending) = txn.sending.as_deref()
         {
-            self.count_sent(sending, &txn.recipients).await;
+            self.count_sent(sending, &txn.recipients);
         }
         self.finish_log(size, &summary, &reply);
         reply

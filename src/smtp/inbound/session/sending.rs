@@ -6,7 +6,8 @@
 //!
 //! Without any limit for the login (no `default`, domain or address row) nothing is counted: one read per MAIL
 //! is the whole cost. A database that does not answer in time refuses the MAIL for now (`451`), like every
-//! other lookup of the session; counting a message that was accepted never fails it.
+//! other lookup of the session. Counting is in memory, written within a second ([`super::super::send_counter`]),
+//! so the submission path has no write of its own.
 
 use chrono::Utc;
 
@@ -15,6 +16,7 @@ use crate::model::Address;
 use crate::provision::limits::{self, Limits, Usage};
 use crate::smtp::inbound::command::{ForwardPath, Reply};
 use crate::smtp::metrics::RejectReason;
+use crate::store::SendUsageRow;
 
 /// The limits of the transaction's login and what it sent before this message.
 #[derive(Debug, Clone)]
@@ -58,7 +60,10 @@ impl Session {
             let usage = if limits.is_empty() {
                 Usage::default()
             } else {
-                limits::usage(&mut tx, &address, now).await?
+                self.server
+                    .send_counter
+                    .usage(&mut tx, &address, now)
+                    .await?
             };
             tx.rollback().await?;
             Ok::<_, crate::error::Error>((limits, usage))
@@ -109,7 +114,12 @@ impl Session {
             return Ok(None);
         };
         let recipient = path.to_string().to_ascii_lowercase();
-        if sending.new.contains(&recipient) {
+        if sending.new.contains(&recipient)
+            || self
+                .server
+                .send_counter
+                .knows_recipient(&sending.login, &recipient)
+        {
             return Ok(None);
         }
         let read = async {
@@ -136,34 +146,31 @@ impl Session {
         Ok(Some(recipient))
     }
 
-    /// After the message was accepted: counts it for its login (a failure is logged, never the message's).
-    pub(super) async fn count_sent(&self, sending: &Sending, recipients: &[String]) {
-        let recipients: Vec<String> = recipients.iter().map(|r| r.to_ascii_lowercase()).collect();
-        let write = async {
-            let mut tx = self.server.store.begin_write().await?;
-            limits::count_message(
-                &mut tx,
-                &sending.login,
-                &recipients,
-                &sending.new,
-                Utc::now(),
-            )
-            .await?;
-            tx.commit().await
-        };
-        if self.lookup("counting", write).await.is_err() {
-            tracing::warn!(target: "mailctl::smtp", login = %sending.login,
-                "a message could not be counted against the sending limits");
-        }
+    /// After the message was accepted: counts it for its login (in memory; written within a second).
+    pub(super) fn count_sent(&self, sending: &Sending, recipients: &[String]) {
+        self.server.send_counter.message(
+            &sending.login,
+            recipients.len(),
+            &sending.new,
+            Utc::now(),
+        );
     }
 
     /// Counts a MAIL refused over the hourly `limit` and trips the breaker at its threshold.
     async fn refused_over_limit(&self, login: &str, limit: i64) {
         self.server.metrics.rejected(RejectReason::SendLimit);
         let now = Utc::now();
+        let counter = &self.server.send_counter;
+        counter.add(SendUsageRow {
+            address: login.to_string(),
+            period: limits::hour(now),
+            refused: 1,
+            ..SendUsageRow::default()
+        });
         let write = async {
             let mut tx = self.server.store.begin_write().await?;
-            let attempts = limits::count_refused(&mut tx, login, now).await?;
+            let usage = counter.usage(&mut tx, login, now).await?;
+            let attempts = usage.hour.messages + usage.hour.refused;
             let tripped = limits::trips(attempts, limit)
                 && tx.disable_smtp(login, &crate::time::to_db(now)).await?;
             tx.commit().await?;
