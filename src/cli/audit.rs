@@ -77,7 +77,7 @@ pub struct AuditArgs {
     #[arg(long)]
     fetch_policy: bool,
     /// Output format
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(long, value_enum, default_value = "text")]
     format: Format,
     /// Also trust the CA certificates in this PEM file (a private CA, a lab) for the SMTP certificate and the
     /// MTA-STS policy fetch
@@ -98,7 +98,9 @@ pub struct AuditArgs {
 /// Output formats of `mailctl audit`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
-    /// One row per finding and a summary
+    /// A report: one line per finding, grouped by family, worst first; then the fixes, whole; then the verdict
+    Text,
+    /// One row per finding and a summary, as a table
     Table,
     /// One document with every finding of every domain
     Json,
@@ -339,6 +341,14 @@ pub async fn run(ctx: &Ctx, args: AuditArgs) -> Result<i32> {
         .emit(&Run(report)),
         (Format::Nagios, false) => crate::output::print_line(&report::nagios(&report)),
         (Format::Table, false) => ctx.out.emit(&Run(report)),
+        (Format::Text, false) => {
+            let style = report::text::Style {
+                width: super::terminal_width(),
+                colour: report::colour(),
+                verbose: ctx.out.verbose > 0,
+            };
+            crate::output::print_line(&report::text::render(&report, style));
+        }
     }
     Ok(code)
 }

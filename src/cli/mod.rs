@@ -251,6 +251,18 @@ pub fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T> {
     s.parse::<T>().map_err(crate::error::Error::Usage)
 }
 
+/// The width to fit human output into: `COLUMNS` when set to a number, else the terminal's; `None` in a pipe.
+pub(crate) fn terminal_width() -> Option<usize> {
+    if let Some(n) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|n| *n > 0)
+    {
+        return Some(n);
+    }
+    comfy_table::Table::new().width().map(usize::from)
+}
+
 /// The nameservers a command asks: its `--nameserver` flags, else `[dns] nameserver`, else none (the system
 /// resolver).
 pub(crate) fn nameservers<'a>(ctx: &'a Ctx, flags: &'a [String]) -> Vec<&'a str> {

@@ -168,6 +168,8 @@ fn nagios_and_table_formats() {
         "--no-connect",
         "--only",
         "mx",
+        "--format",
+        "table",
     ]);
     assert_eq!(run.code, 2);
     assert!(
@@ -306,4 +308,87 @@ fn an_audit_that_tests_nothing_is_unknown_not_ok() {
     ]);
     assert_eq!(run.code, 3);
     assert_eq!(statuses(&run), pairs(&[("mx.present", "UNKNOWN")]));
+}
+
+/// A domain where every DNS family finds something wrong: an MX without PTR, `+all` SPF, a DKIM key in the
+/// database that DNS does not publish, no DMARC, no MTA-STS, no TLS-RPT.
+const BROKEN: &str = "\
+broken.example.\t300\tIN\tMX\t10 mx.broken.example.
+mx.broken.example.\t300\tIN\tA\t192.0.2.77
+broken.example.\t300\tIN\tTXT\t\"v=spf1 +all\"
+";
+
+#[test]
+fn the_report_fits_the_terminal_and_its_fixes_can_be_copied_whole() {
+    let db = TestDb::sqlite();
+    db.run(&["domain", "add", "broken.example"]).ok();
+    db.run(&["dkim", "generate", "broken.example", "--selector", "s1"])
+        .ok();
+    let dns = TestDns::start(&[("broken.example.", BROKEN), ("example.", "")]);
+    let ns = dns.nameserver();
+    let report = |columns: &str| {
+        let mut cmd = db.command(&[
+            "audit",
+            "broken.example",
+            "--nameserver",
+            &ns,
+            "--no-connect",
+            "--timeout",
+            "2",
+        ]);
+        cmd.env("COLUMNS", columns).env_remove("NO_COLOR");
+        kit::run_command(cmd, "")
+    };
+    let mut widest = 0;
+    for columns in [80usize, 120] {
+        let run = report(&columns.to_string());
+        assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+        let lines: Vec<&str> = run.stdout.lines().collect();
+        assert!(
+            lines[0].starts_with("broken.example  FAIL  ("),
+            "{}",
+            run.stdout
+        );
+        // Finding lines fit; fixes (indented four spaces) are never cut.
+        for l in lines.iter().filter(|l| !l.starts_with("    ")) {
+            assert!(
+                l.chars().count() <= columns,
+                "wider than {columns}: {l:?}\n{}",
+                run.stdout
+            );
+            widest = widest.max(l.chars().count());
+        }
+        let first = lines
+            .iter()
+            .find(|l| l.len() > 4 && !l.starts_with("broken"))
+            .unwrap();
+        assert!(
+            first.starts_with("FAIL"),
+            "the worst comes first:\n{}",
+            run.stdout
+        );
+        let to_fix = lines
+            .iter()
+            .position(|l| *l == "To fix")
+            .unwrap_or_else(|| panic!("no To fix section:\n{}", run.stdout));
+        let fixes = lines[to_fix..].join("\n");
+        assert!(
+            fixes.contains("s1._domainkey.broken.example. 3600 IN TXT")
+                && fixes.contains("v=DKIM1"),
+            "the DKIM record is there to copy:\n{fixes}"
+        );
+        assert!(fixes.contains("_dmarc.broken.example."), "{fixes}");
+        // The fix for +all keeps the domain's own server allowed: never a bare -all.
+        assert!(
+            fixes.contains("broken.example. 3600 IN TXT \"v=spf1 mx")
+                && !fixes.contains("\"v=spf1 -all\""),
+            "{fixes}"
+        );
+        assert_eq!(
+            *lines.last().unwrap(),
+            "FAIL (exit 2): receivers refuse or junk this mail; fix the failures first"
+        );
+        assert!(!run.stdout.contains('\u{1b}'), "no colour in a pipe");
+    }
+    assert!(widest > 80, "at 120 columns the lines use the room");
 }

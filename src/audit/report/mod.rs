@@ -1,5 +1,5 @@
-//! Rendering audit results: a table for people, JSON for programs, one Nagios line for monitoring, and the exit
-//! code monitoring plugins expect.
+//! Rendering audit results: a report for people ([`text`], the default), the table of earlier versions, JSON
+//! for programs, one Nagios line for monitoring, and the exit code monitoring plugins expect.
 
 use std::io::IsTerminal;
 
@@ -7,6 +7,8 @@ use comfy_table::{Cell, Color, ContentArrangement, Table, presets};
 use serde::Serialize;
 
 use super::{DomainReport, Status};
+
+pub mod text;
 
 /// The whole run.
 #[derive(Debug, Serialize)]
@@ -64,7 +66,7 @@ fn counts(report: &AuditReport) -> [usize; 5] {
 }
 
 /// Whether to colour: a terminal, and `NO_COLOR` unset.
-fn colour() -> bool {
+pub fn colour() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 

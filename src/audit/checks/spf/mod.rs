@@ -168,7 +168,9 @@ pub async fn check(ctx: &Context<'_>, domain: &DomainName) -> Vec<Finding> {
     };
     findings.extend(syntax_findings(&tree));
     findings.push(tree::finding(name, &tree));
-    findings.push(all_finding(name, &record, &tree));
+    findings.push(all_finding(name, &record, &tree, || {
+        suggested_value(ctx, domain)
+    }));
     findings.extend(relay_finding(ctx, name, &tree, &value));
     findings.extend(passes);
     findings
@@ -266,7 +268,10 @@ fn syntax_findings(tree: &Node) -> Vec<Finding> {
                     "spf.syntax",
                     Status::Pass,
                     node.domain.as_str(),
-                    format!("{} terms, all valid", record.terms.len()),
+                    match record.terms.len() {
+                        1 => "1 term, valid".to_string(),
+                        n => format!("{n} terms, all valid"),
+                    },
                 ),
             });
             continue;
@@ -322,8 +327,15 @@ fn with_all(record: &Record, qualifier: char) -> String {
     format!("v=spf1 {}", terms.join(" "))
 }
 
-/// `spf.all`.
-fn all_finding(domain: &str, record: &Record, tree: &Node) -> Finding {
+/// `spf.all`. A fix never breaks what works: a record that authorizes nobody but `all` is replaced by the one
+/// `mailctl dns records` would publish (`suggested`: the MX, the outbound IPs, the relay's include), since
+/// turning its `+all` into `-all` would make the domain's own server fail SPF.
+fn all_finding(
+    domain: &str,
+    record: &Record,
+    tree: &Node,
+    suggested: impl FnOnce() -> String,
+) -> Finding {
     let Some(all) = record.all() else {
         return match record.effective_redirect() {
             Some(target) => redirected_all(domain, target, tree),
@@ -360,10 +372,12 @@ fn all_finding(domain: &str, record: &Record, tree: &Node) -> Finding {
         .fix(txt_line(domain, &with_all(record, all.qualifier)));
     }
     let finding = Finding::new("spf.all", status, domain, detail);
-    if status == Status::Pass {
-        finding
-    } else {
-        finding.fix(txt_line(domain, &with_all(record, '-')))
+    let authorizes_someone =
+        record.mechanisms.iter().any(|m| m.kind != Kind::All) || record.redirect.is_some();
+    match status {
+        Status::Pass => finding,
+        _ if authorizes_someone => finding.fix(txt_line(domain, &with_all(record, '-'))),
+        _ => finding.fix(txt_line(domain, &suggested())),
     }
 }
 
