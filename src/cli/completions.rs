@@ -13,9 +13,12 @@ pub struct CompletionsArgs {
     shell: Shell,
 }
 
-/// Prints the completion script to stdout.
+/// Prints the completion script to stdout. The script is made in memory first: clap_complete panics when its
+/// writer fails, and a reader that closes the pipe early (`| head`) is no error.
 pub fn run(args: &CompletionsArgs) -> Result<()> {
     let mut cmd = super::Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "mailctl", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "mailctl", &mut script);
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), &script);
     Ok(())
 }

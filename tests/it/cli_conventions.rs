@@ -376,3 +376,29 @@ kit::on_both_backends!(
     existing_postfixadmin_database_is_adopted_unaltered,
     a_postfixadmin_schema_missing_columns_is_reported_plainly,
 );
+
+#[test]
+fn a_reader_that_closes_the_pipe_early_ends_the_output_quietly() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    for args in [&["completions", "bash"][..], &["--help"][..]] {
+        let mut child = Command::new(kit::mailctl())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mailctl runs");
+        let mut first = [0u8; 64];
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_exact(&mut first)
+            .expect("some output");
+        // The pipe is closed now (`| head -c 64`).
+        let out = child.wait_with_output().expect("mailctl exits");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

@@ -307,8 +307,7 @@ mod tests {
         let text = render(&r, PLAIN);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
-            lines[0],
-            "example.org  FAIL  (1 failed, 1 warning, 0 not tested, 2 passed)",
+            lines[0], "example.org  FAIL  (1 failed, 1 warning, 0 not tested, 2 passed)",
             "{text}"
         );
         let first_finding = lines.iter().position(|l| l.starts_with("FAIL")).unwrap();
