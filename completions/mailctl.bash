@@ -1237,7 +1237,7 @@ _mailctl() {
                     return 0
                     ;;
                 --format)
-                    COMPREPLY=($(compgen -W "table json nagios" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "text table json nagios" -- "${cur}"))
                     return 0
                     ;;
                 --extra-ca)

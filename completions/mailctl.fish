@@ -572,7 +572,8 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l dbl -d 'A doma
 complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l only -d 'Only these check ids or families (comma-separated: spf,dkim.record)' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l skip -d 'Skip these check ids or families (comma-separated)' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l timeout -d 'Seconds to wait for each DNS answer or SMTP reply' -r
-complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l format -d 'Output format' -r -f -a "table\t'One row per finding and a summary'
+complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l format -d 'Output format' -r -f -a "text\t'A report: one line per finding, grouped by family, worst first; then the fixes, whole; then the verdict'
+table\t'One row per finding and a summary, as a table'
 json\t'One document with every finding of every domain'
 nagios\t'One monitoring-plugin line with perfdata'"
 complete -c mailctl -n "__fish_mailctl_using_subcommand audit" -l extra-ca -d 'Also trust the CA certificates in this PEM file (a private CA, a lab) for the SMTP certificate and the MTA-STS policy fetch' -r -F

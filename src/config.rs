@@ -77,6 +77,25 @@ pub struct ServerSection {
     /// `[server.reports]`: DMARC aggregate and TLS reports received by mail.
     #[serde(default)]
     pub reports: ReportsSection,
+    /// `[server.greylisting]`: deferring first-time senders on the MX listener.
+    #[serde(default)]
+    pub greylisting: GreylistingSection,
+}
+
+/// `[server.greylisting]`: mail from a client network, sender and recipient never seen together is deferred
+/// once (`451 4.7.1`) and taken when the client retries after `delay`. Off by default. Every key optional;
+/// defaults in [`crate::smtp::settings`].
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GreylistingSection {
+    /// Turn it on (default false).
+    pub enabled: Option<bool>,
+    /// Seconds a first-time triplet must wait before a retry is taken (default 300).
+    pub delay: Option<u64>,
+    /// Hours within which the retry must come, else the triplet starts over (default 24).
+    pub retry_window: Option<u64>,
+    /// Days a client network that retried once stays exempt (default 35).
+    pub whitelist_days: Option<u64>,
 }
 
 /// `[server.reports]`: which addresses receive the reports other servers send, and whether the report mail is

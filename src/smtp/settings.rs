@@ -216,6 +216,8 @@ pub struct Settings {
     pub forwarding: ForwardingSettings,
     /// `[server.reports]`.
     pub reports: ReportsSettings,
+    /// `[server.greylisting]`.
+    pub greylisting: GreylistSettings,
     /// Database URL.
     pub database_url: String,
     /// Nameserver override (`[dns] nameserver` or `--nameserver`).
@@ -276,6 +278,7 @@ impl Settings {
             outbound: outbound(&server.outbound)?,
             forwarding: forwarding(&server.forwarding)?,
             reports: reports(&server.reports)?,
+            greylisting: greylisting(&server.greylisting)?,
             database_url: config.database_url.clone(),
             nameserver: config.nameserver.clone(),
             run_as,
@@ -366,6 +369,58 @@ impl ReportsSettings {
             Some(list) => list.contains(&recipient),
         }
     }
+}
+
+/// `[server.greylisting]`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GreylistSettings {
+    /// On.
+    pub enabled: bool,
+    /// How long a first-time triplet waits.
+    pub delay: Duration,
+    /// Within how long the retry must come.
+    pub retry_window: Duration,
+    /// How long a network that retried stays exempt.
+    pub whitelist: Duration,
+}
+
+impl Default for GreylistSettings {
+    fn default() -> Self {
+        GreylistSettings {
+            enabled: false,
+            delay: Duration::from_secs(300),
+            retry_window: Duration::from_secs(24 * 3600),
+            whitelist: Duration::from_secs(35 * 86_400),
+        }
+    }
+}
+
+/// Validates `[server.greylisting]`: the delay shorter than the retry window, none of them zero.
+fn greylisting(file: &crate::config::GreylistingSection) -> Result<GreylistSettings> {
+    let d = GreylistSettings::default();
+    let delay = file.delay.map_or(d.delay, Duration::from_secs);
+    let retry_window = file.retry_window.map_or(d.retry_window, |h| {
+        Duration::from_secs(h.saturating_mul(3600))
+    });
+    let whitelist = file.whitelist_days.map_or(d.whitelist, |days| {
+        Duration::from_secs(days.saturating_mul(86_400))
+    });
+    if delay.is_zero() || delay >= retry_window {
+        return Err(Error::usage(
+            "server.greylisting.delay: must be at least 1 second and shorter than retry_window",
+        ));
+    }
+    if whitelist.is_zero() {
+        return Err(Error::usage(
+            "server.greylisting.whitelist_days: must be at least 1",
+        ));
+    }
+    Ok(GreylistSettings {
+        enabled: file.enabled.unwrap_or(false),
+        delay,
+        retry_window,
+        whitelist,
+    })
 }
 
 /// `server.hostname`, or the system's host name when it is a fully qualified domain name.

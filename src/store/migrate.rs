@@ -70,6 +70,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0008_send_limits.sql"),
         mysql: include_str!("migrations/mysql/0008_send_limits.sql"),
     },
+    Migration {
+        version: 9,
+        description: "greylisting (mailctl_greylist, mailctl_greylist_networks)",
+        sqlite: include_str!("migrations/sqlite/0009_greylist.sql"),
+        mysql: include_str!("migrations/mysql/0009_greylist.sql"),
+    },
 ];
 
 /// A migration that has been applied.

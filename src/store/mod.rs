@@ -11,6 +11,7 @@
 mod aliases;
 mod dkim_keys;
 mod domains;
+mod greylist;
 mod mailboxes;
 pub mod migrate;
 mod queue;

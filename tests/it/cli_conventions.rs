@@ -276,7 +276,7 @@ fn mailbox_lifecycle_updates_postfixadmin_rows(db: &TestDb) {
 }
 
 /// The newest schema version.
-const LATEST: i64 = 8;
+const LATEST: i64 = 9;
 
 fn db_migrate_and_status_report_the_schema_version(db: &TestDb) {
     let status = db.run(&["--json", "db", "status"]).ok().json();

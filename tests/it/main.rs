@@ -40,6 +40,7 @@ mod serve_crash_database;
 mod serve_crash_outbound;
 mod serve_durability;
 mod serve_forward;
+mod serve_greylist;
 mod serve_hostile;
 mod serve_inbound;
 mod serve_inbound_limits;

@@ -21,6 +21,7 @@ pub mod checks;
 pub mod command;
 pub mod context;
 pub mod data;
+pub mod greylist;
 pub mod limits;
 pub mod recipients;
 pub mod send_counter;

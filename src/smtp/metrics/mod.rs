@@ -61,11 +61,13 @@ pub enum RejectReason {
     AuthLockout,
     /// A logged-in user reached a sending limit (`mailctl limits`).
     SendLimit,
+    /// Greylisting deferred a first-time sender.
+    Greylisted,
 }
 
 impl RejectReason {
     /// Every reason, in exposition order.
-    pub const ALL: [RejectReason; 19] = [
+    pub const ALL: [RejectReason; 20] = [
         RejectReason::Relay,
         RejectReason::UnknownUser,
         RejectReason::Disabled,
@@ -85,6 +87,7 @@ impl RejectReason {
         RejectReason::Timeout,
         RejectReason::AuthLockout,
         RejectReason::SendLimit,
+        RejectReason::Greylisted,
     ];
 
     /// The label value, also used in logs.
@@ -109,6 +112,7 @@ impl RejectReason {
             RejectReason::Timeout => "timeout",
             RejectReason::AuthLockout => "auth_lockout",
             RejectReason::SendLimit => "send_limit",
+            RejectReason::Greylisted => "greylisted",
         }
     }
 }

@@ -11,6 +11,38 @@ use crate::smtp::metrics::RejectReason;
 use crate::smtp::queue::Envelope;
 
 impl Session {
+    /// Greylisting's reply to a message on the MX listener, when it defers it (see
+    /// [`crate::smtp::inbound::greylist`]); never for mail that passed DMARC.
+    async fn greylisted(&self, dmarc_pass: bool) -> Option<Reply> {
+        let settings = &self.server.settings.greylisting;
+        let txn = self.txn.as_ref()?;
+        if !settings.enabled || dmarc_pass || self.kind != crate::smtp::settings::ListenerKind::Smtp
+        {
+            return None;
+        }
+        let decided = crate::smtp::inbound::greylist::check(
+            &self.server.store,
+            settings,
+            self.peer.ip(),
+            &txn.sender,
+            &txn.recipients,
+            chrono::Utc::now().timestamp(),
+        );
+        match self.lookup("greylisting", decided).await {
+            Ok(crate::smtp::inbound::greylist::Decision::Pass) | Err(()) => None,
+            Ok(crate::smtp::inbound::greylist::Decision::Defer(secs)) => {
+                self.server.metrics.rejected(RejectReason::Greylisted);
+                Some(Reply::new(
+                    451,
+                    Some((4, 7, 1)),
+                    format!(
+                        "Greylisted: this server takes mail from new senders on retry; try again in {secs} seconds"
+                    ),
+                ))
+            }
+        }
+    }
+
     /// Why DATA cannot start now, if it cannot.
     pub(super) fn data_refusal(&self) -> Option<Reply> {
         match &self.txn {
@@ -62,6 +94,14 @@ impl Session {
                         .rejected(verdict.reason.unwrap_or(RejectReason::Dmarc));
                     self.finish_log(size, &verdict.summary, &reject);
                     return reject;
+                }
+                let dmarc_pass = verdict
+                    .dmarc
+                    .as_ref()
+                    .is_some_and(|d| d.outcome == crate::smtp::inbound::checks::Outcome::Pass);
+                if let Some(reply) = self.greylisted(dmarc_pass).await {
+                    self.finish_log(size, &verdict.summary, &reply);
+                    return reply;
                 }
                 (
                     verdict.authentication_results,
