@@ -108,6 +108,11 @@ where
     t.to_string()
 }
 
+/// `1 mailbox`, `2 mailboxes`: a count with its noun in the right number.
+pub fn count(n: i64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A two-column key/value table for `show` commands.
 pub fn key_values(pairs: Vec<(&str, String)>) -> String {
     let mut t = Table::new();

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::{ActiveFlags, Ctx, parse};
 use crate::error::Result;
 use crate::model::DomainName;
-use crate::output::{Render, key_values, table, yes_no};
+use crate::output::{Render, count, key_values, table, yes_no};
 use crate::provision::{self, DomainSettings};
 use crate::store::{DomainRow, DomainUsage};
 use crate::time::{db_to_local, db_to_rfc3339};
@@ -246,8 +246,14 @@ pub async fn run(ctx: &Ctx, cmd: DomainCmd) -> Result<()> {
             let removed = provision::delete_domain(&mut tx, &name, force).await?;
             tx.commit().await?;
             let msg = format!(
-                "deleted domain {name} with {} mailboxes, {} aliases and {} alias-domain mappings",
-                removed.mailboxes, removed.aliases, removed.alias_domains
+                "deleted domain {name} with {}, {} and {}",
+                count(removed.mailboxes, "mailbox", "mailboxes"),
+                count(removed.aliases, "alias", "aliases"),
+                count(
+                    removed.alias_domains,
+                    "alias-domain mapping",
+                    "alias-domain mappings"
+                )
             );
             #[derive(Serialize)]
             struct Deleted<'a> {

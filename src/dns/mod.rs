@@ -95,6 +95,16 @@ impl Answer {
     }
 }
 
+/// hickory's account of a failed lookup, said once: `DNS error: error response: Query Refused` becomes
+/// `the server answered Query Refused` (the callers already say it was a DNS lookup that failed).
+fn failure_text(text: &str) -> String {
+    let text = text.strip_prefix("DNS error: ").unwrap_or(text);
+    match text.strip_prefix("error response: ") {
+        Some(code) => format!("the server answered {code}"),
+        None => text.to_string(),
+    }
+}
+
 /// The TXT records among `data`, each with its character-strings joined (how DKIM, SPF and DMARC read them).
 pub fn txt_strings(data: &[RData]) -> Vec<String> {
     data.iter()
@@ -186,7 +196,7 @@ impl Resolver {
             }
             Err(e) if e.is_nx_domain() => Answer::NxDomain,
             Err(e) if e.is_no_records_found() => Answer::NoData,
-            Err(e) => Answer::Failed(e.to_string()),
+            Err(e) => Answer::Failed(failure_text(&e.to_string())),
         }
     }
 
@@ -253,6 +263,15 @@ impl Resolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_are_said_once() {
+        assert_eq!(
+            failure_text("DNS error: error response: Query Refused"),
+            "the server answered Query Refused"
+        );
+        assert_eq!(failure_text("request timed out"), "request timed out");
+    }
 
     #[test]
     fn nameservers_parse_with_and_without_port() {

@@ -157,10 +157,16 @@ pub async fn delete_domain(tx: &mut Tx, name: &DomainName, force: bool) -> Resul
     let usage = tx.domain_usage(name.as_str()).await?;
     let holds = usage.mailboxes + usage.aliases + usage.alias_domains > 0;
     if holds && !force {
+        use crate::output::count;
         return Err(Error::refused(format!(
-            "domain {name} still has {} mailboxes, {} aliases and {} alias-domain mappings; \
-             delete them first or use --force",
-            usage.mailboxes, usage.aliases, usage.alias_domains
+            "domain {name} still has {}, {} and {}; delete them first or use --force",
+            count(usage.mailboxes, "mailbox", "mailboxes"),
+            count(usage.aliases, "alias", "aliases"),
+            count(
+                usage.alias_domains,
+                "alias-domain mapping",
+                "alias-domain mappings"
+            )
         )));
     }
     // Alias domains of this domain would be left accepting mail for nothing: remove the empty ones too.

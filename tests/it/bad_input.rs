@@ -403,7 +403,7 @@ fn deleting_a_domain_with_contents_needs_force(db: &TestDb) {
         .ok()
         .stdout;
     assert!(
-        out.contains("1 mailboxes, 1 aliases and 1 alias-domain mappings"),
+        out.contains("with 1 mailbox, 1 alias and 1 alias-domain mapping"),
         "{out}"
     );
     for sql in [
