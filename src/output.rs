@@ -105,7 +105,19 @@ where
     for r in rows {
         t.add_row(r);
     }
-    t.to_string()
+    plain(t)
+}
+
+/// The table as text; in a pipe without the padding at the ends of the lines.
+fn plain(t: Table) -> String {
+    let text = t.to_string();
+    if std::io::stdout().is_terminal() {
+        return text;
+    }
+    text.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `1 mailbox`, `2 mailboxes`: a count with its noun in the right number.
@@ -124,7 +136,7 @@ pub fn key_values(pairs: Vec<(&str, String)>) -> String {
     for (k, v) in pairs {
         t.add_row(vec![k.to_string(), v]);
     }
-    t.to_string()
+    plain(t)
 }
 
 /// `yes`/`no` for boolean columns in tables.

@@ -98,23 +98,85 @@ impl serde::Serialize for Table {
 }
 
 impl Render for Table {
+    /// One row per record. Fitted to the terminal (or `COLUMNS`): long values are cut with `…` and a note says
+    /// how to get them whole; in a pipe every value is whole.
     fn render(&self) -> String {
-        let mut out = table(
-            &["NAME", "TYPE", "VALUE", "NOTE"],
-            self.0.records.iter().map(|r| {
+        let width = super::terminal_width();
+        let records = &self.0.records;
+        let name_w = records
+            .iter()
+            .map(|r| r.name.chars().count())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let type_w = records
+            .iter()
+            .map(|r| r.rtype.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        // Each column is padded by one space on both sides.
+        let (value_max, note_max) = match width {
+            Some(w) => {
+                let room = w.saturating_sub(name_w + type_w + 6 + 4);
+                let note = (room / 3).max(12);
+                (room.saturating_sub(note + 2).max(16), note)
+            }
+            None => (usize::MAX, usize::MAX),
+        };
+        let mut shortened = false;
+        let mut cut = |text: &str, max: usize| {
+            if text.chars().count() > max {
+                shortened = true;
+                let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
+                s.push('…');
+                s
+            } else {
+                text.to_string()
+            }
+        };
+        let rows: Vec<Vec<String>> = records
+            .iter()
+            .map(|r| {
                 vec![
                     r.name.clone(),
                     r.rtype.to_string(),
-                    r.value.clone(),
-                    r.note.clone(),
+                    cut(&r.value, value_max),
+                    cut(&r.note, note_max),
                 ]
-            }),
-        );
-        for note in &self.0.notes {
-            out.push_str(&format!("\nnote: {note}"));
+            })
+            .collect();
+        let mut out = table(&["NAME", "TYPE", "VALUE", "NOTE"], rows);
+        let mut notes: Vec<String> = self.0.notes.clone();
+        if shortened {
+            notes.push("long values are shortened to fit; --format zone prints them whole".into());
+        }
+        for note in notes {
+            out.push('\n');
+            out.push_str(&wrap(&format!("note: {note}"), width, "      "));
         }
         out
     }
+}
+
+/// `text` wrapped at spaces to `width` (None: one line), continuation lines indented with `indent`.
+fn wrap(text: &str, width: Option<usize>, indent: &str) -> String {
+    let Some(width) = width else {
+        return text.to_string();
+    };
+    let mut lines = vec![String::new()];
+    for word in text.split(' ') {
+        let line = lines.last_mut().expect("one line at least");
+        if !line.trim().is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(format!("{indent}{word}"));
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines.join("\n")
 }
 
 /// Runs a dns subcommand.

@@ -87,6 +87,19 @@ fn records_cover_mx_spf_dkim_dmarc_mta_sts_tls_rpt_and_ptr(db: &TestDb) {
         table.contains("_dmarc.example.org.") && table.contains("PTR"),
         "{table}"
     );
+    // In a pipe every value is whole and no line ends in padding.
+    let dkim = table.lines().find(|l| l.contains("s1._domainkey")).unwrap();
+    assert!(dkim.contains("v=DKIM1") && !dkim.contains('…'), "{dkim}");
+    assert!(table.lines().all(|l| l == l.trim_end()), "{table:?}");
+    // At 80 columns: cut to fit, with a note saying how to get the whole values.
+    let mut cmd = db.command(&["dns", "records", "example.org", "--format", "table"]);
+    cmd.env("COLUMNS", "80");
+    let narrow = kit::run_command(cmd, "").ok().stdout;
+    assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
+    assert!(
+        narrow.contains("note: long values are shortened to fit; --format zone prints them whole"),
+        "{narrow}"
+    );
 }
 
 fn the_zone_loads_into_a_dns_server_and_answers(db: &TestDb) {
