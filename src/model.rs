@@ -25,6 +25,26 @@ impl DomainName {
     }
 }
 
+/// A stored (ASCII) domain name or address as a person reads it: an internationalized name gets its Unicode
+/// form beside the punycode, `xn--bcher-kva.example (bücher.example)`; any other text is returned as it is.
+pub fn shown_with_unicode(stored: &str) -> String {
+    if !stored.contains("xn--") {
+        return stored.to_string();
+    }
+    let (local, domain) = match stored.rsplit_once('@') {
+        Some((l, d)) => (Some(l), d),
+        None => (None, stored),
+    };
+    let (unicode, result) = idna::domain_to_unicode(domain);
+    if result.is_err() || unicode == domain {
+        return stored.to_string();
+    }
+    match local {
+        Some(l) => format!("{stored} ({l}@{unicode})"),
+        None => format!("{stored} ({unicode})"),
+    }
+}
+
 impl FromStr for DomainName {
     type Err = String;
 
@@ -350,6 +370,19 @@ pub fn printable(input: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internationalized_names_are_shown_in_unicode_too() {
+        assert_eq!(
+            shown_with_unicode("xn--bcher-kva.example"),
+            "xn--bcher-kva.example (bücher.example)"
+        );
+        assert_eq!(
+            shown_with_unicode("anna@xn--bcher-kva.example"),
+            "anna@xn--bcher-kva.example (anna@bücher.example)"
+        );
+        assert_eq!(shown_with_unicode("example.org"), "example.org");
+    }
 
     #[test]
     fn record_names_allow_underscores_and_nothing_else_a_domain_refuses() {

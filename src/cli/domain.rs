@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::{ActiveFlags, Ctx, parse};
 use crate::error::Result;
 use crate::model::DomainName;
+use crate::model::shown_with_unicode;
 use crate::output::{Render, count, key_values, table, yes_no};
 use crate::provision::{self, DomainSettings};
 use crate::store::{DomainRow, DomainUsage};
@@ -142,7 +143,7 @@ impl Render for DomainView {
     fn render(&self) -> String {
         let u = self.usage.clone().unwrap_or_default();
         key_values(vec![
-            ("domain", self.domain.clone()),
+            ("domain", shown_with_unicode(&self.domain)),
             ("description", self.description.clone()),
             ("active", yes_no(self.active)),
             ("backup MX", yes_no(self.backup_mx)),
@@ -191,7 +192,7 @@ impl Render for DomainList {
             self.0.iter().map(|d| {
                 let u = d.usage.clone().unwrap_or_default();
                 vec![
-                    d.domain.clone(),
+                    shown_with_unicode(&d.domain),
                     of_limit(u.mailboxes, d.max_mailboxes),
                     of_limit(u.aliases, d.max_aliases),
                     yes_no(d.active),

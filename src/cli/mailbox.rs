@@ -141,7 +141,7 @@ fn quota_text(bytes: i64) -> String {
 impl Render for MailboxView {
     fn render(&self) -> String {
         key_values(vec![
-            ("address", self.address.clone()),
+            ("address", crate::model::shown_with_unicode(&self.address)),
             ("name", self.name.clone()),
             ("maildir", self.maildir.clone()),
             ("quota", quota_text(self.quota_bytes)),
@@ -177,7 +177,7 @@ impl Render for MailboxList {
             &["ADDRESS", "NAME", "QUOTA", "ACTIVE", "SMTP AUTH"],
             self.0.iter().map(|m| {
                 vec![
-                    m.address.clone(),
+                    crate::model::shown_with_unicode(&m.address),
                     m.name.clone(),
                     quota_text(m.quota_bytes),
                     yes_no(m.active),

@@ -109,6 +109,22 @@ fn internationalized_names_are_stored_as_punycode(db: &TestDb) {
     let rows = db.query("SELECT username, maildir FROM mailbox");
     assert_eq!(rows[0][0].as_deref(), Some("joerg@xn--bcher-kva.example"));
     assert_eq!(rows[0][1].as_deref(), Some("xn--bcher-kva.example/joerg/"));
+    // People read the Unicode form beside the punycode; JSON keeps the stored form.
+    let listed = db.run(&["domain", "list"]).ok().stdout;
+    assert!(
+        listed.contains("xn--bcher-kva.example (bücher.example)"),
+        "{listed}"
+    );
+    let shown = db
+        .run(&["mailbox", "show", "joerg@xn--bcher-kva.example"])
+        .ok()
+        .stdout;
+    assert!(
+        shown.contains("joerg@xn--bcher-kva.example (joerg@bücher.example)"),
+        "{shown}"
+    );
+    let json = db.run(&["--json", "domain", "list"]).ok().json();
+    assert_eq!(json[0]["domain"], "xn--bcher-kva.example");
     // Non-ASCII local parts need SMTPUTF8 end to end; mailctl does not provision them.
     db.run_stdin(
         &["mailbox", "add", "jörg@bücher.example", "--password-stdin"],
