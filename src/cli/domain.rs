@@ -7,7 +7,7 @@ use super::{ActiveFlags, Ctx, parse};
 use crate::error::Result;
 use crate::model::DomainName;
 use crate::model::shown_with_unicode;
-use crate::output::{Render, count, key_values, table, yes_no};
+use crate::output::{Render, key_values, table, yes_no};
 use crate::provision::{self, DomainSettings};
 use crate::store::{DomainRow, DomainUsage};
 use crate::time::{db_to_local, db_to_rfc3339};
@@ -247,14 +247,8 @@ pub async fn run(ctx: &Ctx, cmd: DomainCmd) -> Result<()> {
             let removed = provision::delete_domain(&mut tx, &name, force).await?;
             tx.commit().await?;
             let msg = format!(
-                "deleted domain {name} with {}, {} and {}",
-                count(removed.mailboxes, "mailbox", "mailboxes"),
-                count(removed.aliases, "alias", "aliases"),
-                count(
-                    removed.alias_domains,
-                    "alias-domain mapping",
-                    "alias-domain mappings"
-                )
+                "deleted domain {name} with {}",
+                provision::contents(&removed)
             );
             #[derive(Serialize)]
             struct Deleted<'a> {

@@ -149,6 +149,21 @@ async fn refuse_below_usage(tx: &mut Tx, row: &DomainRow) -> Result<()> {
     Ok(())
 }
 
+/// What a domain holds, in words: `1 mailbox, 2 aliases and 0 alias-domain mappings`.
+pub fn contents(usage: &DomainUsage) -> String {
+    use crate::output::count;
+    format!(
+        "{}, {} and {}",
+        count(usage.mailboxes, "mailbox", "mailboxes"),
+        count(usage.aliases, "alias", "aliases"),
+        count(
+            usage.alias_domains,
+            "alias-domain mapping",
+            "alias-domain mappings"
+        )
+    )
+}
+
 /// Deletes a domain. One that holds mailboxes, aliases or alias-domain mappings is refused unless `force`;
 /// the returned usage says what was removed with it.
 pub async fn delete_domain(tx: &mut Tx, name: &DomainName, force: bool) -> Result<DomainUsage> {
@@ -157,16 +172,9 @@ pub async fn delete_domain(tx: &mut Tx, name: &DomainName, force: bool) -> Resul
     let usage = tx.domain_usage(name.as_str()).await?;
     let holds = usage.mailboxes + usage.aliases + usage.alias_domains > 0;
     if holds && !force {
-        use crate::output::count;
         return Err(Error::refused(format!(
-            "domain {name} still has {}, {} and {}; delete them first or use --force",
-            count(usage.mailboxes, "mailbox", "mailboxes"),
-            count(usage.aliases, "alias", "aliases"),
-            count(
-                usage.alias_domains,
-                "alias-domain mapping",
-                "alias-domain mappings"
-            )
+            "domain {name} still has {}; delete them first or use --force",
+            contents(&usage)
         )));
     }
     // Alias domains of this domain would be left accepting mail for nothing: remove the empty ones too.

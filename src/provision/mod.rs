@@ -14,7 +14,9 @@ pub mod srs;
 pub use aliases::{
     add_alias, add_alias_domain, delete_alias, delete_alias_domain, set_alias, update_alias,
 };
-pub use domains::{DomainSettings, add_domain, delete_domain, require_domain, update_domain};
+pub use domains::{
+    DomainSettings, add_domain, contents, delete_domain, require_domain, update_domain,
+};
 pub use mailboxes::{
     MailboxSettings, add_mailbox, delete_mailbox, require_mailbox, set_password, update_mailbox,
 };
