@@ -104,6 +104,18 @@ impl Tx {
         .map_err(|e| Error::db("reading what the reports will say", e))
     }
 
+    /// Whether any event of `kind` was seen before `before`.
+    pub async fn report_events_exist_before(&mut self, kind: &str, before: i64) -> Result<bool> {
+        let sql = "SELECT id FROM mailctl_report_events WHERE kind = ? AND at < ? LIMIT 1";
+        let row: Option<(i64,)> = on_conn!(self, |c| sqlx::query_as(sql)
+            .bind(kind)
+            .bind(before)
+            .fetch_optional(&mut *c)
+            .await)
+        .map_err(|e| Error::db("reading what the reports will say", e))?;
+        Ok(row.is_some())
+    }
+
     /// Removes the events of `kind` about `domain` seen from `from` up to before `before` (seconds since the
     /// epoch), once reported; returns how many.
     pub async fn delete_report_events(

@@ -337,6 +337,19 @@ async fn plan_one(
     Ok(p)
 }
 
+/// Whether any event seen before `cutoff` waits for a report.
+pub async fn anything_due(store: &Store, cutoff: DateTime<Utc>) -> Result<bool> {
+    let mut tx = store.begin().await?;
+    let mut due = false;
+    for kind in ["dmarc", "tls"] {
+        due |= tx
+            .report_events_exist_before(kind, cutoff.timestamp())
+            .await?;
+    }
+    tx.rollback().await?;
+    Ok(due)
+}
+
 /// Signs report mail with the active key of the reporter's domain, when it has one.
 async fn sign(
     tx: &mut crate::store::Tx,

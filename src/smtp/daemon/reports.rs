@@ -44,7 +44,13 @@ async fn run_once(server: &Context, resolver: &Resolver) {
     {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(target: "mailctl::reports", error = %e, "no reports sent");
+            // Only worth a warning when a report is due.
+            if send::anything_due(&server.store, send::start_of_day(Utc::now()))
+                .await
+                .unwrap_or(true)
+            {
+                tracing::warn!(target: "mailctl::reports", error = %e, "no reports sent");
+            }
             return;
         }
     };
