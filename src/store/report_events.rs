@@ -116,25 +116,25 @@ impl Tx {
         Ok(row.is_some())
     }
 
-    /// Removes the events of `kind` about `domain` seen from `from` up to before `before` (seconds since the
-    /// epoch), once reported; returns how many.
-    pub async fn delete_report_events(
-        &mut self,
-        kind: &str,
-        domain: &str,
-        from: i64,
-        before: i64,
-    ) -> Result<u64> {
-        let sql = "DELETE FROM mailctl_report_events WHERE kind = ? AND domain = ? AND at >= ? AND at < ?";
-        on_conn!(self, |c| sqlx::query(sql)
-            .bind(kind)
-            .bind(domain)
-            .bind(from)
-            .bind(before)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))
-        .map_err(|e| Error::db(format!("removing the reported events of {domain}"), e))
+    /// Removes the events numbered `ids`, once reported (only those: events recorded meanwhile stay).
+    pub async fn delete_report_events(&mut self, ids: &[i64]) -> Result<u64> {
+        let mut removed = 0;
+        for chunk in ids.chunks(BATCH) {
+            let sql = format!(
+                "DELETE FROM mailctl_report_events WHERE id IN ({})",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            removed += on_conn!(self, |c| {
+                // Only placeholders are added to the fixed statement: no value ever enters the text.
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for id in chunk {
+                    q = q.bind(*id);
+                }
+                q.execute(&mut *c).await.map(|r| r.rows_affected())
+            })
+            .map_err(|e| Error::db("removing reported events", e))?;
+        }
+        Ok(removed)
     }
 
     /// The report of `kind` with this id, if it was built before.

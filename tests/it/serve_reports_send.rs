@@ -586,4 +586,13 @@ _smtp._tls.n.test.  IN TXT "v=TLSRPTv1; rua=mailto:tls@n.test"
     assert_eq!(failure["result-type"], "starttls-not-supported");
     assert_eq!(failure["receiving-mx-hostname"], "mx.n.test");
     assert_eq!(failure["receiving-ip"], ip(4).to_string());
+
+    // Delivering a TLS report is never counted in the next one (else each would call for another, for ever).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let again = a
+        .server
+        .run(&["--json", "reports", "send", "--now", "--dry-run"])
+        .ok()
+        .json();
+    assert_eq!(again["reports"], serde_json::json!([]), "{again}");
 }

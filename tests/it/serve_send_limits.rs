@@ -193,6 +193,8 @@ fn the_breaker_turns_smtp_off_holds_the_queue_and_tells_the_postmaster_once() {
         550,
         "5.7.1 Sending is turned off for alice@example.test; ask the postmaster",
     );
+    c.command("MAIL FROM:<>")
+        .expect(550, "5.7.1 Sending is turned off");
     // A new login is refused now.
     let mut again = SmtpClient::connect(server.submission());
     again.ehlo("laptop.example.test");

@@ -152,7 +152,10 @@ fn line(f: &Finding, id_width: usize, style: Style) -> String {
     if style.colour {
         // The status word is the line's first 7 characters, padded; colour leaves the width alone.
         let name = f.status.name();
-        format!("{}{}", paint(f.status, true), &plain[name.len()..])
+        match plain.strip_prefix(name) {
+            Some(rest) => format!("{}{rest}", paint(f.status, true)),
+            None => plain,
+        }
     } else {
         plain
     }
@@ -183,15 +186,11 @@ fn summary(report: &AuditReport, style: Style) -> String {
             n(&[Status::Unknown])
         );
         let row = cut(&row, style.width);
-        rows.push(if style.colour {
-            let at = width + 2;
-            let name = d.status.name();
-            format!(
-                "{}{}{}",
-                &row[..at],
-                paint(d.status, true),
-                &row[at + name.len()..]
-            )
+        // The status word is coloured by its text, never by byte offsets: the row may be cut and the domain
+        // may hold non-ASCII characters.
+        let status = format!("  {}  ", d.status.name());
+        rows.push(if style.colour && row.contains(&status) {
+            row.replacen(&status, &format!("  {}  ", paint(d.status, true)), 1)
         } else {
             row
         });
@@ -371,6 +370,24 @@ mod tests {
                 ..PLAIN
             },
         );
+        // Narrow and coloured, with a non-ASCII domain: cut by characters, coloured by text, no panic.
+        let narrow = report(&[
+            (
+                "bücher-bücher-bücher.example",
+                &[("mx.present", Status::Fail, None)],
+            ),
+            ("b.example", &[("mx.present", Status::Pass, None)]),
+        ]);
+        for w in [3, 12, 30] {
+            let _ = render(
+                &narrow,
+                Style {
+                    width: Some(w),
+                    colour: true,
+                    verbose: false,
+                },
+            );
+        }
         assert!(coloured.contains("\x1b[31mFAIL\x1b[0m"));
     }
 }

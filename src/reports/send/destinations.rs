@@ -19,15 +19,27 @@ pub struct Destination {
     pub refused: Option<String>,
 }
 
-/// The stored form of `rua`: `address!bytes` (no `!` without a limit), space-separated.
+/// The longest stored form (the column's size): destinations beyond it are left out.
+const MAX_STORED: usize = 2000;
+
+/// The stored form of `rua`: `address!bytes` (no `!` without a limit), space-separated; destinations that
+/// would make it longer than its column are left out (a record naming dozens is not one to follow anyway).
 pub fn format(rua: &[URI]) -> String {
-    rua.iter()
-        .map(|u| match u.max_size {
+    let mut out = String::new();
+    for u in rua {
+        let one = match u.max_size {
             0 => u.uri.clone(),
             n => format!("{}!{n}", u.uri),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+        };
+        if out.len() + 1 + one.len() > MAX_STORED {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&one);
+    }
+    out
 }
 
 /// Reads [`format`]'s output back.

@@ -162,6 +162,9 @@ pub struct Planned {
     /// The seconds its events span: `[from, before)`.
     #[serde(skip)]
     span: (i64, i64),
+    /// The events it is made of (removed once it is recorded).
+    #[serde(skip)]
+    ids: Vec<i64>,
     /// The signed mail, when any destination takes it.
     #[serde(skip)]
     message: Option<Vec<u8>>,
@@ -229,7 +232,7 @@ pub async fn plan(
         for ((domain, day), events) in groups {
             let from = day * DAY;
             let before = (from + DAY).min(cutoff.timestamp());
-            let report_id = format!("{domain}.{from}.{}", before - 1);
+            let report_id = report_id(&domain, from, before - 1);
             let p = Planned {
                 kind,
                 domain: domain.clone(),
@@ -244,6 +247,7 @@ pub async fn plan(
                 status: Status::Due,
                 outcome: "due".to_string(),
                 span: (from, before),
+                ids: events.iter().map(|e| e.id).collect(),
                 message: None,
             };
             let meta = Meta {
@@ -389,65 +393,98 @@ pub async fn execute(
     mut planned: Vec<Planned>,
 ) -> Result<Vec<Planned>> {
     for p in &mut planned {
-        let mut tx = store.begin_write().await?;
-        if tx.sent_report(p.kind, &p.report_id).await?.is_some() {
-            tx.delete_report_events(p.kind, &p.domain, p.span.0, p.span.1)
-                .await?;
-            tx.commit().await?;
-            p.status = Status::BuiltBefore;
-            p.outcome = "built before".to_string();
-            continue;
+        // One report's trouble (a row the database refuses, a race with another node) is that report's
+        // outcome; the others still go.
+        if let Err(e) = execute_one(store, &queue, reporter, p).await {
+            tracing::error!(target: "mailctl::reports", kind = p.kind, domain = %p.domain,
+                report_id = %p.report_id, error = %e, "report not sent");
+            p.status = Status::Failed;
+            p.outcome = format!("not sent: {e}");
         }
-        if p.message.is_some() {
-            p.outcome = "queued".to_string();
-        }
-        let row = SentReportRow {
-            kind: p.kind.to_string(),
-            domain: p.domain.clone(),
-            report_id: p.report_id.clone(),
-            date_begin: crate::time::to_db(at(p.span.0)),
-            date_end: crate::time::to_db(at(p.span.1 - 1)),
-            records: p.records as i64,
-            messages: p.messages as i64,
-            destinations: p.recipients().join(" "),
-            outcome: p.outcome.clone(),
-            sent: crate::time::now_db(),
-        };
-        tx.insert_sent_report(&row).await?;
-        tx.delete_report_events(p.kind, &p.domain, p.span.0, p.span.1)
-            .await?;
-        tx.commit().await?;
-        let Some(message) = p.message.take() else {
-            continue;
-        };
-        let envelope = Envelope {
-            sender: reporter.from.clone(),
-            recipients: p.recipients(),
-            dkim: p.dkim.clone(),
-        };
-        let queue = queue.clone();
-        let queued =
-            tokio::task::spawn_blocking(move || queue.enqueue(&envelope, &message, Utc::now()))
-                .await;
-        (p.status, p.outcome) = match queued {
-            Ok(Ok(id)) => (Status::Queued, format!("queued as {id}")),
-            Ok(Err(e)) => (
-                Status::Failed,
-                format!("not sent: the queue did not take it: {e}"),
-            ),
-            Err(e) => (
-                Status::Failed,
-                format!("not sent: the queue did not take it: {e}"),
-            ),
-        };
-        let mut tx = store.begin_write().await?;
-        tx.set_sent_outcome(p.kind, &p.report_id, &p.outcome)
-            .await?;
-        tx.commit().await?;
-        tracing::info!(target: "mailctl::reports", kind = p.kind, domain = %p.domain,
-            report_id = %p.report_id, to = %row.destinations, outcome = %p.outcome, "report sent");
     }
     Ok(planned)
+}
+
+/// Records one report, removes its events and queues it.
+async fn execute_one(
+    store: &Store,
+    queue: &Arc<dyn Intake>,
+    reporter: &Reporter,
+    p: &mut Planned,
+) -> Result<()> {
+    let mut tx = store.begin_write().await?;
+    if tx.sent_report(p.kind, &p.report_id).await?.is_some() {
+        tx.delete_report_events(&p.ids).await?;
+        tx.commit().await?;
+        p.status = Status::BuiltBefore;
+        p.outcome = "built before".to_string();
+        return Ok(());
+    }
+    if p.message.is_some() {
+        p.outcome = "queued".to_string();
+    }
+    let row = SentReportRow {
+        kind: p.kind.to_string(),
+        domain: p.domain.clone(),
+        report_id: p.report_id.clone(),
+        date_begin: crate::time::to_db(at(p.span.0)),
+        date_end: crate::time::to_db(at(p.span.1 - 1)),
+        records: p.records as i64,
+        messages: p.messages as i64,
+        destinations: clip(&p.recipients().join(" "), 2000),
+        outcome: clip(&p.outcome, 2000),
+        sent: crate::time::now_db(),
+    };
+    tx.insert_sent_report(&row).await?;
+    tx.delete_report_events(&p.ids).await?;
+    tx.commit().await?;
+    let Some(message) = p.message.take() else {
+        return Ok(());
+    };
+    let envelope = Envelope {
+        sender: reporter.from.clone(),
+        recipients: p.recipients(),
+        dkim: p.dkim.clone(),
+    };
+    let queue = queue.clone();
+    let queued =
+        tokio::task::spawn_blocking(move || queue.enqueue(&envelope, &message, Utc::now())).await;
+    (p.status, p.outcome) = match queued {
+        Ok(Ok(id)) => (Status::Queued, format!("queued as {id}")),
+        Ok(Err(e)) => (
+            Status::Failed,
+            format!("not sent: the queue did not take it: {e}"),
+        ),
+        Err(e) => (
+            Status::Failed,
+            format!("not sent: the queue did not take it: {e}"),
+        ),
+    };
+    let mut tx = store.begin_write().await?;
+    tx.set_sent_outcome(p.kind, &p.report_id, &clip(&p.outcome, 2000))
+        .await?;
+    tx.commit().await?;
+    tracing::info!(target: "mailctl::reports", kind = p.kind, domain = %p.domain,
+        report_id = %p.report_id, to = %row.destinations, outcome = %p.outcome, "report sent");
+    Ok(())
+}
+
+/// The id of the report about `domain` for `[begin, end]`: `DOMAIN.BEGIN.END`, the same on every node; a
+/// domain too long for the 255 characters the id may have is replaced by a hash of it.
+fn report_id(domain: &str, begin: i64, end: i64) -> String {
+    let id = format!("{domain}.{begin}.{end}");
+    if id.len() <= 255 {
+        return id;
+    }
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(domain.as_bytes());
+    let hex: String = hash.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("{hex}.{begin}.{end}")
+}
+
+/// `text` cut to at most `max` characters (database columns have limits).
+fn clip(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
 }
 
 fn at(seconds: i64) -> DateTime<Utc> {
@@ -461,4 +498,22 @@ fn rfc3339(seconds: i64) -> String {
 /// The start of the UTC day `now` is in: the cutoff of the daily run (today's mail waits for tomorrow).
 pub fn start_of_day(now: DateTime<Utc>) -> DateTime<Utc> {
     at(now.timestamp().div_euclid(DAY) * DAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_ids_fit_their_column_whatever_the_domain() {
+        assert_eq!(report_id("a.test", 0, 86_399), "a.test.0.86399");
+        let long = format!("{}.test", "a".repeat(240));
+        let id = report_id(&long, 1_796_601_600, 1_796_687_999);
+        assert!(id.len() <= 255, "{id}");
+        assert_eq!(id, report_id(&long, 1_796_601_600, 1_796_687_999), "stable");
+        assert_ne!(
+            id,
+            report_id(&format!("b{long}"), 1_796_601_600, 1_796_687_999)
+        );
+    }
 }

@@ -46,7 +46,14 @@ pub async fn check(
     now: i64,
 ) -> Result<Decision> {
     let net = network(ip);
-    let sender = sender.to_ascii_lowercase();
+    // The columns hold 255 characters; a longer address is keyed by its first 255 (it still waits).
+    let key = |text: &str| {
+        text.to_ascii_lowercase()
+            .chars()
+            .take(255)
+            .collect::<String>()
+    };
+    let sender = key(sender);
     let delay = settings.delay.as_secs() as i64;
     let window = settings.retry_window.as_secs() as i64;
     let mut tx = store.begin_write().await?;
@@ -57,7 +64,7 @@ pub async fn check(
     let mut wait = 0i64;
     let mut retried = false;
     for recipient in recipients {
-        let recipient = recipient.to_ascii_lowercase();
+        let recipient = key(recipient);
         match tx.greylist_entry(&net, &sender, &recipient).await? {
             Some((_, passed)) if passed > 0 => {}
             Some((first, _)) if now - first > window => {

@@ -35,6 +35,8 @@ struct Pending {
 pub struct SendCounter {
     store: Store,
     pending: Mutex<Pending>,
+    /// What the writer took and has not committed yet: still counted by readers.
+    writing: Mutex<Pending>,
     /// (sender, hour) whose old usage rows were pruned: once per sender and hour.
     pruned: Mutex<HashSet<(String, String)>>,
 }
@@ -45,6 +47,7 @@ impl SendCounter {
         let counter = Arc::new(SendCounter {
             store,
             pending: Mutex::new(Pending::default()),
+            writing: Mutex::new(Pending::default()),
             pruned: Mutex::new(HashSet::new()),
         });
         let weak = Arc::downgrade(&counter);
@@ -100,7 +103,8 @@ impl SendCounter {
             ..SendUsageRow::default()
         });
         let mut p = self.pending();
-        for r in new {
+        // An address longer than the column is not remembered (it counts as new again next time).
+        for r in new.iter().filter(|r| r.chars().count() <= 255) {
             p.recipients.insert((address.to_string(), r.clone()));
         }
     }
@@ -108,14 +112,17 @@ impl SendCounter {
     /// What `address` sent in the hour and day of `now`: the database's counts plus this node's unwritten ones.
     pub async fn usage(&self, tx: &mut Tx, address: &str, now: DateTime<Utc>) -> Result<Usage> {
         let mut usage = limits::usage(tx, address, now).await?;
-        let p = self.pending();
-        for row in [&mut usage.hour, &mut usage.day] {
-            if let Some(d) = p.usage.get(&(address.to_string(), row.period.clone())) {
-                row.messages += d.messages;
-                row.recipients += d.recipients;
-                row.new_recipients += d.new_recipients;
-                row.refused += d.refused;
-                row.unknown += d.unknown;
+        let pending = self.pending();
+        let writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+        for p in [&*pending, &*writing] {
+            for row in [&mut usage.hour, &mut usage.day] {
+                if let Some(d) = p.usage.get(&(address.to_string(), row.period.clone())) {
+                    row.messages += d.messages;
+                    row.recipients += d.recipients;
+                    row.new_recipients += d.new_recipients;
+                    row.refused += d.refused;
+                    row.unknown += d.unknown;
+                }
             }
         }
         Ok(usage)
@@ -123,14 +130,28 @@ impl SendCounter {
 
     /// Whether `address` wrote to `recipient` since the last write (the database knows the older ones).
     pub fn knows_recipient(&self, address: &str, recipient: &str) -> bool {
-        self.pending()
-            .recipients
-            .contains(&(address.to_string(), recipient.to_string()))
+        let key = (address.to_string(), recipient.to_string());
+        self.pending().recipients.contains(&key)
+            || self
+                .writing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .recipients
+                .contains(&key)
     }
 
     /// Writes what accumulated, in one transaction; on failure the counts stay for the next try.
     pub async fn flush(&self) {
-        let taken = std::mem::take(&mut *self.pending());
+        // What is being written stays visible to readers (in `writing`) until it is committed.
+        let taken = {
+            let mut pending = self.pending();
+            let mut writing = self.writing.lock().unwrap_or_else(|e| e.into_inner());
+            *writing = std::mem::take(&mut *pending);
+            Pending {
+                usage: writing.usage.clone(),
+                recipients: writing.recipients.clone(),
+            }
+        };
         if taken.usage.is_empty() && taken.recipients.is_empty() {
             return;
         }
@@ -168,16 +189,15 @@ impl SendCounter {
             tx.commit().await
         }
         .await;
+        let unwritten =
+            std::mem::take(&mut *self.writing.lock().unwrap_or_else(|e| e.into_inner()));
         if let Err(e) = written {
             tracing::warn!(target: "mailctl::smtp", error = %e,
                 "sending counts could not be written; trying again in a second");
-            let mut p = self.pending();
-            for row in taken.usage.into_values() {
-                drop(p);
+            for row in unwritten.usage.into_values() {
                 self.add(row);
-                p = self.pending();
             }
-            p.recipients.extend(taken.recipients);
+            self.pending().recipients.extend(unwritten.recipients);
         }
     }
 }

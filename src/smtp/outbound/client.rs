@@ -306,7 +306,7 @@ impl Outbound {
             .iter()
             .flat_map(|h| h.addresses().map(move |ip| (h.name.as_str(), ip)))
             .take(MAX_SESSIONS);
-        let mut tls_reports = TlsReports::new(self, domain, &requirement);
+        let mut tls_reports = TlsReports::new(self, domain, &requirement, message);
         for (host, ip) in addresses {
             let (mut end, tls) =
                 session::run(&params, host, ip, security, &envelope, outcomes).await;

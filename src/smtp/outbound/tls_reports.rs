@@ -23,16 +23,19 @@ pub(super) struct TlsReports<'a> {
 }
 
 impl<'a> TlsReports<'a> {
+    /// The sessions delivering `message` to `domain`. A TLS report is never counted in a TLS report: each
+    /// delivery of one would call for the next day's, for ever.
     pub(super) fn new(
         outbound: &'a Outbound,
         domain: &'a str,
         requirement: &'a Requirement,
+        message: &[u8],
     ) -> TlsReports<'a> {
         TlsReports {
             outbound,
             domain,
             requirement,
-            rua: None,
+            rua: is_tls_report(message).then_some(None),
         }
     }
 
@@ -72,6 +75,17 @@ impl<'a> TlsReports<'a> {
     }
 }
 
+/// Whether `message` is a TLS report (RFC 8460 4.3: its `TLS-Report-Domain` header field).
+fn is_tls_report(message: &[u8]) -> bool {
+    let head = match memchr::memmem::find(message, b"\r\n\r\n") {
+        Some(end) => &message[..end],
+        None => message,
+    };
+    let head = &head[..head.len().min(64 * 1024)];
+    head.split(|b| *b == b'\n')
+        .any(|line| line.len() >= 18 && line[..18].eq_ignore_ascii_case(b"TLS-Report-Domain:"))
+}
+
 /// The policy applied, as the report states it: the MTA-STS policy (`testing` or `enforce`) or none.
 fn details(domain: &str, requirement: &Requirement) -> PolicyDetails {
     let sts = |p: &Policy| PolicyDetails {
@@ -92,5 +106,21 @@ fn details(domain: &str, requirement: &Requirement) -> PolicyDetails {
             policy_domain: domain.to_string(),
             mx_host: Vec::new(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_tls_report;
+
+    #[test]
+    fn tls_reports_are_known_by_their_header_field() {
+        assert!(is_tls_report(
+            b"From: a@a.test\r\nTLS-Report-Domain: b.test\r\n\r\nbody"
+        ));
+        assert!(is_tls_report(b"tls-report-domain: b.test\r\n\r\n"));
+        assert!(!is_tls_report(
+            b"From: a@a.test\r\n\r\nTLS-Report-Domain: in the body"
+        ));
     }
 }

@@ -76,19 +76,24 @@ impl Session {
                     .checks
                     .message(&conn, &spf, ip, &helo, &txn.sender, &message)
                     .await;
-                // No report about report mail.
-                if let Some(seen) = verdict.dmarc.as_ref().and_then(|d| d.seen.as_ref())
-                    && self.server.settings.reports.send
-                    && !txn
-                        .recipients
-                        .iter()
-                        .any(|r| self.server.settings.reports.is_report_address(r))
-                {
-                    self.server
-                        .reports
-                        .record(seen.event(chrono::Utc::now().timestamp()));
-                }
+                // What the report about this message says: recorded once the message is refused for good
+                // or taken, never for a greylisting deferral (the retry is the same message).
+                let seen = verdict
+                    .dmarc
+                    .as_ref()
+                    .and_then(|d| d.seen.as_ref())
+                    .filter(|_| {
+                        self.server.settings.reports.send
+                            && !txn
+                                .recipients
+                                .iter()
+                                .any(|r| self.server.settings.reports.is_report_address(r))
+                    })
+                    .map(|seen| seen.event(chrono::Utc::now().timestamp()));
                 if let Some(reject) = verdict.reject {
+                    if let Some(event) = seen {
+                        self.server.reports.record(event);
+                    }
                     self.server
                         .metrics
                         .rejected(verdict.reason.unwrap_or(RejectReason::Dmarc));
@@ -102,6 +107,9 @@ impl Session {
                 if let Some(reply) = self.greylisted(dmarc_pass).await {
                     self.finish_log(size, &verdict.summary, &reply);
                     return reply;
+                }
+                if let Some(event) = seen {
+                    self.server.reports.record(event);
                 }
                 (
                     verdict.authentication_results,

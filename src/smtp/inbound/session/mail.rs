@@ -17,8 +17,9 @@ impl Session {
         let mut sending = None;
         if let Some(login) = self.login.clone() {
             match self.owns_sender(&login, &from).await {
-                Ok(true) => {}
-                Ok(false) if self.smtp_turned_off(&login).await => {
+                // The null sender needs no ownership check, but a login switched off may not use it either.
+                Ok(true) if !matches!(from, ReversePath::Null) => {}
+                Ok(true) | Ok(false) if self.smtp_turned_off(&login).await => {
                     self.server.metrics.rejected(RejectReason::Disabled);
                     tracing::info!(target: "mailctl::smtp", client = %self.peer.ip(), login = %login,
                         "MAIL refused: SMTP is turned off for the login");
@@ -38,6 +39,8 @@ impl Session {
                         format!("Sender address <{sender}> not owned by user {login}"),
                     );
                 }
+                // The null sender of a login that may still send.
+                Ok(true) => {}
                 Err(()) => {
                     self.server.metrics.rejected(RejectReason::Tempfail);
                     return temporary_failure();
