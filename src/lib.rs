@@ -16,7 +16,8 @@
 //! logging.rs      tracing to stderr (RUST_LOG filter, journald-friendly)
 //! store/          the ONLY place that speaks SQL: Store over SQLite and MySQL/MariaDB, migrations,
 //!                 one file per table family (the outbound queue's tables included)
-//! provision/      the rules of provisioning (limits, self-alias rows, loops, alias domains) over a Tx
+//! provision/      the rules of provisioning (limits, self-alias rows, loops, alias domains) over a Tx; the
+//!                 sending limits of logged-in users (limits.rs: scopes, periods, the breaker's threshold)
 //! bulk.rs         the CSV layout of import/export
 //! lookup_config.rs  the Postfix maps and Dovecot SQL config that serve the rows mailctl writes
 //! dns/            the one Resolver (system or --nameserver), reverse names, TXT tag syntax (dns::txt), DMARC
@@ -33,18 +34,22 @@
 //! tls/            TLS setup: the ring provider, trust roots (+ a configured extra CA), verified, opportunistic and
 //!                 inspecting client configs, the listeners' certificate (server.rs, reloaded on SIGHUP)
 //! audit/          the receiver's view of a domain: runner (MX first, then every family concurrently),
-//!                 checks/ one file (or folder) per family, report.rs (table, json, nagios, exit code)
+//!                 checks/ one file (or folder) per family, report/ (the text report people read, table,
+//!                 json, nagios, exit code)
 //! smtp/           the daemon (`mailctl serve`):
 //!   settings.rs     the validated [server] config
 //!   daemon/         start-up order, privileges (root dropped once ports are bound), wiring the halves,
 //!                   signals and the drain; local delivery for the queue manager
 //!   inbound/        mail arriving: server.rs (accept loop, admission, implicit TLS), context.rs (what
 //!                   sessions share), limits.rs, session/ (the state machine, one file per stage), command/,
-//!                   data/ (smuggling-safe DATA reader), recipients/, checks/ (SPF, DKIM, DMARC, iprev, DNSBL)
+//!                   data/ (smuggling-safe DATA reader), recipients/, checks/ (SPF, DKIM, DMARC, iprev, DNSBL),
+//!                   send_counter.rs + breaker.rs (sending limits counted in memory, written each second; the
+//!                   breaker that switches a stolen account off), greylist.rs
 //!   queue/          the outbound queue: ONE engine (engine.rs: claims, leases, results, admin) over a small
 //!                   storage trait (storage.rs) that spool/ and database/ implement; role traits Intake
 //!                   (sessions), Delivery (manager), Admin (CLI); entry.rs, the delivery manager
-//!   outbound/       mail leaving: MX routing, the SMTP client, MTA-STS policies, dsn/ (RFC 3464 bounces)
+//!   outbound/       mail leaving: MX routing, the SMTP client, MTA-STS policies, dsn/ (RFC 3464 bounces),
+//!                   tls_reports.rs (each session's TLS outcome for the recipient domain's TLS reports)
 //!   deliver/        Maildir with a group-commit writer, LMTP
 //!   metrics/        Prometheus counters and endpoint; shutdown.rs: the stop signal every task holds
 //! bench/          load generators behind `mailctl bench` (SMTP throughput, idle connections)
