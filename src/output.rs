@@ -101,11 +101,74 @@ where
     } else {
         t.load_preset(presets::NOTHING);
     }
+    let rows: Vec<Vec<String>> = rows.into_iter().map(|r| r.into_iter().collect()).collect();
+    let rows = match WIDTH.get().copied().flatten() {
+        Some(width) => fit(headers, rows, width, std::io::stdout().is_terminal()),
+        None => rows,
+    };
     t.set_header(headers.iter().copied());
     for r in rows {
         t.add_row(r);
     }
     plain(t)
+}
+
+/// The width tables fit into (the terminal's, or `COLUMNS`), set once by the CLI; unset or `None`: no limit.
+static WIDTH: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+
+/// Sets the width tables fit into (once; later calls are ignored).
+pub fn set_width(width: Option<usize>) {
+    let _ = WIDTH.set(width);
+}
+
+/// Cuts cells with `…`, widest column first, until a table with `headers` and `rows` fits `width` columns
+/// (borders on a terminal take 3 per column and 1, plain columns 2 per column); no column is cut below its
+/// header or 8 characters, so a table that cannot fit stays wider.
+fn fit(
+    headers: &[&str],
+    mut rows: Vec<Vec<String>>,
+    width: usize,
+    borders: bool,
+) -> Vec<Vec<String>> {
+    let columns = headers.len();
+    let overhead = if borders {
+        3 * columns + 1
+    } else {
+        2 * columns + 1
+    };
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate().take(columns) {
+            let w = cell.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+            widths[i] = widths[i].max(w);
+        }
+    }
+    // No column is cut below its header or 8 characters; the widest that can still give goes first.
+    let floor: Vec<usize> = headers.iter().map(|h| h.chars().count().max(8)).collect();
+    let mut limits = widths.clone();
+    while limits.iter().sum::<usize>() + overhead > width {
+        let Some(widest) = (0..columns)
+            .filter(|i| limits[*i] > floor[*i])
+            .max_by_key(|i| limits[*i])
+        else {
+            break;
+        };
+        let excess = limits.iter().sum::<usize>() + overhead - width;
+        limits[widest] = limits[widest].saturating_sub(excess).max(floor[widest]);
+    }
+    if limits == widths {
+        return rows;
+    }
+    for row in &mut rows {
+        for (i, cell) in row.iter_mut().enumerate().take(columns) {
+            if cell.chars().count() > limits[i] {
+                let mut cut: String = cell.chars().take(limits[i].saturating_sub(1)).collect();
+                cut.push('…');
+                *cell = cut;
+            }
+        }
+    }
+    rows
 }
 
 /// The table as text; in a pipe without the padding at the ends of the lines.

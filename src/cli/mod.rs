@@ -171,6 +171,7 @@ impl Ctx {
 
 /// Runs the parsed command line and returns the exit code of a successful run (audit has several).
 pub async fn run(cli: Cli) -> Result<i32> {
+    crate::output::set_width(terminal_width());
     let out = Output {
         json: cli.global.json,
         quiet: cli.global.quiet,

@@ -402,3 +402,24 @@ fn a_reader_that_closes_the_pipe_early_ends_the_output_quietly() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn tables_fit_the_width_and_cut_with_an_ellipsis() {
+    let db = TestDb::sqlite();
+    let description = "the domain of the long-running rowing club and its many committees";
+    db.run(&["domain", "add", "example.org", "--description", description])
+        .ok();
+    let whole = db.run(&["domain", "list"]).ok().stdout;
+    assert!(
+        whole.contains(description),
+        "a pipe gets every value whole: {whole}"
+    );
+    let mut cmd = db.command(&["domain", "list"]);
+    cmd.env("COLUMNS", "80");
+    let narrow = kit::run_command(cmd, "").ok().stdout;
+    assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
+    assert!(
+        narrow.contains('…') && narrow.contains("example.org"),
+        "{narrow}"
+    );
+}
