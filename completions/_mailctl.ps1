@@ -1570,6 +1570,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('--domain', '--domain', [CompletionResultType]::ParameterName, 'Only reports about these domains')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
             [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--sent', '--sent', [CompletionResultType]::ParameterName, 'The reports this server sent to other domains instead (`reports send`, or serve''s daily run)')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')

@@ -5014,7 +5014,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__reports__subcmd__list)
-            opts="-v -q -h -V --since --domain --config --database-url --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --since --domain --sent --config --database-url --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -1413,6 +1413,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --domain 'Only reports about these domains'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --sent 'The reports this server sent to other domains instead (`reports send`, or serve''s daily run)'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'

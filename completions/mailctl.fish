@@ -835,6 +835,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand reports; and __fish_seen
 complete -c mailctl -n "__fish_mailctl_using_subcommand reports; and __fish_seen_subcommand_from list" -l domain -d 'Only reports about these domains' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand reports; and __fish_seen_subcommand_from list" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand reports; and __fish_seen_subcommand_from list" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand reports; and __fish_seen_subcommand_from list" -l sent -d 'The reports this server sent to other domains instead (`reports send`, or serve\'s daily run)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand reports; and __fish_seen_subcommand_from list" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand reports; and __fish_seen_subcommand_from list" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand reports; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Print nothing but data and errors'

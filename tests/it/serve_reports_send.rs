@@ -367,6 +367,28 @@ fn serve_reports_dmarc_results_to_the_domains_that_ask_and_the_reports_round_tri
         serde_json::json!([["evil.test", "none"]])
     );
 
+    // What was sent, as B lists it.
+    let listed = b
+        .server
+        .run(&[
+            "--json",
+            "reports",
+            "list",
+            "--sent",
+            "--since",
+            "2000-01-01",
+        ])
+        .ok()
+        .json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed[0]["domain"], "a.test");
+    assert_eq!(listed[0]["messages"], 4);
+    assert_eq!(
+        listed[0]["destinations"],
+        serde_json::json!(["dmarc@a.test", "agg@reports.test"])
+    );
+    assert_eq!(listed[0]["outcome"].as_str(), Some(outcome.as_str()));
+
     // Everything seen is reported: a second run finds nothing due.
     let again = b
         .server

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::output::{Render, key_values, table};
 use crate::reports::extract::{self, Limits};
 use crate::reports::ingest::{self, Fate};
-use crate::store::{DmarcRecordRow, ReportRow, TlsResultRow};
+use crate::store::{DmarcRecordRow, ReportRow, SentReportRow, TlsResultRow};
 use crate::time::{db_to_local, db_to_rfc3339, to_db};
 
 /// Reports subcommands.
@@ -38,6 +38,9 @@ pub enum ReportsCmd {
         /// Only reports about these domains
         #[arg(long = "domain", value_name = "DOMAIN")]
         domains: Vec<String>,
+        /// The reports this server sent to other domains instead (`reports send`, or serve's daily run)
+        #[arg(long)]
+        sent: bool,
     },
     /// Show one report with its records (DMARC) or results (TLS)
     Show {
@@ -58,7 +61,11 @@ pub enum ReportsCmd {
 pub async fn run(ctx: &Ctx, cmd: ReportsCmd) -> Result<i32> {
     match cmd {
         ReportsCmd::Import { paths } => import(ctx, &paths).await.map(|()| 0),
-        ReportsCmd::List { since, domains } => list(ctx, &since, &domains).await.map(|()| 0),
+        ReportsCmd::List {
+            since,
+            domains,
+            sent,
+        } => list(ctx, &since, &domains, sent).await.map(|()| 0),
         ReportsCmd::Show { id } => show(ctx, id).await.map(|()| 0),
         ReportsCmd::Summary(args) => summary::run(ctx, args).await,
         ReportsCmd::Send(args) => send::run(ctx, args).await,
@@ -470,7 +477,7 @@ impl Render for ReportList {
     }
 }
 
-async fn list(ctx: &Ctx, since_text: &str, domains: &[String]) -> Result<()> {
+async fn list(ctx: &Ctx, since_text: &str, domains: &[String], sent: bool) -> Result<()> {
     let from = since(since_text)?;
     let domains: Vec<String> = domains
         .iter()
@@ -478,6 +485,15 @@ async fn list(ctx: &Ctx, since_text: &str, domains: &[String]) -> Result<()> {
         .collect();
     let store = ctx.store().await?;
     let mut tx = store.begin().await?;
+    if sent {
+        let mut rows = tx.sent_reports_since(&to_db(from)).await?;
+        tx.rollback().await?;
+        if !domains.is_empty() {
+            rows.retain(|r| domains.contains(&r.domain));
+        }
+        ctx.out.emit(&SentList(rows));
+        return Ok(());
+    }
     let mut rows = tx.reports_since(&to_db(from)).await?;
     tx.rollback().await?;
     if !domains.is_empty() {
@@ -485,6 +501,73 @@ async fn list(ctx: &Ctx, since_text: &str, domains: &[String]) -> Result<()> {
     }
     ctx.out.emit(&ReportList(rows));
     Ok(())
+}
+
+/// `reports list --sent`: the reports this server built, with where they went.
+struct SentList(Vec<SentReportRow>);
+
+/// One report sent, as printed.
+#[derive(Debug, Serialize)]
+struct SentView {
+    kind: String,
+    domain: String,
+    report_id: String,
+    date_begin: String,
+    date_end: String,
+    records: i64,
+    messages: i64,
+    destinations: Vec<String>,
+    outcome: String,
+    sent: String,
+}
+
+impl From<&SentReportRow> for SentView {
+    fn from(r: &SentReportRow) -> Self {
+        SentView {
+            kind: r.kind.clone(),
+            domain: r.domain.clone(),
+            report_id: r.report_id.clone(),
+            date_begin: db_to_rfc3339(&r.date_begin),
+            date_end: db_to_rfc3339(&r.date_end),
+            records: r.records,
+            messages: r.messages,
+            destinations: r
+                .destinations
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+            outcome: r.outcome.clone(),
+            sent: db_to_rfc3339(&r.sent),
+        }
+    }
+}
+
+impl Serialize for SentList {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let views: Vec<SentView> = self.0.iter().map(SentView::from).collect();
+        views.serialize(s)
+    }
+}
+
+impl Render for SentList {
+    fn render(&self) -> String {
+        if self.0.is_empty() {
+            return "no reports sent in that period".into();
+        }
+        table(
+            &["KIND", "DOMAIN", "PERIOD END", "MESSAGES", "TO", "OUTCOME"],
+            self.0.iter().map(|r| {
+                vec![
+                    r.kind.clone(),
+                    r.domain.clone(),
+                    db_to_local(&r.date_end),
+                    r.messages.to_string(),
+                    r.destinations.clone(),
+                    r.outcome.clone(),
+                ]
+            }),
+        )
+    }
 }
 
 /// `reports show`: the report and its records or results.
