@@ -102,7 +102,7 @@ where
         t.load_preset(presets::NOTHING);
     }
     let rows: Vec<Vec<String>> = rows.into_iter().map(|r| r.into_iter().collect()).collect();
-    let rows = match WIDTH.get().copied().flatten() {
+    let rows = match width() {
         Some(width) => fit(headers, rows, width, std::io::stdout().is_terminal()),
         None => rows,
     };
@@ -113,12 +113,28 @@ where
     plain(t)
 }
 
-/// The width tables fit into (the terminal's, or `COLUMNS`), set once by the CLI; unset or `None`: no limit.
+/// The width human output fits into (the terminal's, or `COLUMNS`), set once by the CLI; unset or `None`: no
+/// limit.
 static WIDTH: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
 
-/// Sets the width tables fit into (once; later calls are ignored).
+/// Sets the width human output fits into (once, at start; later calls are ignored).
 pub fn set_width(width: Option<usize>) {
     let _ = WIDTH.set(width);
+}
+
+/// The width human output fits into: the terminal's or `COLUMNS` (as set at start); `None` in a pipe.
+pub fn width() -> Option<usize> {
+    WIDTH.get().copied().flatten()
+}
+
+/// `text` cut to `max` characters, the last one `…`, when it is longer; as it is otherwise.
+pub fn ellipsis(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// Cuts cells with `…`, widest column first, until a table with `headers` and `rows` fits `width` columns
@@ -161,11 +177,7 @@ fn fit(
     }
     for row in &mut rows {
         for (i, cell) in row.iter_mut().enumerate().take(columns) {
-            if cell.chars().count() > limits[i] {
-                let mut cut: String = cell.chars().take(limits[i].saturating_sub(1)).collect();
-                cut.push('…');
-                *cell = cut;
-            }
+            *cell = ellipsis(cell, limits[i]);
         }
     }
     rows

@@ -343,7 +343,7 @@ pub async fn run(ctx: &Ctx, args: AuditArgs) -> Result<i32> {
         (Format::Table, false) => ctx.out.emit(&Run(report)),
         (Format::Text, false) => {
             let style = report::text::Style {
-                width: super::terminal_width(),
+                width: crate::output::width(),
                 colour: report::colour(),
                 verbose: ctx.out.verbose > 0,
             };

@@ -101,7 +101,7 @@ impl Render for Table {
     /// One row per record. Fitted to the terminal (or `COLUMNS`): long values are cut with `…` and a note says
     /// how to get them whole; in a pipe every value is whole.
     fn render(&self) -> String {
-        let width = super::terminal_width();
+        let width = crate::output::width();
         let records = &self.0.records;
         let name_w = records
             .iter()
@@ -126,14 +126,9 @@ impl Render for Table {
         };
         let mut shortened = false;
         let mut cut = |text: &str, max: usize| {
-            if text.chars().count() > max {
-                shortened = true;
-                let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
-                s.push('…');
-                s
-            } else {
-                text.to_string()
-            }
+            let cut = crate::output::ellipsis(text, max);
+            shortened |= cut.len() != text.len();
+            cut
         };
         let rows: Vec<Vec<String>> = records
             .iter()

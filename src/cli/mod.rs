@@ -253,7 +253,8 @@ pub fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T> {
 }
 
 /// The width to fit human output into: `COLUMNS` when set to a number, else the terminal's; `None` in a pipe.
-pub(crate) fn terminal_width() -> Option<usize> {
+/// Asked once, at start ([`crate::output::width`] gives it to every renderer).
+fn terminal_width() -> Option<usize> {
     if let Some(n) = std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.trim().parse::<usize>().ok())

@@ -218,18 +218,14 @@ fn verdict(report: &AuditReport, style: Style) -> String {
 
 /// `1 warning`, `2 warnings`.
 fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
+    crate::output::count(i64::try_from(n).unwrap_or(i64::MAX), one, many)
 }
 
-/// `text` cut to `width` characters with `…` when longer.
+/// `text` cut to `width` characters with `…` when longer (never to less than two).
 fn cut(text: &str, width: Option<usize>) -> String {
     match width {
-        Some(w) if text.chars().count() > w && w > 1 => {
-            let mut s: String = text.chars().take(w - 1).collect();
-            s.push('…');
-            s
-        }
-        _ => text.to_string(),
+        Some(w) => crate::output::ellipsis(text, w.max(2)),
+        None => text.to_string(),
     }
 }
 
