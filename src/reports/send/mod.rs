@@ -40,7 +40,7 @@ use crate::dns::Resolver;
 use crate::error::{Error, Result};
 use crate::model::DomainName;
 use crate::smtp::queue::{Envelope, Intake};
-use crate::store::{ReportEventRow, SentReportRow, Store};
+use crate::store::{DkimKeyRow, ReportEventRow, SentReportRow, Store};
 use destinations::Destination;
 
 /// Seconds in the period of one report.
@@ -217,61 +217,97 @@ pub async fn plan(
     reporter: &Reporter,
     cutoff: DateTime<Utc>,
 ) -> Result<Vec<Planned>> {
+    // Everything the database has to say is read first, in one short transaction: the DNS checks of the
+    // destinations and the signing that follow take seconds and hold no transaction open.
     let mut tx = store.begin().await?;
-    let mut planned = Vec::new();
+    let mut groups: Vec<(&'static str, String, i64, Vec<ReportEventRow>)> = Vec::new();
     for kind in ["dmarc", "tls"] {
-        let events = tx.report_events_before(kind, cutoff.timestamp()).await?;
-        let mut groups: BTreeMap<(String, i64), Vec<ReportEventRow>> = BTreeMap::new();
-        for event in events {
+        let mut by_day: BTreeMap<(String, i64), Vec<ReportEventRow>> = BTreeMap::new();
+        for event in tx.report_events_before(kind, cutoff.timestamp()).await? {
             let day = event.at.div_euclid(DAY);
-            groups
+            by_day
                 .entry((event.domain.clone(), day))
                 .or_default()
                 .push(event);
         }
-        for ((domain, day), events) in groups {
-            let from = day * DAY;
-            let before = (from + DAY).min(cutoff.timestamp());
-            let report_id = report_id(&domain, from, before - 1);
-            let p = Planned {
-                kind,
-                domain: domain.clone(),
-                report_id: report_id.clone(),
-                begin: rfc3339(from),
-                end: rfc3339(before - 1),
-                records: 0,
-                messages: 0,
-                destinations: Vec::new(),
-                size: 0,
-                dkim: None,
-                status: Status::Due,
-                outcome: "due".to_string(),
-                span: (from, before),
-                ids: events.iter().map(|e| e.id).collect(),
-                message: None,
-            };
-            let meta = Meta {
-                org_name: reporter.org_name.clone(),
-                email: reporter.from.clone(),
-                report_id,
-                begin: from as u64,
-                end: (before - 1) as u64,
-            };
-            planned.push(plan_one(&mut tx, resolver, reporter, p, &events, &meta).await?);
-        }
+        groups.extend(by_day.into_iter().map(|((d, day), e)| (kind, d, day, e)));
     }
+    let mut built_before = Vec::with_capacity(groups.len());
+    for (kind, domain, day, _) in &groups {
+        let (from, before) = span(*day, cutoff);
+        let id = report_id(domain, from, before - 1);
+        built_before.push(tx.sent_report(kind, &id).await?.is_some());
+    }
+    let key = match reporter.domain().parse::<DomainName>() {
+        Ok(domain) => crate::provision::dkim::active_key(&mut tx, &domain)
+            .await?
+            .map(|k| (k, domain)),
+        Err(_) => None,
+    };
     tx.rollback().await?;
+    if key.is_none() && !groups.is_empty() {
+        tracing::warn!(target: "mailctl::reports", domain = reporter.domain(),
+            "no active DKIM key: reports go out unsigned (mailctl dkim generate)");
+    }
+
+    let mut planned = Vec::with_capacity(groups.len());
+    for ((kind, domain, day, events), done_before) in groups.into_iter().zip(built_before) {
+        let (from, before) = span(day, cutoff);
+        let report_id = report_id(&domain, from, before - 1);
+        let p = Planned {
+            kind,
+            domain,
+            report_id: report_id.clone(),
+            begin: rfc3339(from),
+            end: rfc3339(before - 1),
+            records: 0,
+            messages: 0,
+            destinations: Vec::new(),
+            size: 0,
+            dkim: None,
+            status: Status::Due,
+            outcome: "due".to_string(),
+            span: (from, before),
+            ids: events.iter().map(|e| e.id).collect(),
+            message: None,
+        };
+        let meta = Meta {
+            org_name: reporter.org_name.clone(),
+            email: reporter.from.clone(),
+            report_id,
+            begin: from as u64,
+            end: (before - 1) as u64,
+        };
+        let p = plan_one(
+            resolver,
+            reporter,
+            key.as_ref(),
+            p,
+            &events,
+            &meta,
+            done_before,
+        )
+        .await?;
+        planned.push(p);
+    }
     Ok(planned)
+}
+
+/// The seconds `[from, before)` the report of UTC day `day` covers, up to `cutoff`.
+fn span(day: i64, cutoff: DateTime<Utc>) -> (i64, i64) {
+    let from = day * DAY;
+    (from, (from + DAY).min(cutoff.timestamp()))
 }
 
 /// Builds, addresses and signs one report.
 async fn plan_one(
-    tx: &mut crate::store::Tx,
     resolver: &Resolver,
     reporter: &Reporter,
+    key: Option<&(DkimKeyRow, DomainName)>,
     mut p: Planned,
     events: &[ReportEventRow],
     meta: &Meta,
+    built_before: bool,
 ) -> Result<Planned> {
     let built = match p.kind {
         "dmarc" => dmarc::report(events, meta).map(|(r, n)| (Built::Dmarc(r), n)),
@@ -284,7 +320,7 @@ async fn plan_one(
     };
     p.records = built.records();
     p.messages = messages;
-    if tx.sent_report(p.kind, &p.report_id).await?.is_some() {
+    if built_before {
         p.status = Status::BuiltBefore;
         p.outcome = "built before".to_string();
         return Ok(p);
@@ -332,7 +368,7 @@ async fn plan_one(
             p.outcome = "not sent: no destination takes it".to_string();
         }
         Some(mail) => {
-            let (mail, dkim) = sign(tx, reporter, mail).await?;
+            let (mail, dkim) = sign(key, mail).await?;
             p.size = mail.len();
             p.dkim = dkim;
             p.message = Some(mail);
@@ -356,16 +392,10 @@ pub async fn anything_due(store: &Store, cutoff: DateTime<Utc>) -> Result<bool> 
 
 /// Signs report mail with the active key of the reporter's domain, when it has one.
 async fn sign(
-    tx: &mut crate::store::Tx,
-    reporter: &Reporter,
+    key: Option<&(DkimKeyRow, DomainName)>,
     mail: Vec<u8>,
 ) -> Result<(Vec<u8>, Option<String>)> {
-    let Ok(domain) = reporter.domain().parse::<DomainName>() else {
-        return Ok((mail, None));
-    };
-    let Some(key) = crate::provision::dkim::active_key(tx, &domain).await? else {
-        tracing::warn!(target: "mailctl::reports", domain = %domain,
-            "no active DKIM key: reports go out unsigned (mailctl dkim generate)");
+    let Some((key, domain)) = key.cloned() else {
         return Ok((mail, None));
     };
     let mail = Arc::new(mail);
