@@ -26,17 +26,10 @@ enum Msg {
 }
 
 /// The sessions' handle on the writer task.
-#[derive(Debug)]
 pub struct Recorder {
     tx: mpsc::Sender<Msg>,
     dropped: AtomicU64,
     metrics: Arc<Metrics>,
-}
-
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Msg")
-    }
 }
 
 impl Recorder {

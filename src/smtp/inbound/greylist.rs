@@ -56,11 +56,14 @@ pub async fn check(
     let sender = key(sender);
     let delay = settings.delay.as_secs() as i64;
     let window = settings.retry_window.as_secs() as i64;
-    let mut tx = store.begin_write().await?;
-    if tx.greylist_network_until(&net).await? >= now {
-        tx.rollback().await?;
+    // Most mail comes from networks that retried before: a read settles it, no write transaction.
+    let mut tx = store.begin().await?;
+    let exempt = tx.greylist_network_until(&net).await? >= now;
+    tx.rollback().await?;
+    if exempt {
         return Ok(Decision::Pass);
     }
+    let mut tx = store.begin_write().await?;
     let mut wait = 0i64;
     let mut retried = false;
     for recipient in recipients {

@@ -167,16 +167,22 @@ impl Session {
             refused: 1,
             ..SendUsageRow::default()
         });
-        let write = async {
-            let mut tx = self.server.store.begin_write().await?;
+        // A read to count the attempts; a write only when the breaker trips (`disable_smtp` changes the row
+        // once, so of two sessions tripping at once only one goes on).
+        let decide = async {
+            let mut tx = self.server.store.begin().await?;
             let usage = counter.usage(&mut tx, login, now).await?;
+            tx.rollback().await?;
             let attempts = usage.hour.messages + usage.hour.refused;
-            let tripped = limits::trips(attempts, limit)
-                && tx.disable_smtp(login, &crate::time::to_db(now)).await?;
+            if !limits::trips(attempts, limit) {
+                return Ok::<_, crate::error::Error>((attempts, false));
+            }
+            let mut tx = self.server.store.begin_write().await?;
+            let tripped = tx.disable_smtp(login, &crate::time::to_db(now)).await?;
             tx.commit().await?;
-            Ok::<_, crate::error::Error>((attempts, tripped))
+            Ok((attempts, tripped))
         };
-        let Ok((attempts, tripped)) = self.lookup("MAIL", write).await else {
+        let Ok((attempts, tripped)) = self.lookup("MAIL", decide).await else {
             return;
         };
         tracing::info!(target: "mailctl::smtp", login, limit, attempts, "MAIL refused: messages per hour");
