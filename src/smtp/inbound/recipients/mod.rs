@@ -57,7 +57,7 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-pub use sender::may_send_as;
+pub use sender::{SendAs, may_send_as, sender_check};
 
 use crate::error::Result;
 use crate::model::{Address, DomainName};

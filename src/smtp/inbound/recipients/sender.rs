@@ -33,14 +33,47 @@ pub async fn may_send_as(
     sender: &Address,
     delimiter: Option<char>,
 ) -> Result<bool> {
+    Ok(sender_check(tx, login, Some(sender), delimiter).await? == SendAs::Allowed)
+}
+
+/// What [`may_send_as`] decided, and why not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendAs {
+    /// The login may send as the sender.
+    Allowed,
+    /// The login may send, but the sender is not one of its addresses.
+    NotOwned,
+    /// The login may not send at all (no active mailbox, or SMTP turned off: by the admin or the breaker).
+    LoginOff,
+}
+
+/// [`may_send_as`] with the reason for a no; `sender` None is the null sender `<>`, which any login that may
+/// send at all may use (notifications).
+pub async fn sender_check(
+    tx: &mut Tx,
+    login: &Address,
+    sender: Option<&Address>,
+    delimiter: Option<char>,
+) -> Result<SendAs> {
     let me = login.to_string();
     if !tx
         .mailbox(&me)
         .await?
         .is_some_and(|m| m.active && m.smtp_active)
     {
-        return Ok(false);
+        return Ok(SendAs::LoginOff);
     }
+    let Some(sender) = sender else {
+        return Ok(SendAs::Allowed);
+    };
+    Ok(match owns(tx, &me, sender, delimiter).await? {
+        true => SendAs::Allowed,
+        false => SendAs::NotOwned,
+    })
+}
+
+/// Whether the login `me` owns `sender` (see [`may_send_as`]).
+async fn owns(tx: &mut Tx, me: &str, sender: &Address, delimiter: Option<char>) -> Result<bool> {
     let sender = match domain_state(tx, &sender.domain).await? {
         DomainState::Hosted => sender.clone(),
         DomainState::AliasOf(target) => Address {
@@ -52,11 +85,11 @@ pub async fn may_send_as(
         | DomainState::BackupMx
         | DomainState::Foreign => return Ok(false),
     };
-    if let Some(owned) = owned_by(tx, &me, &sender).await? {
+    if let Some(owned) = owned_by(tx, me, &sender).await? {
         return Ok(owned);
     }
     match base_address(&sender, delimiter) {
-        Some(base) => Ok(owned_by(tx, &me, &base).await?.unwrap_or(false)),
+        Some(base) => Ok(owned_by(tx, me, &base).await?.unwrap_or(false)),
         None => Ok(false),
     }
 }

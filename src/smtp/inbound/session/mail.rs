@@ -4,6 +4,7 @@
 use super::{Session, Transaction, sender_text, temporary_failure};
 use crate::model::Address;
 use crate::smtp::inbound::command::{MailParams, Reply, ReversePath};
+use crate::smtp::inbound::recipients::{self, SendAs};
 use crate::smtp::metrics::RejectReason;
 use crate::smtp::queue::QueueId;
 use crate::smtp::settings::ListenerKind;
@@ -16,10 +17,9 @@ impl Session {
         let sender = sender_text(&from);
         let mut sending = None;
         if let Some(login) = self.login.clone() {
-            match self.owns_sender(&login, &from).await {
-                // The null sender needs no ownership check, but a login switched off may not use it either.
-                Ok(true) if !matches!(from, ReversePath::Null) => {}
-                Ok(true) | Ok(false) if self.smtp_turned_off(&login).await => {
+            match self.sender_check(&login, &from).await {
+                Ok(SendAs::Allowed) => {}
+                Ok(SendAs::LoginOff) => {
                     self.server.metrics.rejected(RejectReason::Disabled);
                     tracing::info!(target: "mailctl::smtp", client = %self.peer.ip(), login = %login,
                         "MAIL refused: SMTP is turned off for the login");
@@ -29,7 +29,7 @@ impl Session {
                         format!("Sending is turned off for {login}; ask the postmaster"),
                     );
                 }
-                Ok(false) => {
+                Ok(SendAs::NotOwned) => {
                     self.server.metrics.rejected(RejectReason::SenderMismatch);
                     tracing::info!(target: "mailctl::smtp", client = %self.peer.ip(), login = %login,
                         sender = %sender.escape_debug(), "sender not owned by login");
@@ -39,8 +39,6 @@ impl Session {
                         format!("Sender address <{sender}> not owned by user {login}"),
                     );
                 }
-                // The null sender of a login that may still send.
-                Ok(true) => {}
                 Err(()) => {
                     self.server.metrics.rejected(RejectReason::Tempfail);
                     return temporary_failure();
@@ -134,33 +132,22 @@ impl Session {
         None
     }
 
-    /// Whether the login's mailbox is gone, inactive or has SMTP turned off now (a session that logged in
-    /// before the admin or the sending breaker switched it off); a database error counts as no.
-    async fn smtp_turned_off(&self, login: &Address) -> bool {
-        let check = async {
-            let mut tx = self.server.store.begin().await?;
-            let row = tx.mailbox(&login.to_string()).await?;
-            tx.rollback().await?;
-            Ok::<_, crate::error::Error>(!row.is_some_and(|m| m.active && m.smtp_active))
-        };
-        self.lookup("MAIL", check).await.unwrap_or(false)
-    }
-
-    /// Whether the logged-in user may send as `from`. The null sender is allowed (notifications).
-    async fn owns_sender(&self, login: &Address, from: &ReversePath) -> Result<bool, ()> {
-        let ReversePath::Path(path) = from else {
-            return Ok(true);
-        };
-        let Ok(sender) = path.to_string().parse::<Address>() else {
-            return Ok(false);
+    /// Whether the logged-in user may send as `from`: the null sender needs no ownership, but a login switched
+    /// off (by the admin, or the breaker after this session logged in) may send nothing.
+    async fn sender_check(&self, login: &Address, from: &ReversePath) -> Result<SendAs, ()> {
+        let sender = match from {
+            ReversePath::Null => None,
+            ReversePath::Path(path) => match path.to_string().parse::<Address>() {
+                Ok(sender) => Some(sender),
+                Err(_) => return Ok(SendAs::NotOwned),
+            },
         };
         let check = async {
             let mut tx = self.server.store.begin().await?;
-            let owned =
-                crate::smtp::inbound::recipients::may_send_as(&mut tx, login, &sender, Some('+'))
-                    .await?;
+            let decided =
+                recipients::sender_check(&mut tx, login, sender.as_ref(), Some('+')).await?;
             tx.rollback().await?;
-            Ok::<_, crate::error::Error>(owned)
+            Ok::<_, crate::error::Error>(decided)
         };
         self.lookup("MAIL", check).await
     }
