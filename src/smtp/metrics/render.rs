@@ -42,6 +42,16 @@ fn per_reason(
     }
 }
 
+/// One line per report kind and result, `counters` kind-major (as [`REPORT_KINDS`] by `results`).
+fn per_kind_and_result(out: &mut String, name: &str, results: &[&str], counters: &[AtomicU64]) {
+    for (k, kind) in REPORT_KINDS.iter().enumerate() {
+        for (r, result) in results.iter().enumerate() {
+            let value = load(&counters[k * results.len() + r]);
+            let _ = writeln!(out, "{name}{{kind=\"{kind}\",result=\"{result}\"}} {value}");
+        }
+    }
+}
+
 /// Renders every family of `m`.
 pub(super) fn render(m: &Metrics) -> String {
     let mut out = String::with_capacity(4096);
@@ -98,31 +108,15 @@ pub(super) fn render(m: &Metrics) -> String {
     let name = "mailctl_reports_received_total";
     let help = "DMARC aggregate and TLS reports that arrived by mail at the report addresses, by kind and result.";
     family(&mut out, name, "counter", help);
-    for (k, kind) in REPORT_KINDS.iter().enumerate() {
-        for result in ReportResult::ALL {
-            let value = load(&m.reports[k * ReportResult::ALL.len() + result as usize]);
-            let _ = writeln!(
-                out,
-                "{name}{{kind=\"{kind}\",result=\"{}\"}} {value}",
-                result.label()
-            );
-        }
-    }
+    let results = ReportResult::ALL.map(ReportResult::label);
+    per_kind_and_result(&mut out, name, &results, &m.reports);
 
     let name = "mailctl_reports_sent_total";
     let help =
         "DMARC aggregate and TLS reports this server built for other domains, by kind and result.";
     family(&mut out, name, "counter", help);
-    for (k, kind) in REPORT_KINDS.iter().enumerate() {
-        for result in SentResult::ALL {
-            let value = load(&m.reports_sent[k * SentResult::ALL.len() + result as usize]);
-            let _ = writeln!(
-                out,
-                "{name}{{kind=\"{kind}\",result=\"{}\"}} {value}",
-                result.label()
-            );
-        }
-    }
+    let results = SentResult::ALL.map(SentResult::label);
+    per_kind_and_result(&mut out, name, &results, &m.reports_sent);
 
     let name = "mailctl_report_events_dropped_total";
     let help = "What serve saw for the reports it sends, dropped because the database fell behind.";
@@ -130,7 +124,8 @@ pub(super) fn render(m: &Metrics) -> String {
     let _ = writeln!(out, "{name} {}", load(&m.report_events_dropped));
 
     let name = "mailctl_smtp_breaker_trips_total";
-    let help = "Mailboxes whose SMTP the sending breaker turned off (attempts at ten times the hourly limit).";
+    let help = "Mailboxes whose SMTP the sending breaker turned off (attempts at ten times the hourly limit, or too \
+                many recipients refused as unknown).";
     family(&mut out, name, "counter", help);
     let _ = writeln!(out, "{name} {}", load(&m.breaker_trips));
 
