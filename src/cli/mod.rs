@@ -262,7 +262,11 @@ fn terminal_width() -> Option<usize> {
     {
         return Some(n);
     }
-    comfy_table::Table::new().width().map(usize::from)
+    // A terminal that reports no size (a pty nobody sized) is as good as none.
+    comfy_table::Table::new()
+        .width()
+        .map(usize::from)
+        .filter(|n| *n > 0)
 }
 
 /// The nameservers a command asks: its `--nameserver` flags, else `[dns] nameserver`, else none (the system

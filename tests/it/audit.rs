@@ -248,6 +248,91 @@ fn all_audits_every_active_domain_in_the_database() {
     );
 }
 
+/// `--all` as an admin runs it at a terminal (a real pty, through util-linux's `script`): a progress bar on
+/// stderr while the domains are audited, then one summary row per domain, then the details of the domains
+/// that are not OK only, coloured, every line within the width.
+#[test]
+fn all_at_a_terminal_shows_progress_then_a_summary_then_what_is_wrong() {
+    let (db, dns) = (TestDb::sqlite(), zones());
+    for d in ["healthy.example", "nomx.example", "alias.example"] {
+        db.run(&["domain", "add", d]).ok();
+    }
+    let ns = dns.nameserver();
+    let args = [
+        "audit",
+        "--all",
+        "--nameserver",
+        &ns,
+        "--no-connect",
+        "--only",
+        "mx",
+    ];
+    let plain = db.command(&args);
+    let quoted: Vec<String> = std::iter::once(plain.get_program())
+        .chain(plain.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', r"'\''")))
+        .collect();
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &quoted.join(" "), "/dev/null"])
+        .env_clear();
+    for (k, v) in plain.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env_remove("NO_COLOR")
+        .env("TERM", "xterm")
+        .env("COLUMNS", "80");
+    let run = kit::run_command(cmd, "");
+    // `script` passes the exit code on and writes what the terminal showed (stdout and stderr) to its stdout.
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    let screen = run.stdout.replace("\r\n", "\n");
+    assert!(
+        screen.contains("auditing [") && screen.contains("/3"),
+        "a progress bar while auditing:\n{screen}"
+    );
+    let summary = screen
+        .find("DOMAIN")
+        .unwrap_or_else(|| panic!("a summary table:\n{screen}"));
+    let after: Vec<&str> = screen[summary..].lines().collect();
+    assert!(
+        after[0].contains("STATUS") && after[0].contains("FAIL"),
+        "{screen}"
+    );
+    for (row, domain, status) in [
+        (1, "alias.example", "FAIL"),
+        (2, "healthy.example", "PASS"),
+        (3, "nomx.example", "FAIL"),
+    ] {
+        assert!(
+            after[row].starts_with(domain) && after[row].contains(status),
+            "row {row} is {domain} {status}:\n{screen}"
+        );
+    }
+    let details = after[4..].join("\n");
+    assert!(
+        details.contains("nomx.example  \u{1b}[31mFAIL\u{1b}[0m  (")
+            && details.contains("alias.example  \u{1b}[31mFAIL\u{1b}[0m  ("),
+        "the domains that are not OK get their details, coloured:\n{screen}"
+    );
+    assert!(
+        !details.contains("healthy.example  "),
+        "an OK domain gets no details:\n{screen}"
+    );
+    for line in &after {
+        let visible = line
+            .replace("\u{1b}[31m", "")
+            .replace("\u{1b}[33m", "")
+            .replace("\u{1b}[32m", "")
+            .replace("\u{1b}[34m", "")
+            .replace("\u{1b}[0m", "");
+        assert!(
+            visible.chars().count() <= 80,
+            "wider than 80: {visible:?}\n{screen}"
+        );
+    }
+}
+
 #[test]
 fn only_and_skip_select_findings() {
     let (db, dns) = (TestDb::sqlite(), zones());

@@ -91,17 +91,45 @@ fn domain(out: &mut Vec<String>, d: &DomainReport, id_width: usize, style: Style
             }
         }
     }
-    let fixes: Vec<&Finding> = d.findings.iter().filter(|f| f.fix.is_some()).collect();
+    let fixes = fixes(d);
     if !fixes.is_empty() {
         out.push(String::new());
         out.push("To fix".to_string());
-        for f in fixes {
-            out.push(cut(&format!("  {} ({}):", f.id, f.subject), style.width));
-            for fix_line in f.fix.as_deref().unwrap_or("").lines() {
+        for (fix, findings) in fixes {
+            let mut subjects: Vec<&str> = Vec::new();
+            for f in &findings {
+                if !subjects.contains(&f.subject.as_str()) {
+                    subjects.push(&f.subject);
+                }
+            }
+            let ids: Vec<&str> = findings.iter().map(|f| f.id).collect();
+            out.push(cut(
+                &format!("  {} ({}):", ids.join(", "), subjects.join(", ")),
+                style.width,
+            ));
+            for fix_line in fix.lines() {
                 out.push(format!("    {fix_line}"));
             }
         }
     }
+}
+
+/// What to fix, what to do first first: one entry per distinct fix (several findings often point at one
+/// record: the whole SPF record mends both `spf.all` and `spf.lookups`), with the findings it mends; the
+/// entries ordered by the worst of their findings, ties in the order the checks ran in.
+fn fixes(d: &DomainReport) -> Vec<(&str, Vec<&Finding>)> {
+    let mut entries: Vec<(&str, Vec<&Finding>)> = Vec::new();
+    for f in &d.findings {
+        let Some(fix) = f.fix.as_deref() else {
+            continue;
+        };
+        match entries.iter_mut().find(|(text, _)| *text == fix) {
+            Some((_, findings)) => findings.push(f),
+            None => entries.push((fix, vec![f])),
+        }
+    }
+    entries.sort_by_key(|(_, findings)| std::cmp::Reverse(findings.iter().map(|f| f.status).max()));
+    entries
 }
 
 /// The findings grouped by family (the id's prefix), each group worst first, the worst group first; ties
@@ -335,6 +363,37 @@ mod tests {
             },
         );
         assert!(verbose.contains("second line"));
+    }
+
+    #[test]
+    fn one_fix_for_several_findings_is_shown_once_and_the_worst_comes_first() {
+        let spf = "example.org. 3600 IN TXT \"v=spf1 mx -all\"";
+        let dmarc = "_dmarc.example.org. 3600 IN TXT \"v=DMARC1; p=none\"";
+        let r = report(&[(
+            "example.org",
+            &[
+                ("dmarc.policy", Status::Warn, Some(dmarc)),
+                ("spf.all", Status::Fail, Some(spf)),
+                ("spf.lookups", Status::Warn, Some(spf)),
+            ],
+        )]);
+        let text = render(&r, PLAIN);
+        let to_fix: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "To fix")
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(
+            to_fix,
+            [
+                "To fix",
+                "  spf.all, spf.lookups (example.org):",
+                &format!("    {spf}"),
+                "  dmarc.policy (example.org):",
+                &format!("    {dmarc}"),
+            ],
+            "{text}"
+        );
     }
 
     #[test]
