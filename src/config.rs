@@ -80,6 +80,26 @@ pub struct ServerSection {
     /// `[server.greylisting]`: deferring first-time senders on the MX listener.
     #[serde(default)]
     pub greylisting: GreylistingSection,
+    /// `[[server.milters]]`: content filters speaking the milter protocol, asked in this order.
+    #[serde(default)]
+    pub milters: Vec<MilterSection>,
+}
+
+/// `[[server.milters]]`: one content filter (rspamd, OpenDKIM, ClamAV...) speaking Sendmail's milter
+/// protocol. Only `address` is required; defaults in [`crate::smtp::inbound::milter`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MilterSection {
+    /// `inet:IP:PORT` or `unix:/path/to/socket`.
+    pub address: String,
+    /// The listeners whose mail it sees: smtp, submission, submissions (default `["smtp"]`).
+    pub listeners: Option<Vec<String>>,
+    /// Seconds to wait for a permit, the connection and each reply (default 30).
+    pub timeout: Option<u64>,
+    /// `tempfail` (default) or `accept`: what happens to a message when the milter is down or too slow.
+    pub default_action: Option<String>,
+    /// Conversations with it at once (default 64).
+    pub concurrency: Option<usize>,
 }
 
 /// `[server.greylisting]`: mail from a client network, sender and recipient never seen together is deferred

@@ -218,6 +218,8 @@ pub struct Settings {
     pub reports: ReportsSettings,
     /// `[server.greylisting]`.
     pub greylisting: GreylistSettings,
+    /// `[[server.milters]]`, in order.
+    pub milters: Vec<crate::smtp::inbound::milter::MilterSettings>,
     /// Database URL.
     pub database_url: String,
     /// Nameserver override (`[dns] nameserver` or `--nameserver`).
@@ -279,6 +281,7 @@ impl Settings {
             forwarding: forwarding(&server.forwarding)?,
             reports: reports(&server.reports)?,
             greylisting: greylisting(&server.greylisting)?,
+            milters: crate::smtp::inbound::milter::settings(&server.milters)?,
             database_url: config.database_url.clone(),
             nameserver: config.nameserver.clone(),
             run_as,

@@ -44,6 +44,7 @@ mod serve_greylist;
 mod serve_hostile;
 mod serve_inbound;
 mod serve_inbound_limits;
+mod serve_milter;
 mod serve_ops;
 mod serve_outbound;
 mod serve_outbound_cluster;

@@ -130,6 +130,7 @@ impl Bound {
             queue_waker: OnceLock::new(),
             reports,
             send_counter: crate::smtp::inbound::send_counter::SendCounter::start(store.clone()),
+            milters: crate::smtp::inbound::milter::Milters::new(&settings.milters),
             store,
             settings,
         };

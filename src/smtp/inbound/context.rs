@@ -44,6 +44,8 @@ pub struct Context {
     pub reports: Arc<Recorder>,
     /// What logged-in users send, for their sending limits.
     pub send_counter: Arc<super::send_counter::SendCounter>,
+    /// The content filters (`[[server.milters]]`).
+    pub milters: super::milter::Milters,
 }
 
 impl Context {

@@ -7,6 +7,7 @@
 //! - [`recipients`] resolves RCPT addresses (aliases, catch-alls, alias domains) and sender ownership;
 //!   [`checks`] runs SPF, DKIM, DMARC, iprev and DNSBL with per-check actions and writes
 //!   `Authentication-Results`;
+//! - [`milter`] is the client of the content filters (`[[server.milters]]`) run after DATA;
 //! - [`session`] is the state machine of one connection, one file per stage; it takes the shared
 //!   [`context::Context`], the [`limits`] and the stop signal, and never the server;
 //! - [`server`] is the accept loop of a listener: admission, implicit TLS (the listeners' certificate is
@@ -23,6 +24,7 @@ pub mod context;
 pub mod data;
 pub mod greylist;
 pub mod limits;
+pub mod milter;
 pub mod recipients;
 pub mod send_counter;
 pub mod server;

@@ -63,11 +63,13 @@ pub enum RejectReason {
     SendLimit,
     /// Greylisting deferred a first-time sender.
     Greylisted,
+    /// A milter refused the message, or could not be asked and its default action is `tempfail`.
+    Milter,
 }
 
 impl RejectReason {
     /// Every reason, in exposition order.
-    pub const ALL: [RejectReason; 20] = [
+    pub const ALL: [RejectReason; 21] = [
         RejectReason::Relay,
         RejectReason::UnknownUser,
         RejectReason::Disabled,
@@ -88,6 +90,7 @@ impl RejectReason {
         RejectReason::AuthLockout,
         RejectReason::SendLimit,
         RejectReason::Greylisted,
+        RejectReason::Milter,
     ];
 
     /// The label value, also used in logs.
@@ -113,6 +116,7 @@ impl RejectReason {
             RejectReason::AuthLockout => "auth_lockout",
             RejectReason::SendLimit => "send_limit",
             RejectReason::Greylisted => "greylisted",
+            RejectReason::Milter => "milter",
         }
     }
 }
@@ -237,6 +241,7 @@ pub struct Metrics {
     reports_sent: [AtomicU64; REPORT_KINDS.len() * SentResult::ALL.len()],
     report_events_dropped: AtomicU64,
     breaker_trips: AtomicU64,
+    milter_failures: AtomicU64,
     latency: Histogram,
 }
 
@@ -329,6 +334,11 @@ impl Metrics {
     /// The sending breaker turned SMTP off for a mailbox.
     pub fn breaker_tripped(&self) {
         self.breaker_trips.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A milter could not be asked (down, too slow, or not speaking the protocol).
+    pub fn milter_failed(&self) {
+        self.milter_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An AUTH attempt ended: `ok` true for success.

@@ -129,6 +129,12 @@ pub(super) fn render(m: &Metrics) -> String {
     family(&mut out, name, "counter", help);
     let _ = writeln!(out, "{name} {}", load(&m.breaker_trips));
 
+    let name = "mailctl_milter_failures_total";
+    let help = "Conversations with a milter that failed (down, too slow, or not speaking the protocol): each \
+                message got the milter's default_action.";
+    family(&mut out, name, "counter", help);
+    let _ = writeln!(out, "{name} {}", load(&m.milter_failures));
+
     let name = "mailctl_smtp_delivery_seconds";
     let help = "Seconds from the end of DATA to the 250 reply (delivery to stable storage).";
     family(&mut out, name, "histogram", help);

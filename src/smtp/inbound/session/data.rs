@@ -120,6 +120,25 @@ impl Session {
                 )
             }
         };
+        let milted = match self.milters(message).await {
+            Ok(milted) => milted,
+            Err((reply, why)) => {
+                self.finish_log(size, &format!("{summary} {why}"), &reply);
+                return reply;
+            }
+        };
+        let Some(txn) = &self.txn else {
+            return Reply::new(503, Some((5, 5, 1)), "Need MAIL command");
+        };
+        let message = milted.message;
+        let size = message.len() as u64;
+        let (junk, summary) = match &milted.quarantine {
+            Some(why) => (
+                junk.or(Some(RejectReason::Milter)),
+                format!("{summary} quarantine=({why})"),
+            ),
+            None => (junk, summary),
+        };
         if let ([_], [(quota, used)]) = (txn.targets.as_slice(), txn.quotas.as_slice())
             && *quota > 0
             && used.saturating_add(size) > *quota
@@ -160,7 +179,7 @@ impl Session {
             })
             .collect();
         let id = txn.id.clone();
-        let sender = txn.sender.clone();
+        let sender = milted.sender.unwrap_or_else(|| txn.sender.clone());
         let stamped = Arc::new(stamped);
         // Reports other servers send us are stored before the reply; without `keep` they need no delivery.
         if self.login.is_none()
@@ -240,7 +259,12 @@ impl Session {
         };
         match (&outcome, queued) {
             (Err(_), true) => self.unqueue(&id).await,
-            (Ok(_), true) => self.server.wake_queue(),
+            (Ok(_), true) => {
+                if milted.quarantine.is_some() {
+                    self.hold_quarantined(&id).await;
+                }
+                self.server.wake_queue();
+            }
             _ => {}
         }
         let reply = match outcome {

@@ -19,6 +19,7 @@ mod ehlo;
 mod forward;
 pub mod io;
 mod mail;
+mod milter;
 mod rcpt;
 mod received;
 mod relay;
