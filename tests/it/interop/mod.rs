@@ -20,6 +20,7 @@
 
 mod forward;
 mod harness;
+mod milter;
 mod relay;
 mod srs;
 

@@ -50,6 +50,12 @@ pub enum Need {
     Postsrsd,
     /// dkimpy's Python module (python3-dkim), which verifies DKIM and ARC.
     Dkimpy,
+    /// pymilter (python3-milter): milters in Python over Sendmail's own libmilter.
+    Pymilter,
+    /// rspamd, whose proxy worker is a milter.
+    Rspamd,
+    /// OpenDKIM, the signing milter.
+    Opendkim,
 }
 
 impl Need {
@@ -75,6 +81,12 @@ impl Need {
                 "/usr/lib/python3/dist-packages/dkim/__init__.py",
                 "python3-dkim",
             )],
+            Need::Pymilter => &[(
+                "/usr/lib/python3/dist-packages/Milter/__init__.py",
+                "python3-milter",
+            )],
+            Need::Rspamd => &[("/usr/bin/rspamd", "rspamd")],
+            Need::Opendkim => &[("/usr/sbin/opendkim", "opendkim")],
         };
         for (file, package) in files {
             if !Path::new(file).exists() {
@@ -108,7 +120,12 @@ impl Need {
                 (!ssl.is_ok_and(|s| s.success()))
                     .then(|| "Net::SSLeay is not installed (package libnet-ssleay-perl)".into())
             }
-            Need::Dovecot | Need::Postsrsd | Need::Dkimpy => None,
+            Need::Dovecot
+            | Need::Postsrsd
+            | Need::Dkimpy
+            | Need::Pymilter
+            | Need::Rspamd
+            | Need::Opendkim => None,
         }
     }
 }
