@@ -44,7 +44,9 @@
 //!                   sessions share), limits.rs, session/ (the state machine, one file per stage), command/,
 //!                   data/ (smuggling-safe DATA reader), recipients/, checks/ (SPF, DKIM, DMARC, iprev, DNSBL),
 //!                   send_counter.rs + breaker.rs (sending limits counted in memory, written each second; the
-//!                   breaker that switches a stolen account off), greylist.rs
+//!                   breaker that switches a stolen account off), greylist.rs, milter/ (the milter
+//!                   protocol v6 client: protocol.rs bytes, conversation.rs one filter's talk after DATA,
+//!                   message.rs the header/body edits; session/milter.rs is the stage that calls it)
 //!   queue/          the outbound queue: ONE engine (engine.rs: claims, leases, results, admin) over a small
 //!                   storage trait (storage.rs) that spool/ and database/ implement; role traits Intake
 //!                   (sessions), Delivery (manager), Admin (CLI); entry.rs, the delivery manager
