@@ -481,6 +481,9 @@ _mailctl() {
             mailctl__subcmd__help__subcmd__mailbox,add)
                 cmd="mailctl__subcmd__help__subcmd__mailbox__subcmd__add"
                 ;;
+            mailctl__subcmd__help__subcmd__mailbox,app-password)
+                cmd="mailctl__subcmd__help__subcmd__mailbox__subcmd__app__subcmd__password"
+                ;;
             mailctl__subcmd__help__subcmd__mailbox,delete)
                 cmd="mailctl__subcmd__help__subcmd__mailbox__subcmd__delete"
                 ;;
@@ -499,8 +502,38 @@ _mailctl() {
             mailctl__subcmd__help__subcmd__mailbox,show)
                 cmd="mailctl__subcmd__help__subcmd__mailbox__subcmd__show"
                 ;;
+            mailctl__subcmd__help__subcmd__mailbox,totp)
+                cmd="mailctl__subcmd__help__subcmd__mailbox__subcmd__totp"
+                ;;
             mailctl__subcmd__help__subcmd__mailbox,update)
                 cmd="mailctl__subcmd__help__subcmd__mailbox__subcmd__update"
+                ;;
+            mailctl__subcmd__help__subcmd__mailbox__subcmd__app__subcmd__password,add)
+                cmd="mailctl__subcmd__help__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__add"
+                ;;
+            mailctl__subcmd__help__subcmd__mailbox__subcmd__app__subcmd__password,list)
+                cmd="mailctl__subcmd__help__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__list"
+                ;;
+            mailctl__subcmd__help__subcmd__mailbox__subcmd__app__subcmd__password,revoke)
+                cmd="mailctl__subcmd__help__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__revoke"
+                ;;
+            mailctl__subcmd__help__subcmd__mailbox__subcmd__totp,disable)
+                cmd="mailctl__subcmd__help__subcmd__mailbox__subcmd__totp__subcmd__disable"
+                ;;
+            mailctl__subcmd__help__subcmd__mailbox__subcmd__totp,enable)
+                cmd="mailctl__subcmd__help__subcmd__mailbox__subcmd__totp__subcmd__enable"
+                ;;
+            mailctl__subcmd__help__subcmd__mailbox__subcmd__totp,exception)
+                cmd="mailctl__subcmd__help__subcmd__mailbox__subcmd__totp__subcmd__exception"
+                ;;
+            mailctl__subcmd__help__subcmd__mailbox__subcmd__totp__subcmd__exception,add)
+                cmd="mailctl__subcmd__help__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__add"
+                ;;
+            mailctl__subcmd__help__subcmd__mailbox__subcmd__totp__subcmd__exception,delete)
+                cmd="mailctl__subcmd__help__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__delete"
+                ;;
+            mailctl__subcmd__help__subcmd__mailbox__subcmd__totp__subcmd__exception,list)
+                cmd="mailctl__subcmd__help__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__list"
                 ;;
             mailctl__subcmd__help__subcmd__queue,delete)
                 cmd="mailctl__subcmd__help__subcmd__queue__subcmd__delete"
@@ -592,6 +625,9 @@ _mailctl() {
             mailctl__subcmd__mailbox,add)
                 cmd="mailctl__subcmd__mailbox__subcmd__add"
                 ;;
+            mailctl__subcmd__mailbox,app-password)
+                cmd="mailctl__subcmd__mailbox__subcmd__app__subcmd__password"
+                ;;
             mailctl__subcmd__mailbox,delete)
                 cmd="mailctl__subcmd__mailbox__subcmd__delete"
                 ;;
@@ -613,11 +649,41 @@ _mailctl() {
             mailctl__subcmd__mailbox,show)
                 cmd="mailctl__subcmd__mailbox__subcmd__show"
                 ;;
+            mailctl__subcmd__mailbox,totp)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp"
+                ;;
             mailctl__subcmd__mailbox,update)
                 cmd="mailctl__subcmd__mailbox__subcmd__update"
                 ;;
+            mailctl__subcmd__mailbox__subcmd__app__subcmd__password,add)
+                cmd="mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__add"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__app__subcmd__password,help)
+                cmd="mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__help"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__app__subcmd__password,list)
+                cmd="mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__list"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__app__subcmd__password,revoke)
+                cmd="mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__revoke"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__help,add)
+                cmd="mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__help__subcmd__add"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__help,help)
+                cmd="mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__help__subcmd__help"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__help,list)
+                cmd="mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__help__subcmd__list"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__help,revoke)
+                cmd="mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__help__subcmd__revoke"
+                ;;
             mailctl__subcmd__mailbox__subcmd__help,add)
                 cmd="mailctl__subcmd__mailbox__subcmd__help__subcmd__add"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__help,app-password)
+                cmd="mailctl__subcmd__mailbox__subcmd__help__subcmd__app__subcmd__password"
                 ;;
             mailctl__subcmd__mailbox__subcmd__help,delete)
                 cmd="mailctl__subcmd__mailbox__subcmd__help__subcmd__delete"
@@ -640,8 +706,95 @@ _mailctl() {
             mailctl__subcmd__mailbox__subcmd__help,show)
                 cmd="mailctl__subcmd__mailbox__subcmd__help__subcmd__show"
                 ;;
+            mailctl__subcmd__mailbox__subcmd__help,totp)
+                cmd="mailctl__subcmd__mailbox__subcmd__help__subcmd__totp"
+                ;;
             mailctl__subcmd__mailbox__subcmd__help,update)
                 cmd="mailctl__subcmd__mailbox__subcmd__help__subcmd__update"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__help__subcmd__app__subcmd__password,add)
+                cmd="mailctl__subcmd__mailbox__subcmd__help__subcmd__app__subcmd__password__subcmd__add"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__help__subcmd__app__subcmd__password,list)
+                cmd="mailctl__subcmd__mailbox__subcmd__help__subcmd__app__subcmd__password__subcmd__list"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__help__subcmd__app__subcmd__password,revoke)
+                cmd="mailctl__subcmd__mailbox__subcmd__help__subcmd__app__subcmd__password__subcmd__revoke"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__help__subcmd__totp,disable)
+                cmd="mailctl__subcmd__mailbox__subcmd__help__subcmd__totp__subcmd__disable"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__help__subcmd__totp,enable)
+                cmd="mailctl__subcmd__mailbox__subcmd__help__subcmd__totp__subcmd__enable"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__help__subcmd__totp,exception)
+                cmd="mailctl__subcmd__mailbox__subcmd__help__subcmd__totp__subcmd__exception"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__help__subcmd__totp__subcmd__exception,add)
+                cmd="mailctl__subcmd__mailbox__subcmd__help__subcmd__totp__subcmd__exception__subcmd__add"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__help__subcmd__totp__subcmd__exception,delete)
+                cmd="mailctl__subcmd__mailbox__subcmd__help__subcmd__totp__subcmd__exception__subcmd__delete"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__help__subcmd__totp__subcmd__exception,list)
+                cmd="mailctl__subcmd__mailbox__subcmd__help__subcmd__totp__subcmd__exception__subcmd__list"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp,disable)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__disable"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp,enable)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__enable"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp,exception)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp,help)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__help"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception,add)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__add"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception,delete)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__delete"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception,help)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__help"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception,list)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__list"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__help,add)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__help__subcmd__add"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__help,delete)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__help__subcmd__delete"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__help,help)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__help__subcmd__help"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__help,list)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__help__subcmd__list"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp__subcmd__help,disable)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__disable"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp__subcmd__help,enable)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__enable"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp__subcmd__help,exception)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__exception"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp__subcmd__help,help)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__help"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__exception,add)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__exception__subcmd__add"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__exception,delete)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__exception__subcmd__delete"
+                ;;
+            mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__exception,list)
+                cmd="mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__exception__subcmd__list"
                 ;;
             mailctl__subcmd__queue,delete)
                 cmd="mailctl__subcmd__queue__subcmd__delete"
@@ -3340,7 +3493,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__help__subcmd__mailbox)
-            opts="add list show update passwd enable disable delete"
+            opts="add list show update passwd enable disable delete app-password totp"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3356,6 +3509,62 @@ _mailctl() {
         mailctl__subcmd__help__subcmd__mailbox__subcmd__add)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__mailbox__subcmd__app__subcmd__password)
+            opts="add list revoke"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -3440,6 +3649,104 @@ _mailctl() {
         mailctl__subcmd__help__subcmd__mailbox__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__mailbox__subcmd__totp)
+            opts="enable disable exception"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__mailbox__subcmd__totp__subcmd__disable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__mailbox__subcmd__totp__subcmd__enable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__mailbox__subcmd__totp__subcmd__exception)
+            opts="add list delete"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 6 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 6 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 6 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -4034,7 +4341,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__mailbox)
-            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version add list show update passwd enable disable delete help"
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version add list show update passwd enable disable delete app-password totp help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4056,7 +4363,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__mailbox__subcmd__add)
-            opts="-v -q -h -V --name --quota-mb --inactive --password-stdin --random-password --scheme --config --database-url --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --name --quota-mb --inactive --password-stdin --random --random-password --scheme --config --database-url --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4074,6 +4381,172 @@ _mailctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__app__subcmd__password)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version add list revoke help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__add)
+            opts="-v -q -h -V --description --password-stdin --random --random-password --scheme --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --description)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheme)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__help)
+            opts="add list revoke help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__help__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__list)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__app__subcmd__password__subcmd__revoke)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -4156,7 +4629,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__mailbox__subcmd__help)
-            opts="add list show update passwd enable disable delete help"
+            opts="add list show update passwd enable disable delete app-password totp help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4172,6 +4645,62 @@ _mailctl() {
         mailctl__subcmd__mailbox__subcmd__help__subcmd__add)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__help__subcmd__app__subcmd__password)
+            opts="add list revoke"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__help__subcmd__app__subcmd__password__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__help__subcmd__app__subcmd__password__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__help__subcmd__app__subcmd__password__subcmd__revoke)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -4281,6 +4810,104 @@ _mailctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        mailctl__subcmd__mailbox__subcmd__help__subcmd__totp)
+            opts="enable disable exception"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__help__subcmd__totp__subcmd__disable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__help__subcmd__totp__subcmd__enable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__help__subcmd__totp__subcmd__exception)
+            opts="add list delete"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__help__subcmd__totp__subcmd__exception__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 6 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__help__subcmd__totp__subcmd__exception__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 6 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__help__subcmd__totp__subcmd__exception__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 6 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         mailctl__subcmd__mailbox__subcmd__help__subcmd__update)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -4318,7 +4945,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__mailbox__subcmd__passwd)
-            opts="-v -q -h -V --password-stdin --random-password --scheme --config --database-url --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --password-stdin --random --random-password --scheme --config --database-url --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4358,6 +4985,350 @@ _mailctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version enable disable exception help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__disable)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__enable)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version add list delete help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__add)
+            opts="-v -q -h -V --for --description --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --description)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__delete)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__help)
+            opts="add list delete help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__help__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 6 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__help__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 6 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 6 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 6 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__exception__subcmd__list)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__help)
+            opts="enable disable exception help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__disable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__enable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__exception)
+            opts="add list delete"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__exception__subcmd__add)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 6 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__exception__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 6 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__exception__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 6 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__mailbox__subcmd__totp__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 5 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

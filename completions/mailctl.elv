@@ -192,6 +192,8 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand enable 'Let the mailbox receive mail and log in again'
             cand disable 'Stop delivery and logins for the mailbox, keeping its mail'
             cand delete 'Delete the mailbox''s rows (its Maildir on disk is left for the admin to archive or remove)'
+            cand app-password 'Passwords for mail clients, several per mailbox (postfixadmin''s app passwords)'
+            cand totp 'Restrict mail logins to app passwords (postfixadmin''s TOTP rule)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'mailctl;user'= {
@@ -214,6 +216,8 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand enable 'Let the mailbox receive mail and log in again'
             cand disable 'Stop delivery and logins for the mailbox, keeping its mail'
             cand delete 'Delete the mailbox''s rows (its Maildir on disk is left for the admin to archive or remove)'
+            cand app-password 'Passwords for mail clients, several per mailbox (postfixadmin''s app passwords)'
+            cand totp 'Restrict mail logins to app passwords (postfixadmin''s TOTP rule)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'mailctl;mailbox;add'= {
@@ -225,6 +229,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --inactive 'Create it inactive'
             cand --password-stdin 'Read the password from the first line of standard input'
             cand --random-password 'Generate a random password and print it once'
+            cand --random 'Generate a random password and print it once'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -244,6 +249,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --inactive 'Create it inactive'
             cand --password-stdin 'Read the password from the first line of standard input'
             cand --random-password 'Generate a random password and print it once'
+            cand --random 'Generate a random password and print it once'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -348,6 +354,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --password-stdin 'Read the password from the first line of standard input'
             cand --random-password 'Generate a random password and print it once'
+            cand --random 'Generate a random password and print it once'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -364,6 +371,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --password-stdin 'Read the password from the first line of standard input'
             cand --random-password 'Generate a random password and print it once'
+            cand --random 'Generate a random password and print it once'
             cand --json 'Print data as JSON (one document per run) instead of tables'
             cand -v 'Print more detail on stderr'
             cand --verbose 'Print more detail on stderr'
@@ -452,6 +460,432 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'mailctl;mailbox;app-password'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Add an app password (one with the same description is replaced)'
+            cand list 'List a mailbox''s app passwords (never the passwords)'
+            cand revoke 'Revoke an app password by its id (from `list`)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;mailbox;app-password;add'= {
+            cand --description 'What it is for, like "phone" or "laptop"'
+            cand --scheme 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --password-stdin 'Read the password from the first line of standard input'
+            cand --random-password 'Generate a random password and print it once'
+            cand --random 'Generate a random password and print it once'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;app-password;list'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;app-password;revoke'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;app-password;help'= {
+            cand add 'Add an app password (one with the same description is replaced)'
+            cand list 'List a mailbox''s app passwords (never the passwords)'
+            cand revoke 'Revoke an app password by its id (from `list`)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;mailbox;app-password;help;add'= {
+        }
+        &'mailctl;mailbox;app-password;help;list'= {
+        }
+        &'mailctl;mailbox;app-password;help;revoke'= {
+        }
+        &'mailctl;mailbox;app-password;help;help'= {
+        }
+        &'mailctl;user;app-password'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Add an app password (one with the same description is replaced)'
+            cand list 'List a mailbox''s app passwords (never the passwords)'
+            cand revoke 'Revoke an app password by its id (from `list`)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;user;app-password;add'= {
+            cand --description 'What it is for, like "phone" or "laptop"'
+            cand --scheme 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --password-stdin 'Read the password from the first line of standard input'
+            cand --random-password 'Generate a random password and print it once'
+            cand --random 'Generate a random password and print it once'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;app-password;list'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;app-password;revoke'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;app-password;help'= {
+            cand add 'Add an app password (one with the same description is replaced)'
+            cand list 'List a mailbox''s app passwords (never the passwords)'
+            cand revoke 'Revoke an app password by its id (from `list`)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;user;app-password;help;add'= {
+        }
+        &'mailctl;user;app-password;help;list'= {
+        }
+        &'mailctl;user;app-password;help;revoke'= {
+        }
+        &'mailctl;user;app-password;help;help'= {
+        }
+        &'mailctl;mailbox;totp'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand enable 'Give the mailbox a new TOTP secret (printed once, with the otpauth:// URI for an authenticator app)'
+            cand disable 'Remove the mailbox''s TOTP secret: its main password works for mail logins again'
+            cand exception 'Client addresses from which a TOTP mailbox may still log in with its main password'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;mailbox;totp;enable'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;totp;disable'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;totp;exception'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Let IP use the main password: of one mailbox, of a domain''s mailboxes, or (without --for) of all'
+            cand list 'List the exceptions'
+            cand delete 'Delete an exception by its id (from `list`)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;mailbox;totp;exception;add'= {
+            cand --for 'A mailbox address or a domain'
+            cand --description 'Why (e.g. "office webmail")'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;totp;exception;list'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;totp;exception;delete'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;mailbox;totp;exception;help'= {
+            cand add 'Let IP use the main password: of one mailbox, of a domain''s mailboxes, or (without --for) of all'
+            cand list 'List the exceptions'
+            cand delete 'Delete an exception by its id (from `list`)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;mailbox;totp;exception;help;add'= {
+        }
+        &'mailctl;mailbox;totp;exception;help;list'= {
+        }
+        &'mailctl;mailbox;totp;exception;help;delete'= {
+        }
+        &'mailctl;mailbox;totp;exception;help;help'= {
+        }
+        &'mailctl;mailbox;totp;help'= {
+            cand enable 'Give the mailbox a new TOTP secret (printed once, with the otpauth:// URI for an authenticator app)'
+            cand disable 'Remove the mailbox''s TOTP secret: its main password works for mail logins again'
+            cand exception 'Client addresses from which a TOTP mailbox may still log in with its main password'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;mailbox;totp;help;enable'= {
+        }
+        &'mailctl;mailbox;totp;help;disable'= {
+        }
+        &'mailctl;mailbox;totp;help;exception'= {
+            cand add 'Let IP use the main password: of one mailbox, of a domain''s mailboxes, or (without --for) of all'
+            cand list 'List the exceptions'
+            cand delete 'Delete an exception by its id (from `list`)'
+        }
+        &'mailctl;mailbox;totp;help;exception;add'= {
+        }
+        &'mailctl;mailbox;totp;help;exception;list'= {
+        }
+        &'mailctl;mailbox;totp;help;exception;delete'= {
+        }
+        &'mailctl;mailbox;totp;help;help'= {
+        }
+        &'mailctl;user;totp'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand enable 'Give the mailbox a new TOTP secret (printed once, with the otpauth:// URI for an authenticator app)'
+            cand disable 'Remove the mailbox''s TOTP secret: its main password works for mail logins again'
+            cand exception 'Client addresses from which a TOTP mailbox may still log in with its main password'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;user;totp;enable'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;totp;disable'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;totp;exception'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand add 'Let IP use the main password: of one mailbox, of a domain''s mailboxes, or (without --for) of all'
+            cand list 'List the exceptions'
+            cand delete 'Delete an exception by its id (from `list`)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;user;totp;exception;add'= {
+            cand --for 'A mailbox address or a domain'
+            cand --description 'Why (e.g. "office webmail")'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;totp;exception;list'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;totp;exception;delete'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;user;totp;exception;help'= {
+            cand add 'Let IP use the main password: of one mailbox, of a domain''s mailboxes, or (without --for) of all'
+            cand list 'List the exceptions'
+            cand delete 'Delete an exception by its id (from `list`)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;user;totp;exception;help;add'= {
+        }
+        &'mailctl;user;totp;exception;help;list'= {
+        }
+        &'mailctl;user;totp;exception;help;delete'= {
+        }
+        &'mailctl;user;totp;exception;help;help'= {
+        }
+        &'mailctl;user;totp;help'= {
+            cand enable 'Give the mailbox a new TOTP secret (printed once, with the otpauth:// URI for an authenticator app)'
+            cand disable 'Remove the mailbox''s TOTP secret: its main password works for mail logins again'
+            cand exception 'Client addresses from which a TOTP mailbox may still log in with its main password'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;user;totp;help;enable'= {
+        }
+        &'mailctl;user;totp;help;disable'= {
+        }
+        &'mailctl;user;totp;help;exception'= {
+            cand add 'Let IP use the main password: of one mailbox, of a domain''s mailboxes, or (without --for) of all'
+            cand list 'List the exceptions'
+            cand delete 'Delete an exception by its id (from `list`)'
+        }
+        &'mailctl;user;totp;help;exception;add'= {
+        }
+        &'mailctl;user;totp;help;exception;list'= {
+        }
+        &'mailctl;user;totp;help;exception;delete'= {
+        }
+        &'mailctl;user;totp;help;help'= {
+        }
         &'mailctl;mailbox;help'= {
             cand add 'Add a mailbox (and its self-alias row, as postfixadmin does)'
             cand list 'List mailboxes, all or of one domain'
@@ -461,6 +895,8 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand enable 'Let the mailbox receive mail and log in again'
             cand disable 'Stop delivery and logins for the mailbox, keeping its mail'
             cand delete 'Delete the mailbox''s rows (its Maildir on disk is left for the admin to archive or remove)'
+            cand app-password 'Passwords for mail clients, several per mailbox (postfixadmin''s app passwords)'
+            cand totp 'Restrict mail logins to app passwords (postfixadmin''s TOTP rule)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'mailctl;mailbox;help;add'= {
@@ -479,6 +915,37 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;mailbox;help;delete'= {
         }
+        &'mailctl;mailbox;help;app-password'= {
+            cand add 'Add an app password (one with the same description is replaced)'
+            cand list 'List a mailbox''s app passwords (never the passwords)'
+            cand revoke 'Revoke an app password by its id (from `list`)'
+        }
+        &'mailctl;mailbox;help;app-password;add'= {
+        }
+        &'mailctl;mailbox;help;app-password;list'= {
+        }
+        &'mailctl;mailbox;help;app-password;revoke'= {
+        }
+        &'mailctl;mailbox;help;totp'= {
+            cand enable 'Give the mailbox a new TOTP secret (printed once, with the otpauth:// URI for an authenticator app)'
+            cand disable 'Remove the mailbox''s TOTP secret: its main password works for mail logins again'
+            cand exception 'Client addresses from which a TOTP mailbox may still log in with its main password'
+        }
+        &'mailctl;mailbox;help;totp;enable'= {
+        }
+        &'mailctl;mailbox;help;totp;disable'= {
+        }
+        &'mailctl;mailbox;help;totp;exception'= {
+            cand add 'Let IP use the main password: of one mailbox, of a domain''s mailboxes, or (without --for) of all'
+            cand list 'List the exceptions'
+            cand delete 'Delete an exception by its id (from `list`)'
+        }
+        &'mailctl;mailbox;help;totp;exception;add'= {
+        }
+        &'mailctl;mailbox;help;totp;exception;list'= {
+        }
+        &'mailctl;mailbox;help;totp;exception;delete'= {
+        }
         &'mailctl;mailbox;help;help'= {
         }
         &'mailctl;user;help'= {
@@ -490,6 +957,8 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand enable 'Let the mailbox receive mail and log in again'
             cand disable 'Stop delivery and logins for the mailbox, keeping its mail'
             cand delete 'Delete the mailbox''s rows (its Maildir on disk is left for the admin to archive or remove)'
+            cand app-password 'Passwords for mail clients, several per mailbox (postfixadmin''s app passwords)'
+            cand totp 'Restrict mail logins to app passwords (postfixadmin''s TOTP rule)'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'mailctl;user;help;add'= {
@@ -507,6 +976,37 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;user;help;disable'= {
         }
         &'mailctl;user;help;delete'= {
+        }
+        &'mailctl;user;help;app-password'= {
+            cand add 'Add an app password (one with the same description is replaced)'
+            cand list 'List a mailbox''s app passwords (never the passwords)'
+            cand revoke 'Revoke an app password by its id (from `list`)'
+        }
+        &'mailctl;user;help;app-password;add'= {
+        }
+        &'mailctl;user;help;app-password;list'= {
+        }
+        &'mailctl;user;help;app-password;revoke'= {
+        }
+        &'mailctl;user;help;totp'= {
+            cand enable 'Give the mailbox a new TOTP secret (printed once, with the otpauth:// URI for an authenticator app)'
+            cand disable 'Remove the mailbox''s TOTP secret: its main password works for mail logins again'
+            cand exception 'Client addresses from which a TOTP mailbox may still log in with its main password'
+        }
+        &'mailctl;user;help;totp;enable'= {
+        }
+        &'mailctl;user;help;totp;disable'= {
+        }
+        &'mailctl;user;help;totp;exception'= {
+            cand add 'Let IP use the main password: of one mailbox, of a domain''s mailboxes, or (without --for) of all'
+            cand list 'List the exceptions'
+            cand delete 'Delete an exception by its id (from `list`)'
+        }
+        &'mailctl;user;help;totp;exception;add'= {
+        }
+        &'mailctl;user;help;totp;exception;list'= {
+        }
+        &'mailctl;user;help;totp;exception;delete'= {
         }
         &'mailctl;user;help;help'= {
         }
@@ -1775,6 +2275,8 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand enable 'Let the mailbox receive mail and log in again'
             cand disable 'Stop delivery and logins for the mailbox, keeping its mail'
             cand delete 'Delete the mailbox''s rows (its Maildir on disk is left for the admin to archive or remove)'
+            cand app-password 'Passwords for mail clients, several per mailbox (postfixadmin''s app passwords)'
+            cand totp 'Restrict mail logins to app passwords (postfixadmin''s TOTP rule)'
         }
         &'mailctl;help;mailbox;add'= {
         }
@@ -1791,6 +2293,37 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;help;mailbox;disable'= {
         }
         &'mailctl;help;mailbox;delete'= {
+        }
+        &'mailctl;help;mailbox;app-password'= {
+            cand add 'Add an app password (one with the same description is replaced)'
+            cand list 'List a mailbox''s app passwords (never the passwords)'
+            cand revoke 'Revoke an app password by its id (from `list`)'
+        }
+        &'mailctl;help;mailbox;app-password;add'= {
+        }
+        &'mailctl;help;mailbox;app-password;list'= {
+        }
+        &'mailctl;help;mailbox;app-password;revoke'= {
+        }
+        &'mailctl;help;mailbox;totp'= {
+            cand enable 'Give the mailbox a new TOTP secret (printed once, with the otpauth:// URI for an authenticator app)'
+            cand disable 'Remove the mailbox''s TOTP secret: its main password works for mail logins again'
+            cand exception 'Client addresses from which a TOTP mailbox may still log in with its main password'
+        }
+        &'mailctl;help;mailbox;totp;enable'= {
+        }
+        &'mailctl;help;mailbox;totp;disable'= {
+        }
+        &'mailctl;help;mailbox;totp;exception'= {
+            cand add 'Let IP use the main password: of one mailbox, of a domain''s mailboxes, or (without --for) of all'
+            cand list 'List the exceptions'
+            cand delete 'Delete an exception by its id (from `list`)'
+        }
+        &'mailctl;help;mailbox;totp;exception;add'= {
+        }
+        &'mailctl;help;mailbox;totp;exception;list'= {
+        }
+        &'mailctl;help;mailbox;totp;exception;delete'= {
         }
         &'mailctl;help;alias'= {
             cand add 'Add an alias forwarding to one or more destinations; @domain makes a catch-all'

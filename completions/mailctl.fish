@@ -125,22 +125,24 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from help" -f -a "update" -d 'Change a domain\'s description, limits or flags'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete a domain (refused while it holds mailboxes or aliases, unless --force)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand domain; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -l json -d 'Print data as JSON (one document per run) instead of tables'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -s v -l verbose -d 'Print more detail on stderr'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -s q -l quiet -d 'Print nothing but data and errors'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -s h -l help -d 'Print help'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -s V -l version -d 'Print version'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "add" -d 'Add a mailbox (and its self-alias row, as postfixadmin does)'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "list" -d 'List mailboxes, all or of one domain'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "show" -d 'Show one mailbox'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "update" -d 'Change a mailbox\'s name, quota or flags'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "passwd" -d 'Set a new password'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "enable" -d 'Let the mailbox receive mail and log in again'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "disable" -d 'Stop delivery and logins for the mailbox, keeping its mail'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "delete" -d 'Delete the mailbox\'s rows (its Maildir on disk is left for the admin to archive or remove)'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "add" -d 'Add a mailbox (and its self-alias row, as postfixadmin does)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "list" -d 'List mailboxes, all or of one domain'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "show" -d 'Show one mailbox'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "update" -d 'Change a mailbox\'s name, quota or flags'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "passwd" -d 'Set a new password'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "enable" -d 'Let the mailbox receive mail and log in again'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "disable" -d 'Stop delivery and logins for the mailbox, keeping its mail'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "delete" -d 'Delete the mailbox\'s rows (its Maildir on disk is left for the admin to archive or remove)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "app-password" -d 'Passwords for mail clients, several per mailbox (postfixadmin\'s app passwords)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "totp" -d 'Restrict mail logins to app passwords (postfixadmin\'s TOTP rule)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l name -d 'Display name' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l quota-mb -d 'Quota in MB (0 unlimited) [default: the domain\'s max quota per mailbox]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l scheme -d 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]' -r
@@ -148,7 +150,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l inactive -d 'Create it inactive'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l password-stdin -d 'Read the password from the first line of standard input'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l random-password -d 'Generate a random password and print it once'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l random-password -l random -d 'Generate a random password and print it once'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print nothing but data and errors'
@@ -185,7 +187,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -l password-stdin -d 'Read the password from the first line of standard input'
-complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -l random-password -d 'Generate a random password and print it once'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -l random-password -l random -d 'Generate a random password and print it once'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from passwd" -s q -l quiet -d 'Print nothing but data and errors'
@@ -212,6 +214,28 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from delete" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from app-password" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from app-password" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from app-password" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from app-password" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from app-password" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from app-password" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from app-password" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from app-password" -f -a "add" -d 'Add an app password (one with the same description is replaced)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from app-password" -f -a "list" -d 'List a mailbox\'s app passwords (never the passwords)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from app-password" -f -a "revoke" -d 'Revoke an app password by its id (from `list`)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from app-password" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from totp" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from totp" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from totp" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from totp" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from totp" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from totp" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from totp" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from totp" -f -a "enable" -d 'Give the mailbox a new TOTP secret (printed once, with the otpauth:// URI for an authenticator app)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from totp" -f -a "disable" -d 'Remove the mailbox\'s TOTP secret: its main password works for mail logins again'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from totp" -f -a "exception" -d 'Client addresses from which a TOTP mailbox may still log in with its main password'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from totp" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add a mailbox (and its self-alias row, as postfixadmin does)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from help" -f -a "list" -d 'List mailboxes, all or of one domain'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one mailbox'
@@ -220,23 +244,27 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from help" -f -a "enable" -d 'Let the mailbox receive mail and log in again'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from help" -f -a "disable" -d 'Stop delivery and logins for the mailbox, keeping its mail'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete the mailbox\'s rows (its Maildir on disk is left for the admin to archive or remove)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from help" -f -a "app-password" -d 'Passwords for mail clients, several per mailbox (postfixadmin\'s app passwords)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from help" -f -a "totp" -d 'Restrict mail logins to app passwords (postfixadmin\'s TOTP rule)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand mailbox; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -l json -d 'Print data as JSON (one document per run) instead of tables'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -s v -l verbose -d 'Print more detail on stderr'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -s q -l quiet -d 'Print nothing but data and errors'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -s h -l help -d 'Print help'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -s V -l version -d 'Print version'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "add" -d 'Add a mailbox (and its self-alias row, as postfixadmin does)'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "list" -d 'List mailboxes, all or of one domain'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "show" -d 'Show one mailbox'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "update" -d 'Change a mailbox\'s name, quota or flags'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "passwd" -d 'Set a new password'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "enable" -d 'Let the mailbox receive mail and log in again'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "disable" -d 'Stop delivery and logins for the mailbox, keeping its mail'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "delete" -d 'Delete the mailbox\'s rows (its Maildir on disk is left for the admin to archive or remove)'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "add" -d 'Add a mailbox (and its self-alias row, as postfixadmin does)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "list" -d 'List mailboxes, all or of one domain'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "show" -d 'Show one mailbox'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "update" -d 'Change a mailbox\'s name, quota or flags'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "passwd" -d 'Set a new password'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "enable" -d 'Let the mailbox receive mail and log in again'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "disable" -d 'Stop delivery and logins for the mailbox, keeping its mail'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "delete" -d 'Delete the mailbox\'s rows (its Maildir on disk is left for the admin to archive or remove)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "app-password" -d 'Passwords for mail clients, several per mailbox (postfixadmin\'s app passwords)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "totp" -d 'Restrict mail logins to app passwords (postfixadmin\'s TOTP rule)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and not __fish_seen_subcommand_from add list show update passwd enable disable delete app-password totp help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l name -d 'Display name' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l quota-mb -d 'Quota in MB (0 unlimited) [default: the domain\'s max quota per mailbox]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l scheme -d 'Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]' -r
@@ -244,7 +272,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_su
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l inactive -d 'Create it inactive'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l password-stdin -d 'Read the password from the first line of standard input'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l random-password -d 'Generate a random password and print it once'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l random-password -l random -d 'Generate a random password and print it once'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from add" -s q -l quiet -d 'Print nothing but data and errors'
@@ -281,7 +309,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_su
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -l password-stdin -d 'Read the password from the first line of standard input'
-complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -l random-password -d 'Generate a random password and print it once'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -l random-password -l random -d 'Generate a random password and print it once'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -l json -d 'Print data as JSON (one document per run) instead of tables'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -s v -l verbose -d 'Print more detail on stderr'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from passwd" -s q -l quiet -d 'Print nothing but data and errors'
@@ -308,6 +336,28 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_su
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from delete" -s q -l quiet -d 'Print nothing but data and errors'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from delete" -s h -l help -d 'Print help'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from delete" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from app-password" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from app-password" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from app-password" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from app-password" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from app-password" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from app-password" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from app-password" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from app-password" -f -a "add" -d 'Add an app password (one with the same description is replaced)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from app-password" -f -a "list" -d 'List a mailbox\'s app passwords (never the passwords)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from app-password" -f -a "revoke" -d 'Revoke an app password by its id (from `list`)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from app-password" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from totp" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from totp" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from totp" -l json -d 'Print data as JSON (one document per run) instead of tables'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from totp" -s v -l verbose -d 'Print more detail on stderr'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from totp" -s q -l quiet -d 'Print nothing but data and errors'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from totp" -s h -l help -d 'Print help'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from totp" -s V -l version -d 'Print version'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from totp" -f -a "enable" -d 'Give the mailbox a new TOTP secret (printed once, with the otpauth:// URI for an authenticator app)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from totp" -f -a "disable" -d 'Remove the mailbox\'s TOTP secret: its main password works for mail logins again'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from totp" -f -a "exception" -d 'Client addresses from which a TOTP mailbox may still log in with its main password'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from totp" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "add" -d 'Add a mailbox (and its self-alias row, as postfixadmin does)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "list" -d 'List mailboxes, all or of one domain'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "show" -d 'Show one mailbox'
@@ -316,6 +366,8 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_su
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "enable" -d 'Let the mailbox receive mail and log in again'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "disable" -d 'Stop delivery and logins for the mailbox, keeping its mail'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "delete" -d 'Delete the mailbox\'s rows (its Maildir on disk is left for the admin to archive or remove)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "app-password" -d 'Passwords for mail clients, several per mailbox (postfixadmin\'s app passwords)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "totp" -d 'Restrict mail logins to app passwords (postfixadmin\'s TOTP rule)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand user; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and not __fish_seen_subcommand_from add list show update delete help" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand alias; and not __fish_seen_subcommand_from add list show update delete help" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r
@@ -1044,6 +1096,8 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_su
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from mailbox" -f -a "enable" -d 'Let the mailbox receive mail and log in again'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from mailbox" -f -a "disable" -d 'Stop delivery and logins for the mailbox, keeping its mail'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from mailbox" -f -a "delete" -d 'Delete the mailbox\'s rows (its Maildir on disk is left for the admin to archive or remove)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from mailbox" -f -a "app-password" -d 'Passwords for mail clients, several per mailbox (postfixadmin\'s app passwords)'
+complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from mailbox" -f -a "totp" -d 'Restrict mail logins to app passwords (postfixadmin\'s TOTP rule)'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from alias" -f -a "add" -d 'Add an alias forwarding to one or more destinations; @domain makes a catch-all'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from alias" -f -a "list" -d 'List aliases, all or of one domain'
 complete -c mailctl -n "__fish_mailctl_using_subcommand help; and __fish_seen_subcommand_from alias" -f -a "show" -d 'Show one alias'

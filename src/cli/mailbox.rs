@@ -1,4 +1,4 @@
-//! `mailctl mailbox add|list|show|update|passwd|enable|disable|delete` (alias `mailctl user`)
+//! `mailctl mailbox add|list|show|update|passwd|enable|disable|delete|app-password|totp` (alias `mailctl user`)
 
 use clap::Subcommand;
 use serde::Serialize;
@@ -80,6 +80,12 @@ pub enum MailboxCmd {
         /// Address
         address: String,
     },
+    /// Passwords for mail clients, several per mailbox (postfixadmin's app passwords)
+    #[command(subcommand)]
+    AppPassword(super::app_password::AppPasswordCmd),
+    /// Restrict mail logins to app passwords (postfixadmin's TOTP rule)
+    #[command(subcommand)]
+    Totp(super::totp::TotpCmd),
 }
 
 fn quota_bytes(mb: Option<i64>) -> Result<Option<i64>> {
@@ -190,9 +196,18 @@ impl Render for MailboxList {
 
 /// Runs a mailbox subcommand.
 pub async fn run(ctx: &Ctx, cmd: MailboxCmd) -> Result<()> {
+    match cmd {
+        MailboxCmd::AppPassword(c) => super::app_password::run(ctx, c).await,
+        MailboxCmd::Totp(c) => super::totp::run(ctx, c).await,
+        other => rows(ctx, other).await,
+    }
+}
+
+/// The subcommands on the mailbox row itself.
+async fn rows(ctx: &Ctx, cmd: MailboxCmd) -> Result<()> {
     // Validate names and read the password before touching the database: a typo costs nothing.
     let address = match &cmd {
-        MailboxCmd::List { .. } => None,
+        MailboxCmd::List { .. } | MailboxCmd::AppPassword(_) | MailboxCmd::Totp(_) => None,
         MailboxCmd::Add { address, .. }
         | MailboxCmd::Show { address }
         | MailboxCmd::Update { address, .. }
@@ -330,6 +345,10 @@ pub async fn run(ctx: &Ctx, cmd: MailboxCmd) -> Result<()> {
                 },
                 format!("deleted mailbox {addr} (its Maildir on disk was left in place)"),
             );
+        }
+        MailboxCmd::AppPassword(_) | MailboxCmd::Totp(_) => {
+            // Dispatched by `run` before a transaction is opened.
+            tx.rollback().await?;
         }
     }
     Ok(())

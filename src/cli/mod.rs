@@ -5,6 +5,7 @@
 
 mod alias;
 mod alias_domain;
+mod app_password;
 mod audit;
 mod bench;
 mod completions;
@@ -23,6 +24,7 @@ mod relay;
 mod reports;
 mod serve;
 mod srs;
+mod totp;
 
 use std::path::PathBuf;
 

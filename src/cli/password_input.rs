@@ -16,7 +16,7 @@ pub struct PasswordArgs {
     #[arg(long, conflicts_with = "random_password")]
     password_stdin: bool,
     /// Generate a random password and print it once
-    #[arg(long)]
+    #[arg(long, visible_alias = "random")]
     random_password: bool,
     /// Hash scheme: SHA512-CRYPT, BLF-CRYPT or ARGON2ID [default: config passwords.scheme or SHA512-CRYPT]
     #[arg(long, value_name = "SCHEME")]

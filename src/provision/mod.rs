@@ -5,6 +5,7 @@
 //! a self-alias row for every mailbox, catch-alls as `@domain`, alias domains that must point at a real domain.
 
 mod aliases;
+mod app_passwords;
 pub mod dkim;
 mod domains;
 pub mod limits;
@@ -13,6 +14,10 @@ pub mod srs;
 
 pub use aliases::{
     add_alias, add_alias_domain, delete_alias, delete_alias_domain, set_alias, update_alias,
+};
+pub use app_passwords::{
+    add_app_password, add_totp_exception, delete_totp_exception, disable_totp, enable_totp,
+    revoke_app_password,
 };
 pub use domains::{
     DomainSettings, add_domain, contents, delete_domain, require_domain, update_domain,

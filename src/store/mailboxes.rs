@@ -135,6 +135,8 @@ impl Tx {
             "DELETE FROM mailctl_send_limits WHERE scope = ?",
             "DELETE FROM mailctl_send_usage WHERE address = ?",
             "DELETE FROM mailctl_send_recipients WHERE address = ?",
+            "DELETE FROM mailbox_app_password WHERE username = ?",
+            "DELETE FROM totp_exception_address WHERE username = ?",
             "DELETE FROM mailbox WHERE username = ?",
         ] {
             on_conn!(self, |c| sqlx::query(sql)

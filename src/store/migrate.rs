@@ -76,7 +76,33 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0009_greylist.sql"),
         mysql: include_str!("migrations/mysql/0009_greylist.sql"),
     },
+    Migration {
+        version: 10,
+        description: "app passwords and the TOTP rule (postfixadmin's mailbox_app_password, totp_exception_address, \
+                      mailbox.totp_secret)",
+        sqlite: include_str!("migrations/sqlite/0010_app_passwords.sql"),
+        mysql: include_str!("migrations/mysql/0010_app_passwords.sql"),
+    },
 ];
+
+/// Columns a migration adds to postfixadmin's tables when they are missing (neither SQLite nor MySQL has
+/// `ADD COLUMN IF NOT EXISTS`): the version that adds it, the table, the column and its definition.
+const ADD_COLUMNS: &[(i64, &str, &str, &str)] =
+    &[(10, "mailbox", "totp_secret", "varchar(255) DEFAULT NULL")];
+
+/// `ADD_COLUMNS` of `version`: the probe that fails when the column is missing, and the `ALTER TABLE` that
+/// adds it.
+fn added_columns(version: i64) -> impl Iterator<Item = (String, String)> {
+    ADD_COLUMNS
+        .iter()
+        .filter(move |c| c.0 == version)
+        .map(|(_, table, column, definition)| {
+            (
+                format!("SELECT {column} FROM {table} WHERE 1 = 0"),
+                format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"),
+            )
+        })
+}
 
 /// A migration that has been applied.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -194,6 +220,18 @@ impl Store {
                     {
                         tx.execute(sqlx::AssertSqlSafe(stmt)).await.map_err(err)?;
                     }
+                    for (probe, alter) in added_columns(m.version) {
+                        match sqlx::query(sqlx::AssertSqlSafe(probe))
+                            .fetch_optional(&mut *tx)
+                            .await
+                        {
+                            Ok(_) => {}
+                            Err(e) if crate::error::is_connection_error(&e) => return Err(err(e)),
+                            Err(_) => {
+                                tx.execute(sqlx::AssertSqlSafe(alter)).await.map_err(err)?;
+                            }
+                        }
+                    }
                     sqlx::query(RECORD_VERSION)
                         .bind(m.version)
                         .bind(m.description)
@@ -230,6 +268,22 @@ impl Store {
                     {
                         for stmt in statements(m.mysql) {
                             conn.execute(sqlx::AssertSqlSafe(stmt)).await.map_err(err)?;
+                        }
+                        for (probe, alter) in added_columns(m.version) {
+                            match sqlx::query(sqlx::AssertSqlSafe(probe))
+                                .fetch_optional(&mut *conn)
+                                .await
+                            {
+                                Ok(_) => {}
+                                Err(e) if crate::error::is_connection_error(&e) => {
+                                    return Err(err(e));
+                                }
+                                Err(_) => {
+                                    conn.execute(sqlx::AssertSqlSafe(alter))
+                                        .await
+                                        .map_err(err)?;
+                                }
+                            }
                         }
                         sqlx::query(RECORD_VERSION)
                             .bind(m.version)

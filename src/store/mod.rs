@@ -9,6 +9,7 @@
 //! postfixadmin's (`domain`, `mailbox`, `alias`, `alias_domain`); mailctl's own tables carry a `mailctl_` prefix.
 
 mod aliases;
+mod app_passwords;
 mod dkim_keys;
 mod domains;
 mod greylist;
@@ -30,6 +31,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{ConnectOptions, Connection, MySql, Sqlite, Transaction};
 
 pub use aliases::{AliasDomainRow, AliasRow};
+pub use app_passwords::{AppPasswordRow, TotpExceptionRow};
 pub use dkim_keys::DkimKeyRow;
 pub use domains::{DomainRow, DomainUsage};
 pub use mailboxes::MailboxRow;

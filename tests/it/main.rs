@@ -35,6 +35,7 @@ mod queue_database;
 mod reports_import;
 mod reports_summary;
 mod secrets;
+mod serve_app_passwords;
 mod serve_checks;
 mod serve_crash_database;
 mod serve_crash_outbound;

@@ -3,7 +3,9 @@
 //!
 //! The password check runs on the blocking pool (the hash functions are deliberately slow) against the
 //! mailbox row: the mailbox and its domain must be active and `smtp_active` set, as the Dovecot passdb query
-//! that `mailctl config dovecot` generates requires for SMTP.
+//! that `mailctl config dovecot` generates requires for SMTP. The main password or any of the mailbox's app
+//! passwords (postfixadmin's `mailbox_app_password`) logs in; a mailbox with a TOTP secret takes app passwords
+//! only, unless the client's address is one of its `totp_exception_address` rows.
 
 use std::time::Duration;
 
@@ -172,28 +174,44 @@ impl Session {
         let Ok(address) = user.trim().parse::<Address>() else {
             return Ok(None);
         };
+        let username = address.to_string();
+        let ip = self.peer.ip().to_canonical().to_string();
         let lookup = async {
             let mut tx = self.server.store.begin().await?;
-            let mailbox = tx.mailbox(&address.to_string()).await?;
+            let mailbox = tx.mailbox(&username).await?;
             let domain = tx.domain(address.domain.as_str()).await?;
+            let app_passwords = tx.app_password_hashes(&username).await?;
+            // postfixadmin's TOTP rule: with a secret, the main password only from an exception address.
+            let main_allowed = tx.totp_secret(&username).await?.is_none()
+                || tx.totp_exempt(&username, &ip).await?;
             tx.rollback().await?;
-            Ok::<_, crate::error::Error>((mailbox, domain))
+            Ok::<_, crate::error::Error>((mailbox, domain, app_passwords, main_allowed))
         };
-        let (mailbox, domain) = self.lookup("AUTH", lookup).await?;
+        let (mailbox, domain, app_passwords, main_allowed) = self.lookup("AUTH", lookup).await?;
         let usable = mailbox.filter(|m| m.active && m.smtp_active);
         let domain_active = domain.is_some_and(|d| d.active);
+        // The hashes this password may match: the main one unless TOTP forbids it, then the app passwords.
+        let mut stored = Vec::new();
+        if let Some(m) = usable.as_ref().filter(|_| domain_active) {
+            if main_allowed {
+                stored.push(m.password.clone());
+            }
+            stored.extend(app_passwords);
+        }
         // Verify even for unknown users (against a dummy hash) so timing does not reveal which logins exist.
-        let stored = match &usable {
-            Some(m) if domain_active => Some(m.password.clone()),
-            _ => None,
-        };
-        let ok = tokio::task::spawn_blocking(move || match &stored {
-            Some(hash) => crate::password::verify(hash, &password),
-            None => crate::password::verify(dummy_hash(), &password),
+        let ok = tokio::task::spawn_blocking(move || {
+            if stored.is_empty() {
+                // Only for the time it takes.
+                let _ = crate::password::verify(dummy_hash(), &password);
+                return false;
+            }
+            stored
+                .iter()
+                .any(|hash| crate::password::verify(hash, &password))
         })
         .await
         .unwrap_or(false);
-        Ok((ok && domain_active && usable.is_some()).then_some(address))
+        Ok(ok.then_some(address))
     }
 }
 
