@@ -28,6 +28,9 @@ _mailctl() {
             mailctl,bench)
                 cmd="mailctl__subcmd__bench"
                 ;;
+            mailctl,checkpassword)
+                cmd="mailctl__subcmd__checkpassword"
+                ;;
             mailctl,completions)
                 cmd="mailctl__subcmd__completions"
                 ;;
@@ -324,6 +327,9 @@ _mailctl() {
                 ;;
             mailctl__subcmd__help,bench)
                 cmd="mailctl__subcmd__help__subcmd__bench"
+                ;;
+            mailctl__subcmd__help,checkpassword)
+                cmd="mailctl__subcmd__help__subcmd__checkpassword"
                 ;;
             mailctl__subcmd__help,completions)
                 cmd="mailctl__subcmd__help__subcmd__completions"
@@ -941,7 +947,7 @@ _mailctl() {
 
     case "${cmd}" in
         mailctl)
-            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version domain mailbox user alias alias-domain dkim dns audit serve queue relay limits srs reports bench import export config db completions help"
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version domain mailbox user alias alias-domain dkim dns audit serve queue relay limits srs reports bench checkpassword import export config db completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1579,6 +1585,28 @@ _mailctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__checkpassword)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2793,7 +2821,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__help)
-            opts="domain mailbox alias alias-domain dkim dns audit serve queue relay limits srs reports bench import export config db completions help"
+            opts="domain mailbox alias alias-domain dkim dns audit serve queue relay limits srs reports bench checkpassword import export config db completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2991,6 +3019,20 @@ _mailctl() {
         mailctl__subcmd__help__subcmd__bench__subcmd__smtp)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__checkpassword)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -44,6 +44,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand srs 'SRS secrets for forwarded mail: rotate, list, forward, reverse'
             cand reports 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show, summary'
             cand bench 'Load generators for measuring a running server'
+            cand checkpassword 'Dovecot''s checkpassword passdb for app passwords (run by Dovecot: see `config dovecot`)'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
             cand config 'Generate configuration: Postfix lookup maps, Dovecot SQL, the systemd unit for serve'
@@ -2058,6 +2059,19 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;bench;help;help'= {
         }
+        &'mailctl;checkpassword'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'mailctl;import'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
@@ -2242,6 +2256,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand srs 'SRS secrets for forwarded mail: rotate, list, forward, reverse'
             cand reports 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show, summary'
             cand bench 'Load generators for measuring a running server'
+            cand checkpassword 'Dovecot''s checkpassword passdb for app passwords (run by Dovecot: see `config dovecot`)'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
             cand config 'Generate configuration: Postfix lookup maps, Dovecot SQL, the systemd unit for serve'
@@ -2480,6 +2495,8 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;help;bench;smtp'= {
         }
         &'mailctl;help;bench;connections'= {
+        }
+        &'mailctl;help;checkpassword'= {
         }
         &'mailctl;help;import'= {
         }

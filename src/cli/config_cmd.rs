@@ -169,13 +169,48 @@ fn lookup_files(
     ctx: &Ctx,
     args: &OutArgs,
     default_dir: &str,
-    generate: fn(&crate::config::Config, &std::path::Path) -> Result<Vec<File>>,
+    generate: impl FnOnce(&crate::config::Config, &std::path::Path) -> Result<Vec<File>>,
 ) -> Result<Vec<File>> {
     let dir = match &args.out {
         Some(d) => std::path::absolute(d).unwrap_or_else(|_| d.clone()),
         None => PathBuf::from(default_dir),
     };
     generate(&ctx.config, &dir)
+}
+
+/// The command Dovecot's checkpassword passdb runs for app passwords: this binary with the config file of this
+/// run (`--config`, `MAILCTL_CONFIG`, else the default path, which must then exist), and notes about what the
+/// admin must make true.
+fn checkpassword_command(ctx: &Ctx) -> Result<(String, Vec<String>)> {
+    let binary = std::env::current_exe()
+        .map_err(|e| Error::usage(format!("cannot tell where this binary is: {e}")))?;
+    let mut notes = Vec::new();
+    let config = match &ctx.config.config_file {
+        Some(p) => std::path::absolute(p).unwrap_or_else(|_| p.clone()),
+        None => {
+            notes.push(format!(
+                "no config file was read; Dovecot's app password check reads {}, which must name the database",
+                crate::config::DEFAULT_CONFIG_PATH
+            ));
+            PathBuf::from(crate::config::DEFAULT_CONFIG_PATH)
+        }
+    };
+    for (what, path) in [("this binary", &binary), ("the config file", &config)] {
+        let text = path.display().to_string();
+        if text.contains(char::is_whitespace) || text.contains(['%', '\'', '"', '#']) {
+            return Err(Error::usage(format!(
+                "the path of {what} ({text}) has characters Dovecot's args cannot carry (spaces, %, quotes, #)"
+            )));
+        }
+    }
+    Ok((
+        format!(
+            "{} --config {} checkpassword",
+            binary.display(),
+            config.display()
+        ),
+        notes,
+    ))
 }
 
 /// Runs a config subcommand.
@@ -186,11 +221,19 @@ pub async fn run(ctx: &Ctx, cmd: ConfigCmd) -> Result<()> {
             lookup_files(ctx, a, "/etc/postfix/mailctl", lookup_config::postfix)?,
             Some(POSTFIX_READER),
         ),
-        ConfigCmd::Dovecot(a) => (
-            &a.out,
-            lookup_files(ctx, a, "/etc/dovecot", lookup_config::dovecot)?,
-            None,
-        ),
+        ConfigCmd::Dovecot(a) => {
+            let (command, notes) = checkpassword_command(ctx)?;
+            for note in notes {
+                ctx.out.note(format!("note: {note}"));
+            }
+            (
+                &a.out,
+                lookup_files(ctx, a, "/etc/dovecot", |config, dir| {
+                    lookup_config::dovecot(config, dir, &command)
+                })?,
+                None,
+            )
+        }
         ConfigCmd::Systemd(a) => {
             let (params, notes) = systemd::params(&ctx.config, a)?;
             for note in notes {

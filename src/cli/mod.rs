@@ -8,6 +8,7 @@ mod alias_domain;
 mod app_password;
 mod audit;
 mod bench;
+mod checkpassword;
 mod completions;
 mod config_cmd;
 mod db;
@@ -131,6 +132,8 @@ pub enum Command {
     /// Load generators for measuring a running server
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Dovecot's checkpassword passdb for app passwords (run by Dovecot: see `config dovecot`)
+    Checkpassword(checkpassword::CheckpasswordArgs),
     /// Import domains, mailboxes and aliases from a CSV file, all or nothing
     Import(import::ImportArgs),
     /// Export every domain, mailbox and alias as CSV or JSON
@@ -205,6 +208,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
     }
     let done = match cli.command {
         Command::Audit(a) => return audit::run(&ctx, a).await,
+        Command::Checkpassword(a) => return checkpassword::run(&ctx, a).await,
         Command::Reports(c) => return reports::run(&ctx, c).await,
         Command::Domain(c) => domain::run(&ctx, c).await,
         Command::Mailbox(c) => mailbox::run(&ctx, c).await,

@@ -111,6 +111,29 @@ pub async fn delete_totp_exception(tx: &mut Tx, id: i64) -> Result<()> {
     }
 }
 
+/// Whether `password` is one of the app passwords of `username`, a mailbox that may log in: it and its domain
+/// active, and `smtp_active` too when `smtp` (Dovecot's checkpassword passdb, `mailctl checkpassword`).
+pub async fn check_app_password(
+    tx: &mut Tx,
+    username: &str,
+    password: String,
+    smtp: bool,
+) -> Result<bool> {
+    let Some(mailbox) = tx.mailbox(username).await? else {
+        return Ok(false);
+    };
+    let domain_active = tx.domain(&mailbox.domain).await?.is_some_and(|d| d.active);
+    if !mailbox.active || !domain_active || (smtp && !mailbox.smtp_active) {
+        return Ok(false);
+    }
+    let hashes = tx.app_password_hashes(username).await?;
+    tokio::task::spawn_blocking(move || {
+        hashes.iter().any(|h| crate::password::verify(h, &password))
+    })
+    .await
+    .map_err(|e| Error::refused(format!("password check failed: {e}")))
+}
+
 /// `bytes` random bytes in RFC 4648 base32, without padding.
 fn random_base32(bytes: usize) -> String {
     use rand::RngCore;
