@@ -41,9 +41,23 @@ pub async fn run(ctx: &Ctx, args: CheckpasswordArgs) -> Result<i32> {
     };
     // Dovecot names the service asking: smtp logins need `smtp_active`, as the SQL passdb requires.
     let smtp = std::env::var("SERVICE").is_ok_and(|s| s == "smtp");
-    let username = user.trim().to_ascii_lowercase();
+    // As serve reads a login: an address (IDNA domains in their stored form); anything else never matches.
+    let Ok(address) = user.trim().parse::<crate::model::Address>() else {
+        return Ok(WRONG);
+    };
+    let username = address.to_string();
     let checked = async {
-        let store = ctx.store().await?;
+        // Never create or migrate a database from Dovecot's auth process: a wrong path or an old schema is a
+        // temporary failure for the admin to see, not an empty database that refuses everyone.
+        if let Some(path) = crate::store::sqlite_path(&ctx.config.database_url)
+            && !path.exists()
+        {
+            return Err(crate::error::Error::refused(format!(
+                "the database {} does not exist",
+                path.display()
+            )));
+        }
+        let (store, _) = crate::store::Store::connect(&ctx.config.database_url).await?;
         let mut tx = store.begin().await?;
         let ok = provision::check_app_password(&mut tx, &username, password, smtp).await?;
         tx.rollback().await?;

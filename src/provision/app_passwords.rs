@@ -84,7 +84,8 @@ pub async fn add_totp_exception(
             Some(domain.to_string())
         }
     };
-    let ip = ip.to_string();
+    // As serve compares it: an IPv4-mapped IPv6 address is the IPv4 address.
+    let ip = ip.to_canonical().to_string();
     let id = tx
         .add_totp_exception(&ip, username.as_deref(), &description)
         .await?

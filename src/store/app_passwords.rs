@@ -51,23 +51,10 @@ impl Tx {
         .map(|r| r.rows_affected()))
         .map_err(err)?;
         let sql = "INSERT INTO mailbox_app_password (username, description, password_hash) VALUES (?, ?, ?)";
-        let id = match &mut self.inner {
-            TxInner::Sqlite(t) => sqlx::query(sql)
-                .bind(username)
-                .bind(description)
-                .bind(hash)
-                .execute(&mut **t)
-                .await
-                .map(|r| r.last_insert_rowid()),
-            TxInner::Mysql(t) => sqlx::query(sql)
-                .bind(username)
-                .bind(description)
-                .bind(hash)
-                .execute(&mut **t)
-                .await
-                .map(|r| i64::try_from(r.last_insert_id()).unwrap_or(i64::MAX)),
-        }
-        .map_err(err)?;
+        let id = self
+            .insert_id(sql, Some(username), Some(description), hash)
+            .await
+            .map_err(err)?;
         Ok((id, replaced > 0))
     }
 
@@ -177,24 +164,37 @@ impl Tx {
             return Ok(None);
         }
         let sql = "INSERT INTO totp_exception_address (ip, username, description) VALUES (?, ?, ?)";
-        let id = match &mut self.inner {
+        let id = self
+            .insert_id(sql, Some(ip), username, description)
+            .await
+            .map_err(err)?;
+        Ok(Some(id))
+    }
+
+    /// Runs an INSERT of three values into a table with an auto-increment id; returns the new id.
+    async fn insert_id(
+        &mut self,
+        sql: &'static str,
+        a: Option<&str>,
+        b: Option<&str>,
+        c: &str,
+    ) -> std::result::Result<i64, sqlx::Error> {
+        match &mut self.inner {
             TxInner::Sqlite(t) => sqlx::query(sql)
-                .bind(ip)
-                .bind(username)
-                .bind(description)
+                .bind(a)
+                .bind(b)
+                .bind(c)
                 .execute(&mut **t)
                 .await
                 .map(|r| r.last_insert_rowid()),
             TxInner::Mysql(t) => sqlx::query(sql)
-                .bind(ip)
-                .bind(username)
-                .bind(description)
+                .bind(a)
+                .bind(b)
+                .bind(c)
                 .execute(&mut **t)
                 .await
                 .map(|r| i64::try_from(r.last_insert_id()).unwrap_or(i64::MAX)),
         }
-        .map_err(err)?;
-        Ok(Some(id))
     }
 
     /// Every TOTP exception, by id.

@@ -167,8 +167,8 @@ impl Tx {
     }
 
     /// Deletes a domain and everything in it: mailboxes, aliases, alias-domain mappings from and to it, its DKIM
-    /// keys, its relay route, the reports received about it and the sending limits and usage of it and its
-    /// mailboxes.
+    /// keys, its relay route, the reports received about it, the sending limits and usage, app passwords and
+    /// TOTP exceptions of it and its mailboxes.
     pub async fn delete_domain_cascade(&mut self, name: &str) -> Result<()> {
         // Reports about the domain and its subdomains (a subdomain with a DMARC record of its own is reported
         // under its own name); `!` escapes LIKE's wildcards, which a domain name cannot hold anyway.
@@ -218,6 +218,10 @@ impl Tx {
             "DELETE FROM mailctl_send_limits WHERE scope = ? OR scope LIKE ? ESCAPE '!'",
             "DELETE FROM mailctl_send_usage WHERE address = ? OR address LIKE ? ESCAPE '!'",
             "DELETE FROM mailctl_send_recipients WHERE address = ? OR address LIKE ? ESCAPE '!'",
+            // postfixadmin's app passwords and TOTP exceptions of the domain and its mailboxes: a mailbox made
+            // again later must not inherit them.
+            "DELETE FROM mailbox_app_password WHERE username = ? OR username LIKE ? ESCAPE '!'",
+            "DELETE FROM totp_exception_address WHERE username = ? OR username LIKE ? ESCAPE '!'",
         ] {
             on_conn!(self, |c| sqlx::query(sql)
                 .bind(name)

@@ -124,8 +124,17 @@ fn expand_dovecot(query: &str, user: &str) -> String {
     expand_dovecot_for(query, user, "imap")
 }
 
-/// Like [`expand_dovecot`] for a given service (`%s`): `imap`, `smtp` (Postfix SASL), `lmtp` ...
+/// Like [`expand_dovecot`] for a given service (`%s`): `imap`, `smtp` (Postfix SASL), `lmtp` ...; the client
+/// (`%r`) is [`CLIENT`].
 fn expand_dovecot_for(query: &str, user: &str, service: &str) -> String {
+    expand_dovecot_from(query, user, service, CLIENT)
+}
+
+/// The client address `%r` stands for in [`expand_dovecot_for`].
+const CLIENT: &str = "192.0.2.10";
+
+/// Like [`expand_dovecot_for`] for a client at `remote` (`%r`).
+fn expand_dovecot_from(query: &str, user: &str, service: &str, remote: &str) -> String {
     let (local, domain) = user.rsplit_once('@').unwrap_or((user, ""));
     let mut out = String::new();
     let mut chars = query.chars();
@@ -139,6 +148,7 @@ fn expand_dovecot_for(query: &str, user: &str, service: &str) -> String {
             Some('n') => out.push_str(&sql_quoted(local)),
             Some('d') => out.push_str(&sql_quoted(domain)),
             Some('s') => out.push_str(&sql_quoted(service)),
+            Some('r') => out.push_str(&sql_quoted(remote)),
             Some('%') => out.push('%'),
             other => panic!("unexpected Dovecot expansion %{other:?} in: {query}"),
         }
@@ -415,7 +425,19 @@ fn files_with_credentials_are_private_and_main_cf_names_every_map_by_absolute_pa
         .filter_map(|l| l.trim().strip_prefix("args = "))
         .collect();
     let sql_file = dovecot.join("dovecot-sql.conf.ext").display().to_string();
-    assert_eq!(args, [sql_file.as_str(), sql_file.as_str()], "{auth}");
+    assert_eq!(args.len(), 3, "{auth}");
+    assert_eq!(
+        [args[0], args[2]],
+        [sql_file.as_str(), sql_file.as_str()],
+        "{auth}"
+    );
+    // App passwords: this binary, with the config file of the run, as Dovecot's checkpassword passdb.
+    assert!(
+        args[1].starts_with('/')
+            && args[1].contains(" --config /")
+            && args[1].ends_with(" checkpassword"),
+        "{auth}"
+    );
 
     // A relative --out is made absolute in the references.
     let mut cmd = db.command(&["config", "postfix", "--out", "relative-maps"]);
@@ -551,6 +573,39 @@ fn disabled_mailboxes_are_refused_not_caught_and_smtp_auth_follows_smtp_active(d
         0,
         "disabled mailbox cannot log in"
     );
+    // postfixadmin's TOTP rule: with a secret, the main password only from an exception address (for the
+    // mailbox, its domain, or everyone).
+    db.run(&["mailbox", "totp", "enable", "alice@example.org"])
+        .ok();
+    let from = |remote: &str| {
+        db.query(&expand_dovecot_from(
+            &query,
+            "alice@example.org",
+            "imap",
+            remote,
+        ))
+        .len()
+    };
+    assert_eq!(from(CLIENT), 0, "TOTP: no main password");
+    db.run(&[
+        "mailbox",
+        "totp",
+        "exception",
+        "add",
+        "198.51.100.7",
+        "--for",
+        "example.org",
+    ])
+    .ok();
+    assert_eq!(
+        from("198.51.100.7"),
+        1,
+        "from the domain's exception address"
+    );
+    assert_eq!(from(CLIENT), 0, "from anywhere else still not");
+    db.run(&["mailbox", "totp", "exception", "add", CLIENT])
+        .ok();
+    assert_eq!(from(CLIENT), 1, "an exception for everyone");
     let connect = setting(&conf, "connect");
     if db.kind == kit::Kind::Mariadb {
         assert!(

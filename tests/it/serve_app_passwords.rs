@@ -201,6 +201,26 @@ fn app_passwords_log_in_and_totp_keeps_the_main_password_out(db: &TestDb) {
         .ok()
         .json();
     assert_eq!(list, serde_json::json!([]));
+
+    // So does deleting the domain: a domain and mailbox made again start without them.
+    db.run(&[
+        "mailbox",
+        "app-password",
+        "add",
+        ALICE,
+        "--description",
+        "tablet",
+        "--random",
+    ])
+    .ok();
+    db.run(&["domain", "delete", "example.test", "--force"])
+        .ok();
+    example(db);
+    let list = db
+        .run(&["--json", "mailbox", "app-password", "list", ALICE])
+        .ok()
+        .json();
+    assert_eq!(list, serde_json::json!([]), "nothing inherited");
 }
 
 kit::on_both_backends!(app_passwords_log_in_and_totp_keeps_the_main_password_out);

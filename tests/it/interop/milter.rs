@@ -1,8 +1,8 @@
 //! `mailctl serve` with real milters (`[[server.milters]]`):
 //! - a milter in Python over Sendmail's own libmilter (pymilter), told what to do by the Subject: it sees the
 //!   session's macros, the envelope, the header fields and the body, and each action does what it says:
-//!   reject with its own reply, tempfail, discard, quarantine (Junk, and a held queue entry for mail going
-//!   out), header edits, a new body and a new envelope sender;
+//!   reject with its own reply, tempfail, discard, quarantine (Junk; a user's mail for other servers is
+//!   refused rather than sent), header edits, a new body and a new envelope sender;
 //! - rspamd's proxy worker in milter mode rejecting GTUBE with its reply and adding its headers;
 //! - OpenDKIM signing on submission, its signature verified by dkimpy.
 
@@ -136,6 +136,9 @@ class Test(Milter.Base):
             return Milter.DISCARD
         if action == "quarantine":
             self.quarantine("looks odd")
+            return Milter.ACCEPT
+        if action == "badfrom":
+            self.chgfrom("<two words@far.test>")
             return Milter.ACCEPT
         if action == "edit":
             self.addheader("X-Milter", "seen by libmilter")
@@ -307,23 +310,43 @@ fn interop_libmilter_actions_reach_the_message_and_the_reply() {
     );
     assert!(text.ends_with("\r\n\r\nThe milter's body.\r\n"), "{text}");
 
+    // A new envelope sender that is not an address is ignored (it would become MAIL FROM), and logged.
+    submit(
+        &server,
+        "far@far.test",
+        "badfrom",
+        "sub-badfrom@example.test",
+    )
+    .expect(250, "2.0.0");
+    assert!(
+        server.log().contains("is not an address: ignored"),
+        "{}",
+        server.log()
+    );
+
     // Submission: the login is a macro; a new envelope sender and a quarantine reach the queue.
     submit(&server, "far@far.test", "edit", "sub-edit@example.test").expect(250, "2.0.0");
     let s = last_seen(&seen);
     assert_eq!(s["macros"]["{auth_authen}"], "alice@example.test", "{s}");
     assert_eq!(s["macros"]["{daemon_name}"], "submission", "{s}");
-    submit(&server, "far@far.test", "quarantine", "sub-q@example.test").expect(250, "2.0.0");
+    submit(&server, "far@far.test", "quarantine", "sub-q@example.test").expect(
+        554,
+        "5.7.1 Message quarantined by a content filter, not sent",
+    );
     let queued = server.run(&["--json", "queue", "list"]).ok().json();
     let rows = queued.as_array().expect("queue rows");
-    assert_eq!(rows.len(), 2, "{queued}");
-    assert!(
-        rows.iter().any(|r| r["sender"] == "changed@far.test"),
-        "the milter's envelope sender: {queued}"
+    let senders: Vec<&str> = rows
+        .iter()
+        .map(|r| r["sender"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        senders.len(),
+        2,
+        "the quarantined message is not queued: {queued}"
     );
     assert!(
-        rows.iter()
-            .any(|r| r["sender"] == "alice@example.test" && r["state"] == "held"),
-        "the quarantined copy waits for queue release: {queued}"
+        senders.contains(&"changed@far.test") && senders.contains(&"alice@example.test"),
+        "the milter's envelope sender, and the original where the milter's was not an address: {queued}"
     );
 }
 

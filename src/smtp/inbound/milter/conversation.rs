@@ -66,11 +66,17 @@ pub async fn converse(
     }
 }
 
+/// A whole conversation may take this many times `timeout` (Postfix's milter_content_timeout is ten times its
+/// command timeout too): `SMFIR_PROGRESS` restarts the wait for a reply, never past this.
+const CONVERSATION_TIMEOUTS: u32 = 10;
+
 /// A milter connection: packets written are gathered until a reply is awaited.
 struct Conn<S> {
     stream: S,
     out: Vec<u8>,
     timeout: Duration,
+    /// The end of the whole conversation.
+    deadline: tokio::time::Instant,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -79,7 +85,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             stream,
             out: Vec::with_capacity(4096),
             timeout,
+            deadline: tokio::time::Instant::now() + timeout * CONVERSATION_TIMEOUTS,
         }
+    }
+
+    /// How long the next wait may be: `timeout`, or what is left of the conversation.
+    fn wait(&self) -> Result<Duration, String> {
+        let left = self
+            .deadline
+            .saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "the conversation took more than {} s",
+                (self.timeout * CONVERSATION_TIMEOUTS).as_secs()
+            ));
+        }
+        Ok(left.min(self.timeout))
     }
 
     fn send(&mut self, command: u8, data: &[u8]) {
@@ -97,12 +118,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if self.out.is_empty() {
             return Ok(());
         }
+        let wait = self.wait()?;
         let (stream, out) = (&mut self.stream, &self.out);
         let write = async {
             stream.write_all(out).await?;
             stream.flush().await
         };
-        tokio::time::timeout(self.timeout, write)
+        tokio::time::timeout(wait, write)
             .await
             .map_err(|_| {
                 format!(
@@ -119,6 +141,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     async fn read(&mut self) -> Result<(u8, Vec<u8>), String> {
         self.flush().await?;
         loop {
+            let wait = self.wait()?;
             let stream = &mut self.stream;
             let read = async {
                 let len = stream.read_u32().await? as usize;
@@ -129,9 +152,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 stream.read_exact(&mut buf).await?;
                 Ok::<_, std::io::Error>(Ok(buf))
             };
-            let buf = tokio::time::timeout(self.timeout, read)
+            let buf = tokio::time::timeout(wait, read)
                 .await
-                .map_err(|_| format!("no reply within {} s", self.timeout.as_secs()))?
+                .map_err(|_| format!("no reply within {} s", wait.as_secs()))?
                 .map_err(|e| format!("connection lost: {e}"))??;
             if buf[0] != reply::PROGRESS {
                 return Ok((buf[0], buf[1..].to_vec()));
@@ -220,7 +243,7 @@ async fn talk<S: AsyncRead + AsyncWrite + Unpin>(
     let n = Negotiated::parse(&data)?;
     let answer = match events(&mut c, &n, client, message).await? {
         Some(done) => done,
-        None => end_of_message(&mut c, &n, client).await?,
+        None => end_of_message(&mut c, &n, client, client.max_size).await?,
     };
     c.quit().await;
     Ok(answer)
@@ -341,6 +364,7 @@ async fn end_of_message<S: AsyncRead + AsyncWrite + Unpin>(
     c: &mut Conn<S>,
     n: &Negotiated,
     client: &Client<'_>,
+    max_size: usize,
 ) -> Result<Answer, String> {
     c.macros(cmd::BODYEOB, &[("i", client.id)]);
     c.send(cmd::BODYEOB, &[]);
@@ -383,13 +407,30 @@ async fn end_of_message<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             reply::REPLBODY if granted(action::CHGBODY) => {
-                body.get_or_insert_with(Vec::new).extend_from_slice(&data);
+                let body = body.get_or_insert_with(Vec::new);
+                if body.len() + data.len() > max_size {
+                    return Err(format!(
+                        "its new body is larger than the {max_size}-byte message size limit"
+                    ));
+                }
+                body.extend_from_slice(&data);
             }
             reply::CHGFROM if granted(action::CHGFROM) => {
-                if let Some(from) = protocol::split_strings(&data).first() {
-                    let from = from.trim();
-                    let from = from.strip_prefix('<').unwrap_or(from);
-                    changes.sender = Some(from.strip_suffix('>').unwrap_or(from).to_string());
+                // Only the address (ESMTP arguments dropped), and only a valid one: it becomes MAIL FROM.
+                let from = protocol::split_strings(&data)
+                    .first()
+                    .map(|f| {
+                        f.trim()
+                            .trim_start_matches('<')
+                            .trim_end_matches('>')
+                            .to_string()
+                    })
+                    .unwrap_or_default();
+                if from.is_empty() || from.parse::<crate::model::Address>().is_ok() {
+                    changes.sender = Some(from);
+                } else {
+                    tracing::warn!(target: "mailctl::smtp", id = client.id,
+                        "a milter's new envelope sender {:?} is not an address: ignored", from);
                 }
             }
             reply::QUARANTINE if granted(action::QUARANTINE) => {

@@ -163,6 +163,8 @@ pub struct Client<'a> {
     pub sender: &'a str,
     /// The accepted recipients.
     pub recipients: &'a [String],
+    /// The largest message a milter may make of it (`max_message_size`).
+    pub max_size: usize,
 }
 
 /// What the milters made of a message.
@@ -220,7 +222,12 @@ impl Milters {
             if !settings.listeners.contains(&client.listener) {
                 continue;
             }
-            let answer = match ask(settings, permits, client, &current).await {
+            // A later milter is told the envelope sender an earlier one set.
+            let told = Client {
+                sender: sender.as_deref().unwrap_or(client.sender),
+                ..*client
+            };
+            let answer = match ask(settings, permits, &told, &current).await {
                 Ok(answer) => answer,
                 Err(why) => {
                     metrics.milter_failed();

@@ -130,6 +130,22 @@ impl Session {
         let Some(txn) = &self.txn else {
             return Reply::new(503, Some((5, 5, 1)), "Need MAIL command");
         };
+        // A quarantined message a user sends to other servers is not sent at all: it could leave before a
+        // hold set after queueing took effect.
+        if milted.quarantine.is_some()
+            && self.login.is_some()
+            && (!txn.remote.is_empty() || !txn.returned.is_empty())
+        {
+            let reply = Reply::new(
+                554,
+                Some((5, 7, 1)),
+                "Message quarantined by a content filter, not sent",
+            );
+            self.server.metrics.rejected(RejectReason::Milter);
+            let why = milted.quarantine.unwrap_or_default();
+            self.finish_log(size, &format!("{summary} quarantine=({why})"), &reply);
+            return reply;
+        }
         let message = milted.message;
         let size = message.len() as u64;
         let (junk, summary) = match &milted.quarantine {
@@ -259,12 +275,7 @@ impl Session {
         };
         match (&outcome, queued) {
             (Err(_), true) => self.unqueue(&id).await,
-            (Ok(_), true) => {
-                if milted.quarantine.is_some() {
-                    self.hold_quarantined(&id).await;
-                }
-                self.server.wake_queue();
-            }
+            (Ok(_), true) => self.server.wake_queue(),
             _ => {}
         }
         let reply = match outcome {

@@ -5,7 +5,6 @@ use super::Session;
 use crate::smtp::inbound::command::Reply;
 use crate::smtp::inbound::milter::{Client, Verdict};
 use crate::smtp::metrics::RejectReason;
-use crate::smtp::queue::QueueId;
 
 /// The message after the milters.
 pub(super) struct Milted {
@@ -13,7 +12,7 @@ pub(super) struct Milted {
     pub message: Vec<u8>,
     /// A new envelope sender, when a milter changed it.
     pub sender: Option<String>,
-    /// File as junk (and hold the copies queued for other servers): which milter said so and why.
+    /// File as junk (a user's mail for other servers is refused instead): which milter said so and why.
     pub quarantine: Option<String>,
 }
 
@@ -41,6 +40,8 @@ impl Session {
             login: login.as_deref(),
             sender: &txn.sender,
             recipients: &txn.recipients,
+            max_size: usize::try_from(self.server.settings.limits.max_message_size)
+                .unwrap_or(usize::MAX),
         };
         match self
             .server
@@ -67,18 +68,6 @@ impl Session {
                 let reply = Reply::new(250, Some((2, 0, 0)), format!("Ok: queued as {id}"));
                 Err((reply, format!("milter={by} discarded")))
             }
-        }
-    }
-
-    /// Holds the queued copies of a message a milter quarantined: they wait for `mailctl queue release`
-    /// instead of going out. Done before the queue manager is woken for them.
-    pub(super) async fn hold_quarantined(&self, id: &QueueId) {
-        let queue = self.server.queue.clone();
-        let id = id.clone();
-        let held = tokio::task::spawn_blocking(move || queue.hold(&id)).await;
-        if !matches!(held, Ok(Ok(_))) {
-            tracing::error!(target: "mailctl::smtp",
-                "a milter quarantined the message, but its queued copy could not be held; it will be sent");
         }
     }
 }
