@@ -47,6 +47,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('srs', 'srs', [CompletionResultType]::ParameterValue, 'SRS secrets for forwarded mail: rotate, list, forward, reverse')
             [CompletionResult]::new('reports', 'reports', [CompletionResultType]::ParameterValue, 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show, summary')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load generators for measuring a running server')
+            [CompletionResult]::new('vacation', 'vacation', [CompletionResultType]::ParameterValue, 'Out-of-office auto-replies of mailboxes: set, show, off')
             [CompletionResult]::new('checkpassword', 'checkpassword', [CompletionResultType]::ParameterValue, 'Dovecot''s checkpassword passdb for app passwords (run by Dovecot: see `config dovecot`)')
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Import domains, mailboxes and aliases from a CSV file, all or nothing')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Export every domain, mailbox and alias as CSV or JSON')
@@ -2314,6 +2315,90 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
         'mailctl;bench;help;help' {
             break
         }
+        'mailctl;vacation' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Set (or replace) a mailbox''s auto-reply; the senders it answered before hear it again')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show a mailbox''s auto-reply')
+            [CompletionResult]::new('off', 'off', [CompletionResultType]::ParameterValue, 'Switch a mailbox''s auto-reply off')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'mailctl;vacation;set' {
+            [CompletionResult]::new('--subject', '--subject', [CompletionResultType]::ParameterName, 'Subject of the reply')
+            [CompletionResult]::new('--body-file', '--body-file', [CompletionResultType]::ParameterName, 'File with the reply''s text (UTF-8); `-` reads standard input')
+            [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'First day of replies, YYYY-MM-DD (UTC) [default: now]')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'Last day of replies, YYYY-MM-DD (UTC, through its end) [default: none]')
+            [CompletionResult]::new('--interval', '--interval', [CompletionResultType]::ParameterName, 'Days before the same sender is answered again; 0 answers each sender once per vacation')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'mailctl;vacation;show' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'mailctl;vacation;off' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print more detail on stderr')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print nothing but data and errors')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'mailctl;vacation;help' {
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Set (or replace) a mailbox''s auto-reply; the senders it answered before hear it again')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show a mailbox''s auto-reply')
+            [CompletionResult]::new('off', 'off', [CompletionResultType]::ParameterValue, 'Switch a mailbox''s auto-reply off')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'mailctl;vacation;help;set' {
+            break
+        }
+        'mailctl;vacation;help;show' {
+            break
+        }
+        'mailctl;vacation;help;off' {
+            break
+        }
+        'mailctl;vacation;help;help' {
+            break
+        }
         'mailctl;checkpassword' {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
             [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
@@ -2531,6 +2616,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('srs', 'srs', [CompletionResultType]::ParameterValue, 'SRS secrets for forwarded mail: rotate, list, forward, reverse')
             [CompletionResult]::new('reports', 'reports', [CompletionResultType]::ParameterValue, 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show, summary')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load generators for measuring a running server')
+            [CompletionResult]::new('vacation', 'vacation', [CompletionResultType]::ParameterValue, 'Out-of-office auto-replies of mailboxes: set, show, off')
             [CompletionResult]::new('checkpassword', 'checkpassword', [CompletionResultType]::ParameterValue, 'Dovecot''s checkpassword passdb for app passwords (run by Dovecot: see `config dovecot`)')
             [CompletionResult]::new('import', 'import', [CompletionResultType]::ParameterValue, 'Import domains, mailboxes and aliases from a CSV file, all or nothing')
             [CompletionResult]::new('export', 'export', [CompletionResultType]::ParameterValue, 'Export every domain, mailbox and alias as CSV or JSON')
@@ -2852,6 +2938,21 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             break
         }
         'mailctl;help;bench;connections' {
+            break
+        }
+        'mailctl;help;vacation' {
+            [CompletionResult]::new('set', 'set', [CompletionResultType]::ParameterValue, 'Set (or replace) a mailbox''s auto-reply; the senders it answered before hear it again')
+            [CompletionResult]::new('show', 'show', [CompletionResultType]::ParameterValue, 'Show a mailbox''s auto-reply')
+            [CompletionResult]::new('off', 'off', [CompletionResultType]::ParameterValue, 'Switch a mailbox''s auto-reply off')
+            break
+        }
+        'mailctl;help;vacation;set' {
+            break
+        }
+        'mailctl;help;vacation;show' {
+            break
+        }
+        'mailctl;help;vacation;off' {
             break
         }
         'mailctl;help;checkpassword' {

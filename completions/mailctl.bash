@@ -82,6 +82,9 @@ _mailctl() {
             mailctl,user)
                 cmd="mailctl__subcmd__mailbox"
                 ;;
+            mailctl,vacation)
+                cmd="mailctl__subcmd__vacation"
+                ;;
             mailctl__subcmd__alias,add)
                 cmd="mailctl__subcmd__alias__subcmd__add"
                 ;;
@@ -379,6 +382,9 @@ _mailctl() {
             mailctl__subcmd__help,srs)
                 cmd="mailctl__subcmd__help__subcmd__srs"
                 ;;
+            mailctl__subcmd__help,vacation)
+                cmd="mailctl__subcmd__help__subcmd__vacation"
+                ;;
             mailctl__subcmd__help__subcmd__alias,add)
                 cmd="mailctl__subcmd__help__subcmd__alias__subcmd__add"
                 ;;
@@ -597,6 +603,15 @@ _mailctl() {
                 ;;
             mailctl__subcmd__help__subcmd__srs,rotate)
                 cmd="mailctl__subcmd__help__subcmd__srs__subcmd__rotate"
+                ;;
+            mailctl__subcmd__help__subcmd__vacation,off)
+                cmd="mailctl__subcmd__help__subcmd__vacation__subcmd__off"
+                ;;
+            mailctl__subcmd__help__subcmd__vacation,set)
+                cmd="mailctl__subcmd__help__subcmd__vacation__subcmd__set"
+                ;;
+            mailctl__subcmd__help__subcmd__vacation,show)
+                cmd="mailctl__subcmd__help__subcmd__vacation__subcmd__show"
                 ;;
             mailctl__subcmd__limits,delete)
                 cmd="mailctl__subcmd__limits__subcmd__delete"
@@ -940,6 +955,30 @@ _mailctl() {
             mailctl__subcmd__srs__subcmd__help,rotate)
                 cmd="mailctl__subcmd__srs__subcmd__help__subcmd__rotate"
                 ;;
+            mailctl__subcmd__vacation,help)
+                cmd="mailctl__subcmd__vacation__subcmd__help"
+                ;;
+            mailctl__subcmd__vacation,off)
+                cmd="mailctl__subcmd__vacation__subcmd__off"
+                ;;
+            mailctl__subcmd__vacation,set)
+                cmd="mailctl__subcmd__vacation__subcmd__set"
+                ;;
+            mailctl__subcmd__vacation,show)
+                cmd="mailctl__subcmd__vacation__subcmd__show"
+                ;;
+            mailctl__subcmd__vacation__subcmd__help,help)
+                cmd="mailctl__subcmd__vacation__subcmd__help__subcmd__help"
+                ;;
+            mailctl__subcmd__vacation__subcmd__help,off)
+                cmd="mailctl__subcmd__vacation__subcmd__help__subcmd__off"
+                ;;
+            mailctl__subcmd__vacation__subcmd__help,set)
+                cmd="mailctl__subcmd__vacation__subcmd__help__subcmd__set"
+                ;;
+            mailctl__subcmd__vacation__subcmd__help,show)
+                cmd="mailctl__subcmd__vacation__subcmd__help__subcmd__show"
+                ;;
             *)
                 ;;
         esac
@@ -947,7 +986,7 @@ _mailctl() {
 
     case "${cmd}" in
         mailctl)
-            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version domain mailbox user alias alias-domain dkim dns audit serve queue relay limits srs reports bench checkpassword import export config db completions help"
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version domain mailbox user alias alias-domain dkim dns audit serve queue relay limits srs reports bench vacation checkpassword import export config db completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2821,7 +2860,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__help)
-            opts="domain mailbox alias alias-domain dkim dns audit serve queue relay limits srs reports bench checkpassword import export config db completions help"
+            opts="domain mailbox alias alias-domain dkim dns audit serve queue relay limits srs reports bench vacation checkpassword import export config db completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -4137,6 +4176,62 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__help__subcmd__srs__subcmd__rotate)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__vacation)
+            opts="set show off"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__vacation__subcmd__off)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__vacation__subcmd__set)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__vacation__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -6354,6 +6449,184 @@ _mailctl() {
             ;;
         mailctl__subcmd__srs__subcmd__rotate)
             opts="-v -q -h -V --secret-stdin --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__vacation)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version set show off help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__vacation__subcmd__help)
+            opts="set show off help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__vacation__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__vacation__subcmd__help__subcmd__off)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__vacation__subcmd__help__subcmd__set)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__vacation__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__vacation__subcmd__off)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__vacation__subcmd__set)
+            opts="-v -q -h -V --subject --body-file --from --until --interval --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --subject)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__vacation__subcmd__show)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -44,6 +44,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand srs 'SRS secrets for forwarded mail: rotate, list, forward, reverse'
             cand reports 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show, summary'
             cand bench 'Load generators for measuring a running server'
+            cand vacation 'Out-of-office auto-replies of mailboxes: set, show, off'
             cand checkpassword 'Dovecot''s checkpassword passdb for app passwords (run by Dovecot: see `config dovecot`)'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
@@ -2059,6 +2060,81 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;bench;help;help'= {
         }
+        &'mailctl;vacation'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand set 'Set (or replace) a mailbox''s auto-reply; the senders it answered before hear it again'
+            cand show 'Show a mailbox''s auto-reply'
+            cand off 'Switch a mailbox''s auto-reply off'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;vacation;set'= {
+            cand --subject 'Subject of the reply'
+            cand --body-file 'File with the reply''s text (UTF-8); `-` reads standard input'
+            cand --from 'First day of replies, YYYY-MM-DD (UTC) [default: now]'
+            cand --until 'Last day of replies, YYYY-MM-DD (UTC, through its end) [default: none]'
+            cand --interval 'Days before the same sender is answered again; 0 answers each sender once per vacation'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;vacation;show'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;vacation;off'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;vacation;help'= {
+            cand set 'Set (or replace) a mailbox''s auto-reply; the senders it answered before hear it again'
+            cand show 'Show a mailbox''s auto-reply'
+            cand off 'Switch a mailbox''s auto-reply off'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;vacation;help;set'= {
+        }
+        &'mailctl;vacation;help;show'= {
+        }
+        &'mailctl;vacation;help;off'= {
+        }
+        &'mailctl;vacation;help;help'= {
+        }
         &'mailctl;checkpassword'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
@@ -2256,6 +2332,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand srs 'SRS secrets for forwarded mail: rotate, list, forward, reverse'
             cand reports 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show, summary'
             cand bench 'Load generators for measuring a running server'
+            cand vacation 'Out-of-office auto-replies of mailboxes: set, show, off'
             cand checkpassword 'Dovecot''s checkpassword passdb for app passwords (run by Dovecot: see `config dovecot`)'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
             cand export 'Export every domain, mailbox and alias as CSV or JSON'
@@ -2495,6 +2572,17 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;help;bench;smtp'= {
         }
         &'mailctl;help;bench;connections'= {
+        }
+        &'mailctl;help;vacation'= {
+            cand set 'Set (or replace) a mailbox''s auto-reply; the senders it answered before hear it again'
+            cand show 'Show a mailbox''s auto-reply'
+            cand off 'Switch a mailbox''s auto-reply off'
+        }
+        &'mailctl;help;vacation;set'= {
+        }
+        &'mailctl;help;vacation;show'= {
+        }
+        &'mailctl;help;vacation;off'= {
         }
         &'mailctl;help;checkpassword'= {
         }

@@ -26,6 +26,7 @@ mod reports;
 mod serve;
 mod srs;
 mod totp;
+mod vacation;
 
 use std::path::PathBuf;
 
@@ -132,6 +133,9 @@ pub enum Command {
     /// Load generators for measuring a running server
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Out-of-office auto-replies of mailboxes: set, show, off
+    #[command(subcommand)]
+    Vacation(vacation::VacationCmd),
     /// Dovecot's checkpassword passdb for app passwords (run by Dovecot: see `config dovecot`)
     Checkpassword(checkpassword::CheckpasswordArgs),
     /// Import domains, mailboxes and aliases from a CSV file, all or nothing
@@ -225,6 +229,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Relay(c) => relay::run(&ctx, c).await,
         Command::Limits(c) => limits::run(&ctx, c).await,
         Command::Srs(c) => srs::run(&ctx, c).await,
+        Command::Vacation(c) => vacation::run(&ctx, c).await,
         Command::Bench(c) => bench::run(&ctx, c).await,
         Command::Completions(_) => Ok(()),
     };

@@ -11,6 +11,7 @@ mod domains;
 pub mod limits;
 mod mailboxes;
 pub mod srs;
+mod vacation;
 
 pub use aliases::{
     add_alias, add_alias_domain, delete_alias, delete_alias_domain, set_alias, update_alias,
@@ -25,6 +26,7 @@ pub use domains::{
 pub use mailboxes::{
     MailboxSettings, add_mailbox, delete_mailbox, require_mailbox, set_password, update_mailbox,
 };
+pub use vacation::{VacationSettings, set_vacation, vacation, vacation_off};
 
 use crate::error::{Error, Result};
 use crate::store::Tx;

@@ -168,7 +168,7 @@ impl Tx {
 
     /// Deletes a domain and everything in it: mailboxes, aliases, alias-domain mappings from and to it, its DKIM
     /// keys, its relay route, the reports received about it, the sending limits and usage, app passwords and
-    /// TOTP exceptions of it and its mailboxes.
+    /// TOTP exceptions and vacations of it and its mailboxes.
     pub async fn delete_domain_cascade(&mut self, name: &str) -> Result<()> {
         // Reports about the domain and its subdomains (a subdomain with a DMARC record of its own is reported
         // under its own name); `!` escapes LIKE's wildcards, which a domain name cannot hold anyway.
@@ -222,6 +222,8 @@ impl Tx {
             // again later must not inherit them.
             "DELETE FROM mailbox_app_password WHERE username = ? OR username LIKE ? ESCAPE '!'",
             "DELETE FROM totp_exception_address WHERE username = ? OR username LIKE ? ESCAPE '!'",
+            "DELETE FROM vacation_notification WHERE on_vacation = ? OR on_vacation LIKE ? ESCAPE '!'",
+            "DELETE FROM vacation WHERE email = ? OR email LIKE ? ESCAPE '!'",
         ] {
             on_conn!(self, |c| sqlx::query(sql)
                 .bind(name)

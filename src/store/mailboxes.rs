@@ -137,6 +137,8 @@ impl Tx {
             "DELETE FROM mailctl_send_recipients WHERE address = ?",
             "DELETE FROM mailbox_app_password WHERE username = ?",
             "DELETE FROM totp_exception_address WHERE username = ?",
+            "DELETE FROM vacation_notification WHERE on_vacation = ?",
+            "DELETE FROM vacation WHERE email = ?",
             "DELETE FROM mailbox WHERE username = ?",
         ] {
             on_conn!(self, |c| sqlx::query(sql)

@@ -83,6 +83,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0010_app_passwords.sql"),
         mysql: include_str!("migrations/mysql/0010_app_passwords.sql"),
     },
+    Migration {
+        version: 11,
+        description: "vacation auto-replies (postfixadmin's vacation, vacation_notification)",
+        sqlite: include_str!("migrations/sqlite/0011_vacation.sql"),
+        mysql: include_str!("migrations/mysql/0011_vacation.sql"),
+    },
 ];
 
 /// Columns a migration adds to postfixadmin's tables when they are missing (neither SQLite nor MySQL has

@@ -21,6 +21,7 @@ mod report_events;
 mod reports;
 mod send_limits;
 mod srs_secrets;
+mod vacation;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -43,6 +44,7 @@ pub use reports::{
 };
 pub use send_limits::{SendLimitRow, SendUsageRow};
 pub use srs_secrets::SrsSecretRow;
+pub use vacation::VacationRow;
 
 use crate::error::{Error, Result};
 

@@ -276,7 +276,7 @@ fn mailbox_lifecycle_updates_postfixadmin_rows(db: &TestDb) {
 }
 
 /// The newest schema version.
-const LATEST: i64 = 10;
+const LATEST: i64 = 11;
 
 fn db_migrate_and_status_report_the_schema_version(db: &TestDb) {
     let status = db.run(&["--json", "db", "status"]).ok().json();
@@ -357,12 +357,16 @@ fn existing_postfixadmin_database_is_adopted_unaltered(db: &TestDb) {
         .ok();
 
     // The one change: postfixadmin's own nullable `mailbox.totp_secret` (its 3.3 upgrade adds it too), and its
-    // app password and TOTP exception tables beside the others.
+    // app password, TOTP exception and vacation tables beside the others.
     let postfixadmin_33 = [
         "mailbox_app_password",
         "mailbox_app_password_username",
         "totp_exception_address",
         "sqlite_autoindex_totp_exception_address_1",
+        "vacation",
+        "vacation_notification",
+        "sqlite_autoindex_vacation_1",
+        "sqlite_autoindex_vacation_notification_1",
         "sqlite_sequence",
     ];
     let after: Rows = show(db)

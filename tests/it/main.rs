@@ -57,6 +57,7 @@ mod serve_reports;
 mod serve_reports_send;
 mod serve_send_limits;
 mod serve_submission;
+mod serve_vacation;
 mod smtp_checks;
 mod smtp_outbound_client;
 mod smtp_outbound_lookup;

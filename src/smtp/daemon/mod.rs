@@ -131,6 +131,7 @@ impl Bound {
             reports,
             send_counter: crate::smtp::inbound::send_counter::SendCounter::start(store.clone()),
             milters: crate::smtp::inbound::milter::Milters::new(&settings.milters),
+            away: crate::smtp::inbound::vacation::Away::default(),
             store,
             settings,
         };

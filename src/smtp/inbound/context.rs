@@ -46,6 +46,8 @@ pub struct Context {
     pub send_counter: Arc<super::send_counter::SendCounter>,
     /// The content filters (`[[server.milters]]`).
     pub milters: super::milter::Milters,
+    /// Which mailboxes are on vacation (read every few seconds, for the auto-replies).
+    pub away: super::vacation::Away,
 }
 
 impl Context {

@@ -7,6 +7,7 @@
 //! - [`recipients`] resolves RCPT addresses (aliases, catch-alls, alias domains) and sender ownership;
 //!   [`checks`] runs SPF, DKIM, DMARC, iprev and DNSBL with per-check actions and writes
 //!   `Authentication-Results`;
+//! - [`vacation`] sends the out-of-office replies (RFC 3834) after delivery;
 //! - [`milter`] is the client of the content filters (`[[server.milters]]`) run after DATA;
 //! - [`session`] is the state machine of one connection, one file per stage; it takes the shared
 //!   [`context::Context`], the [`limits`] and the stop signal, and never the server;
@@ -29,5 +30,6 @@ pub mod recipients;
 pub mod send_counter;
 pub mod server;
 pub mod session;
+pub mod vacation;
 
 pub use context::Context;

@@ -265,6 +265,12 @@ impl Session {
                 }
             }
         };
+        // Who may owe the sender a vacation reply: not for mail filed as Junk.
+        let answering: Vec<String> = if junk.is_none() {
+            targets.iter().map(|t| t.mailbox.clone()).collect()
+        } else {
+            Vec::new()
+        };
         let outcome = if targets.is_empty() {
             Ok(Vec::new())
         } else {
@@ -284,6 +290,16 @@ impl Session {
                     tracing::error!(target: "mailctl::smtp", id = %id, mailbox = %target.mailbox,
                         reason = %failure.reason, "delivery to one recipient failed after the others succeeded");
                 }
+                let delivered = answering
+                    .into_iter()
+                    .filter(|m| failed.iter().all(|(t, _)| t.mailbox != *m))
+                    .collect();
+                crate::smtp::inbound::vacation::after_delivery(
+                    self.server.clone(),
+                    delivered,
+                    sender.clone(),
+                    stamped.clone(),
+                );
                 self.server
                     .metrics
                     .accepted(self.kind, received_at.elapsed());
