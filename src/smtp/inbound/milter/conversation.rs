@@ -334,7 +334,7 @@ async fn events<S: AsyncRead + AsyncWrite + Unpin>(
         for f in &message.fields {
             c.send(
                 cmd::HEADER,
-                &protocol::strings(&[&f.name, &f.value(leading)]),
+                &protocol::byte_strings(&[f.name.as_bytes(), &f.value(leading)]),
             );
             step!(c.event(n.has(step::NR_HDR), "a header field").await?);
         }

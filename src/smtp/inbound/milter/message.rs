@@ -10,18 +10,33 @@ pub struct Field {
 }
 
 impl Field {
-    /// The value as a milter receives it: after the colon, without the leading blanks unless `leading_space`
-    /// (`SMFIP_HDR_LEADSPC`), folds as `\n`, without the final line break.
-    pub fn value(&self, leading_space: bool) -> String {
-        let raw = String::from_utf8_lossy(&self.raw);
-        let after = raw.split_once(':').map_or("", |(_, v)| v);
-        let after = after.strip_suffix("\r\n").unwrap_or(after);
-        let after = if leading_space {
-            after
+    /// The value as a milter receives it, its bytes as they came: after the colon, without the leading blanks
+    /// unless `leading_space` (`SMFIP_HDR_LEADSPC`), folds as `\n`, without the final line break.
+    pub fn value(&self, leading_space: bool) -> Vec<u8> {
+        let raw = &self.raw;
+        let after = raw
+            .iter()
+            .position(|b| *b == b':')
+            .map_or(&raw[raw.len()..], |i| &raw[i + 1..]);
+        let after = after.strip_suffix(b"\r\n").unwrap_or(after);
+        let start = if leading_space {
+            0
         } else {
-            after.trim_start_matches([' ', '\t'])
+            after
+                .iter()
+                .position(|b| !matches!(b, b' ' | b'\t'))
+                .unwrap_or(after.len())
         };
-        after.replace("\r\n", "\n")
+        let mut out = Vec::with_capacity(after.len());
+        let mut bytes = after[start..].iter().copied().peekable();
+        while let Some(b) = bytes.next() {
+            // Folds as `\n`, the way Postfix hands them to milters.
+            if b == b'\r' && bytes.peek() == Some(&b'\n') {
+                continue;
+            }
+            out.push(b);
+        }
+        out
     }
 }
 
@@ -183,9 +198,15 @@ mod tests {
         let m = Message::parse(MSG);
         let names: Vec<&str> = m.fields.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["From", "Subject", "X-Test", "subject"]);
-        assert_eq!(m.fields[1].value(false), "hello\n  world");
-        assert_eq!(m.fields[2].value(false), "x");
-        assert_eq!(m.fields[2].value(true), "  x");
+        assert_eq!(m.fields[1].value(false), b"hello\n  world");
+        assert_eq!(m.fields[2].value(false), b"x");
+        assert_eq!(m.fields[2].value(true), b"  x");
+        let latin1 = Message::parse(b"Subject: caf\xe9\r\n\r\n");
+        assert_eq!(
+            latin1.fields[0].value(false),
+            b"caf\xe9",
+            "8-bit bytes as they came"
+        );
         assert_eq!(m.body, b"body\r\n");
         assert_eq!(m.to_bytes(), MSG, "unchanged, the bytes are the same");
         let bodyless = Message::parse(b"From: a@example.org\r\n");

@@ -131,9 +131,15 @@ pub fn packet(out: &mut Vec<u8>, command: u8, data: &[u8]) {
 /// The data of a command made of NUL-terminated strings (CONNECT's hostname, HELO, MAIL, RCPT, HEADER).
 /// A NUL inside a string would end it early on the other side: it is dropped.
 pub fn strings(parts: &[&str]) -> Vec<u8> {
+    let bytes: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+    byte_strings(&bytes)
+}
+
+/// [`strings`] of raw bytes (a header field's value is sent as it came, 8-bit or not).
+pub fn byte_strings(parts: &[&[u8]]) -> Vec<u8> {
     let mut data = Vec::new();
     for p in parts {
-        data.extend(p.bytes().filter(|b| *b != 0));
+        data.extend(p.iter().copied().filter(|b| *b != 0));
         data.push(0);
     }
     data
