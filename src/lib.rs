@@ -17,9 +17,11 @@
 //! store/          the ONLY place that speaks SQL: Store over SQLite and MySQL/MariaDB, migrations,
 //!                 one file per table family (the outbound queue's tables included)
 //! provision/      the rules of provisioning (limits, self-alias rows, loops, alias domains) over a Tx; the
-//!                 sending limits of logged-in users (limits.rs: scopes, periods, the breaker's threshold)
+//!                 sending limits of logged-in users (limits.rs: scopes, periods, the breaker's threshold);
+//!                 postfixadmin's app passwords, TOTP rule (app_passwords.rs) and vacation replies (vacation.rs)
 //! bulk.rs         the CSV layout of import/export
-//! lookup_config.rs  the Postfix maps and Dovecot SQL config that serve the rows mailctl writes
+//! lookup_config.rs  the Postfix maps and Dovecot SQL config that serve the rows mailctl writes (with
+//!                 `mailctl checkpassword` as Dovecot's passdb for app passwords)
 //! dns/            the one Resolver (system or --nameserver), reverse names, TXT tag syntax (dns::txt), DMARC
 //!                 policy discovery (dns::dmarc: the RFC 9989 tree walk, for the audit and the daemon alike)
 //! dkim/           keys (RSA/Ed25519, PEM), TXT records, signing and verifying with mail-auth
@@ -46,7 +48,8 @@
 //!                   send_counter.rs + breaker.rs (sending limits counted in memory, written each second; the
 //!                   breaker that switches a stolen account off), greylist.rs, milter/ (the milter
 //!                   protocol v6 client: protocol.rs bytes, conversation.rs one filter's talk after DATA,
-//!                   message.rs the header/body edits; session/milter.rs is the stage that calls it)
+//!                   message.rs the header/body edits; session/milter.rs is the stage that calls it),
+//!                   vacation.rs (RFC 3834 auto-replies after delivery)
 //!   queue/          the outbound queue: ONE engine (engine.rs: claims, leases, results, admin) over a small
 //!                   storage trait (storage.rs) that spool/ and database/ implement; role traits Intake
 //!                   (sessions), Delivery (manager), Admin (CLI); entry.rs, the delivery manager
