@@ -60,6 +60,13 @@ pub async fn set_vacation(
             s.interval_days
         )));
     }
+    // postfixadmin's MySQL columns are TIMESTAMPs, which end in January 2038.
+    let last = NaiveDate::from_ymd_opt(2038, 1, 18).unwrap_or_default();
+    if s.until.is_some_and(|u| u > last) || s.from.is_some_and(|f| f > last) {
+        return Err(Error::usage(format!(
+            "dates must be on or before {last} (postfixadmin's vacation table cannot hold later ones)"
+        )));
+    }
     if let (Some(from), Some(until)) = (s.from, s.until)
         && until < from
     {

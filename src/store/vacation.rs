@@ -130,8 +130,35 @@ impl Tx {
         Ok(n > 0)
     }
 
-    /// Records that `on_vacation` answers `sender` at `now`, unless it did so too recently: with `interval`
-    /// 0 once per vacation, else once per `interval` seconds. True when the reply is to be sent.
+    /// Whether `on_vacation` would answer `sender` at `now` (a read: the caller then claims it with
+    /// [`Tx::vacation_notify`]).
+    pub async fn vacation_due(
+        &mut self,
+        on_vacation: &str,
+        sender: &str,
+        interval: i64,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool> {
+        let last: Option<(String,)> = on_conn!(self, |c| sqlx::query_as(
+            "SELECT CAST(notified_at AS CHAR) FROM vacation_notification WHERE on_vacation = ? AND notified = ?"
+        )
+        .bind(on_vacation)
+        .bind(sender)
+        .fetch_optional(&mut *c)
+        .await)
+        .map_err(|e| Error::db(format!("reading the vacation replies of {on_vacation}"), e))?;
+        Ok(match last {
+            None => true,
+            Some(_) if interval <= 0 => false,
+            Some((at,)) => {
+                crate::time::parse_db(&at).is_none_or(|at| (now - at).num_seconds() >= interval)
+            }
+        })
+    }
+
+    /// Claims the reply of `on_vacation` to `sender` at `now`: records it unless it was sent too recently
+    /// (with `interval` 0 once per vacation, else once per `interval` seconds). True when this caller is to
+    /// send it; of two nodes or sessions claiming at once, exactly one gets true.
     pub async fn vacation_notify(
         &mut self,
         on_vacation: &str,
@@ -140,30 +167,16 @@ impl Tx {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool> {
         let err = |e| Error::db(format!("recording the vacation reply of {on_vacation}"), e);
-        let last: Option<(String,)> = on_conn!(self, |c| sqlx::query_as(
-            "SELECT CAST(notified_at AS CHAR) FROM vacation_notification WHERE on_vacation = ? AND notified = ?"
-        )
-        .bind(on_vacation)
-        .bind(sender)
-        .fetch_optional(&mut *c)
-        .await)
-        .map_err(err)?;
         let stamp = crate::time::to_db(now);
-        let sql = match last {
-            None => {
-                "INSERT INTO vacation_notification (notified_at, on_vacation, notified) VALUES (?, ?, ?)"
+        let insert = match self.backend() {
+            super::Backend::Sqlite => {
+                "INSERT OR IGNORE INTO vacation_notification (notified_at, on_vacation, notified) VALUES (?, ?, ?)"
             }
-            Some(_) if interval <= 0 => return Ok(false),
-            Some((at,)) => {
-                let due = crate::time::parse_db(&at)
-                    .is_none_or(|at| (now - at).num_seconds() >= interval);
-                if !due {
-                    return Ok(false);
-                }
-                "UPDATE vacation_notification SET notified_at = ? WHERE on_vacation = ? AND notified = ?"
+            super::Backend::Mysql => {
+                "INSERT IGNORE INTO vacation_notification (notified_at, on_vacation, notified) VALUES (?, ?, ?)"
             }
         };
-        on_conn!(self, |c| sqlx::query(sql)
+        let inserted = on_conn!(self, |c| sqlx::query(insert)
             .bind(&stamp)
             .bind(on_vacation)
             .bind(sender)
@@ -171,6 +184,26 @@ impl Tx {
             .await
             .map(|r| r.rows_affected()))
         .map_err(err)?;
-        Ok(true)
+        if inserted > 0 {
+            return Ok(true);
+        }
+        if interval <= 0 {
+            return Ok(false);
+        }
+        // Told before: again only once the interval has passed, and only by the one whose update lands.
+        let due_before = crate::time::to_db(now - chrono::TimeDelta::seconds(interval));
+        let updated = on_conn!(self, |c| sqlx::query(
+            "UPDATE vacation_notification SET notified_at = ? WHERE on_vacation = ? AND notified = ? \
+             AND notified_at <= ?"
+        )
+        .bind(&stamp)
+        .bind(on_vacation)
+        .bind(sender)
+        .bind(&due_before)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected()))
+        .map_err(err)?;
+        Ok(updated > 0)
     }
 }

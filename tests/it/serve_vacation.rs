@@ -111,9 +111,15 @@ fn away_mailboxes_answer_each_sender_once_and_never_robots(db: &TestDb) {
         "",
         &message(dave, BOB, "bounce", "bounce@example.test"),
     );
+    // Nor mail that does not name bob in To or Cc (a Bcc).
+    send(
+        &server,
+        dave,
+        &message(dave, "team@example.test", "bcc", "bcc@example.test"),
+    );
     assert_eq!(
-        wait_for(&server, BOB, 6).len(),
-        6,
+        wait_for(&server, BOB, 7).len(),
+        7,
         "every message delivered"
     );
     std::thread::sleep(Duration::from_millis(1500));

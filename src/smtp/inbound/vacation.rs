@@ -28,18 +28,40 @@ pub const REFRESH: Duration = Duration::from_secs(30);
 
 /// The mailboxes that are away (an active vacation row whose period has not ended), read at most every
 /// [`REFRESH`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Away {
     loaded: Mutex<Option<(Instant, Arc<HashSet<String>>)>>,
+    /// One reload at a time: the others wait for it instead of each asking the database.
+    reload: tokio::sync::Mutex<()>,
+    /// Replies worked on at once: a burst of mail to an away mailbox waits here instead of taking every
+    /// database connection.
+    permits: tokio::sync::Semaphore,
+}
+
+impl Default for Away {
+    fn default() -> Self {
+        Away {
+            loaded: Mutex::new(None),
+            reload: tokio::sync::Mutex::new(()),
+            permits: tokio::sync::Semaphore::new(2),
+        }
+    }
 }
 
 impl Away {
+    fn fresh(&self) -> Option<Arc<HashSet<String>>> {
+        let guard = self.loaded.lock().ok()?;
+        let (at, set) = guard.as_ref()?;
+        (at.elapsed() < REFRESH).then(|| set.clone())
+    }
+
     async fn mailboxes(&self, server: &Context) -> Option<Arc<HashSet<String>>> {
-        if let Ok(guard) = self.loaded.lock()
-            && let Some((at, set)) = guard.as_ref()
-            && at.elapsed() < REFRESH
-        {
-            return Some(set.clone());
+        if let Some(set) = self.fresh() {
+            return Some(set);
+        }
+        let _reloading = self.reload.lock().await;
+        if let Some(set) = self.fresh() {
+            return Some(set);
         }
         let read = async {
             let mut tx = server.store.begin().await?;
@@ -64,9 +86,13 @@ impl Away {
 }
 
 /// After delivery of `message` from `sender` to `mailboxes`: answers for those away, in a task of its own.
+///
+/// `recipients` are the transaction's RCPT addresses: as RFC 3834 asks, only mail that names the mailbox (or an
+/// address that led to it) in `To`, `Cc`, `Resent-To` or `Resent-Cc` is answered, never a Bcc or a list.
 pub fn after_delivery(
     server: Arc<Context>,
     mailboxes: Vec<String>,
+    recipients: Vec<String>,
     sender: String,
     message: Arc<Vec<u8>>,
 ) {
@@ -75,6 +101,12 @@ pub fn after_delivery(
     }
     tokio::spawn(async move {
         let Some(away) = server.away.mailboxes(&server).await else {
+            return;
+        };
+        if !mailboxes.iter().any(|m| away.contains(m)) {
+            return;
+        }
+        let Ok(_permit) = server.away.permits.acquire().await else {
             return;
         };
         let mut answering: Vec<String> = mailboxes
@@ -93,6 +125,14 @@ pub fn after_delivery(
             }
         };
         for mailbox in answering {
+            let named = std::iter::once(&mailbox)
+                .chain(&recipients)
+                .any(|a| incoming.addressed.contains(&a.to_ascii_lowercase()));
+            if !named {
+                tracing::debug!(target: "mailctl::smtp", mailbox, sender,
+                    "vacation: no reply: the mailbox is not in To or Cc");
+                continue;
+            }
             if let Err(e) = respond(&server, &mailbox, &sender, &incoming).await {
                 tracing::warn!(target: "mailctl::smtp", mailbox, sender, error = %e,
                     "vacation: the reply could not be sent");
@@ -104,10 +144,41 @@ pub fn after_delivery(
 /// What of the incoming message the reply refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {
-    /// Its `Message-ID`, with the angle brackets.
+    /// Its `Message-ID`, with the angle brackets (only a well-formed one).
     pub message_id: Option<String>,
-    /// Its `References`.
-    pub references: Option<String>,
+    /// Its `References`: the well-formed ids, at most the last [`MAX_REFERENCES`].
+    pub references: Vec<String>,
+    /// The addresses in its `To`, `Cc`, `Resent-To` and `Resent-Cc`, lower-case.
+    pub addressed: Vec<String>,
+}
+
+/// The most message ids carried on in `References`.
+pub const MAX_REFERENCES: usize = 10;
+
+/// The `<id@host>` tokens of a header value that are well-formed printable ASCII.
+fn message_ids(value: &str) -> Vec<String> {
+    value
+        .split('<')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('>').map(|(id, _)| id))
+        .filter(|id| {
+            id.contains('@')
+                && id.len() <= 250
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+        })
+        .map(|id| format!("<{id}>"))
+        .collect()
+}
+
+/// The addresses of an address-list header value, lower-case (words with an `@` between delimiters).
+fn addresses(value: &str) -> Vec<String> {
+    value
+        .split([',', ';', '<', '>', ' ', '\t', '"', '(', ')'])
+        .filter(|w| w.contains('@'))
+        .map(|w| w.trim().to_ascii_lowercase())
+        .collect()
 }
 
 /// Senders that are robots (vacation.pl's list).
@@ -144,7 +215,8 @@ pub fn screen(sender: &str, message: &[u8]) -> Result<Incoming, &'static str> {
     }
     let mut incoming = Incoming {
         message_id: None,
-        references: None,
+        references: Vec::new(),
+        addressed: Vec::new(),
     };
     for (name, value) in fields(message) {
         let v = value.trim().to_ascii_lowercase();
@@ -161,8 +233,13 @@ pub fn screen(sender: &str, message: &[u8]) -> Result<Incoming, &'static str> {
             "x-auto-response-suppress" if v.contains("oof") || v.contains("all") => {
                 return Err("X-Auto-Response-Suppress");
             }
-            "message-id" => incoming.message_id = Some(value.trim().to_string()),
-            "references" => incoming.references = Some(value.trim().to_string()),
+            "message-id" => incoming.message_id = message_ids(&value).into_iter().next(),
+            "references" => {
+                let ids = message_ids(&value);
+                let skip = ids.len().saturating_sub(MAX_REFERENCES);
+                incoming.references = ids.into_iter().skip(skip).collect();
+            }
+            "to" | "cc" | "resent-to" | "resent-cc" => incoming.addressed.extend(addresses(&value)),
             _ => {}
         }
     }
@@ -198,12 +275,22 @@ async fn respond(
     incoming: &Incoming,
 ) -> crate::error::Result<()> {
     let now = Utc::now();
-    let mut tx = server.store.begin_write().await?;
-    let Some(vacation) = tx.vacation_now(mailbox, &crate::time::to_db(now)).await? else {
-        tx.rollback().await?;
+    let sender_key = sender.to_ascii_lowercase();
+    // A read first: mail from someone already told needs no write transaction at all.
+    let mut tx = server.store.begin().await?;
+    let vacation = tx.vacation_now(mailbox, &crate::time::to_db(now)).await?;
+    let due = match &vacation {
+        Some(v) => {
+            tx.vacation_due(mailbox, &sender_key, v.interval_time, now)
+                .await?
+        }
+        None => false,
+    };
+    tx.rollback().await?;
+    let Some(vacation) = vacation.filter(|_| due) else {
         return Ok(());
     };
-    let sender_key = sender.to_ascii_lowercase();
+    let mut tx = server.store.begin_write().await?;
     if !tx
         .vacation_notify(mailbox, &sender_key, vacation.interval_time, now)
         .await?
@@ -277,11 +364,9 @@ pub fn message(
     ];
     if let Some(original) = &incoming.message_id {
         head.push(format!("In-Reply-To: {original}"));
-        let references = match &incoming.references {
-            Some(r) => format!("{r} {original}"),
-            None => original.clone(),
-        };
-        head.push(format!("References: {references}"));
+        let mut references = incoming.references.clone();
+        references.push(original.clone());
+        head.push(format!("References: {}", references.join("\r\n ")));
     }
     head.extend([
         "Auto-Submitted: auto-replied".to_string(),
@@ -289,25 +374,48 @@ pub fn message(
         "Precedence: junk".to_string(),
         "MIME-Version: 1.0".to_string(),
         "Content-Type: text/plain; charset=utf-8".to_string(),
-        format!(
-            "Content-Transfer-Encoding: {}",
-            if body.is_ascii() { "7bit" } else { "8bit" }
-        ),
     ]);
+    // The text as stored (postfixadmin's portal writes it too): every line break made CRLF, control characters
+    // but tab dropped; base64 when it is not short-lined ASCII.
+    let lines: Vec<String> = body
+        .replace("\r\n", "\n")
+        .replace('\r', "\n")
+        .trim_end()
+        .split('\n')
+        .map(|l| {
+            l.chars()
+                .filter(|c| *c == '\t' || !c.is_control())
+                .collect()
+        })
+        .collect();
+    let plain = lines.join("\r\n") + "\r\n";
+    let encoded = if plain.is_ascii() && lines.iter().all(|l| l.len() <= 998) {
+        head.push("Content-Transfer-Encoding: 7bit".to_string());
+        plain
+    } else {
+        use base64::Engine as _;
+        head.push("Content-Transfer-Encoding: base64".to_string());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(plain.as_bytes());
+        let mut wrapped = String::with_capacity(b64.len() + b64.len() / 38);
+        for chunk in b64.as_bytes().chunks(76) {
+            wrapped.push_str(&String::from_utf8_lossy(chunk));
+            wrapped.push_str("\r\n");
+        }
+        wrapped
+    };
     let mut text = head.join("\r\n");
     text.push_str("\r\n\r\n");
-    for line in body.replace("\r\n", "\n").trim_end().split('\n') {
-        text.push_str(line);
-        text.push_str("\r\n");
-    }
+    text.push_str(&encoded);
     text.into_bytes()
 }
 
 /// A subject as a header value: as it is when ASCII, else RFC 2047 encoded words of at most 45 bytes of text
 /// each (whole characters), folded.
 fn encode_subject(subject: &str) -> String {
-    if subject.is_ascii() {
-        return subject.to_string();
+    // As stored (by postfixadmin too): no control characters, so nothing can start a header line.
+    let subject: String = subject.chars().filter(|c| !c.is_control()).collect();
+    if subject.is_ascii() && subject.len() <= 66 {
+        return subject;
     }
     use base64::Engine as _;
     let mut words = Vec::new();
@@ -338,7 +446,7 @@ mod tests {
     use super::*;
 
     const PLAIN: &[u8] =
-        b"From: <a@far.test>\r\nMessage-ID: <m1@far.test>\r\nReferences: <m0@far.test>\r\n\
+        b"From: <a@far.test>\r\nTo: Bob <Bob@Example.org>\r\nMessage-ID: <m1@far.test>\r\nReferences: <m0@far.test>\r\n\
         Subject: hi\r\n\r\nbody\r\n";
 
     fn with(field: &str) -> Vec<u8> {
@@ -353,7 +461,8 @@ mod tests {
             screen("a@far.test", PLAIN),
             Ok(Incoming {
                 message_id: Some("<m1@far.test>".into()),
-                references: Some("<m0@far.test>".into()),
+                references: vec!["<m0@far.test>".into()],
+                addressed: vec!["bob@example.org".into()],
             })
         );
         for field in [
@@ -409,10 +518,28 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("\r\nReferences: <m0@far.test> <m1@far.test>\r\n"),
+            text.contains("\r\nReferences: <m0@far.test>\r\n <m1@far.test>\r\n"),
             "{text}"
         );
         assert!(text.contains("Subject: =?UTF-8?B?"), "{text}");
+        assert!(text.contains("Content-Transfer-Encoding: 7bit"), "{text}");
+        // A text stored with stray CRs, control characters, 8-bit and a long line travels as base64; a subject
+        // with a line break cannot add a field.
+        let odd = message(
+            "mx.example.org",
+            "bob@example.org",
+            "a@far.test",
+            "Away\r\nBcc: victim@far.test",
+            &format!("Grüße\rzwei\u{7}\n{}", "x".repeat(1200)),
+            &incoming,
+            now,
+        );
+        let odd = String::from_utf8(odd).unwrap();
+        assert!(!odd.contains("\r\nBcc:"), "{odd}");
+        assert!(odd.contains("Content-Transfer-Encoding: base64"), "{odd}");
+        assert!(odd.split("\r\n").all(|l| l.len() <= 998), "{odd}");
+        let ids = message_ids("<a@b> junk <no-at> <c@d\u{1}> <e@f>");
+        assert_eq!(ids, ["<a@b>", "<e@f>"]);
         assert!(
             text.ends_with("\r\n\r\nBack on Monday.\r\nBob\r\n"),
             "{text}"

@@ -297,6 +297,7 @@ impl Session {
                 crate::smtp::inbound::vacation::after_delivery(
                     self.server.clone(),
                     delivered,
+                    txn.recipients.clone(),
                     sender.clone(),
                     stamped.clone(),
                 );

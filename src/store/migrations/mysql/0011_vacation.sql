@@ -1,11 +1,13 @@
 -- postfixadmin's vacation tables (its vacation.pl's), created only when missing: the auto-reply of a mailbox
 -- (subject, body, the period it is active in, how often one sender hears it) and whom it has answered when.
+-- Times are TIMESTAMP as in postfixadmin (UTC in mailctl's sessions), so a postfixadmin writing local times is
+-- read right.
 CREATE TABLE IF NOT EXISTS vacation (
   email varchar(255) NOT NULL,
   subject varchar(255) CHARACTER SET utf8mb4 NOT NULL,
   body text CHARACTER SET utf8mb4 NOT NULL,
-  activefrom datetime NOT NULL DEFAULT '2000-01-01 00:00:00',
-  activeuntil datetime NOT NULL DEFAULT '2038-01-18 00:00:00',
+  activefrom timestamp NOT NULL DEFAULT '2000-01-01 00:00:00',
+  activeuntil timestamp NOT NULL DEFAULT '2038-01-18 00:00:00',
   cache text NOT NULL,
   domain varchar(255) NOT NULL,
   interval_time int NOT NULL DEFAULT 0,
