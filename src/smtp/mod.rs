@@ -10,6 +10,7 @@
 
 pub mod daemon;
 pub mod deliver;
+pub mod http;
 pub mod inbound;
 pub mod metrics;
 pub mod outbound;

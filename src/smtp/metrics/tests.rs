@@ -5,7 +5,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::http::{HEAD_LIMIT, respond, serve_with};
+use super::http::{respond, serve_with};
+use crate::smtp::http::HEAD_LIMIT;
 use super::*;
 
 /// Every sample of an exposition as `name{labels}` -> value, after checking each line's shape: HELP and TYPE

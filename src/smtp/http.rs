@@ -1,0 +1,173 @@
+//! The little HTTP/1.1 the daemon speaks, so the metrics endpoint and the HTTPS endpoint (MTA-STS policies,
+//! mail client autoconfiguration) need no HTTP framework in the tree: one request per connection
+//! (`Connection: close`), a request head of at most [`HEAD_LIMIT`] bytes read within a timeout, a body only
+//! when the route asks for one (`Content-Length`, bounded), and a lingering close so the client reads the whole
+//! response.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The largest request head accepted, in bytes.
+pub const HEAD_LIMIT: usize = 8 * 1024;
+
+/// How long a closed-for-writing connection is drained before it is dropped.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// What reading the request head produced.
+pub enum Head {
+    /// Everything up to and including the blank line, and what came after it already (body bytes).
+    Complete(Vec<u8>, Vec<u8>),
+    /// The head did not end within [`HEAD_LIMIT`] bytes.
+    TooLarge,
+    /// The client closed the connection before the head ended.
+    Closed,
+}
+
+/// Reads a request head.
+pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Head> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(Head::Closed);
+        }
+        let searched = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = head_end(&buf, searched) {
+            let rest = buf.split_off(end);
+            return Ok(Head::Complete(buf, rest));
+        }
+        if buf.len() >= HEAD_LIMIT {
+            return Ok(Head::TooLarge);
+        }
+    }
+}
+
+/// The end of the head (after its blank line, CRLF or bare LF) at or after `from`, if present.
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    (from..buf.len()).find_map(|i| {
+        let rest = &buf[i..];
+        if rest.starts_with(b"\n\n") {
+            Some(i + 2)
+        } else if rest.starts_with(b"\n\r\n") {
+            Some(i + 3)
+        } else {
+            None
+        }
+    })
+}
+
+/// A well-formed HTTP/1.x request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request<'a> {
+    /// The method.
+    pub method: &'a str,
+    /// The path, without the query.
+    pub path: &'a str,
+    /// The query, after `?`.
+    pub query: &'a str,
+    /// The `Host` field without a port, lower-case.
+    pub host: Option<String>,
+    /// `Content-Length`, when given.
+    pub content_length: Option<usize>,
+}
+
+/// Parses a request head; `None` when it is not a well-formed HTTP/1.x request.
+pub fn parse_head(head: &[u8]) -> Option<Request<'_>> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let mut parts = lines.next()?.split(' ');
+    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let well_formed = parts.next().is_none()
+        && token(method)
+        && target.starts_with('/')
+        && target.bytes().all(|b| b.is_ascii_graphic())
+        && matches!(version, "HTTP/1.0" | "HTTP/1.1");
+    if !well_formed {
+        return None;
+    }
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut request = Request {
+        method,
+        path,
+        query,
+        host: None,
+        content_length: None,
+    };
+    for line in lines.take_while(|l| !l.is_empty()) {
+        // A field is `name: value`; a line starting with whitespace is obsolete folding, refused as RFC 9112 allows.
+        let (name, value) = line.split_once(':')?;
+        if !token(name) || line.contains('\r') {
+            return None;
+        }
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("host") {
+            let host = match value.rsplit_once(':') {
+                Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+                _ => value,
+            };
+            request.host = Some(host.trim_end_matches('.').to_ascii_lowercase());
+        } else if name.eq_ignore_ascii_case("content-length") {
+            request.content_length = Some(value.parse().ok()?);
+        }
+    }
+    Some(request)
+}
+
+/// Status line, headers (`Content-Length` and `Connection: close` always) and, unless `head_only`, the body.
+pub fn response(
+    code: u16,
+    reason: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    head_only: bool,
+) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {code} {reason}\r\n");
+    if !headers.iter().any(|(k, _)| *k == "Content-Type") {
+        out.push_str("Content-Type: text/plain; charset=utf-8\r\n");
+    }
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    let mut out = out.into_bytes();
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// Writes `response` and closes, draining what the client still sends (an unread body, the rest of a
+/// too-large head) so closing does not reset the connection before the client has read the response.
+pub async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    response: &[u8],
+    timeout: Duration,
+) {
+    let _ = tokio::time::timeout(timeout, async {
+        stream.write_all(response).await?;
+        stream.shutdown().await
+    })
+    .await;
+    let _ = tokio::time::timeout(timeout.min(LINGER), async {
+        let mut chunk = [0u8; 1024];
+        let mut drained = 0;
+        while drained < HEAD_LIMIT * 8 {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
+}
