@@ -83,6 +83,26 @@ pub struct ServerSection {
     /// `[[server.milters]]`: content filters speaking the milter protocol, asked in this order.
     #[serde(default)]
     pub milters: Vec<MilterSection>,
+    /// `[server.https]`: the HTTPS side of the hosted domains (MTA-STS policies, mail client setup).
+    #[serde(default)]
+    pub https: HttpsSection,
+}
+
+/// `[server.https]`: an HTTPS listener (off unless `listen` is set) serving, by Host, each hosted domain's
+/// MTA-STS policy and the files mail clients fetch to set themselves up. Defaults in [`crate::smtp::settings`].
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsSection {
+    /// Address to listen on, like `[::]:443` (default: off). Needs `[server.tls]`.
+    pub listen: Option<String>,
+    /// The IMAP server clients are pointed at (default: `server.hostname`).
+    pub imap_host: Option<String>,
+    /// Its implicit-TLS port (default 993).
+    pub imap_port: Option<u16>,
+    /// The submission port clients are pointed at, STARTTLS (default 587).
+    pub submission_port: Option<u16>,
+    /// The MTA-STS mode of the served policies: `testing` (default, as `dns records`) or `enforce`.
+    pub mta_sts_mode: Option<String>,
 }
 
 /// `[[server.milters]]`: one content filter (rspamd, OpenDKIM, ClamAV...) speaking Sendmail's milter

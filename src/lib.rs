@@ -57,6 +57,8 @@
 //!                   tls_reports.rs (each session's TLS outcome for the recipient domain's TLS reports)
 //!   deliver/        Maildir with a group-commit writer, LMTP
 //!   metrics/        Prometheus counters and endpoint; shutdown.rs: the stop signal every task holds
+//!   http.rs         the little HTTP/1.1 both endpoints speak; https/ the HTTPS endpoint (MTA-STS policies,
+//!                   Thunderbird autoconfig, Outlook autodiscover, by Host)
 //! bench/          load generators behind `mailctl bench` (SMTP throughput, idle connections)
 //! assets.rs       man pages and shell completions generated from the clap definition
 //! sys.rs          the few process-level POSIX calls (ids, file limit) as safe functions; with

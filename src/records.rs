@@ -81,6 +81,12 @@ pub struct RecordSet {
     pub notes: Vec<String>,
 }
 
+/// The MTA-STS policy file of a domain whose MX is `mx_host` (what `dns records` prints and `serve` serves at
+/// `https://mta-sts.DOMAIN/.well-known/mta-sts.txt`).
+pub fn mta_sts_policy(mode: &str, mx_host: &str) -> String {
+    format!("version: STSv1\nmode: {mode}\nmx: {mx_host}\nmax_age: 604800\n")
+}
+
 /// A `mailto:` URI for DMARC/TLS-RPT: characters that mean something in a URI (or to DMARC: `!` size limits,
 /// `,` lists) are percent-encoded (RFC 6068).
 pub fn mailto(address: &str) -> String {
@@ -211,10 +217,7 @@ pub fn build(i: &Inputs) -> RecordSet {
         ),
         "DMARC policy and aggregate reports",
     );
-    let policy = format!(
-        "version: STSv1\nmode: {}\nmx: {}\nmax_age: 604800\n",
-        i.mta_sts_mode, i.mx_host
-    );
+    let policy = mta_sts_policy(&i.mta_sts_mode, i.mx_host.as_str());
     let id: String = hex(&sha2::Sha256::digest(policy.as_bytes()))[..20].to_string();
     push(
         format!("_mta-sts.{apex}"),

@@ -11,6 +11,7 @@
 pub mod daemon;
 pub mod deliver;
 pub mod http;
+pub mod https;
 pub mod inbound;
 pub mod metrics;
 pub mod outbound;

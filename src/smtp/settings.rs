@@ -220,6 +220,8 @@ pub struct Settings {
     pub greylisting: GreylistSettings,
     /// `[[server.milters]]`, in order.
     pub milters: Vec<crate::smtp::inbound::milter::MilterSettings>,
+    /// `[server.https]`, when it listens.
+    pub https: Option<HttpsSettings>,
     /// Database URL.
     pub database_url: String,
     /// Nameserver override (`[dns] nameserver` or `--nameserver`).
@@ -260,7 +262,9 @@ impl Settings {
                 "listener submissions ({addr}) needs server.tls cert and key (or turn it off)"
             )));
         }
+        let https = https(&server.https, &hostname, tls.is_some())?;
         Ok(Settings {
+            https,
             hostname,
             listeners,
             tls,
@@ -372,6 +376,63 @@ impl ReportsSettings {
             Some(list) => list.contains(&recipient),
         }
     }
+}
+
+/// `[server.https]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsSettings {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// The IMAP server for clients.
+    pub imap_host: String,
+    /// Its implicit-TLS port.
+    pub imap_port: u16,
+    /// The submission (STARTTLS) port for clients.
+    pub submission_port: u16,
+    /// `testing` or `enforce`.
+    pub mta_sts_mode: String,
+}
+
+/// Validates `[server.https]`: `None` when it does not listen.
+fn https(
+    file: &crate::config::HttpsSection,
+    hostname: &str,
+    tls: bool,
+) -> Result<Option<HttpsSettings>> {
+    let Some(listen) = &file.listen else {
+        return Ok(None);
+    };
+    let listen = listen.parse::<SocketAddr>().map_err(|_| {
+        Error::usage(format!(
+            "server.https.listen: '{listen}' is not an IP:PORT address"
+        ))
+    })?;
+    if !tls {
+        return Err(Error::usage(
+            "server.https.listen needs server.tls cert and key (the certificate must name mta-sts.DOMAIN and \
+             autoconfig.DOMAIN of every hosted domain)",
+        ));
+    }
+    let mode = file.mta_sts_mode.as_deref().unwrap_or("testing");
+    if !matches!(mode, "testing" | "enforce") {
+        return Err(Error::usage(format!(
+            "server.https.mta_sts_mode: '{mode}' is neither testing nor enforce"
+        )));
+    }
+    let imap_host = match &file.imap_host {
+        Some(h) => h
+            .parse::<crate::model::DomainName>()
+            .map_err(|e| Error::usage(format!("server.https.imap_host: {e}")))?
+            .to_string(),
+        None => hostname.to_string(),
+    };
+    Ok(Some(HttpsSettings {
+        listen,
+        imap_host,
+        imap_port: file.imap_port.unwrap_or(993),
+        submission_port: file.submission_port.unwrap_or(587),
+        mta_sts_mode: mode.to_string(),
+    }))
 }
 
 /// `[server.greylisting]`, validated.

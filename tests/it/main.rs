@@ -43,6 +43,7 @@ mod serve_durability;
 mod serve_forward;
 mod serve_greylist;
 mod serve_hostile;
+mod serve_https;
 mod serve_inbound;
 mod serve_inbound_limits;
 mod serve_milter;

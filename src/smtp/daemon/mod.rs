@@ -44,6 +44,7 @@ pub struct Bound {
     server: Arc<Context>,
     listeners: Vec<(ListenerKind, TcpListener)>,
     metrics_listener: Option<TcpListener>,
+    https_listener: Option<TcpListener>,
     stop: Trigger,
     manager: Manager,
     resolver: Resolver,
@@ -77,6 +78,10 @@ impl Bound {
         }
         let metrics_listener = match settings.metrics {
             Some(addr) => Some(bind("metrics", addr).await?),
+            None => None,
+        };
+        let https_listener = match &settings.https {
+            Some(h) => Some(bind("https", h.listen).await?),
             None => None,
         };
         if let privileges::Plan::Switch(r) = &plan {
@@ -155,13 +160,14 @@ impl Bound {
             server,
             listeners,
             metrics_listener,
+            https_listener,
             stop,
             manager,
             resolver,
         })
     }
 
-    /// The bound addresses, listeners first, then `("metrics", addr)`.
+    /// The bound addresses, listeners first, then `("metrics", addr)` and `("https", addr)`.
     pub fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
         let mut out: Vec<(&'static str, SocketAddr)> = self
             .listeners
@@ -173,6 +179,11 @@ impl Bound {
         {
             out.push(("metrics", a));
         }
+        if let Some(h) = &self.https_listener
+            && let Ok(a) = h.local_addr()
+        {
+            out.push(("https", a));
+        }
         out
     }
 
@@ -182,6 +193,7 @@ impl Bound {
             server,
             listeners,
             metrics_listener,
+            https_listener,
             stop,
             manager,
             resolver,
@@ -204,6 +216,9 @@ impl Bound {
                 server.metrics.clone(),
                 server.shutdown.clone(),
             ));
+        }
+        if let (Some(l), Some(settings)) = (https_listener, server.settings.https.clone()) {
+            tasks.spawn(crate::smtp::https::serve(l, server.clone(), settings));
         }
         wait_for_stop(&server).await?;
         tracing::info!(target: "mailctl::smtp", "stopping: no new connections, finishing transactions in flight");

@@ -6,8 +6,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::http::{respond, serve_with};
-use crate::smtp::http::HEAD_LIMIT;
 use super::*;
+use crate::smtp::http::HEAD_LIMIT;
 
 /// Every sample of an exposition as `name{labels}` -> value, after checking each line's shape: HELP and TYPE
 /// precede a family's samples, every sample belongs to a declared family, every value is a number.

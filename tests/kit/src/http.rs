@@ -1,4 +1,5 @@
-//! A plain HTTP/1.1 GET for the daemon's metrics endpoint (`[server] metrics`), reading until the server closes.
+//! HTTP/1.1 for the daemon's endpoints: a plain GET for the metrics endpoint (`[server] metrics`), and any
+//! request over TLS for the HTTPS endpoint (`[server.https]`); each reads until the server closes.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -36,6 +37,31 @@ pub fn get(addr: SocketAddr, path: &str) -> Http {
     tcp.write_all(request.as_bytes()).expect("send request");
     let mut raw = Vec::new();
     tcp.read_to_end(&mut raw).expect("read response");
+    parse(raw)
+}
+
+/// `request` (a whole request: head and body) over TLS to `addr`, the certificate checked for `sni` against
+/// `root`; the response read until the server closes.
+pub fn https(
+    addr: SocketAddr,
+    root: &rustls::pki_types::CertificateDer<'static>,
+    sni: &str,
+    request: &str,
+) -> Http {
+    let tcp = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect to https");
+    tcp.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).expect("server name");
+    let conn = rustls::ClientConnection::new(crate::smtp_client::tls_config(root), name)
+        .expect("TLS client");
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    // A server that closes without close_notify still sent its response.
+    let _ = stream.read_to_end(&mut raw);
+    parse(raw)
+}
+
+fn parse(raw: Vec<u8>) -> Http {
     let text = String::from_utf8(raw).expect("response is UTF-8");
     let (head, body) = text
         .split_once("\r\n\r\n")

@@ -1,0 +1,189 @@
+//! The HTTPS endpoint (`[server.https]`): by Host, each hosted domain's MTA-STS policy (exactly what `dns
+//! records` prints), Thunderbird's autoconfig and Outlook's autodiscover pointing at the IMAP server and the
+//! submission port; 404 for anything else or a domain not hosted, 405 for other methods; off by default.
+
+use kit::TestDb;
+use kit::serve::mail::example;
+use kit::serve::{HOSTNAME, ServeOptions, TestServer};
+
+fn get(server: &TestServer, host: &str, path: &str) -> kit::http::Http {
+    kit::http::https(
+        server.addr("https"),
+        server.root(),
+        HOSTNAME,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+#[test]
+fn mta_sts_policy_and_client_setup_are_served_by_host() {
+    let db = TestDb::sqlite();
+    example(&db);
+    db.run(&["domain", "add", "sleepy.test", "--inactive"]).ok();
+    let server = TestServer::start(
+        &db,
+        ServeOptions::default()
+            .server_key("https.listen", "\"127.0.0.1:0\"")
+            .server_key("https.imap_host", "\"imap.example.test\""),
+    );
+
+    // The policy is the one `dns records` prints for the same host name and mode.
+    let policy = get(&server, "mta-sts.example.test", "/.well-known/mta-sts.txt");
+    assert_eq!(policy.status, "HTTP/1.1 200 OK", "{policy:?}");
+    assert!(
+        policy
+            .header("Content-Type")
+            .unwrap_or("")
+            .starts_with("text/plain"),
+        "{policy:?}"
+    );
+    let records = db
+        .run(&[
+            "--json",
+            "dns",
+            "records",
+            "example.test",
+            "--mx-host",
+            HOSTNAME,
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        policy.body,
+        records["mta_sts_policy"].as_str().unwrap(),
+        "served as printed"
+    );
+    assert!(policy.body.contains(&format!("mx: {HOSTNAME}\n")));
+    // Case and a port in Host do not matter; a domain not hosted, inactive, or another path is 404.
+    assert_eq!(
+        get(
+            &server,
+            "MTA-STS.Example.Test:443",
+            "/.well-known/mta-sts.txt"
+        )
+        .status,
+        "HTTP/1.1 200 OK"
+    );
+    for (host, path) in [
+        ("mta-sts.other.test", "/.well-known/mta-sts.txt"),
+        ("mta-sts.sleepy.test", "/.well-known/mta-sts.txt"),
+        ("example.test", "/.well-known/mta-sts.txt"),
+        ("mta-sts.example.test", "/"),
+        ("mta-sts.example.test", "/../etc/passwd"),
+    ] {
+        assert_eq!(
+            get(&server, host, path).status,
+            "HTTP/1.1 404 Not Found",
+            "{host}{path}"
+        );
+    }
+
+    // Thunderbird: both places, IMAP over TLS at the configured host, submission with STARTTLS here.
+    for (host, path) in [
+        ("autoconfig.example.test", "/mail/config-v1.1.xml"),
+        (
+            "example.test",
+            "/.well-known/autoconfig/mail/config-v1.1.xml",
+        ),
+    ] {
+        let config = get(&server, host, path);
+        assert_eq!(config.status, "HTTP/1.1 200 OK", "{host}{path}");
+        for needle in [
+            "<domain>example.test</domain>",
+            "<hostname>imap.example.test</hostname>",
+            "<port>993</port>",
+            "<socketType>SSL</socketType>",
+            &format!("<hostname>{HOSTNAME}</hostname>"),
+            "<port>587</port>",
+            "<socketType>STARTTLS</socketType>",
+            "<username>%EMAILADDRESS%</username>",
+        ] {
+            assert!(config.body.contains(needle), "{needle} in {}", config.body);
+        }
+    }
+
+    // Outlook: POST with the address; the answer names it as the login (escaped).
+    let body = "<?xml version=\"1.0\"?><Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006\"><Request><EMailAddress>alice@example.test</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>";
+    let discover = kit::http::https(
+        server.addr("https"),
+        server.root(),
+        HOSTNAME,
+        &format!(
+            "POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: autodiscover.example.test\r\n\
+             Content-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(discover.status, "HTTP/1.1 200 OK", "{discover:?}");
+    for needle in [
+        "<LoginName>alice@example.test</LoginName>",
+        "<Server>imap.example.test</Server>",
+        "<Type>SMTP</Type>",
+        "<Port>587</Port>",
+    ] {
+        assert!(
+            discover.body.contains(needle),
+            "{needle} in {}",
+            discover.body
+        );
+    }
+    // Methods: GET on autodiscover and POST on the policy are refused.
+    assert_eq!(
+        get(
+            &server,
+            "autodiscover.example.test",
+            "/autodiscover/autodiscover.xml"
+        )
+        .status,
+        "HTTP/1.1 405 Method Not Allowed"
+    );
+    let post = kit::http::https(
+        server.addr("https"),
+        server.root(),
+        HOSTNAME,
+        "POST /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.test\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(post.status, "HTTP/1.1 405 Method Not Allowed");
+}
+
+#[test]
+fn https_is_off_by_default_and_bad_settings_are_refused() {
+    let db = TestDb::sqlite();
+    let server = TestServer::start(&db, ServeOptions::default());
+    assert!(
+        !server.log().contains("listening https"),
+        "{}",
+        server.log()
+    );
+    for (key, value, error) in [
+        (
+            "https.listen",
+            "\"nowhere\"",
+            "server.https.listen: 'nowhere' is not an IP:PORT address",
+        ),
+        (
+            "https.mta_sts_mode",
+            "\"strict\"",
+            "server.https.mta_sts_mode: 'strict' is neither testing nor enforce",
+        ),
+    ] {
+        let mut options = ServeOptions::default().server_key(key, value);
+        if key != "https.listen" {
+            options = options.server_key("https.listen", "\"127.0.0.1:0\"");
+        }
+        let bad = TestServer::configure(&db, options);
+        bad.run(&["serve", "--check-config"]).fails(2, error);
+    }
+    let no_tls = TestServer::configure(
+        &db,
+        ServeOptions {
+            tls: false,
+            ..ServeOptions::default()
+        }
+        .server_key("https.listen", "\"127.0.0.1:0\"")
+        .server_key("listen.submissions", "\"off\""),
+    );
+    no_tls
+        .run(&["serve", "--check-config"])
+        .fails(2, "server.https.listen needs server.tls cert and key");
+}
