@@ -35,6 +35,8 @@ pub struct Inputs {
     pub mta_sts_mode: String,
     /// The relay host the domain's mail leaves through, if any.
     pub relay: Option<Relayed>,
+    /// The IMAP server mail clients use (`[server.https] imap_host`), when it is not the MX host.
+    pub imap_host: Option<DomainName>,
 }
 
 /// How a domain's outbound mail reaches the world when it goes through a relay host (smarthost).
@@ -234,6 +236,35 @@ pub fn build(i: &Inputs) -> RecordSet {
             "serves the MTA-STS policy over HTTPS",
         );
     }
+    for ip in &i.ips {
+        let rtype = if ip.is_ipv4() { "A" } else { "AAAA" };
+        push(
+            format!("autoconfig.{apex}"),
+            rtype,
+            ip.to_string(),
+            "mail client setup (Thunderbird autoconfig) over HTTPS",
+        );
+    }
+    // Where mail clients find the servers (RFC 6186, RFC 8314: implicit TLS preferred).
+    let imap = i.imap_host.as_ref().unwrap_or(&i.mx_host);
+    push(
+        format!("_submissions._tcp.{apex}"),
+        "SRV",
+        format!("0 1 465 {}.", i.mx_host),
+        "mail clients: submission over TLS (RFC 8314)",
+    );
+    push(
+        format!("_submission._tcp.{apex}"),
+        "SRV",
+        format!("1 1 587 {}.", i.mx_host),
+        "mail clients: submission with STARTTLS (RFC 6186)",
+    );
+    push(
+        format!("_imaps._tcp.{apex}"),
+        "SRV",
+        format!("0 1 993 {imap}."),
+        "mail clients: IMAP over TLS (RFC 6186)",
+    );
     push(
         format!("_smtp._tls.{apex}"),
         "TXT",

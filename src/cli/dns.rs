@@ -217,6 +217,13 @@ pub async fn run(ctx: &Ctx, cmd: DnsCmd) -> Result<()> {
         report_address,
         mta_sts_mode: lower(&args.mta_sts_mode),
         relay,
+        imap_host: ctx
+            .config
+            .server
+            .https
+            .imap_host
+            .as_deref()
+            .and_then(|h| h.parse::<DomainName>().ok()),
     });
     let format = if ctx.out.json {
         Format::Json

@@ -58,6 +58,21 @@ fn records_cover_mx_spf_dkim_dmarc_mta_sts_tls_rpt_and_ptr(db: &TestDb) {
         find("_smtp._tls.example.org.", "TXT"),
         ["v=TLSRPTv1; rua=mailto:postmaster@example.org"]
     );
+    // Mail client setup: autoconfig over HTTPS (`[server.https]`) and the SRV records of RFC 6186/8314.
+    assert_eq!(find("autoconfig.example.org.", "A"), ["192.0.2.25"]);
+    assert_eq!(find("autoconfig.example.org.", "AAAA"), ["2001:db8::25"]);
+    assert_eq!(
+        find("_submissions._tcp.example.org.", "SRV"),
+        ["0 1 465 mail.example.org."]
+    );
+    assert_eq!(
+        find("_submission._tcp.example.org.", "SRV"),
+        ["1 1 587 mail.example.org."]
+    );
+    assert_eq!(
+        find("_imaps._tcp.example.org.", "SRV"),
+        ["0 1 993 mail.example.org."]
+    );
     let ptr: Vec<_> = records.iter().filter(|r| r["type"] == "PTR").collect();
     assert_eq!(ptr.len(), 2);
     assert_eq!(ptr[0]["name"], "25.2.0.192.in-addr.arpa.");
