@@ -187,3 +187,78 @@ fn https_is_off_by_default_and_bad_settings_are_refused() {
         .run(&["serve", "--check-config"])
         .fails(2, "server.https.listen needs server.tls cert and key");
 }
+
+/// The audit, fetching the policy as a sending server would (`--fetch-policy`), passes against `serve`: the
+/// `_mta-sts` record and the policy `dns records` prints, the policy served by `[server.https]`.
+#[test]
+fn the_audit_fetches_the_served_policy_and_passes() {
+    let db = TestDb::sqlite();
+    example(&db);
+    let records = db
+        .run(&[
+            "--json",
+            "dns",
+            "records",
+            "example.test",
+            "--mx-host",
+            HOSTNAME,
+            "--mta-sts-mode",
+            "enforce",
+        ])
+        .ok()
+        .json();
+    let id_record = records["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "_mta-sts.example.test.")
+        .expect("the _mta-sts record")["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dns = kit::dns::TestDns::start(&[(
+        "test.",
+        &format!(
+            "example.test. IN MX 10 {HOSTNAME}.\n{HOSTNAME}. IN A 127.0.0.1\n\
+             _mta-sts.example.test. IN TXT \"{id_record}\"\nmta-sts.example.test. IN A 127.0.0.1\n"
+        ),
+    )]);
+    let mut options = ServeOptions::default()
+        .dns(&dns)
+        .server_key("https.listen", "\"127.0.0.1:0\"")
+        .server_key("https.mta_sts_mode", "\"enforce\"");
+    options.cert_names = vec!["mta-sts.example.test".into()];
+    let server = TestServer::start(&db, options);
+    let ca = db.path("ca.pem");
+    std::fs::write(&ca, &server.cert.as_ref().expect("TLS").ca_pem).expect("CA file");
+    let port = server.addr("https").port().to_string();
+    let run = db.run(&[
+        "--json",
+        "audit",
+        "example.test",
+        "--nameserver",
+        &dns.nameserver(),
+        "--no-connect",
+        "--fetch-policy",
+        "--only",
+        "mta_sts",
+        "--timeout",
+        "3",
+        "--extra-ca",
+        &ca.to_string_lossy(),
+        "--https-port",
+        &port,
+    ]);
+    let findings = run.json()["domains"][0]["findings"].clone();
+    for f in findings.as_array().unwrap() {
+        assert_eq!(f["status"], "PASS", "{f}\n{findings}");
+    }
+    assert!(
+        findings
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == "mta_sts.policy"),
+        "the policy was fetched: {findings}"
+    );
+}

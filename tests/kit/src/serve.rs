@@ -75,6 +75,7 @@ impl TestServer {
             if options.hostname != HOSTNAME {
                 names.push(&options.hostname);
             }
+            names.extend(options.cert_names.iter().map(String::as_str));
             ServerCert::new(&names)
         });
         let url = options

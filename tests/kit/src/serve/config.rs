@@ -94,6 +94,8 @@ pub struct ServeOptions {
     pub hostname: String,
     /// `-v` flags of the daemon (1: debug for mailctl, 2: also debug for its dependencies).
     pub verbose: u8,
+    /// More names for the certificate (e.g. `mta-sts.example.test` for the HTTPS endpoint).
+    pub cert_names: Vec<String>,
 }
 
 impl Default for ServeOptions {
@@ -111,6 +113,7 @@ impl Default for ServeOptions {
             only_listen: None,
             hostname: HOSTNAME.to_string(),
             verbose: 0,
+            cert_names: Vec::new(),
         }
     }
 }
