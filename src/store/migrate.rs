@@ -96,6 +96,17 @@ pub const MIGRATIONS: &[Migration] = &[
 const ADD_COLUMNS: &[(i64, &str, &str, &str)] =
     &[(10, "mailbox", "totp_secret", "varchar(255) DEFAULT NULL")];
 
+/// The probe failed because the column is not there (SQLite's "no such column", MySQL's 1054 / SQLSTATE
+/// 42S22), not for some other reason (a lock, a permission), which must stop the migration instead.
+fn missing_column(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            db.code().as_deref() == Some("42S22") || db.message().contains("no such column")
+        }
+        _ => false,
+    }
+}
+
 /// `ADD_COLUMNS` of `version`: the probe that fails when the column is missing, and the `ALTER TABLE` that
 /// adds it.
 fn added_columns(version: i64) -> impl Iterator<Item = (String, String)> {
@@ -232,10 +243,10 @@ impl Store {
                             .await
                         {
                             Ok(_) => {}
-                            Err(e) if crate::error::is_connection_error(&e) => return Err(err(e)),
-                            Err(_) => {
+                            Err(e) if missing_column(&e) => {
                                 tx.execute(sqlx::AssertSqlSafe(alter)).await.map_err(err)?;
                             }
+                            Err(e) => return Err(err(e)),
                         }
                     }
                     sqlx::query(RECORD_VERSION)
@@ -281,14 +292,12 @@ impl Store {
                                 .await
                             {
                                 Ok(_) => {}
-                                Err(e) if crate::error::is_connection_error(&e) => {
-                                    return Err(err(e));
-                                }
-                                Err(_) => {
+                                Err(e) if missing_column(&e) => {
                                     conn.execute(sqlx::AssertSqlSafe(alter))
                                         .await
                                         .map_err(err)?;
                                 }
+                                Err(e) => return Err(err(e)),
                             }
                         }
                         sqlx::query(RECORD_VERSION)
