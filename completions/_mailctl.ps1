@@ -1598,7 +1598,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('--ip', '--ip', [CompletionResultType]::ParameterName, 'Public IP of the mail server (repeat for several) [default: config server.public_ips]')
             [CompletionResult]::new('--dmarc-policy', '--dmarc-policy', [CompletionResultType]::ParameterName, 'DMARC policy for mail that fails')
             [CompletionResult]::new('--report-address', '--report-address', [CompletionResultType]::ParameterName, 'Address that receives DMARC and TLS-RPT reports [default: postmaster@DOMAIN]')
-            [CompletionResult]::new('--mta-sts-mode', '--mta-sts-mode', [CompletionResultType]::ParameterName, 'MTA-STS mode; start with testing, move to enforce once TLS reports are clean')
+            [CompletionResult]::new('--mta-sts-mode', '--mta-sts-mode', [CompletionResultType]::ParameterName, 'MTA-STS mode; start with testing, move to enforce once TLS reports are clean [default: [server.https] mta_sts_mode, else testing]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]')
             [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print data as JSON (one document per run) instead of tables')

@@ -1417,7 +1417,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --ip 'Public IP of the mail server (repeat for several) [default: config server.public_ips]'
             cand --dmarc-policy 'DMARC policy for mail that fails'
             cand --report-address 'Address that receives DMARC and TLS-RPT reports [default: postmaster@DOMAIN]'
-            cand --mta-sts-mode 'MTA-STS mode; start with testing, move to enforce once TLS reports are clean'
+            cand --mta-sts-mode 'MTA-STS mode; start with testing, move to enforce once TLS reports are clean [default: [server.https] mta_sts_mode, else testing]'
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
             cand --json 'Print data as JSON (one document per run) instead of tables'

@@ -607,7 +607,7 @@ complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_sub
 quarantine\t'Failing mail goes to spam'
 reject\t'Failing mail is refused'"
 complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -l report-address -d 'Address that receives DMARC and TLS-RPT reports [default: postmaster@DOMAIN]' -r
-complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -l mta-sts-mode -d 'MTA-STS mode; start with testing, move to enforce once TLS reports are clean' -r -f -a "testing\t'Senders report failures but still deliver'
+complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -l mta-sts-mode -d 'MTA-STS mode; start with testing, move to enforce once TLS reports are clean [default: [server.https] mta_sts_mode, else testing]' -r -f -a "testing\t'Senders report failures but still deliver'
 enforce\t'Senders refuse to deliver without valid TLS'"
 complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -l config -d 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]' -r -F
 complete -c mailctl -n "__fish_mailctl_using_subcommand dns; and __fish_seen_subcommand_from records" -l database-url -d 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user\'s data directory]' -r

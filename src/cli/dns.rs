@@ -39,9 +39,10 @@ pub struct RecordsArgs {
     /// Address that receives DMARC and TLS-RPT reports [default: postmaster@DOMAIN]
     #[arg(long, value_name = "ADDRESS")]
     report_address: Option<String>,
-    /// MTA-STS mode; start with testing, move to enforce once TLS reports are clean
-    #[arg(long, value_enum, default_value = "testing")]
-    mta_sts_mode: MtaStsMode,
+    /// MTA-STS mode; start with testing, move to enforce once TLS reports are clean [default: [server.https]
+    /// mta_sts_mode, else testing]
+    #[arg(long, value_enum)]
+    mta_sts_mode: Option<MtaStsMode>,
 }
 
 /// Output formats of `dns records`.
@@ -215,7 +216,19 @@ pub async fn run(ctx: &Ctx, cmd: DnsCmd) -> Result<()> {
         dkim,
         dmarc_policy: lower(&args.dmarc_policy),
         report_address,
-        mta_sts_mode: lower(&args.mta_sts_mode),
+        // What serve's HTTPS endpoint serves, unless asked otherwise: the id printed must be the policy served.
+        mta_sts_mode: match &args.mta_sts_mode {
+            Some(mode) => lower(mode),
+            None => match ctx.config.server.https.mta_sts_mode.as_deref() {
+                None => "testing".into(),
+                Some(m @ ("testing" | "enforce")) => m.to_string(),
+                Some(other) => {
+                    return Err(Error::usage(format!(
+                        "server.https.mta_sts_mode: '{other}' is neither testing nor enforce"
+                    )));
+                }
+            },
+        },
         relay,
         imap_host: ctx
             .config

@@ -72,6 +72,8 @@ pub struct Request<'a> {
     pub host: Option<String>,
     /// `Content-Length`, when given.
     pub content_length: Option<usize>,
+    /// A `Transfer-Encoding` was given (a chunked body this server does not read).
+    pub transfer_encoding: bool,
 }
 
 /// Parses a request head; `None` when it is not a well-formed HTTP/1.x request.
@@ -100,6 +102,7 @@ pub fn parse_head(head: &[u8]) -> Option<Request<'_>> {
         query,
         host: None,
         content_length: None,
+        transfer_encoding: false,
     };
     for line in lines.take_while(|l| !l.is_empty()) {
         // A field is `name: value`; a line starting with whitespace is obsolete folding, refused as RFC 9112 allows.
@@ -108,14 +111,26 @@ pub fn parse_head(head: &[u8]) -> Option<Request<'_>> {
             return None;
         }
         let value = value.trim();
+        // Each of these once: two that disagree are how requests get smuggled past proxies.
         if name.eq_ignore_ascii_case("host") {
             let host = match value.rsplit_once(':') {
                 Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
                 _ => value,
             };
+            if request.host.is_some() {
+                return None;
+            }
             request.host = Some(host.trim_end_matches('.').to_ascii_lowercase());
         } else if name.eq_ignore_ascii_case("content-length") {
+            if request.content_length.is_some()
+                || value.is_empty()
+                || !value.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
             request.content_length = Some(value.parse().ok()?);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            request.transfer_encoding = true;
         }
     }
     Some(request)

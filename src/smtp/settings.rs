@@ -263,6 +263,12 @@ impl Settings {
             )));
         }
         let https = https(&server.https, &hostname, tls.is_some())?;
+        if https.is_some() && config.hostname.is_none() {
+            return Err(Error::usage(
+                "server.https needs server.hostname: the MTA-STS policy names it as the MX, exactly as \
+                 `mailctl dns records` prints it",
+            ));
+        }
         Ok(Settings {
             https,
             hostname,

@@ -144,6 +144,38 @@ fn mta_sts_policy_and_client_setup_are_served_by_host() {
         "POST /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.test\r\nContent-Length: 0\r\n\r\n",
     );
     assert_eq!(post.status, "HTTP/1.1 405 Method Not Allowed");
+
+    // Requests that could mean two things are refused: no Host, two Hosts, two lengths, a transfer coding;
+    // an autodiscover request without an address.
+    let raw =
+        |request: &str| kit::http::https(server.addr("https"), server.root(), HOSTNAME, request);
+    for (request, status) in [
+        (
+            "GET /.well-known/mta-sts.txt HTTP/1.1\r\n\r\n",
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: mta-sts.example.test\r\nHost: mta-sts.other.test\r\n\r\n",
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: example.test\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
+            "POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "HTTP/1.1 501 Not Implemented",
+        ),
+        (
+            "POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: example.test\r\nContent-Length: 7\r\n\r\n<x></x>",
+            "HTTP/1.1 400 Bad Request",
+        ),
+    ] {
+        assert_eq!(raw(request).status, status, "{request}");
+    }
+    let head = raw("HEAD /nothing HTTP/1.1\r\nHost: example.test\r\n\r\n");
+    assert_eq!(head.status, "HTTP/1.1 404 Not Found");
+    assert!(head.body.is_empty(), "HEAD has no body: {head:?}");
 }
 
 #[test]

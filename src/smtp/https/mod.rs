@@ -6,9 +6,11 @@
 //!   `DOMAIN/.well-known/autoconfig/mail/config-v1.1.xml`;
 //! - Outlook's autodiscover, `POST /autodiscover/autodiscover.xml`;
 //!
-//! each only for a hosted, active domain (404 otherwise). One request per connection, the head within
-//! [`READ_TIMEOUT`] and [`crate::smtp::http::HEAD_LIMIT`], a POST body of at most [`BODY_LIMIT`], at most
-//! [`MAX_CONNECTIONS`] at once; only GET and HEAD (and POST for autodiscover).
+//! each only for a hosted, active domain (404 otherwise). One request per connection, the TLS handshake and
+//! the request within [`READ_TIMEOUT`] together, a head of at most [`crate::smtp::http::HEAD_LIMIT`], a POST
+//! body of at most [`BODY_LIMIT`], at most [`MAX_CONNECTIONS`] at once and [`MAX_PER_IP`] per client address;
+//! only GET and HEAD (and POST for autodiscover); Host required. Which domains are hosted is read at most
+//! every 30 s, so requests cost no database query.
 
 mod routes;
 
@@ -30,10 +32,44 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// The largest request body read (an autodiscover request is a few hundred bytes).
 pub const BODY_LIMIT: usize = 16 * 1024;
 
+/// Connections from one client address at the same time; more are closed at once.
+pub const MAX_PER_IP: usize = 16;
+
+/// Open connections per client address.
+#[derive(Debug, Default)]
+struct PerIp(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl PerIp {
+    fn enter(&self, ip: std::net::IpAddr) -> bool {
+        let Ok(mut map) = self.0.lock() else {
+            return false;
+        };
+        let n = map.entry(ip).or_insert(0);
+        if *n >= MAX_PER_IP {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn leave(&self, ip: std::net::IpAddr) {
+        if let Ok(mut map) = self.0.lock()
+            && let Some(n) = map.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+}
+
 /// Serves HTTPS on `listener` until the daemon stops.
 pub async fn serve(listener: TcpListener, server: Arc<Context>, settings: HttpsSettings) {
     let settings = Arc::new(settings);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_ip = Arc::new(PerIp::default());
+    let hosted = Arc::new(routes::Hosted::default());
     let mut shutdown = server.shutdown.clone();
     loop {
         if shutdown.is_shutdown() {
@@ -42,13 +78,19 @@ pub async fn serve(listener: TcpListener, server: Arc<Context>, settings: HttpsS
         tokio::select! {
             () = shutdown.recv() => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
+                    let ip = peer.ip().to_canonical();
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
                         continue;
                     };
-                    let (server, settings) = (server.clone(), settings.clone());
+                    if !per_ip.enter(ip) {
+                        continue;
+                    }
+                    let (server, settings, per_ip, hosted) =
+                        (server.clone(), settings.clone(), per_ip.clone(), hosted.clone());
                     tokio::spawn(async move {
-                        handle(stream, &server, &settings).await;
+                        handle(stream, &server, &settings, &hosted).await;
+                        per_ip.leave(ip);
                         drop(permit);
                     });
                 }
@@ -62,13 +104,19 @@ pub async fn serve(listener: TcpListener, server: Arc<Context>, settings: HttpsS
 }
 
 /// One connection: TLS, one request, one response.
-async fn handle(stream: TcpStream, server: &Context, settings: &HttpsSettings) {
+async fn handle(
+    stream: TcpStream,
+    server: &Context,
+    settings: &HttpsSettings,
+    hosted: &routes::Hosted,
+) {
     let _ = stream.set_nodelay(true);
     let Some(tls) = &server.tls else {
         return;
     };
-    let Ok(Ok(mut stream)) =
-        tokio::time::timeout(READ_TIMEOUT, tls.acceptor().accept(stream)).await
+    // The handshake and the request share one deadline.
+    let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
+    let Ok(Ok(mut stream)) = tokio::time::timeout_at(deadline, tls.acceptor().accept(stream)).await
     else {
         return;
     };
@@ -86,7 +134,8 @@ async fn handle(stream: TcpStream, server: &Context, settings: &HttpsSettings) {
             }
             Head::Closed => return Ok(None),
         };
-        let Some(request) = parse_head(&head) else {
+        // Every route is chosen by Host, which HTTP/1.1 requires anyway (RFC 9112 section 3.2).
+        let Some(request) = parse_head(&head).filter(|r| r.host.is_some()) else {
             return Ok(Some(response(
                 400,
                 "Bad Request",
@@ -95,6 +144,15 @@ async fn handle(stream: TcpStream, server: &Context, settings: &HttpsSettings) {
                 false,
             )));
         };
+        if request.transfer_encoding {
+            return Ok(Some(response(
+                501,
+                "Not Implemented",
+                &[],
+                b"transfer codings are not supported; send Content-Length\n",
+                false,
+            )));
+        }
         if request.method == "POST" {
             let wanted = request.content_length.unwrap_or(0);
             if wanted > BODY_LIMIT {
@@ -117,10 +175,10 @@ async fn handle(stream: TcpStream, server: &Context, settings: &HttpsSettings) {
             body.truncate(wanted);
         }
         Ok::<_, std::io::Error>(Some(
-            routes::respond(server, settings, &request, &body).await,
+            routes::respond(server, settings, hosted, &request, &body).await,
         ))
     };
-    let response = match tokio::time::timeout(READ_TIMEOUT, answer).await {
+    let response = match tokio::time::timeout_at(deadline, answer).await {
         Err(_) => response(408, "Request Timeout", &[], b"request timeout\n", false),
         Ok(Err(_)) | Ok(Ok(None)) => return,
         Ok(Ok(Some(r))) => r,

@@ -1,20 +1,81 @@
 //! What the HTTPS endpoint answers, by Host and path (see the module above).
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use crate::smtp::http::{Request, response};
 use crate::smtp::inbound::Context;
 use crate::smtp::settings::HttpsSettings;
+
+/// The hosted, active domains, read at most every [`REFRESH`] (one reload at a time).
+#[derive(Debug, Default)]
+pub struct Hosted {
+    loaded: std::sync::Mutex<Option<(std::time::Instant, Arc<HashSet<String>>)>>,
+    reload: tokio::sync::Mutex<()>,
+}
+
+/// How long the set of hosted domains is trusted.
+pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Hosted {
+    fn fresh(&self) -> Option<Arc<HashSet<String>>> {
+        let guard = self.loaded.lock().ok()?;
+        let (at, set) = guard.as_ref()?;
+        (at.elapsed() < REFRESH).then(|| set.clone())
+    }
+
+    /// The set, read again when it is older than [`REFRESH`]; `None` when the database does not answer.
+    async fn set(&self, server: &Context) -> Option<Arc<HashSet<String>>> {
+        if let Some(set) = self.fresh() {
+            return Some(set);
+        }
+        let _reloading = self.reload.lock().await;
+        if let Some(set) = self.fresh() {
+            return Some(set);
+        }
+        let read = async {
+            let mut tx = server.store.begin().await?;
+            let rows = tx.domains().await?;
+            tx.rollback().await?;
+            Ok::<_, crate::error::Error>(rows)
+        };
+        let rows = read.await.ok()?;
+        let set: Arc<HashSet<String>> = Arc::new(
+            rows.into_iter()
+                .filter(|d| d.active)
+                .map(|d| d.domain.to_ascii_lowercase())
+                .collect(),
+        );
+        if let Ok(mut guard) = self.loaded.lock() {
+            *guard = Some((std::time::Instant::now(), set.clone()));
+        }
+        Some(set)
+    }
+
+    /// Whether `domain` is hosted and active (a database that does not answer: not hosted, so 404, never a
+    /// wrong policy).
+    async fn contains(&self, server: &Context, domain: &str) -> bool {
+        let Ok(name) = domain.parse::<crate::model::DomainName>() else {
+            return false;
+        };
+        self.set(server)
+            .await
+            .is_some_and(|set| set.contains(name.as_str()))
+    }
+}
 
 /// The whole response to one request.
 pub async fn respond(
     server: &Context,
     settings: &HttpsSettings,
+    hosted: &Hosted,
     request: &Request<'_>,
     body: &[u8],
 ) -> Vec<u8> {
-    let not_found = || response(404, "Not Found", &[], b"not found\n", false);
+    let head_only = request.method == "HEAD";
+    let not_found = || response(404, "Not Found", &[], b"not found\n", head_only);
     let host = request.host.as_deref().unwrap_or("");
     let path = request.path;
-    let head_only = request.method == "HEAD";
     let (domain, what) = if path == "/.well-known/mta-sts.txt" {
         match host.strip_prefix("mta-sts.") {
             Some(d) => (d.to_string(), What::Policy),
@@ -26,15 +87,26 @@ pub async fn respond(
         let d = host.strip_prefix("autoconfig.").unwrap_or(host);
         (d.to_string(), What::Autoconfig)
     } else if path.eq_ignore_ascii_case("/autodiscover/autodiscover.xml") {
-        let email = element(body, "EMailAddress").unwrap_or_default();
-        let d = match email.rsplit_once('@') {
-            Some((_, d)) => d.to_ascii_lowercase(),
-            None => host
-                .strip_prefix("autodiscover.")
-                .unwrap_or(host)
-                .to_string(),
-        };
-        (d, What::Autodiscover(email))
+        // The address must be one: it becomes the login name in the answer.
+        let email = element(body, "EMailAddress")
+            .and_then(|e| e.parse::<crate::model::Address>().ok())
+            .map(|a| a.to_string());
+        match email {
+            Some(email) => {
+                let d = email.rsplit_once('@').map_or("", |(_, d)| d).to_string();
+                (d, What::Autodiscover(email))
+            }
+            None if request.method == "POST" => {
+                return response(
+                    400,
+                    "Bad Request",
+                    &[],
+                    b"the request names no EMailAddress\n",
+                    false,
+                );
+            }
+            None => (String::new(), What::Autodiscover(String::new())),
+        }
     } else {
         return not_found();
     };
@@ -49,10 +121,10 @@ pub async fn respond(
             "Method Not Allowed",
             &[("Allow", allow.as_str())],
             b"method not allowed\n",
-            false,
+            head_only,
         );
     }
-    if !hosted(server, &domain).await {
+    if !hosted.contains(server, &domain).await {
         return not_found();
     }
     let hostname = server.settings.hostname.as_str();
@@ -96,20 +168,6 @@ enum What {
     Autodiscover(String),
 }
 
-/// A hosted, active domain (a database that does not answer counts as not hosted: 404, never a wrong policy).
-async fn hosted(server: &Context, domain: &str) -> bool {
-    let Ok(name) = domain.parse::<crate::model::DomainName>() else {
-        return false;
-    };
-    let lookup = async {
-        let mut tx = server.store.begin().await?;
-        let row = tx.domain(name.as_str()).await?;
-        tx.rollback().await?;
-        Ok::<_, crate::error::Error>(row)
-    };
-    matches!(lookup.await, Ok(Some(d)) if d.active)
-}
-
 /// The text of the first `<name>` element of an XML body (no nesting, no attributes needed here).
 fn element(body: &[u8], name: &str) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
@@ -129,7 +187,8 @@ fn xml(text: &str) -> String {
         .replace('\'', "&apos;")
 }
 
-/// Thunderbird's autoconfig (clientConfig 1.1): IMAP over TLS and submission with STARTTLS, the address as
+/// Thunderbird's autoconfig (clientConfig 1.1): IMAP over TLS and submission (STARTTLS, or TLS on 465), the
+/// address as
 /// the login.
 fn autoconfig(domain: &str, hostname: &str, s: &HttpsSettings) -> String {
     let (d, h, imap) = (xml(domain), xml(hostname), xml(&s.imap_host));
@@ -150,13 +209,19 @@ fn autoconfig(domain: &str, hostname: &str, s: &HttpsSettings) -> String {
          \x20   <outgoingServer type=\"smtp\">\n\
          \x20     <hostname>{h}</hostname>\n\
          \x20     <port>{}</port>\n\
-         \x20     <socketType>STARTTLS</socketType>\n\
+         \x20     <socketType>{}</socketType>\n\
          \x20     <authentication>password-cleartext</authentication>\n\
          \x20     <username>%EMAILADDRESS%</username>\n\
          \x20   </outgoingServer>\n\
          \x20 </emailProvider>\n\
          </clientConfig>\n",
-        s.imap_port, s.submission_port
+        s.imap_port,
+        s.submission_port,
+        if s.submission_port == 465 {
+            "SSL"
+        } else {
+            "STARTTLS"
+        }
     )
 }
 
@@ -187,12 +252,18 @@ fn autodiscover(email: &str, hostname: &str, s: &HttpsSettings) -> String {
          \x20       <LoginName>{e}</LoginName>\n\
          \x20       <DomainRequired>off</DomainRequired>\n\
          \x20       <SPA>off</SPA>\n\
-         \x20       <Encryption>TLS</Encryption>\n\
+         \x20       <Encryption>{}</Encryption>\n\
          \x20       <AuthRequired>on</AuthRequired>\n\
          \x20     </Protocol>\n\
          \x20   </Account>\n\
          \x20 </Response>\n\
          </Autodiscover>\n",
-        s.imap_port, s.submission_port
+        s.imap_port,
+        s.submission_port,
+        if s.submission_port == 465 {
+            "SSL"
+        } else {
+            "TLS"
+        }
     )
 }
