@@ -59,6 +59,7 @@
 //!   metrics/        Prometheus counters and endpoint; shutdown.rs: the stop signal every task holds
 //!   http.rs         the little HTTP/1.1 both endpoints speak; https/ the HTTPS endpoint (MTA-STS policies,
 //!                   Thunderbird autoconfig, Outlook autodiscover, by Host)
+//!   cached.rs       a database read shared for a period (who is away, which domains are hosted)
 //! bench/          load generators behind `mailctl bench` (SMTP throughput, idle connections)
 //! assets.rs       man pages and shell completions generated from the clap definition
 //! sys.rs          the few process-level POSIX calls (ids, file limit) as safe functions; with

@@ -8,6 +8,7 @@
 //! - [`settings`] (the validated `[server]` config), [`metrics`] (counters and the endpoint), [`shutdown`]
 //!   (the stop signal every long-running task holds).
 
+pub mod cached;
 pub mod daemon;
 pub mod deliver;
 pub mod http;

@@ -1,64 +1,44 @@
 //! What the HTTPS endpoint answers, by Host and path (see the module above).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use crate::smtp::http::{Request, response};
 use crate::smtp::inbound::Context;
 use crate::smtp::settings::HttpsSettings;
 
-/// The hosted, active domains, read at most every [`REFRESH`] (one reload at a time).
-#[derive(Debug, Default)]
-pub struct Hosted {
-    loaded: std::sync::Mutex<Option<(std::time::Instant, Arc<HashSet<String>>)>>,
-    reload: tokio::sync::Mutex<()>,
-}
+/// The hosted, active domains, read at most every [`REFRESH`].
+#[derive(Debug)]
+pub struct Hosted(crate::smtp::cached::Cached<HashSet<String>>);
 
 /// How long the set of hosted domains is trusted.
 pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
+impl Default for Hosted {
+    fn default() -> Self {
+        Hosted(crate::smtp::cached::Cached::new(REFRESH))
+    }
+}
+
 impl Hosted {
-    fn fresh(&self) -> Option<Arc<HashSet<String>>> {
-        let guard = self.loaded.lock().ok()?;
-        let (at, set) = guard.as_ref()?;
-        (at.elapsed() < REFRESH).then(|| set.clone())
-    }
-
-    /// The set, read again when it is older than [`REFRESH`]; `None` when the database does not answer.
-    async fn set(&self, server: &Context) -> Option<Arc<HashSet<String>>> {
-        if let Some(set) = self.fresh() {
-            return Some(set);
-        }
-        let _reloading = self.reload.lock().await;
-        if let Some(set) = self.fresh() {
-            return Some(set);
-        }
-        let read = async {
-            let mut tx = server.store.begin().await?;
-            let rows = tx.domains().await?;
-            tx.rollback().await?;
-            Ok::<_, crate::error::Error>(rows)
-        };
-        let rows = read.await.ok()?;
-        let set: Arc<HashSet<String>> = Arc::new(
-            rows.into_iter()
-                .filter(|d| d.active)
-                .map(|d| d.domain.to_ascii_lowercase())
-                .collect(),
-        );
-        if let Ok(mut guard) = self.loaded.lock() {
-            *guard = Some((std::time::Instant::now(), set.clone()));
-        }
-        Some(set)
-    }
-
     /// Whether `domain` is hosted and active (a database that does not answer: not hosted, so 404, never a
     /// wrong policy).
     async fn contains(&self, server: &Context, domain: &str) -> bool {
         let Ok(name) = domain.parse::<crate::model::DomainName>() else {
             return false;
         };
-        self.set(server)
+        let load = || async {
+            let mut tx = server.store.begin().await.ok()?;
+            let rows = tx.domains().await.ok()?;
+            let _ = tx.rollback().await;
+            Some(
+                rows.into_iter()
+                    .filter(|d| d.active)
+                    .map(|d| d.domain.to_ascii_lowercase())
+                    .collect::<HashSet<String>>(),
+            )
+        };
+        self.0
+            .get(load)
             .await
             .is_some_and(|set| set.contains(name.as_str()))
     }

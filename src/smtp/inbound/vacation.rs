@@ -14,8 +14,8 @@
 //! within that time.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 
@@ -30,9 +30,7 @@ pub const REFRESH: Duration = Duration::from_secs(30);
 /// [`REFRESH`].
 #[derive(Debug)]
 pub struct Away {
-    loaded: Mutex<Option<(Instant, Arc<HashSet<String>>)>>,
-    /// One reload at a time: the others wait for it instead of each asking the database.
-    reload: tokio::sync::Mutex<()>,
+    mailboxes: crate::smtp::cached::Cached<HashSet<String>>,
     /// Replies worked on at once: a burst of mail to an away mailbox waits here instead of taking every
     /// database connection.
     permits: tokio::sync::Semaphore,
@@ -41,47 +39,30 @@ pub struct Away {
 impl Default for Away {
     fn default() -> Self {
         Away {
-            loaded: Mutex::new(None),
-            reload: tokio::sync::Mutex::new(()),
+            mailboxes: crate::smtp::cached::Cached::new(REFRESH),
             permits: tokio::sync::Semaphore::new(2),
         }
     }
 }
 
 impl Away {
-    fn fresh(&self) -> Option<Arc<HashSet<String>>> {
-        let guard = self.loaded.lock().ok()?;
-        let (at, set) = guard.as_ref()?;
-        (at.elapsed() < REFRESH).then(|| set.clone())
-    }
-
     async fn mailboxes(&self, server: &Context) -> Option<Arc<HashSet<String>>> {
-        if let Some(set) = self.fresh() {
-            return Some(set);
-        }
-        let _reloading = self.reload.lock().await;
-        if let Some(set) = self.fresh() {
-            return Some(set);
-        }
-        let read = async {
-            let mut tx = server.store.begin().await?;
-            let away = tx.away_mailboxes(&crate::time::now_db()).await?;
-            tx.rollback().await?;
-            Ok::<_, crate::error::Error>(away)
-        };
-        match read.await {
-            Ok(away) => {
-                let set = Arc::new(away.into_iter().collect::<HashSet<_>>());
-                if let Ok(mut guard) = self.loaded.lock() {
-                    *guard = Some((Instant::now(), set.clone()));
+        let load = || async {
+            let read = async {
+                let mut tx = server.store.begin().await?;
+                let away = tx.away_mailboxes(&crate::time::now_db()).await?;
+                tx.rollback().await?;
+                Ok::<_, crate::error::Error>(away)
+            };
+            match read.await {
+                Ok(away) => Some(away.into_iter().collect::<HashSet<_>>()),
+                Err(e) => {
+                    tracing::warn!(target: "mailctl::smtp", error = %e, "vacation: cannot read who is away");
+                    None
                 }
-                Some(set)
             }
-            Err(e) => {
-                tracing::warn!(target: "mailctl::smtp", error = %e, "vacation: cannot read who is away");
-                None
-            }
-        }
+        };
+        self.mailboxes.get(load).await
     }
 }
 
