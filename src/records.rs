@@ -35,8 +35,32 @@ pub struct Inputs {
     pub mta_sts_mode: String,
     /// The relay host the domain's mail leaves through, if any.
     pub relay: Option<Relayed>,
-    /// The IMAP server mail clients use (`[server.https] imap_host`), when it is not the MX host.
+    /// Where mail clients connect (`[server.https]`, `[server.listen]`).
+    pub clients: Clients,
+}
+
+/// Where mail clients connect, for the SRV records (RFC 6186, RFC 8314).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clients {
+    /// The IMAP server, when it is not the MX host.
     pub imap_host: Option<DomainName>,
+    /// Its implicit-TLS port.
+    pub imap_port: u16,
+    /// The submission port (STARTTLS).
+    pub submission_port: u16,
+    /// The implicit-TLS submission port, when that listener runs.
+    pub submissions_port: Option<u16>,
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Clients {
+            imap_host: None,
+            imap_port: 993,
+            submission_port: 587,
+            submissions_port: Some(465),
+        }
+    }
 }
 
 /// How a domain's outbound mail reaches the world when it goes through a relay host (smarthost).
@@ -246,23 +270,26 @@ pub fn build(i: &Inputs) -> RecordSet {
         );
     }
     // Where mail clients find the servers (RFC 6186, RFC 8314: implicit TLS preferred).
-    let imap = i.imap_host.as_ref().unwrap_or(&i.mx_host);
-    push(
-        format!("_submissions._tcp.{apex}"),
-        "SRV",
-        format!("0 1 465 {}.", i.mx_host),
-        "mail clients: submission over TLS (RFC 8314)",
-    );
+    let c = &i.clients;
+    let imap = c.imap_host.as_ref().unwrap_or(&i.mx_host);
+    if let Some(port) = c.submissions_port {
+        push(
+            format!("_submissions._tcp.{apex}"),
+            "SRV",
+            format!("0 1 {port} {}.", i.mx_host),
+            "mail clients: submission over TLS (RFC 8314)",
+        );
+    }
     push(
         format!("_submission._tcp.{apex}"),
         "SRV",
-        format!("1 1 587 {}.", i.mx_host),
+        format!("1 1 {} {}.", c.submission_port, i.mx_host),
         "mail clients: submission with STARTTLS (RFC 6186)",
     );
     push(
         format!("_imaps._tcp.{apex}"),
         "SRV",
-        format!("0 1 993 {imap}."),
+        format!("0 1 {} {imap}.", c.imap_port),
         "mail clients: IMAP over TLS (RFC 6186)",
     );
     push(

@@ -230,13 +230,7 @@ pub async fn run(ctx: &Ctx, cmd: DnsCmd) -> Result<()> {
             },
         },
         relay,
-        imap_host: ctx
-            .config
-            .server
-            .https
-            .imap_host
-            .as_deref()
-            .and_then(|h| h.parse::<DomainName>().ok()),
+        clients: clients(&ctx.config),
     });
     let format = if ctx.out.json {
         Format::Json
@@ -253,4 +247,30 @@ pub async fn run(ctx: &Ctx, cmd: DnsCmd) -> Result<()> {
         Format::Table => ctx.out.emit(&Table(set)),
     }
     Ok(())
+}
+
+/// Where mail clients connect, from `[server.https]` and `[server.listen]`: the SRV records name these.
+fn clients(config: &crate::config::Config) -> records::Clients {
+    let https = &config.server.https;
+    let port = |listen: &Option<String>, default: u16| -> Option<u16> {
+        match listen.as_deref() {
+            Some("off") => None,
+            Some(addr) => addr
+                .parse::<std::net::SocketAddr>()
+                .map(|a| a.port())
+                .ok()
+                .or(Some(default)),
+            None => Some(default),
+        }
+    };
+    let d = records::Clients::default();
+    records::Clients {
+        imap_host: https
+            .imap_host
+            .as_deref()
+            .and_then(|h| h.parse::<DomainName>().ok()),
+        imap_port: https.imap_port.unwrap_or(d.imap_port),
+        submission_port: https.submission_port.unwrap_or(d.submission_port),
+        submissions_port: port(&config.server.listen.submissions, 465),
+    }
 }

@@ -178,7 +178,9 @@ fn server_identity_comes_from_the_config_file(db: &TestDb) {
     setup(db);
     std::fs::write(
         db.path("mailctl.toml"),
-        "[server]\nhostname = \"mx1.example.org\"\npublic_ips = [\"198.51.100.7\"]\n",
+        "[server]\nhostname = \"mx1.example.org\"\npublic_ips = [\"198.51.100.7\"]\n\
+         [server.listen]\nsubmissions = \"off\"\n\
+         [server.https]\nimap_host = \"imap.example.org\"\nimap_port = 10993\nmta_sts_mode = \"enforce\"\n",
     )
     .unwrap();
     let out = db
@@ -205,6 +207,22 @@ fn server_identity_comes_from_the_config_file(db: &TestDb) {
     assert!(
         values.contains(&"mx1.example.org. A 198.51.100.7".to_string()),
         "{values:?}"
+    );
+    // The client SRV records follow [server.https] and [server.listen]; the MTA-STS mode what serve serves.
+    assert!(
+        values.contains(&"_imaps._tcp.example.org. SRV 0 1 10993 imap.example.org.".to_string()),
+        "{values:?}"
+    );
+    assert!(
+        !values.iter().any(|v| v.starts_with("_submissions._tcp.")),
+        "no submissions listener, no record: {values:?}"
+    );
+    assert!(
+        out["mta_sts_policy"]
+            .as_str()
+            .unwrap()
+            .contains("mode: enforce"),
+        "{out}"
     );
     // A flag beats the file.
     let out = db

@@ -54,7 +54,7 @@ pub(crate) fn suggested(ctx: &Context<'_>, domain: &DomainName, prefix: &str) ->
         report_address: format!("postmaster@{domain}"),
         mta_sts_mode: "testing".into(),
         relay: ctx.known.relay.clone(),
-        imap_host: None,
+        clients: records::Clients::default(),
     });
     let name = format!("{prefix}{domain}.");
     set.records

@@ -80,7 +80,7 @@ fn suggested_value(ctx: &Context<'_>, domain: &DomainName) -> String {
         report_address: format!("postmaster@{domain}"),
         mta_sts_mode: "testing".into(),
         relay: ctx.known.relay.clone(),
-        imap_host: None,
+        clients: records::Clients::default(),
     });
     let apex = format!("{domain}.");
     set.records
