@@ -59,9 +59,13 @@ pub async fn run(ctx: &Ctx, args: CheckpasswordArgs) -> Result<i32> {
         }
         let (store, _) = crate::store::Store::connect(&ctx.config.database_url).await?;
         let mut tx = store.begin().await?;
-        let ok = provision::check_app_password(&mut tx, &username, password, smtp).await?;
+        let hashes = provision::login_hashes(&mut tx, &username, smtp, None).await?;
         tx.rollback().await?;
-        Ok::<_, crate::error::Error>(ok)
+        tokio::task::spawn_blocking(move || {
+            hashes.iter().any(|h| crate::password::verify(h, &password))
+        })
+        .await
+        .map_err(|e| crate::error::Error::refused(format!("password check failed: {e}")))
     }
     .await;
     match checked {

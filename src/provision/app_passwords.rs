@@ -112,27 +112,32 @@ pub async fn delete_totp_exception(tx: &mut Tx, id: i64) -> Result<()> {
     }
 }
 
-/// Whether `password` is one of the app passwords of `username`, a mailbox that may log in: it and its domain
-/// active, and `smtp_active` too when `smtp` (Dovecot's checkpassword passdb, `mailctl checkpassword`).
-pub async fn check_app_password(
+/// The password hashes that log `username` in: none unless the mailbox and its domain are active (and
+/// `smtp_active` too, for `smtp`); the main password when `main_from` names the client and postfixadmin's TOTP
+/// rule lets it in from there (no secret, or an exception address); then every app password. Submission AUTH
+/// asks with the client; Dovecot's checkpassword passdb (`mailctl checkpassword`) without, its SQL passdb having
+/// tried the main password already.
+pub async fn login_hashes(
     tx: &mut Tx,
     username: &str,
-    password: String,
     smtp: bool,
-) -> Result<bool> {
+    main_from: Option<&str>,
+) -> Result<Vec<String>> {
     let Some(mailbox) = tx.mailbox(username).await? else {
-        return Ok(false);
+        return Ok(Vec::new());
     };
     let domain_active = tx.domain(&mailbox.domain).await?.is_some_and(|d| d.active);
     if !mailbox.active || !domain_active || (smtp && !mailbox.smtp_active) {
-        return Ok(false);
+        return Ok(Vec::new());
     }
-    let hashes = tx.app_password_hashes(username).await?;
-    tokio::task::spawn_blocking(move || {
-        hashes.iter().any(|h| crate::password::verify(h, &password))
-    })
-    .await
-    .map_err(|e| Error::refused(format!("password check failed: {e}")))
+    let mut hashes = Vec::new();
+    if let Some(ip) = main_from
+        && (tx.totp_secret(username).await?.is_none() || tx.totp_exempt(username, ip).await?)
+    {
+        hashes.push(mailbox.password);
+    }
+    hashes.extend(tx.app_password_hashes(username).await?);
+    Ok(hashes)
 }
 
 /// `bytes` random bytes in RFC 4648 base32, without padding.

@@ -17,8 +17,8 @@ pub use aliases::{
     add_alias, add_alias_domain, delete_alias, delete_alias_domain, set_alias, update_alias,
 };
 pub use app_passwords::{
-    add_app_password, add_totp_exception, check_app_password, delete_totp_exception, disable_totp,
-    enable_totp, revoke_app_password,
+    add_app_password, add_totp_exception, delete_totp_exception, disable_totp, enable_totp,
+    login_hashes, revoke_app_password,
 };
 pub use domains::{
     DomainSettings, add_domain, contents, delete_domain, require_domain, update_domain,

@@ -178,26 +178,12 @@ impl Session {
         let ip = self.peer.ip().to_canonical().to_string();
         let lookup = async {
             let mut tx = self.server.store.begin().await?;
-            let mailbox = tx.mailbox(&username).await?;
-            let domain = tx.domain(address.domain.as_str()).await?;
-            let app_passwords = tx.app_password_hashes(&username).await?;
-            // postfixadmin's TOTP rule: with a secret, the main password only from an exception address.
-            let main_allowed = tx.totp_secret(&username).await?.is_none()
-                || tx.totp_exempt(&username, &ip).await?;
+            let hashes =
+                crate::provision::login_hashes(&mut tx, &username, true, Some(&ip)).await?;
             tx.rollback().await?;
-            Ok::<_, crate::error::Error>((mailbox, domain, app_passwords, main_allowed))
+            Ok::<_, crate::error::Error>(hashes)
         };
-        let (mailbox, domain, app_passwords, main_allowed) = self.lookup("AUTH", lookup).await?;
-        let usable = mailbox.filter(|m| m.active && m.smtp_active);
-        let domain_active = domain.is_some_and(|d| d.active);
-        // The hashes this password may match: the main one unless TOTP forbids it, then the app passwords.
-        let mut stored = Vec::new();
-        if let Some(m) = usable.as_ref().filter(|_| domain_active) {
-            if main_allowed {
-                stored.push(m.password.clone());
-            }
-            stored.extend(app_passwords);
-        }
+        let stored = self.lookup("AUTH", lookup).await?;
         // Verify even for unknown users (against a dummy hash) so timing does not reveal which logins exist.
         let ok = tokio::task::spawn_blocking(move || {
             if stored.is_empty() {
