@@ -32,19 +32,11 @@ impl Tx {
         first_seen: i64,
         passed: i64,
     ) -> Result<()> {
-        let delete =
-            "DELETE FROM mailctl_greylist WHERE network = ? AND sender = ? AND recipient = ?";
-        let insert = "INSERT INTO mailctl_greylist (network, sender, recipient, first_seen, passed) \
-                      VALUES (?, ?, ?, ?, ?)";
-        on_conn!(self, |c| sqlx::query(delete)
-            .bind(network)
-            .bind(sender)
-            .bind(recipient)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))
-        .map_err(|e| Error::db("writing the greylist", e))?;
-        on_conn!(self, |c| sqlx::query(insert)
+        // REPLACE: one statement on SQLite and MySQL alike, so two sessions adding the same triplet at once
+        // cannot collide on the key.
+        let sql = "REPLACE INTO mailctl_greylist (network, sender, recipient, first_seen, passed) \
+                   VALUES (?, ?, ?, ?, ?)";
+        on_conn!(self, |c| sqlx::query(sql)
             .bind(network)
             .bind(sender)
             .bind(recipient)
@@ -70,15 +62,8 @@ impl Tx {
 
     /// Exempts `network` until `until` (seconds since the epoch).
     pub async fn exempt_greylist_network(&mut self, network: &str, until: i64) -> Result<()> {
-        let delete = "DELETE FROM mailctl_greylist_networks WHERE network = ?";
-        let insert = "INSERT INTO mailctl_greylist_networks (network, until) VALUES (?, ?)";
-        on_conn!(self, |c| sqlx::query(delete)
-            .bind(network)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))
-        .map_err(|e| Error::db("writing the greylist", e))?;
-        on_conn!(self, |c| sqlx::query(insert)
+        let sql = "REPLACE INTO mailctl_greylist_networks (network, until) VALUES (?, ?)";
+        on_conn!(self, |c| sqlx::query(sql)
             .bind(network)
             .bind(until)
             .execute(&mut *c)

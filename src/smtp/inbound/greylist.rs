@@ -56,37 +56,46 @@ pub async fn check(
     let sender = key(sender);
     let delay = settings.delay.as_secs() as i64;
     let window = settings.retry_window.as_secs() as i64;
-    // Most mail comes from networks that retried before: a read settles it, no write transaction.
+    // Most mail comes from networks that retried before, or retries too early: reads settle those, and a
+    // write transaction is opened only for what changes.
     let mut tx = store.begin().await?;
-    let exempt = tx.greylist_network_until(&net).await? >= now;
-    tx.rollback().await?;
-    if exempt {
+    if tx.greylist_network_until(&net).await? >= now {
+        tx.rollback().await?;
         return Ok(Decision::Pass);
     }
-    let mut tx = store.begin_write().await?;
     let mut wait = 0i64;
-    let mut retried = false;
+    // The triplets to write: (recipient, first seen, passed).
+    let mut writes = Vec::new();
     for recipient in recipients {
         let recipient = key(recipient);
-        match tx.greylist_entry(&net, &sender, &recipient).await? {
+        // A triplet whose retry window ended starts over, as a new one.
+        let entry = tx
+            .greylist_entry(&net, &sender, &recipient)
+            .await?
+            .filter(|&(first, passed)| passed > 0 || now - first <= window);
+        match entry {
             Some((_, passed)) if passed > 0 => {}
-            Some((first, _)) if now - first > window => {
-                tx.set_greylist_entry(&net, &sender, &recipient, now, 0)
-                    .await?;
-                wait = wait.max(delay);
-            }
             Some((first, _)) if now - first < delay => wait = wait.max(delay - (now - first)),
-            Some((first, _)) => {
-                tx.set_greylist_entry(&net, &sender, &recipient, first, now)
-                    .await?;
-                retried = true;
-            }
+            Some((first, _)) => writes.push((recipient, first, now)),
             None => {
-                tx.set_greylist_entry(&net, &sender, &recipient, now, 0)
-                    .await?;
+                writes.push((recipient, now, 0));
                 wait = wait.max(delay);
             }
         }
+    }
+    tx.rollback().await?;
+    let decision = match wait {
+        0 => Decision::Pass,
+        w => Decision::Defer(u64::try_from(w).unwrap_or(0)),
+    };
+    if writes.is_empty() {
+        return Ok(decision);
+    }
+    let retried = writes.iter().any(|&(_, _, passed)| passed > 0);
+    let mut tx = store.begin_write().await?;
+    for (recipient, first, passed) in &writes {
+        tx.set_greylist_entry(&net, &sender, recipient, *first, *passed)
+            .await?;
     }
     if wait == 0 && retried {
         let until = now.saturating_add(settings.whitelist.as_secs() as i64);
@@ -94,10 +103,7 @@ pub async fn check(
         tx.prune_greylist(now - window, now).await?;
     }
     tx.commit().await?;
-    Ok(match wait {
-        0 => Decision::Pass,
-        w => Decision::Defer(u64::try_from(w).unwrap_or(0)),
-    })
+    Ok(decision)
 }
 
 #[cfg(test)]
