@@ -443,6 +443,25 @@ mod tests {
                 },
             );
         }
-        assert!(coloured.contains("\x1b[31mFAIL\x1b[0m"));
+        // The summary row and the finding line are coloured, not only the verdict.
+        let lines: Vec<&str> = coloured.lines().collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("bad.example") && l.contains("\x1b[31mFAIL\x1b[0m")),
+            "{coloured}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("\x1b[31mFAIL\x1b[0m") && l.contains("mx.present")),
+            "{coloured}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("good.example") && l.contains("\x1b[32mPASS\x1b[0m")),
+            "{coloured}"
+        );
     }
 }
