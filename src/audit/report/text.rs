@@ -57,7 +57,7 @@ pub fn render(report: &AuditReport, style: Style) -> String {
 
 /// One domain: its headline, its findings by family, its fixes.
 fn domain(out: &mut Vec<String>, d: &DomainReport, id_width: usize, style: Style) {
-    let n = |s: &[Status]| d.findings.iter().filter(|f| s.contains(&f.status)).count();
+    let n = |s: &[Status]| count(d, s);
     let header = format!(
         "{}  {}  ({}, {}, {}, {})",
         d.domain,
@@ -67,16 +67,7 @@ fn domain(out: &mut Vec<String>, d: &DomainReport, id_width: usize, style: Style
         plural(n(&[Status::Unknown]), "not tested", "not tested"),
         plural(n(&[Status::Pass, Status::Info]), "passed", "passed"),
     );
-    let header = cut(&header, style.width);
-    out.push(if style.colour {
-        header.replacen(
-            &format!("  {}  ", d.status.name()),
-            &format!("  {}  ", paint(d.status, true)),
-            1,
-        )
-    } else {
-        header
-    });
+    out.push(colour_status(cut(&header, style.width), d.status, style));
     for family in families(d) {
         out.push(String::new());
         for f in family {
@@ -203,7 +194,7 @@ fn summary(report: &AuditReport, style: Style) -> String {
         "DOMAIN", "STATUS", "FAIL", "WARN", "PASS", "UNKNOWN"
     )];
     for d in &report.domains {
-        let n = |s: &[Status]| d.findings.iter().filter(|f| s.contains(&f.status)).count();
+        let n = |s: &[Status]| count(d, s);
         let row = format!(
             "{:<width$}  {:<7}  {:>4}  {:>4}  {:>4}  {:>7}",
             d.domain,
@@ -213,20 +204,31 @@ fn summary(report: &AuditReport, style: Style) -> String {
             n(&[Status::Pass, Status::Info]),
             n(&[Status::Unknown])
         );
-        let row = cut(&row, style.width);
-        // The status word is coloured by its text, never by byte offsets: the row may be cut and the domain
-        // may hold non-ASCII characters.
-        let status = format!("  {}  ", d.status.name());
-        rows.push(if style.colour && row.contains(&status) {
-            row.replacen(&status, &format!("  {}  ", paint(d.status, true)), 1)
-        } else {
-            row
-        });
+        rows.push(colour_status(cut(&row, style.width), d.status, style));
     }
     rows.iter()
         .map(|r| r.trim_end().to_string())
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// How many of a domain's findings have one of `statuses`.
+fn count(d: &DomainReport, statuses: &[Status]) -> usize {
+    d.findings
+        .iter()
+        .filter(|f| statuses.contains(&f.status))
+        .count()
+}
+
+/// `line` with the domain's status word (between two double spaces) coloured, when colour is on. By its text,
+/// never by byte offsets: the line may be cut and the domain may hold non-ASCII characters.
+fn colour_status(line: String, status: Status, style: Style) -> String {
+    let word = format!("  {}  ", status.name());
+    if style.colour && line.contains(&word) {
+        line.replacen(&word, &format!("  {}  ", paint(status, true)), 1)
+    } else {
+        line
+    }
 }
 
 /// `FAIL (exit 2): receivers refuse or junk this mail; fix the failures first`.
