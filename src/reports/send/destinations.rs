@@ -20,17 +20,21 @@ pub struct Destination {
 }
 
 /// The longest stored form (the column's size): destinations beyond it are left out.
-const MAX_STORED: usize = 2000;
+pub const MAX_STORED: usize = 2000;
 
 /// The stored form of `rua`: `address!bytes` (no `!` without a limit), space-separated; destinations that
 /// would make it longer than its column are left out (a record naming dozens is not one to follow anyway).
 pub fn format(rua: &[URI]) -> String {
+    join_within(rua.iter().map(|u| match u.max_size {
+        0 => u.uri.clone(),
+        n => format!("{}!{n}", u.uri),
+    }))
+}
+
+/// `items` space-separated, as many as fit in [`MAX_STORED`] bytes (the rest left out).
+pub fn join_within(items: impl IntoIterator<Item = String>) -> String {
     let mut out = String::new();
-    for u in rua {
-        let one = match u.max_size {
-            0 => u.uri.clone(),
-            n => format!("{}!{n}", u.uri),
-        };
+    for one in items {
         if out.len() + 1 + one.len() > MAX_STORED {
             break;
         }

@@ -461,8 +461,8 @@ async fn execute_one(
         date_end: crate::time::to_db(at(p.span.1 - 1)),
         records: p.records as i64,
         messages: p.messages as i64,
-        destinations: clip(&p.recipients().join(" "), 2000),
-        outcome: clip(&p.outcome, 2000),
+        destinations: clip(&p.recipients().join(" "), destinations::MAX_STORED),
+        outcome: clip(&p.outcome, destinations::MAX_STORED),
         sent: crate::time::now_db(),
     };
     tx.insert_sent_report(&row).await?;
@@ -491,8 +491,12 @@ async fn execute_one(
         ),
     };
     let mut tx = store.begin_write().await?;
-    tx.set_sent_outcome(p.kind, &p.report_id, &clip(&p.outcome, 2000))
-        .await?;
+    tx.set_sent_outcome(
+        p.kind,
+        &p.report_id,
+        &clip(&p.outcome, destinations::MAX_STORED),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(target: "mailctl::reports", kind = p.kind, domain = %p.domain,
         report_id = %p.report_id, to = %row.destinations, outcome = %p.outcome, "report sent");

@@ -39,19 +39,7 @@ impl Seen {
             kind: "tls".to_string(),
             domain: self.domain.clone(),
             at,
-            rua: {
-                let mut joined = String::new();
-                for uri in &self.rua {
-                    if joined.len() + 1 + uri.len() > 2000 {
-                        break;
-                    }
-                    if !joined.is_empty() {
-                        joined.push(' ');
-                    }
-                    joined.push_str(uri);
-                }
-                joined
-            },
+            rua: super::destinations::join_within(self.rua.iter().cloned()),
             policy: serde_json::to_string(&self.policy).unwrap_or_default(),
             detail: serde_json::to_string(&self.failure).unwrap_or_default(),
         }
