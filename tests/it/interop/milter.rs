@@ -34,8 +34,12 @@ impl Spawned {
             Path::new(program).file_name().unwrap().to_string_lossy()
         ));
         let out = std::fs::File::create(&log).expect("log file");
+        // A process group of its own: a daemon that signals its group (rspamd's main process does, to its
+        // workers) never signals the test.
+        use std::os::unix::process::CommandExt;
         let child = Command::new(program)
             .args(args)
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log file"))
             .stderr(out)
@@ -67,6 +71,10 @@ impl Spawned {
 
 impl Drop for Spawned {
     fn drop(&mut self) {
+        // The whole group: rspamd's workers outlive their main process otherwise.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            kit::os::signal(-pid, libc::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -179,7 +179,14 @@ impl SmtpClient {
         let conn = self.conn()?;
         conn.tcp().set_read_timeout(Some(left))?;
         let mut buf = [0u8; 16 * 1024];
-        match conn.read(&mut buf) {
+        // A signal arriving while the read waits (EINTR) is no answer from the server: wait again.
+        let read = loop {
+            match conn.read(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match read {
             Ok(n) => {
                 self.pending.extend_from_slice(&buf[..n]);
                 Ok(n)
