@@ -28,6 +28,9 @@ _mailctl() {
             mailctl,bench)
                 cmd="mailctl__subcmd__bench"
                 ;;
+            mailctl,cert)
+                cmd="mailctl__subcmd__cert"
+                ;;
             mailctl,checkpassword)
                 cmd="mailctl__subcmd__checkpassword"
                 ;;
@@ -162,6 +165,24 @@ _mailctl() {
                 ;;
             mailctl__subcmd__bench__subcmd__help,smtp)
                 cmd="mailctl__subcmd__bench__subcmd__help__subcmd__smtp"
+                ;;
+            mailctl__subcmd__cert,help)
+                cmd="mailctl__subcmd__cert__subcmd__help"
+                ;;
+            mailctl__subcmd__cert,renew)
+                cmd="mailctl__subcmd__cert__subcmd__renew"
+                ;;
+            mailctl__subcmd__cert,status)
+                cmd="mailctl__subcmd__cert__subcmd__status"
+                ;;
+            mailctl__subcmd__cert__subcmd__help,help)
+                cmd="mailctl__subcmd__cert__subcmd__help__subcmd__help"
+                ;;
+            mailctl__subcmd__cert__subcmd__help,renew)
+                cmd="mailctl__subcmd__cert__subcmd__help__subcmd__renew"
+                ;;
+            mailctl__subcmd__cert__subcmd__help,status)
+                cmd="mailctl__subcmd__cert__subcmd__help__subcmd__status"
                 ;;
             mailctl__subcmd__config,dovecot)
                 cmd="mailctl__subcmd__config__subcmd__dovecot"
@@ -331,6 +352,9 @@ _mailctl() {
             mailctl__subcmd__help,bench)
                 cmd="mailctl__subcmd__help__subcmd__bench"
                 ;;
+            mailctl__subcmd__help,cert)
+                cmd="mailctl__subcmd__help__subcmd__cert"
+                ;;
             mailctl__subcmd__help,checkpassword)
                 cmd="mailctl__subcmd__help__subcmd__checkpassword"
                 ;;
@@ -414,6 +438,12 @@ _mailctl() {
                 ;;
             mailctl__subcmd__help__subcmd__bench,smtp)
                 cmd="mailctl__subcmd__help__subcmd__bench__subcmd__smtp"
+                ;;
+            mailctl__subcmd__help__subcmd__cert,renew)
+                cmd="mailctl__subcmd__help__subcmd__cert__subcmd__renew"
+                ;;
+            mailctl__subcmd__help__subcmd__cert,status)
+                cmd="mailctl__subcmd__help__subcmd__cert__subcmd__status"
                 ;;
             mailctl__subcmd__help__subcmd__config,dovecot)
                 cmd="mailctl__subcmd__help__subcmd__config__subcmd__dovecot"
@@ -986,7 +1016,7 @@ _mailctl() {
 
     case "${cmd}" in
         mailctl)
-            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version domain mailbox user alias alias-domain dkim dns audit serve queue relay limits srs reports bench vacation checkpassword import export config db completions help"
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version domain mailbox user alias alias-domain dkim dns audit serve queue relay limits srs reports bench cert vacation checkpassword import export config db completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1621,6 +1651,140 @@ _mailctl() {
                     return 0
                     ;;
                 --auth)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__cert)
+            opts="-v -q -h -V --config --database-url --json --verbose --quiet --help --version status renew help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__cert__subcmd__help)
+            opts="status renew help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__cert__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__cert__subcmd__help__subcmd__renew)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__cert__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__cert__subcmd__renew)
+            opts="-v -q -h -V --force --nameserver --wait --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --nameserver)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__cert__subcmd__status)
+            opts="-v -q -h -V --nameserver --config --database-url --json --verbose --quiet --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --nameserver)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2860,7 +3024,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__help)
-            opts="domain mailbox alias alias-domain dkim dns audit serve queue relay limits srs reports bench vacation checkpassword import export config db completions help"
+            opts="domain mailbox alias alias-domain dkim dns audit serve queue relay limits srs reports bench cert vacation checkpassword import export config db completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -3056,6 +3220,48 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__help__subcmd__bench__subcmd__smtp)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__cert)
+            opts="status renew"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__cert__subcmd__renew)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailctl__subcmd__help__subcmd__cert__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -44,6 +44,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand srs 'SRS secrets for forwarded mail: rotate, list, forward, reverse'
             cand reports 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show, summary'
             cand bench 'Load generators for measuring a running server'
+            cand cert 'The listeners'' TLS certificate: status, renew (from the ACME CA of [server.acme])'
             cand vacation 'Out-of-office auto-replies of mailboxes: set, show, off'
             cand checkpassword 'Dovecot''s checkpassword passdb for app passwords (run by Dovecot: see `config dovecot`)'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
@@ -2060,6 +2061,63 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         }
         &'mailctl;bench;help;help'= {
         }
+        &'mailctl;cert'= {
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand status 'Show the certificate in use: names, issuer, validity, renewal date, its key''s TLSA 3 1 1 value, and the last ACME attempt (exit 1 when it is a placeholder, expired, or past its renewal date)'
+            cand renew 'Obtain a new certificate from the ACME CA now if it is due (names changed, or within renew_days of expiry), through the running serve or, when none holds the challenge port, directly'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;cert;status'= {
+            cand --nameserver 'DNS server for the name checks, IP[:PORT] [default: config dns.nameserver, else the system''s]'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;cert;renew'= {
+            cand --nameserver 'DNS server for the name checks and the CA, IP[:PORT] [default: config dns.nameserver]'
+            cand --wait 'Seconds to wait for the running serve to finish the renewal'
+            cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
+            cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
+            cand --force 'Renew even when the certificate is not due'
+            cand --json 'Print data as JSON (one document per run) instead of tables'
+            cand -v 'Print more detail on stderr'
+            cand --verbose 'Print more detail on stderr'
+            cand -q 'Print nothing but data and errors'
+            cand --quiet 'Print nothing but data and errors'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'mailctl;cert;help'= {
+            cand status 'Show the certificate in use: names, issuer, validity, renewal date, its key''s TLSA 3 1 1 value, and the last ACME attempt (exit 1 when it is a placeholder, expired, or past its renewal date)'
+            cand renew 'Obtain a new certificate from the ACME CA now if it is due (names changed, or within renew_days of expiry), through the running serve or, when none holds the challenge port, directly'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'mailctl;cert;help;status'= {
+        }
+        &'mailctl;cert;help;renew'= {
+        }
+        &'mailctl;cert;help;help'= {
+        }
         &'mailctl;vacation'= {
             cand --config 'Config file (TOML) [default: /etc/mailctl/mailctl.toml when it exists]'
             cand --database-url 'Database URL: sqlite:///path/file.db or mysql://user:pass@host:3306/db [env: MAILCTL_DATABASE_URL] [default: a SQLite file in the user''s data directory]'
@@ -2332,6 +2390,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand srs 'SRS secrets for forwarded mail: rotate, list, forward, reverse'
             cand reports 'DMARC aggregate and TLS reports receivers sent about the hosted domains: import, list, show, summary'
             cand bench 'Load generators for measuring a running server'
+            cand cert 'The listeners'' TLS certificate: status, renew (from the ACME CA of [server.acme])'
             cand vacation 'Out-of-office auto-replies of mailboxes: set, show, off'
             cand checkpassword 'Dovecot''s checkpassword passdb for app passwords (run by Dovecot: see `config dovecot`)'
             cand import 'Import domains, mailboxes and aliases from a CSV file, all or nothing'
@@ -2572,6 +2631,14 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;help;bench;smtp'= {
         }
         &'mailctl;help;bench;connections'= {
+        }
+        &'mailctl;help;cert'= {
+            cand status 'Show the certificate in use: names, issuer, validity, renewal date, its key''s TLSA 3 1 1 value, and the last ACME attempt (exit 1 when it is a placeholder, expired, or past its renewal date)'
+            cand renew 'Obtain a new certificate from the ACME CA now if it is due (names changed, or within renew_days of expiry), through the running serve or, when none holds the challenge port, directly'
+        }
+        &'mailctl;help;cert;status'= {
+        }
+        &'mailctl;help;cert;renew'= {
         }
         &'mailctl;help;vacation'= {
             cand set 'Set (or replace) a mailbox''s auto-reply; the senders it answered before hear it again'

@@ -86,6 +86,32 @@ pub struct ServerSection {
     /// `[server.https]`: the HTTPS side of the hosted domains (MTA-STS policies, mail client setup).
     #[serde(default)]
     pub https: HttpsSection,
+    /// `[server.acme]`: certificates from an ACME CA (Let's Encrypt) instead of `[server.tls]` files.
+    #[serde(default)]
+    pub acme: AcmeSection,
+}
+
+/// `[server.acme]`: the listeners' certificate obtained and renewed from an ACME CA (off unless `directory` is
+/// set). Defaults and rules in [`crate::acme::settings`].
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeSection {
+    /// The CA's directory URL, like `https://acme-v02.api.letsencrypt.org/directory`.
+    pub directory: Option<String>,
+    /// The account's contact, like `mailto:postmaster@example.org` (the CA's expiry notices go there).
+    pub contact: Option<String>,
+    /// `tls-alpn-01` (default: answered on the `[server.https]` listener, port 443) or `http-01`.
+    pub challenge: Option<String>,
+    /// Where `http-01` challenges are answered, like `[::]:80` (required with `http-01`).
+    pub http_listen: Option<String>,
+    /// Where the account, the key and the certificate are kept (default `/var/lib/mailctl/acme`).
+    pub dir: Option<std::path::PathBuf>,
+    /// Renew this many days before the certificate expires (default 30).
+    pub renew_days: Option<u32>,
+    /// Keep the private key across renewals (default true: TLSA 3 1 1 records stay valid).
+    pub reuse_key: Option<bool>,
+    /// Extra CA certificates (PEM) trusted for the CA's own HTTPS, for a private or test CA.
+    pub directory_ca: Option<std::path::PathBuf>,
 }
 
 /// `[server.https]`: an HTTPS listener (off unless `listen` is set) serving, by Host, each hosted domain's

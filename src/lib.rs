@@ -34,7 +34,12 @@
 //! mta_sts/        MTA-STS: the _mta-sts record, policies (parse, mx patterns), the HTTPS fetch; shared by the
 //!                 audit and outbound delivery
 //! tls/            TLS setup: the ring provider, trust roots (+ a configured extra CA), verified, opportunistic and
-//!                 inspecting client configs, the listeners' certificate (server.rs, reloaded on SIGHUP)
+//!                 inspecting client configs, the listeners' certificate (server.rs, reloaded on SIGHUP), what a
+//!                 certificate says (leaf.rs: names, validity, the TLSA 3 1 1 hash)
+//! acme/           certificates from an ACME CA ([server.acme]): settings.rs, store.rs (account, kept key, chain,
+//!                 state, 0600, atomic), client.rs (HTTPS/1.1 through our Resolver for instant-acme), challenge.rs
+//!                 (TLS-ALPN-01 on the HTTPS listener, HTTP-01), names.rs (which names resolve), order.rs (one
+//!                 issuance), manager.rs (the daemon's renewal task, over smtp's Context; `mailctl cert`)
 //! audit/          the receiver's view of a domain: runner (MX first, then every family concurrently),
 //!                 checks/ one file (or folder) per family, report/ (the text report people read, table,
 //!                 json, nagios, exit code)
@@ -87,6 +92,7 @@
 //! than inside `store/`, so that the store stays a thin SQL layer with one statement per method; the daemon's
 //! start-up and wiring live in `smtp/daemon/`, above both halves, rather than in the inbound server.
 
+pub mod acme;
 pub mod assets;
 pub mod audit;
 pub mod bench;

@@ -39,6 +39,17 @@ pub fn db_to_local(s: &str) -> String {
     )
 }
 
+/// The UTC date of `t`, `YYYY-MM-DD` (certificate validity in messages).
+pub fn date(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    DateTime::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), 0)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "an unreadable date".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ mod alias_domain;
 mod app_password;
 mod audit;
 mod bench;
+mod cert;
 mod checkpassword;
 mod completions;
 mod config_cmd;
@@ -133,6 +134,9 @@ pub enum Command {
     /// Load generators for measuring a running server
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// The listeners' TLS certificate: status, renew (from the ACME CA of [server.acme])
+    #[command(subcommand)]
+    Cert(cert::CertCmd),
     /// Out-of-office auto-replies of mailboxes: set, show, off
     #[command(subcommand)]
     Vacation(vacation::VacationCmd),
@@ -230,6 +234,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Limits(c) => limits::run(&ctx, c).await,
         Command::Srs(c) => srs::run(&ctx, c).await,
         Command::Vacation(c) => vacation::run(&ctx, c).await,
+        Command::Cert(c) => cert::run(&ctx, c).await,
         Command::Bench(c) => bench::run(&ctx, c).await,
         Command::Completions(_) => Ok(()),
     };

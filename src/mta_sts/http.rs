@@ -1,5 +1,6 @@
-//! The little HTTP/1.1 a policy fetch needs, parsed without sockets: a status line, headers, and a body framed by
-//! `Content-Length`, `Transfer-Encoding: chunked` or the end of the connection, everything capped.
+//! The little HTTP/1.1 client side mailctl needs (MTA-STS policy fetches, the ACME client), parsed without
+//! sockets: a status line, headers, and a body framed by `Content-Length`, `Transfer-Encoding: chunked` or the
+//! end of the connection, everything capped.
 
 use super::MAX_BODY;
 
@@ -15,7 +16,9 @@ pub struct Response {
     pub content_type: Option<String>,
     /// `Location`, if any.
     pub location: Option<String>,
-    /// The body (empty for non-200 answers, which are not read further).
+    /// Every header field, in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body (for a policy fetch, empty for non-200 answers, which are not read further).
     pub body: Vec<u8>,
 }
 
@@ -48,8 +51,20 @@ impl Response {
     }
 }
 
-/// Parses what arrived so far: `Ok(None)` means "need more" (never returned when `eof`).
+/// Parses what arrived so far of a policy fetch: `Ok(None)` means "need more" (never returned when `eof`).
 pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String> {
+    parse(buf, eof, MAX_BODY, false)
+}
+
+/// Parses what arrived so far: `Ok(None)` means "need more" (never returned when `eof`). The body is read for
+/// every status when `every_status`, for 200 only otherwise, and may be at most `max_body` bytes.
+pub fn parse(
+    buf: &[u8],
+    eof: bool,
+    max_body: usize,
+    every_status: bool,
+) -> Result<Option<Response>, String> {
+    let too_large = || format!("the body is larger than {} KiB", max_body / 1024);
     let Some(head_end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
         return if buf.len() > MAX_HEAD {
             Err("response headers larger than 16 KiB".into())
@@ -80,11 +95,13 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String>
         )
     })?;
     let (mut content_type, mut location, mut length, mut chunked) = (None, None, None, false);
+    let mut headers = Vec::new();
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
         let value = value.trim().to_string();
+        headers.push((name.trim().to_string(), value.clone()));
         match name.trim().to_ascii_lowercase().as_str() {
             "content-type" => content_type = Some(value),
             "location" => location = Some(value),
@@ -103,17 +120,21 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String>
         status,
         content_type,
         location,
+        headers,
         body: Vec::new(),
     };
-    if status != 200 {
+    if status != 200 && !every_status {
         return Ok(Some(response));
     }
     let rest = &buf[head_end + 4..];
     let body = if chunked {
-        dechunk(rest)?
+        dechunk(rest, max_body).map_err(|e| e.unwrap_or_else(too_large))?
     } else if let Some(n) = length {
-        if n > MAX_BODY {
-            return Err(format!("the policy is {n} bytes, more than 64 KiB"));
+        if n > max_body {
+            return Err(format!(
+                "the body is {n} bytes, more than {} KiB",
+                max_body / 1024
+            ));
         }
         rest.get(..n).map(<[u8]>::to_vec)
     } else if eof {
@@ -122,19 +143,20 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String>
         None
     };
     match body {
-        Some(b) if b.len() > MAX_BODY => Err("the policy is larger than 64 KiB".into()),
+        Some(b) if b.len() > max_body => Err(too_large()),
         Some(b) => {
             response.body = b;
             Ok(Some(response))
         }
-        None if rest.len() > MAX_BODY + 8 * 1024 => Err("the policy is larger than 64 KiB".into()),
+        None if rest.len() > max_body + 8 * 1024 => Err(too_large()),
         None if eof => Err("the connection closed before the body was complete".into()),
         None => Ok(None),
     }
 }
 
-/// Decodes a chunked body; `Ok(None)` when incomplete. Trailers are ignored.
-fn dechunk(mut rest: &[u8]) -> Result<Option<Vec<u8>>, String> {
+/// Decodes a chunked body; `Ok(None)` when incomplete. Trailers are ignored. `Err(None)`: larger than
+/// `max_body`.
+fn dechunk(mut rest: &[u8], max_body: usize) -> Result<Option<Vec<u8>>, Option<String>> {
     let mut body = Vec::new();
     loop {
         let Some(end) = memchr::memmem::find(rest, b"\r\n") else {
@@ -145,13 +167,13 @@ fn dechunk(mut rest: &[u8]) -> Result<Option<Vec<u8>>, String> {
         let size = usize::from_str_radix(size_text, 16)
             .ok()
             .filter(|_| size_text.len() <= 8)
-            .ok_or_else(|| "invalid chunk size".to_string())?;
+            .ok_or_else(|| Some("invalid chunk size".to_string()))?;
         rest = &rest[end + 2..];
         if size == 0 {
             return Ok(Some(body));
         }
-        if body.len() + size > MAX_BODY {
-            return Err("the policy is larger than 64 KiB".into());
+        if body.len() + size > max_body {
+            return Err(None);
         }
         let Some(chunk) = rest.get(..size) else {
             return Ok(None);
@@ -160,7 +182,7 @@ fn dechunk(mut rest: &[u8]) -> Result<Option<Vec<u8>>, String> {
         rest = &rest[size..];
         match rest.get(..2) {
             Some(b"\r\n") => rest = &rest[2..],
-            Some(_) => return Err("malformed chunk".into()),
+            Some(_) => return Err(Some("malformed chunk".into())),
             None => return Ok(None),
         }
     }

@@ -222,6 +222,8 @@ pub struct Settings {
     pub milters: Vec<crate::smtp::inbound::milter::MilterSettings>,
     /// `[server.https]`, when it listens.
     pub https: Option<HttpsSettings>,
+    /// `[server.acme]`, when the certificate comes from an ACME CA (then `tls` names its files).
+    pub acme: Option<crate::acme::AcmeSettings>,
     /// Database URL.
     pub database_url: String,
     /// Nameserver override (`[dns] nameserver` or `--nameserver`).
@@ -253,6 +255,19 @@ impl Settings {
             (Some(_), None) => return Err(Error::usage("server.tls: cert is set but key is not")),
             (None, Some(_)) => return Err(Error::usage("server.tls: key is set but cert is not")),
         };
+        let acme_on = server.acme.directory.is_some();
+        if acme_on && tls.is_some() {
+            return Err(Error::usage(
+                "server.acme manages the certificate: remove server.tls cert and key (or server.acme)",
+            ));
+        }
+        let https = https(&server.https, &hostname, tls.is_some() || acme_on)?;
+        let acme =
+            crate::acme::settings::settings(&server.acme, https.as_ref(), &config.public_ips)?;
+        let tls = match &acme {
+            Some(a) => Some(a.files()),
+            None => tls,
+        };
         if tls.is_none()
             && let Some((_, addr)) = listeners
                 .iter()
@@ -262,7 +277,6 @@ impl Settings {
                 "listener submissions ({addr}) needs server.tls cert and key (or turn it off)"
             )));
         }
-        let https = https(&server.https, &hostname, tls.is_some())?;
         if https.is_some() && config.hostname.is_none() {
             return Err(Error::usage(
                 "server.https needs server.hostname: the MTA-STS policy names it as the MX, exactly as \
@@ -271,6 +285,7 @@ impl Settings {
         }
         Ok(Settings {
             https,
+            acme,
             hostname,
             listeners,
             tls,

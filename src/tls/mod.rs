@@ -18,6 +18,7 @@
 //!   afterwards. The audit's SMTP probe judges it ([`Trust::check_chain`] and the audit's own verdicts); the
 //!   benchmark client uses it because it is not a mail client.
 
+pub mod leaf;
 pub mod server;
 
 use std::path::Path;

@@ -32,13 +32,17 @@ impl Tls {
         })
     }
 
-    /// The config for a handshake starting now.
-    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
-        let config = match self.current.read() {
+    /// The configuration for a handshake starting now.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        match self.current.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        tokio_rustls::TlsAcceptor::from(config)
+        }
+    }
+
+    /// The acceptor for a handshake starting now.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.config())
     }
 
     /// Re-reads both files; on failure the previous certificate stays in use and the error is returned.

@@ -45,6 +45,8 @@ pub struct Bound {
     listeners: Vec<(ListenerKind, TcpListener)>,
     metrics_listener: Option<TcpListener>,
     https_listener: Option<TcpListener>,
+    /// Where ACME HTTP-01 challenges are answered (`[server.acme] http_listen`).
+    acme_http_listener: Option<TcpListener>,
     stop: Trigger,
     manager: Manager,
     resolver: Resolver,
@@ -57,6 +59,14 @@ impl Bound {
     /// unreachable database (exit 3).
     pub async fn start(settings: Settings) -> Result<Bound> {
         let plan = privileges::Plan::decide(settings.run_as.as_ref())?;
+        if let Some(acme) = &settings.acme {
+            // The listeners start with the stored certificate, or a placeholder until the first one is issued.
+            let owner = match &plan {
+                privileges::Plan::Switch(r) => Some((r.uid, r.gid)),
+                _ => None,
+            };
+            crate::acme::store::Store::new(&acme.dir).prepare(&settings.hostname, owner)?;
+        }
         let found = preflight::check(&settings, &plan).await;
         for warning in &found.warnings {
             tracing::warn!(target: "mailctl::smtp", "{warning}");
@@ -83,6 +93,12 @@ impl Bound {
         let https_listener = match &settings.https {
             Some(h) => Some(bind("https", h.listen).await?),
             None => None,
+        };
+        let acme_http_listener = match settings.acme.as_ref().map(|a| a.challenge) {
+            Some(crate::acme::settings::Challenge::Http(addr)) => {
+                Some(bind("acme http-01", addr).await?)
+            }
+            _ => None,
         };
         if let privileges::Plan::Switch(r) = &plan {
             privileges::switch(r)?;
@@ -137,6 +153,7 @@ impl Bound {
             send_counter: crate::smtp::inbound::send_counter::SendCounter::start(store.clone()),
             milters: crate::smtp::inbound::milter::Milters::new(&settings.milters),
             away: crate::smtp::inbound::vacation::Away::default(),
+            challenges: Arc::default(),
             store,
             settings,
         };
@@ -161,6 +178,7 @@ impl Bound {
             listeners,
             metrics_listener,
             https_listener,
+            acme_http_listener,
             stop,
             manager,
             resolver,
@@ -194,12 +212,20 @@ impl Bound {
             listeners,
             metrics_listener,
             https_listener,
+            acme_http_listener,
             stop,
             manager,
             resolver,
         } = self;
         let mut tasks = tokio::task::JoinSet::new();
         let delivering = tokio::spawn(manager.run(server.shutdown.clone()));
+        if let Some(acme) = server.settings.acme.clone() {
+            tokio::spawn(crate::acme::manager::run(
+                server.clone(),
+                acme,
+                resolver.clone(),
+            ));
+        }
         if server.settings.reports.send {
             tokio::spawn(reports::daily(
                 server.clone(),
@@ -219,6 +245,13 @@ impl Bound {
         }
         if let (Some(l), Some(settings)) = (https_listener, server.settings.https.clone()) {
             tasks.spawn(crate::smtp::https::serve(l, server.clone(), settings));
+        }
+        if let Some(l) = acme_http_listener {
+            tasks.spawn(crate::acme::challenge::serve_http(
+                l,
+                server.challenges.clone(),
+                server.shutdown.clone(),
+            ));
         }
         wait_for_stop(&server).await?;
         tracing::info!(target: "mailctl::smtp", "stopping: no new connections, finishing transactions in flight");

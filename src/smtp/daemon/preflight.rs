@@ -232,6 +232,13 @@ fn tls(settings: &Settings, plan: &Plan, who: &Who, found: &mut Findings) {
     let Some((cert, key)) = &settings.tls else {
         return;
     };
+    if let Some(acme) = &settings.acme {
+        acme_dir(&acme.dir, plan, who, found);
+        if !cert.exists() {
+            // Made at start (a placeholder until the first certificate is issued).
+            return;
+        }
+    }
     if let Err(e) = Tls::load(cert, key) {
         found.errors.push(e);
         return;
@@ -260,6 +267,27 @@ fn tls(settings: &Settings, plan: &Plan, who: &Who, found: &mut Findings) {
                  dropped ({fix})"
             )));
         }
+    }
+}
+
+/// `[server.acme] dir` can be written by the run-as user (renewed certificates are written there after root
+/// is dropped): it exists and allows it, or it does not exist yet and a daemon started as root makes it and
+/// gives it to that user, or its parent allows making it.
+fn acme_dir(dir: &Path, plan: &Plan, who: &Who, found: &mut Findings) {
+    let denied = if dir.exists() {
+        allows(who, dir, Need::Directory).err()
+    } else if matches!(plan, Plan::Switch(_)) {
+        None
+    } else {
+        dir.parent()
+            .and_then(|p| allows(who, p, Need::Directory).err())
+    };
+    if let Some(denied) = denied {
+        found.errors.push(Error::usage(format!(
+            "server.acme.dir: {denied}, so renewed certificates could not be stored (give {} to the user \
+             serve runs as)",
+            dir.display()
+        )));
     }
 }
 

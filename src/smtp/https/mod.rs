@@ -116,8 +116,9 @@ async fn handle(
     };
     // The handshake and the request share one deadline.
     let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
-    let Ok(Ok(mut stream)) = tokio::time::timeout_at(deadline, tls.acceptor().accept(stream)).await
-    else {
+    // A TLS-ALPN-01 validation of an ACME order is answered by the handshake alone.
+    let accepted = crate::acme::challenge::accept(stream, tls, &server.challenges);
+    let Ok(Ok(Some(mut stream))) = tokio::time::timeout_at(deadline, accepted).await else {
         return;
     };
     let answer = async {

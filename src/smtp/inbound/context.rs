@@ -48,6 +48,8 @@ pub struct Context {
     pub milters: super::milter::Milters,
     /// Which mailboxes are on vacation (read every few seconds, for the auto-replies).
     pub away: super::vacation::Away,
+    /// The ACME challenges of an open order (`[server.acme]`), answered on the HTTPS listener.
+    pub challenges: Arc<crate::acme::challenge::Challenges>,
 }
 
 impl Context {

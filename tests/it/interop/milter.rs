@@ -7,10 +7,9 @@
 //! - OpenDKIM signing on submission, its signature verified by dkimpy.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::harness::{Need, free_port, listening, loopback, run_tool, setup, tail, wait_until};
+use super::harness::{Need, Spawned, free_port, run_tool, setup};
 use crate::serve_milter::milters;
 use kit::TestDb;
 use kit::serve::mail::{PASSWORD, example, message};
@@ -19,66 +18,6 @@ use kit::smtp_client::SmtpClient;
 
 const BOB: &str = "bob@example.test";
 const FAR: &str = "someone@far.test";
-
-/// A program started for a test, its output in a log file; killed when the test ends.
-struct Spawned {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Spawned {
-    /// Starts `program args` and waits (up to `within`) until it listens on `port`.
-    fn start(program: &str, args: &[&str], dir: &Path, port: u16, within: Duration) -> Spawned {
-        let log = dir.join(format!(
-            "{}.log",
-            Path::new(program).file_name().unwrap().to_string_lossy()
-        ));
-        let out = std::fs::File::create(&log).expect("log file");
-        // A process group of its own: a daemon that signals its group (rspamd's main process does, to its
-        // workers) never signals the test.
-        use std::os::unix::process::CommandExt;
-        let child = Command::new(program)
-            .args(args)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-        let mut spawned = Spawned { child, log };
-        let mut exited = false;
-        let up = wait_until(within, || {
-            exited = matches!(spawned.child.try_wait(), Ok(Some(_)));
-            exited || listening(loopback(port))
-        });
-        if !up || exited {
-            let _ = spawned.child.kill();
-            panic!(
-                "{program} did not listen on port {port} within {within:?} (exited: {exited}):\n{}",
-                spawned.log()
-            );
-        }
-        spawned
-    }
-
-    fn log(&self) -> String {
-        tail(
-            &String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()),
-            40,
-        )
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        // The whole group: rspamd's workers outlive their main process otherwise.
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            kit::os::signal(-pid, libc::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The test milter: records what it saw (macros, connect data, envelope, fields, body) as one JSON line per
 /// message, then acts on the first word of the Subject.

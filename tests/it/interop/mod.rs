@@ -18,6 +18,7 @@
 //! reason) and run with `cargo test --test it -- --ignored interop`, as `.ci/run` does after installing the
 //! packages. Run that way, a missing program or privilege fails the test, naming what is missing.
 
+mod acme;
 mod app_passwords;
 mod forward;
 mod harness;

@@ -61,6 +61,28 @@ pub fn https(
     parse(raw)
 }
 
+/// The certificate (leaf, DER) the TLS server at `addr` presents for `sni`, checked against `root`.
+pub fn peer_leaf(
+    addr: SocketAddr,
+    root: &rustls::pki_types::CertificateDer<'static>,
+    sni: &str,
+) -> rustls::pki_types::CertificateDer<'static> {
+    let mut tcp = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connect for TLS");
+    tcp.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).expect("server name");
+    let mut conn = rustls::ClientConnection::new(crate::smtp_client::tls_config(root), name)
+        .expect("TLS client");
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)
+            .unwrap_or_else(|e| panic!("TLS handshake with {addr} for {sni}: {e}"));
+    }
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .expect("a certificate")
+        .clone()
+        .into_owned()
+}
+
 fn parse(raw: Vec<u8>) -> Http {
     let text = String::from_utf8(raw).expect("response is UTF-8");
     let (head, body) = text

@@ -11,9 +11,6 @@ use std::time::{Duration, SystemTime};
 
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use x509_cert::der::Decode;
-use x509_cert::ext::pkix::SubjectAltName;
-use x509_cert::ext::pkix::name::GeneralName;
 
 use crate::audit::Status;
 
@@ -38,16 +35,6 @@ pub struct Verdict {
     pub untrusted: bool,
 }
 
-fn date(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    chrono::DateTime::from_timestamp(i64::try_from(secs).unwrap_or(i64::MAX), 0)
-        .map(|d| d.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| "an unreadable date".into())
-}
-
 /// Judges `chain` (leaf first, as the server sent it) for `host` at `now`: trusted by `roots` (else WARN, or
 /// FAIL with `mta_sts`: the domain publishes MTA-STS, whose senders verify the certificate), covers `host` (else
 /// FAIL), within its validity period (else FAIL) and not expiring within [`EXPIRY_WARN_DAYS`] (else WARN).
@@ -69,25 +56,14 @@ pub fn evaluate(
     let Some(leaf) = chain.first() else {
         return fail("the server sent no certificate".into());
     };
-    let cert = match x509_cert::Certificate::from_der(leaf) {
-        Ok(c) => c,
+    let crate::tls::leaf::Leaf {
+        names,
+        not_before,
+        not_after,
+        ..
+    } = match crate::tls::leaf::Leaf::parse(leaf) {
+        Ok(l) => l,
         Err(e) => return fail(format!("the certificate does not parse ({e})")),
-    };
-    let validity = &cert.tbs_certificate.validity;
-    let (not_before, not_after) = (
-        validity.not_before.to_system_time(),
-        validity.not_after.to_system_time(),
-    );
-    let names: Vec<String> = match cert.tbs_certificate.get::<SubjectAltName>() {
-        Ok(Some((_, san))) => san
-            .0
-            .iter()
-            .filter_map(|g| match g {
-                GeneralName::DnsName(n) => Some(n.as_str().to_string()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
     };
     let mut problems: Vec<(Status, String, String)> = Vec::new();
     if !names.iter().any(|n| crate::mta_sts::mx_matches(n, host)) {
@@ -108,17 +84,20 @@ pub fn evaluate(
     match days_left {
         Err(_) => problems.push((
             Status::Fail,
-            format!("expired on {}", date(not_after)),
+            format!("expired on {}", crate::time::date(not_after)),
             renew,
         )),
         Ok(_) if now < not_before => problems.push((
             Status::Fail,
-            format!("is not valid before {}", date(not_before)),
+            format!("is not valid before {}", crate::time::date(not_before)),
             "check the server's clock and the certificate's validity period".into(),
         )),
         Ok(days) if days <= EXPIRY_WARN_DAYS => problems.push((
             Status::Warn,
-            format!("expires on {} (in {days} days)", date(not_after)),
+            format!(
+                "expires on {} (in {days} days)",
+                crate::time::date(not_after)
+            ),
             renew,
         )),
         Ok(_) => {}
@@ -158,7 +137,7 @@ pub fn evaluate(
             status: Status::Pass,
             detail: format!(
                 "trusted, covers {host}, expires on {} (in {days} days)",
-                date(not_after)
+                crate::time::date(not_after)
             ),
             fix: None,
             untrusted,

@@ -19,7 +19,7 @@ pub mod serve;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kit::{Run, TestDb, run_command};
@@ -56,6 +56,8 @@ pub enum Need {
     Rspamd,
     /// OpenDKIM, the signing milter.
     Opendkim,
+    /// pebble, Let's Encrypt's ACME test server.
+    Pebble,
 }
 
 impl Need {
@@ -87,6 +89,7 @@ impl Need {
             )],
             Need::Rspamd => &[("/usr/bin/rspamd", "rspamd")],
             Need::Opendkim => &[("/usr/sbin/opendkim", "opendkim")],
+            Need::Pebble => &[("/usr/bin/pebble", "pebble")],
         };
         for (file, package) in files {
             if !Path::new(file).exists() {
@@ -125,7 +128,8 @@ impl Need {
             | Need::Dkimpy
             | Need::Pymilter
             | Need::Rspamd
-            | Need::Opendkim => None,
+            | Need::Opendkim
+            | Need::Pebble => None,
         }
     }
 }
@@ -333,4 +337,78 @@ pub fn q(s: &str) -> String {
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A program started for a test, its output in a log file; killed when the test ends.
+pub struct Spawned {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Spawned {
+    /// Starts `program args` and waits (up to `within`) until it listens on `port`.
+    pub fn start(program: &str, args: &[&str], dir: &Path, port: u16, within: Duration) -> Spawned {
+        Spawned::start_with(program, args, &[], dir, port, within)
+    }
+
+    /// As [`Spawned::start`], with `env` added to the environment.
+    pub fn start_with(
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: &Path,
+        port: u16,
+        within: Duration,
+    ) -> Spawned {
+        let log = dir.join(format!(
+            "{}.log",
+            Path::new(program).file_name().unwrap().to_string_lossy()
+        ));
+        let out = std::fs::File::create(&log).expect("log file");
+        // A process group of its own: a daemon that signals its group (rspamd's main process does, to its
+        // workers) never signals the test.
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(program)
+            .args(args)
+            .envs(env.iter().copied())
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        let mut spawned = Spawned { child, log };
+        let mut exited = false;
+        let up = wait_until(within, || {
+            exited = matches!(spawned.child.try_wait(), Ok(Some(_)));
+            exited || listening(loopback(port))
+        });
+        if !up || exited {
+            let _ = spawned.child.kill();
+            panic!(
+                "{program} did not listen on port {port} within {within:?} (exited: {exited}):\n{}",
+                spawned.log()
+            );
+        }
+        spawned
+    }
+
+    /// The last lines of its output.
+    pub fn log(&self) -> String {
+        tail(
+            &String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()),
+            40,
+        )
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        // The whole group: rspamd's workers outlive their main process otherwise.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            kit::os::signal(-pid, libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
