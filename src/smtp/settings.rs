@@ -431,7 +431,7 @@ fn https(
     if !tls {
         return Err(Error::usage(
             "server.https.listen needs server.tls cert and key (the certificate must name mta-sts.DOMAIN and \
-             autoconfig.DOMAIN of every hosted domain)",
+             autoconfig.DOMAIN of every hosted domain), or [server.acme] to obtain one",
         ));
     }
     let mode = file.mta_sts_mode.as_deref().unwrap_or("testing");

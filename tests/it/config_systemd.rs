@@ -138,6 +138,23 @@ fn read_write_paths_and_ordering_follow_the_config() {
     .ok()
     .stdout;
     assert!(values(&unit, "ReadWritePaths").is_empty(), "{unit}");
+
+    // Certificates from ACME are written to its directory.
+    let run = run_with_config(
+        &db,
+        "[database]\nurl = \"mysql://mail@127.0.0.1/mail\"\n[server]\ndelivery = \"lmtp:127.0.0.1:24\"\n\
+         [server.queue]\nbackend = \"database\"\n[server.acme]\ndirectory = \"https://ca.test/dir\"\n\
+         challenge = \"http-01\"\nhttp_listen = \"[::]:80\"\n",
+        &["config", "systemd"],
+    )
+    .ok();
+    assert_eq!(one(&run.stdout, "ReadWritePaths"), "/var/lib/mailctl/acme");
+    assert!(
+        run.stderr
+            .contains("install -d -m 700 -o USER /var/lib/mailctl/acme"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -20,6 +20,7 @@ mod audit_smtp;
 mod audit_spf;
 mod bad_input;
 mod bench_cmd;
+mod cert_cmd;
 mod cli_conventions;
 mod config_systemd;
 mod dkim;

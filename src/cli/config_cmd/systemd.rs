@@ -1,7 +1,8 @@
 //! `mailctl config systemd`: a hardened systemd unit that runs `mailctl serve` as a dedicated user.
 //!
 //! The unit is derived from the configuration of this run: `ExecStart` names the config file that was read,
-//! `ReadWritePaths` the Maildir root (for local delivery) and the SQLite database's directory, and the unit
+//! `ReadWritePaths` the Maildir root (for local delivery), the spool, the SQLite database's directory and the ACME
+//! directory (`[server.acme] dir`), and the unit
 //! orders itself after MariaDB when the database is MySQL/MariaDB. Everything else of the system is read-only
 //! to the daemon, and its only privilege is binding ports below 1024.
 //!
@@ -121,6 +122,24 @@ pub fn params(config: &Config, args: &SystemdArgs) -> Result<(UnitParams, Vec<St
         && let crate::smtp::settings::QueueBackend::Spool(dir) = queue.backend
     {
         unit_path("server.queue.spool_dir", &dir)?;
+        if !writable.contains(&dir) {
+            writable.push(dir);
+        }
+    }
+    // The ACME state: renewed certificates are written there.
+    if config.server.acme.directory.is_some() {
+        let dir = config
+            .server
+            .acme
+            .dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::acme::settings::DEFAULT_DIR));
+        unit_path("server.acme.dir", &dir)?;
+        notes.push(format!(
+            "systemd needs {} to exist before the first start (ReadWritePaths): install -d -m 700 -o USER {}",
+            dir.display(),
+            dir.display()
+        ));
         if !writable.contains(&dir) {
             writable.push(dir);
         }
