@@ -7,7 +7,6 @@
 use std::net::IpAddr;
 
 use serde::Serialize;
-use sha2::Digest;
 
 use crate::dkim::{self, KeyAlgorithm};
 use crate::dns::reverse_name;
@@ -244,7 +243,7 @@ pub fn build(i: &Inputs) -> RecordSet {
         "DMARC policy and aggregate reports",
     );
     let policy = mta_sts_policy(&i.mta_sts_mode, i.mx_host.as_str());
-    let id: String = hex(&sha2::Sha256::digest(policy.as_bytes()))[..20].to_string();
+    let id: String = crate::tls::leaf::sha256_hex(policy.as_bytes())[..20].to_string();
     push(
         format!("_mta-sts.{apex}"),
         "TXT",
@@ -354,10 +353,6 @@ pub fn build(i: &Inputs) -> RecordSet {
         mta_sts_policy: policy,
         notes,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Renders a BIND zone fragment. Out-of-zone records and the MTA-STS policy are comments.

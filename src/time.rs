@@ -50,6 +50,13 @@ pub fn date(t: std::time::SystemTime) -> String {
         .unwrap_or_else(|| "an unreadable date".into())
 }
 
+/// RFC 3339 (UTC, whole seconds) of Unix seconds.
+pub fn rfc3339_secs(seconds: i64) -> String {
+    DateTime::from_timestamp(seconds, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 
 use crate::smtp::http::{Head, finish, parse_head, read_head, response};
+use crate::smtp::inbound::limits::lock;
 use crate::tls::server::Tls;
 
 /// The ALPN protocol of TLS-ALPN-01.
@@ -105,13 +106,6 @@ impl rustls::server::ResolvesServerCert for Fixed {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
 /// The TLS handshake of an HTTPS connection: a TLS-ALPN-01 validation is answered here (and `None`
 /// returned: the validator closes after the handshake); any other client gets `tls`'s certificate.
 pub async fn accept(
@@ -144,28 +138,18 @@ pub async fn serve_tls_alpn(listener: TcpListener, tls: Arc<Tls>, challenges: Ar
     }
 }
 
-/// Answers HTTP-01 validations on `listener` until `shutdown` fires (or the task is dropped).
+/// Answers HTTP-01 validations on `listener` until `shutdown` fires (or the task is dropped), with the
+/// connection limits of every HTTP listener of the daemon.
 pub async fn serve_http(
     listener: TcpListener,
     challenges: Arc<Challenges>,
-    mut shutdown: crate::smtp::shutdown::Shutdown,
+    shutdown: crate::smtp::shutdown::Shutdown,
 ) {
-    loop {
-        if shutdown.is_shutdown() {
-            return;
-        }
-        tokio::select! {
-            () = shutdown.recv() => return,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                };
-                let challenges = challenges.clone();
-                tokio::spawn(async move { answer_http(stream, &challenges).await });
-            }
-        }
-    }
+    crate::smtp::http::accept_limited(listener, shutdown, "acme http-01", move |stream| {
+        let challenges = challenges.clone();
+        async move { answer_http(stream, &challenges).await }
+    })
+    .await;
 }
 
 /// One HTTP-01 connection: one request, one response.

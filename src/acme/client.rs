@@ -4,7 +4,7 @@
 //! An ACME issuance makes a dozen requests; a fresh connection for each costs nothing that matters.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +12,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use rustls::RootCertStore;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::dns::Resolver;
 
@@ -83,30 +81,6 @@ async fn exchange(
     if ips.is_empty() {
         return Err(format!("{host} has no A or AAAA record"));
     }
-    let mut errors = Vec::new();
-    let mut tcp = None;
-    for ip in ips {
-        let addr = SocketAddr::new(ip, port);
-        match tokio::time::timeout(TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
-                tcp = Some(s);
-                break;
-            }
-            Ok(Err(e)) => errors.push(format!("{addr}: {e}")),
-            Err(_) => errors.push(format!("{addr}: no answer within {} s", TIMEOUT.as_secs())),
-        }
-    }
-    let tcp = tcp.ok_or_else(|| format!("cannot connect to {host} ({})", errors.join("; ")))?;
-    let config = crate::tls::strict_config(roots)?;
-    let name = rustls::pki_types::ServerName::try_from(host.clone())
-        .map_err(|e| format!("{host} is not a valid TLS server name ({e})"))?;
-    let mut stream = tokio::time::timeout(
-        TIMEOUT,
-        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
-    )
-    .await
-    .map_err(|_| format!("TLS handshake with {host} timed out"))?
-    .map_err(|e| format!("TLS with {host} failed: {e}"))?;
     let target = uri.path_and_query().map_or("/", |p| p.as_str());
     let authority = uri.authority().map_or(host.as_str(), |a| a.as_str());
     let mut request = format!(
@@ -139,40 +113,17 @@ async fn exchange(
         "Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     ));
-    let talk = async {
-        stream.write_all(request.as_bytes()).await?;
-        stream.write_all(&body).await?;
-        stream.flush().await?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 8192];
-        loop {
-            let parsed = crate::mta_sts::http::parse(&buf, false, MAX_BODY, true)
-                .map_err(std::io::Error::other)?;
-            if let Some(r) = parsed {
-                return Ok(r);
-            }
-            let n = match stream.read(&mut chunk).await {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
-                Err(e) => return Err(e),
-            };
-            if n == 0 {
-                return crate::mta_sts::http::parse(&buf, true, MAX_BODY, true)
-                    .map_err(std::io::Error::other)?
-                    .ok_or_else(|| std::io::Error::other("incomplete response"));
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
+    let mut request = request.into_bytes();
+    request.extend_from_slice(&body);
+    let expect = crate::mta_sts::http::Expect {
+        max_body: MAX_BODY,
+        every_status: true,
+        head_only: parts.method == http::Method::HEAD,
     };
-    let response = tokio::time::timeout(TIMEOUT, talk)
-        .await
-        .map_err(|_| {
-            format!(
-                "{host}: no complete response within {} s",
-                TIMEOUT.as_secs()
-            )
-        })?
-        .map_err(|e| format!("{host}: bad HTTP response: {e}"))?;
+    let response =
+        crate::mta_sts::https_request(&host, &ips, port, roots, &request, TIMEOUT, expect)
+            .await
+            .map_err(|e| e.to_string())?;
     let mut builder = http::Response::builder().status(response.status);
     for (name, value) in &response.headers {
         builder = builder.header(name.as_str(), value.as_str());

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::names::{self, Names};
 use super::settings::AcmeSettings;
-use super::store::{PLACEHOLDER_CN, Request, Store, unix_now};
+use super::store::{Handled, PLACEHOLDER_CN, Request, Store, unix_now};
 use crate::dns::Resolver;
 use crate::smtp::inbound::Context;
 use crate::tls::leaf::Leaf;
@@ -75,7 +75,53 @@ fn list(names: &[&str]) -> String {
     }
 }
 
-/// Issues for `names` and records the outcome in `state.json`.
+/// How long a name the CA refused stays out of the certificate before it is tried again.
+pub const REFUSED_FOR: i64 = 86_400;
+
+/// The names to request now: [`names::wanted`], less those the CA refused within [`REFUSED_FOR`] (listed as
+/// left out, with when they are tried again).
+pub async fn names_now(
+    settings: &AcmeSettings,
+    hostname: &str,
+    https: bool,
+    db: &crate::store::Store,
+    resolver: &Resolver,
+    store: &Store,
+) -> crate::error::Result<Names> {
+    let current = store.leaf().map(|l| l.names).unwrap_or_default();
+    let mut names = names::wanted(
+        hostname,
+        https,
+        db,
+        resolver,
+        &settings.public_ips,
+        &current,
+    )
+    .await?;
+    let now = unix_now();
+    let refused: Vec<(String, i64)> = store
+        .state()
+        .refused
+        .into_iter()
+        .filter(|(_, at)| now - at < REFUSED_FOR)
+        .collect();
+    names.names.retain(|n| {
+        let Some((_, at)) = refused.iter().find(|(r, _)| r == n) else {
+            return true;
+        };
+        names.skipped.push(format!(
+            "{n}: refused by the CA, tried again after {}",
+            crate::time::rfc3339_secs(at + REFUSED_FOR)
+        ));
+        false
+    });
+    Ok(names)
+}
+
+/// Issues for `names` and records the outcome in `state.json`. When the CA refuses some of the hosted
+/// domains' names (a CAA record, a name that points elsewhere) but not the host name, those are left out for
+/// [`REFUSED_FOR`] and the order is made again without them, so one domain's DNS never keeps the server
+/// without a certificate.
 pub async fn attempt(
     settings: &AcmeSettings,
     store: &Store,
@@ -83,10 +129,34 @@ pub async fn attempt(
     names: &Names,
     challenges: &super::challenge::Challenges,
 ) -> Result<Leaf, String> {
-    let result = super::order::issue(settings, store, resolver, &names.names, challenges).await;
+    let mut names = names.clone();
+    let mut newly_refused = Vec::new();
+    let mut result = super::order::issue(settings, store, resolver, &names.names, challenges).await;
+    if let Err(failure) = &result
+        && !failure.refused.is_empty()
+        && names.names.len() > failure.refused.len()
+        && !failure
+            .refused
+            .iter()
+            .any(|(n, _)| Some(n) == names.names.first())
+    {
+        for (name, why) in &failure.refused {
+            tracing::warn!(target: "mailctl::acme", name = %name, "the CA refused a name; asking again without it: {why}");
+            names.names.retain(|n| n != name);
+            names
+                .skipped
+                .push(format!("{name}: refused by the CA ({why})"));
+            newly_refused.push((name.clone(), unix_now()));
+        }
+        result = super::order::issue(settings, store, resolver, &names.names, challenges).await;
+    }
     let mut state = store.state();
     state.last_attempt = Some(unix_now());
     state.skipped = names.skipped.clone();
+    state
+        .refused
+        .retain(|(_, at)| unix_now() - at < REFUSED_FOR);
+    state.refused.extend(newly_refused);
     match &result {
         Ok(_) => {
             state.last_success = state.last_attempt;
@@ -94,29 +164,42 @@ pub async fn attempt(
             state.failures = 0;
         }
         Err(e) => {
-            state.last_error = Some(e.clone());
+            state.last_error = Some(e.message.clone());
             state.failures += 1;
         }
     }
     if let Err(e) = store.save_state(&state) {
         tracing::warn!(target: "mailctl::acme", "{e}");
     }
-    result
+    result.map_err(|e| e.message)
 }
 
-/// The daemon's task, until it stops.
+/// The daemon's task, until it stops. It holds `daemon.lock` while it runs, so `mailctl cert renew` leaves its
+/// requests here rather than answering the CA itself.
 pub async fn run(server: Arc<Context>, settings: AcmeSettings, resolver: Resolver) {
     let store = Store::new(&settings.dir);
+    let _lock = match store.lock_daemon() {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            tracing::error!(target: "mailctl::acme", dir = %settings.dir.display(),
+                "another serve manages this ACME directory; this one does not renew");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(target: "mailctl::acme", error = %e, "cannot lock the ACME directory; no renewals");
+            return;
+        }
+    };
     let mut shutdown = server.shutdown.clone();
     let mut next = Instant::now();
     let mut loaded = store.leaf().map(|l| l.serial);
     loop {
         let request = store.take_request();
         if request.is_some() || Instant::now() >= next {
-            // A certificate replaced on disk by `mailctl cert renew` run without the daemon's port.
+            // A certificate replaced on disk by `mailctl cert renew` run while no daemon was there.
             let on_disk = store.leaf().map(|l| l.serial);
             if on_disk != loaded {
-                reload(&server);
+                let _ = reload(&server);
             }
             let wait = check(&server, &settings, &store, &resolver, request.as_ref()).await;
             loaded = store.leaf().map(|l| l.serial);
@@ -142,18 +225,16 @@ async fn check(
 ) -> Duration {
     let https = server.settings.https.is_some();
     let hostname = &server.settings.hostname;
-    let names = match names::wanted(
-        hostname,
-        https,
-        &server.store,
-        resolver,
-        &settings.public_ips,
-    )
-    .await
-    {
+    let names = match names_now(settings, hostname, https, &server.store, resolver, store).await {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(target: "mailctl::acme", error = %e, "cannot list the hosted domains; trying again later");
+            answer(
+                store,
+                request,
+                false,
+                Some(format!("cannot list the hosted domains: {e}")),
+            );
             return FIRST_RETRY;
         }
     };
@@ -168,7 +249,10 @@ async fn check(
             "renewal forced (mailctl cert renew --force)".into()
         }
         Due::At(at) => {
-            handled(store, request, Some(&names));
+            let mut state = store.state();
+            state.skipped = names.skipped.clone();
+            let _ = store.save_state(&state);
+            answer(store, request, false, None);
             return RECHECK.min(at.duration_since(SystemTime::now()).unwrap_or_default());
         }
     };
@@ -177,11 +261,14 @@ async fn check(
     }
     tracing::info!(target: "mailctl::acme", names = %names.names.join(","), "requesting a certificate: {reason}");
     let result = attempt(settings, store, resolver, &names, &server.challenges).await;
-    if result.is_ok() {
-        reload(server);
-    }
-    // Only now: `mailctl cert renew` reports once the listeners serve the new certificate.
-    handled(store, request, None);
+    // `mailctl cert renew` hears of it only once the listeners serve the new certificate.
+    let outcome = match &result {
+        Ok(_) => {
+            reload(server).map_err(|e| format!("the certificate was obtained but not loaded: {e}"))
+        }
+        Err(e) => Err(e.clone()),
+    };
+    answer(store, request, outcome.is_ok(), outcome.err());
     match result {
         Ok(leaf) => {
             tracing::info!(target: "mailctl::acme", names = %leaf.names.join(","), issuer = %leaf.issuer,
@@ -200,28 +287,36 @@ async fn check(
     }
 }
 
-/// Records that `request` (if any) was handled, with the names left out when they were judged.
-fn handled(store: &Store, request: Option<&Request>, names: Option<&Names>) {
+/// Answers `request` (if any) in `state.json`.
+fn answer(store: &Store, request: Option<&Request>, renewed: bool, error: Option<String>) {
     let Some(r) = request else {
         return;
     };
     let mut state = store.state();
-    state.handled_request = Some(r.id.clone());
-    if let Some(n) = names {
-        state.skipped = n.skipped.clone();
-    }
+    state.request = Some(Handled {
+        id: r.id.clone(),
+        renewed,
+        error,
+    });
     if let Err(e) = store.save_state(&state) {
         tracing::warn!(target: "mailctl::acme", "{e}");
     }
 }
 
 /// Swaps the stored certificate into the listeners (as SIGHUP does).
-fn reload(server: &Context) {
-    if let Some(tls) = &server.tls {
-        match tls.reload() {
-            Ok(()) => tracing::info!(target: "mailctl::acme", "TLS certificate reloaded"),
-            Err(e) => tracing::error!(target: "mailctl::acme", error = %e,
-                "TLS reload failed, keeping the previous certificate"),
+fn reload(server: &Context) -> Result<(), String> {
+    let Some(tls) = &server.tls else {
+        return Ok(());
+    };
+    match tls.reload() {
+        Ok(()) => {
+            tracing::info!(target: "mailctl::acme", "TLS certificate reloaded");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(target: "mailctl::acme", error = %e,
+                "TLS reload failed, keeping the previous certificate");
+            Err(e.to_string())
         }
     }
 }

@@ -19,6 +19,24 @@ use crate::tls::leaf::Leaf;
 /// How long the CA may take to validate the names, then to issue.
 const POLL: Duration = Duration::from_secs(180);
 
+/// Why an issuance failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// One line: the step and the CA's words.
+    pub message: String,
+    /// The names the CA refused to validate, each with its reason (empty when the failure is not about names).
+    pub refused: Vec<(String, String)>,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure {
+            message,
+            refused: Vec::new(),
+        }
+    }
+}
+
 /// Obtains a certificate for `names` (the first is the host name) and stores it with its key; returns the
 /// new leaf. The challenges are published in `challenges` while the order is open.
 pub async fn issue(
@@ -27,7 +45,7 @@ pub async fn issue(
     resolver: &Resolver,
     names: &[String],
     challenges: &Challenges,
-) -> Result<Leaf, String> {
+) -> Result<Leaf, Failure> {
     let result = run(settings, store, resolver, names, challenges).await;
     challenges.clear();
     result
@@ -39,7 +57,7 @@ async fn run(
     resolver: &Resolver,
     names: &[String],
     challenges: &Challenges,
-) -> Result<Leaf, String> {
+) -> Result<Leaf, Failure> {
     let roots = crate::tls::Trust::load(settings.directory_ca.as_deref())
         .map_err(|e| format!("server.acme.directory_ca: {e}"))?
         .roots();
@@ -83,10 +101,9 @@ async fn run(
             AuthorizationStatus::Pending => {}
             AuthorizationStatus::Valid => continue,
             other => {
-                return Err(format!(
-                    "the authorization of {} is {other:?}",
-                    authz.identifier()
-                ));
+                return Err(
+                    format!("the authorization of {} is {other:?}", authz.identifier()).into(),
+                );
             }
         }
         let name = authz.identifier().to_string();
@@ -112,7 +129,7 @@ async fn run(
     match order.poll_ready(&retry).await {
         Ok(OrderStatus::Ready) => {}
         Ok(_) | Err(instant_acme::Error::Api(_)) => return Err(refusals(&mut order).await),
-        Err(e) => return Err(format!("validation did not finish: {e}")),
+        Err(e) => return Err(format!("validation did not finish: {e}").into()),
     }
     let key = if settings.reuse_key {
         store.key().map_err(|e| e.to_string())?
@@ -136,13 +153,9 @@ async fn run(
         .map_err(|e| format!("the CA did not issue the certificate: {e}"))?;
     let leaf = Leaf::from_pem(chain.as_bytes())
         .map_err(|e| format!("the CA sent an unusable certificate: {e}"))?;
-    use sha2::Digest;
-    let ours: String = sha2::Sha256::digest(rcgen::PublicKeyData::subject_public_key_info(&key))
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let ours = crate::tls::leaf::sha256_hex(&rcgen::PublicKeyData::subject_public_key_info(&key));
     if leaf.spki_sha256 != ours {
-        return Err("the CA's certificate is not for our key".into());
+        return Err(String::from("the CA's certificate is not for our key").into());
     }
     if !settings.reuse_key {
         store
@@ -154,13 +167,13 @@ async fn run(
 }
 
 /// Why an order became invalid: each refused name with the CA's words.
-async fn refusals(order: &mut instant_acme::Order) -> String {
-    let mut reasons = Vec::new();
+async fn refusals(order: &mut instant_acme::Order) -> Failure {
+    let mut refused = Vec::new();
     let mut authorizations = order.authorizations();
     while let Some(Ok(mut authz)) = authorizations.next().await {
         // The state read when the order opened is stale (pending): read it again.
         let _ = authz.refresh().await;
-        if authz.status == AuthorizationStatus::Valid {
+        if authz.status != AuthorizationStatus::Invalid {
             continue;
         }
         let why = authz
@@ -169,11 +182,16 @@ async fn refusals(order: &mut instant_acme::Order) -> String {
             .find_map(|c| c.error.as_ref())
             .map(|p| p.detail.clone().unwrap_or_else(|| p.to_string()))
             .unwrap_or_else(|| format!("{:?}", authz.status));
-        reasons.push(format!("{}: {why}", authz.identifier()));
+        refused.push((authz.identifier().to_string(), why));
     }
-    if reasons.is_empty() {
+    let message = if refused.is_empty() {
         "the order became invalid".into()
     } else {
-        format!("the CA refused {}", reasons.join("; "))
-    }
+        let listed: Vec<String> = refused
+            .iter()
+            .map(|(n, why)| format!("{n}: {why}"))
+            .collect();
+        format!("the CA refused {}", listed.join("; "))
+    };
+    Failure { message, refused }
 }

@@ -1,8 +1,11 @@
 //! The ACME state directory: `account.json` (the account's key and URL, with the directory it belongs to),
 //! `key.pem` (the certificate's private key, kept across renewals), `cert.pem` (the chain the listeners serve),
-//! `state.json` (the last attempt: when, what came of it, which names were left out) and `renew.request`
-//! (left by `mailctl cert renew` for the running daemon). Every file is 0600 and replaced atomically (written
-//! beside, synced, renamed), so a crash leaves the old file or the new one, never half of one.
+//! `state.json` (the last attempt: when, what came of it, which names were left out; the outcome of the last
+//! request), `renew.request` (left by `mailctl cert renew` for the running daemon) and `daemon.lock` (held by
+//! the running daemon, so `cert renew` knows whether one is there). Every file is 0600 and replaced atomically
+//! (written to a temporary file of its own beside, synced, renamed), so a crash or a second writer leaves the
+//! old file or the new one, never half of one. Written by root (`mailctl cert renew` run by an admin), a file
+//! is given to the directory's owner first, so the daemon, running as that user, can read and replace it.
 //!
 //! Before the first certificate is issued the listeners need one to start: [`Store::prepare`] makes the key and
 //! a self-signed placeholder for the host name, and puts a placeholder back whenever the key and the chain on
@@ -35,8 +38,22 @@ pub struct State {
     /// Names of hosted domains left out of the certificate, each with the reason.
     #[serde(default)]
     pub skipped: Vec<String>,
-    /// The id of the last `mailctl cert renew` request the daemon handled.
-    pub handled_request: Option<String>,
+    /// Names the CA refused to validate, with when (Unix seconds): left out for a day, then tried again.
+    #[serde(default)]
+    pub refused: Vec<(String, i64)>,
+    /// What came of the last `mailctl cert renew` request the daemon handled.
+    pub request: Option<Handled>,
+}
+
+/// The daemon's answer to a `mailctl cert renew` request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Handled {
+    /// The request's id.
+    pub id: String,
+    /// A certificate was obtained and is being served.
+    pub renewed: bool,
+    /// Why not, when something failed (`None` with `renewed: false`: it was not due).
+    pub error: Option<String>,
 }
 
 /// A renewal asked for by `mailctl cert renew`.
@@ -93,7 +110,11 @@ impl Store {
             self.new_key()?;
         }
         let (cert, key) = (self.path("cert.pem"), key_path);
-        if crate::tls::server::Tls::load(&cert, &key).is_err() {
+        // A chain missing, unparsable or not for the key: the placeholder. One that cannot be read (a
+        // permission problem) is left alone for the start-up checks to name.
+        let readable = std::fs::File::open(&cert).is_ok() && std::fs::File::open(&key).is_ok();
+        let missing = !cert.exists();
+        if missing || (readable && crate::tls::server::Tls::load(&cert, &key).is_err()) {
             let placeholder = self.placeholder(hostname)?;
             self.write("cert.pem", placeholder.as_bytes())?;
         }
@@ -102,7 +123,7 @@ impl Store {
                 std::os::unix::fs::chown(&path, Some(uid), Some(gid))
                     .map_err(|e| self.io("cannot change the owner of", &path, e))?;
             }
-            for name in ["account.json", "state.json", "renew.request"] {
+            for name in ["account.json", "state.json", "renew.request", "daemon.lock"] {
                 let path = self.path(name);
                 if path.exists() {
                     std::os::unix::fs::chown(&path, Some(uid), Some(gid))
@@ -208,25 +229,83 @@ impl Store {
         self.write("renew.request", &json)
     }
 
-    /// Takes the pending renewal request, if any.
+    /// Takes the pending renewal request, if any: renamed away first, so a request written meanwhile is
+    /// the next one, never lost.
     pub fn take_request(&self) -> Option<Request> {
         let path = self.path("renew.request");
-        let bytes = std::fs::read(&path).ok()?;
-        let _ = std::fs::remove_file(&path);
-        serde_json::from_slice(&bytes).ok()
+        let taken = self.path(".renew.request.taken");
+        std::fs::rename(&path, &taken).ok()?;
+        let bytes = std::fs::read(&taken).ok();
+        let _ = std::fs::remove_file(&taken);
+        serde_json::from_slice(&bytes?).ok()
     }
 
-    /// Writes `name` atomically, mode 0600.
-    fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let path = self.path(name);
-        let tmp = self.path(&format!(".{name}.tmp"));
-        let written = std::fs::OpenOptions::new()
+    /// Withdraws the pending request `id` (a `cert renew` that stopped waiting), if it is still there.
+    pub fn withdraw_request(&self, id: &str) {
+        let path = self.path("renew.request");
+        let pending: Option<Request> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if pending.is_some_and(|r| r.id == id) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+
+    /// Holds `daemon.lock` for as long as the returned file lives: the running daemon does, so that
+    /// [`Store::daemon_running`] can tell. `None` when another process holds it.
+    pub fn lock_daemon(&self) -> Result<Option<std::fs::File>> {
+        let path = self.path("daemon.lock");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| self.io("cannot open", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(self.io("cannot lock", &path, e)),
+        }
+    }
+
+    /// Whether a daemon holds `daemon.lock` now.
+    pub fn daemon_running(&self) -> bool {
+        let path = self.path("daemon.lock");
+        match std::fs::OpenOptions::new().read(true).open(&path) {
+            Ok(file) => matches!(
+                file.try_lock_shared(),
+                Err(std::fs::TryLockError::WouldBlock)
+            ),
+            Err(_) => false,
+        }
+    }
+
+    /// Writes `name` atomically, mode 0600, owned by the directory's owner.
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.path(name);
+        let unique = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let tmp = self.path(&format!(".{name}.{}.{unique}.tmp", std::process::id()));
+        let owner = std::fs::metadata(&self.dir)
+            .ok()
+            .map(|m| (m.uid(), m.gid()))
+            .filter(|&(uid, _)| crate::sys::effective_ids().0 == 0 && uid != 0);
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .and_then(|mut f| {
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+                }
                 f.write_all(bytes)?;
                 f.sync_all()
             })
@@ -294,6 +373,28 @@ mod tests {
     }
 
     #[test]
+    fn the_daemon_lock_is_seen_and_root_writes_for_the_owner_of_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        assert!(!store.daemon_running());
+        let held = store.lock_daemon().unwrap().expect("free");
+        assert!(store.daemon_running());
+        assert!(
+            store.lock_daemon().unwrap().is_none(),
+            "one daemon at a time"
+        );
+        drop(held);
+        assert!(!store.daemon_running());
+        if crate::sys::effective_ids().0 == 0 {
+            use std::os::unix::fs::MetadataExt;
+            std::os::unix::fs::chown(dir.path(), Some(65534), Some(65534)).unwrap();
+            store.save_state(&State::default()).unwrap();
+            let meta = std::fs::metadata(dir.path().join("state.json")).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+        }
+    }
+
+    #[test]
     fn state_and_requests_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
@@ -311,7 +412,11 @@ mod tests {
             force: true,
         };
         store.request(&request).unwrap();
-        assert_eq!(store.take_request(), Some(request));
+        assert_eq!(store.take_request(), Some(request.clone()));
+        assert_eq!(store.take_request(), None);
+        store.request(&request).unwrap();
+        store.withdraw_request("other");
+        store.withdraw_request("1");
         assert_eq!(store.take_request(), None);
     }
 }

@@ -24,7 +24,7 @@ use crate::tls::leaf::Leaf;
 #[derive(Debug, Subcommand)]
 pub enum CertCmd {
     /// Show the certificate in use: names, issuer, validity, renewal date, its key's TLSA 3 1 1 value, and the
-    /// last ACME attempt (exit 1 when it is a placeholder, expired, or past its renewal date)
+    /// last ACME attempt (exit 1 on the placeholder, an expired certificate, or a due renewal that failed)
     Status {
         /// DNS server for the name checks, IP[:PORT] [default: config dns.nameserver, else the system's]
         #[arg(long)]
@@ -134,19 +134,12 @@ pub async fn run(ctx: &Ctx, cmd: CertCmd) -> Result<()> {
     }
 }
 
-/// RFC 3339 of Unix seconds.
-fn rfc3339(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default()
-}
-
 fn rfc3339_time(t: SystemTime) -> String {
     let secs = t
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    rfc3339(secs)
+    crate::time::rfc3339_secs(secs)
 }
 
 /// The view of the certificate in `settings`' files; `due` is the ACME verdict, when ACME is on.
@@ -184,8 +177,8 @@ fn view(settings: &Settings, leaf: &Leaf, due: Option<&Due>, store: Option<&Stor
         tlsa_3_1_1: leaf.spki_sha256.clone(),
         renewal,
         renewal_due,
-        last_attempt: state.last_attempt.map(rfc3339),
-        last_success: state.last_success.map(rfc3339),
+        last_attempt: state.last_attempt.map(crate::time::rfc3339_secs),
+        last_success: state.last_success.map(crate::time::rfc3339_secs),
         last_error: state.last_error,
         skipped: state.skipped,
     }
@@ -200,12 +193,13 @@ async fn judge(
     store: &Store,
 ) -> Result<(names::Names, Due)> {
     let db = ctx.store().await?;
-    let wanted = names::wanted(
+    let wanted = manager::names_now(
+        acme,
         &settings.hostname,
         settings.https.is_some(),
         &db,
         resolver,
-        &acme.public_ips,
+        store,
     )
     .await?;
     let due = manager::due(
@@ -290,20 +284,19 @@ async fn renew(
         );
         return Ok(());
     }
-    let listen = acme.challenge.listen();
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(l) => Some(l),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => None,
-        Err(e) => {
-            return Err(Error::refused(format!(
-                "cannot answer the CA's {} challenge on {listen}: {e} (run as root, or let the running serve renew)",
-                acme.challenge.name()
-            )));
-        }
-    };
-    let leaf = match listener {
-        Some(listener) => directly(settings, acme, resolver, &store, &wanted, listener).await?,
-        None => through_daemon(&store, force, wait).await?,
+    let leaf = if store.daemon_running() {
+        through_daemon(&store, force, wait).await?
+    } else {
+        let listen = acme.challenge.listen();
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+            Error::refused(format!(
+                "cannot answer the CA's {} challenge on {listen}: {e} (no serve manages {}; start it, or run \
+                 this as root)",
+                acme.challenge.name(),
+                acme.dir.display()
+            ))
+        })?;
+        directly(settings, acme, resolver, &store, &wanted, listener).await?
     };
     let Some(leaf) = leaf else {
         let at = store.leaf().map(|l| l.not_after);
@@ -329,8 +322,7 @@ async fn renew(
     Ok(())
 }
 
-/// No daemon holds the challenge port: answer the challenges here, then the running serve (if any, on other
-/// ports) picks the new certificate up at its next look.
+/// No daemon manages the directory: answer the challenges here; the next start serves the result.
 async fn directly(
     settings: &Settings,
     acme: &AcmeSettings,
@@ -368,7 +360,8 @@ async fn directly(
     result.map(Some).map_err(Error::refused)
 }
 
-/// The running serve holds the challenge port: leave it a request and wait for its answer.
+/// A running serve manages the directory (it holds `daemon.lock`): leave it a request and wait for its
+/// answer, which comes once the listeners serve the new certificate.
 async fn through_daemon(store: &Store, force: bool, wait: Duration) -> Result<Option<Leaf>> {
     let id = format!(
         "{}-{}",
@@ -378,29 +371,25 @@ async fn through_daemon(store: &Store, force: bool, wait: Duration) -> Result<Op
             .map(|d| d.subsec_nanos())
             .unwrap_or(0)
     );
-    let before = store.state().last_attempt;
     store.request(&Request {
         id: id.clone(),
         force,
     })?;
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let state = store.state();
-        if state.handled_request.as_deref() == Some(id.as_str()) {
-            if state.last_attempt == before {
-                return Ok(None);
-            }
-            return match state.last_error {
-                Some(e) => Err(Error::refused(e)),
-                None => store.leaf().map(Some).ok_or_else(|| {
-                    Error::refused("serve reported success but no certificate is stored")
+        if let Some(handled) = store.state().request.filter(|h| h.id == id) {
+            return match (handled.renewed, handled.error) {
+                (_, Some(e)) => Err(Error::refused(e)),
+                (false, None) => Ok(None),
+                (true, None) => store.leaf().map(Some).ok_or_else(|| {
+                    Error::refused("serve reported a new certificate but none is stored")
                 }),
             };
         }
         if tokio::time::Instant::now() >= deadline {
+            store.withdraw_request(&id);
             return Err(Error::refused(format!(
-                "the running serve did not finish the renewal within {} s (its log says why; is it started with \
-                 this [server.acme]?)",
+                "the running serve did not answer within {} s (its log says why)",
                 wait.as_secs()
             )));
         }

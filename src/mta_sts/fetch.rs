@@ -69,12 +69,47 @@ pub async fn fetch_policy_text(
     options: &FetchOptions,
 ) -> Result<String, FetchError> {
     let host = format!("mta-sts.{domain}");
-    let timeout = options.timeout;
     let ips = addresses(resolver, &host).await?;
+    let request = format!(
+        "GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {}\r\n\
+         Accept: text/plain\r\nConnection: close\r\n\r\n",
+        options.user_agent
+    );
+    let expect = http::Expect {
+        max_body: super::MAX_BODY,
+        every_status: false,
+        head_only: false,
+    };
+    let response = https_request(
+        &host,
+        &ips,
+        options.port,
+        options.roots.clone(),
+        request.as_bytes(),
+        options.timeout,
+        expect,
+    )
+    .await?;
+    response.policy_text().map_err(FetchError::Invalid)
+}
+
+/// One HTTPS/1.1 exchange with `host` at the first of `ips` that accepts on `port`: the chain verified against
+/// `roots` for `host`, `request` (head and body, `Connection: close`) sent, the response read until complete
+/// or closed and framed as `expect` says; the connection, the handshake and the exchange each within
+/// `timeout`. Shared by the policy fetch and the ACME client.
+pub async fn https_request(
+    host: &str,
+    ips: &[IpAddr],
+    port: u16,
+    roots: Arc<RootCertStore>,
+    request: &[u8],
+    timeout: Duration,
+    expect: http::Expect,
+) -> Result<http::Response, FetchError> {
     let mut errors = Vec::new();
     let mut tcp = None;
     for ip in ips {
-        let addr = SocketAddr::new(ip, options.port);
+        let addr = SocketAddr::new(*ip, port);
         match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {
                 tcp = Some(s);
@@ -87,9 +122,9 @@ pub async fn fetch_policy_text(
     let tcp = tcp.ok_or_else(|| {
         FetchError::Unreachable(format!("cannot connect to {host} ({})", errors.join("; ")))
     })?;
-    let config = crate::tls::strict_config(options.roots.clone())
+    let config = crate::tls::strict_config(roots)
         .map_err(|e| FetchError::Unreachable(format!("TLS setup failed on our side ({e})")))?;
-    let name = rustls::pki_types::ServerName::try_from(host.clone())
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| FetchError::Invalid(format!("{host} is not a valid TLS server name ({e})")))?;
     let connector = tokio_rustls::TlsConnector::from(config);
     let mut stream = match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
@@ -101,18 +136,13 @@ pub async fn fetch_policy_text(
             )));
         }
     };
-    let request = format!(
-        "GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {}\r\n\
-         Accept: text/plain\r\nConnection: close\r\n\r\n",
-        options.user_agent
-    );
     let exchange = async {
-        stream.write_all(request.as_bytes()).await?;
+        stream.write_all(request).await?;
         stream.flush().await?;
         let mut buf = Vec::new();
         let mut chunk = [0u8; 8192];
         loop {
-            if let Some(r) = http::parse_response(&buf, false).map_err(std::io::Error::other)? {
+            if let Some(r) = http::parse(&buf, false, expect).map_err(std::io::Error::other)? {
                 return Ok(r);
             }
             let n = match stream.read(&mut chunk).await {
@@ -122,7 +152,7 @@ pub async fn fetch_policy_text(
                 Err(e) => return Err(e),
             };
             if n == 0 {
-                return http::parse_response(&buf, true)
+                return http::parse(&buf, true, expect)
                     .map_err(std::io::Error::other)?
                     .ok_or_else(|| std::io::Error::other("incomplete response"));
             }
@@ -140,7 +170,7 @@ pub async fn fetch_policy_text(
         }
     };
     let _ = tokio::time::timeout(timeout, stream.shutdown()).await;
-    response.policy_text().map_err(FetchError::Invalid)
+    Ok(response)
 }
 
 /// The A and AAAA addresses of `host`.

@@ -53,17 +53,36 @@ impl Response {
 
 /// Parses what arrived so far of a policy fetch: `Ok(None)` means "need more" (never returned when `eof`).
 pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, String> {
-    parse(buf, eof, MAX_BODY, false)
+    parse(
+        buf,
+        eof,
+        Expect {
+            max_body: MAX_BODY,
+            every_status: false,
+            head_only: false,
+        },
+    )
 }
 
-/// Parses what arrived so far: `Ok(None)` means "need more" (never returned when `eof`). The body is read for
-/// every status when `every_status`, for 200 only otherwise, and may be at most `max_body` bytes.
-pub fn parse(
-    buf: &[u8],
-    eof: bool,
-    max_body: usize,
-    every_status: bool,
-) -> Result<Option<Response>, String> {
+/// How a response is framed and bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect {
+    /// The largest body accepted.
+    pub max_body: usize,
+    /// Read the body of every status (else of 200 only).
+    pub every_status: bool,
+    /// The answer to a HEAD request: no body, whatever its headers say.
+    pub head_only: bool,
+}
+
+/// Parses what arrived so far: `Ok(None)` means "need more" (never returned when `eof`), framed as `expect`
+/// says. A 1xx, 204 or 304 answer has no body either (RFC 9112 6.3).
+pub fn parse(buf: &[u8], eof: bool, expect: Expect) -> Result<Option<Response>, String> {
+    let Expect {
+        max_body,
+        every_status,
+        head_only,
+    } = expect;
     let too_large = || format!("the body is larger than {} KiB", max_body / 1024);
     let Some(head_end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
         return if buf.len() > MAX_HEAD {
@@ -123,7 +142,12 @@ pub fn parse(
         headers,
         body: Vec::new(),
     };
-    if status != 200 && !every_status {
+    if (status != 200 && !every_status)
+        || head_only
+        || status < 200
+        || status == 204
+        || status == 304
+    {
         return Ok(Some(response));
     }
     let rest = &buf[head_end + 4..];

@@ -16,7 +16,7 @@ mod txt;
 
 use std::fmt;
 
-pub use fetch::{FetchError, FetchOptions, fetch_policy, fetch_policy_text};
+pub use fetch::{FetchError, FetchOptions, fetch_policy, fetch_policy_text, https_request};
 pub use txt::{StsTxt, field_name, parse_sts, sts_txt};
 
 /// Largest policy body accepted (RFC 8461 3.3 suggests senders limit it; 64 KiB is generous).

@@ -6,7 +6,11 @@
 
 use std::time::Duration;
 
+use std::future::Future;
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 /// The largest request head accepted, in bytes.
 pub const HEAD_LIMIT: usize = 8 * 1024;
@@ -185,4 +189,84 @@ pub async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
         }
     })
     .await;
+}
+
+/// Connections an HTTP listener handles at the same time; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// Connections from one client address at the same time; more are closed at once.
+pub const MAX_PER_IP: usize = 16;
+
+/// Open connections per client address.
+#[derive(Debug, Default)]
+struct PerIp(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+impl PerIp {
+    fn enter(&self, ip: std::net::IpAddr) -> bool {
+        let Ok(mut map) = self.0.lock() else {
+            return false;
+        };
+        let n = map.entry(ip).or_insert(0);
+        if *n >= MAX_PER_IP {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn leave(&self, ip: std::net::IpAddr) {
+        if let Ok(mut map) = self.0.lock()
+            && let Some(n) = map.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Accepts on `listener` (named `name` in logs) until `shutdown`, each connection handled by `handle` in a task
+/// of its own: at most [`MAX_CONNECTIONS`] at once and [`MAX_PER_IP`] per client address, more closed at once.
+pub async fn accept_limited<H, F>(
+    listener: TcpListener,
+    mut shutdown: crate::smtp::shutdown::Shutdown,
+    name: &'static str,
+    handle: H,
+) where
+    H: Fn(TcpStream) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_ip = Arc::new(PerIp::default());
+    loop {
+        if shutdown.is_shutdown() {
+            return;
+        }
+        tokio::select! {
+            () = shutdown.recv() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let ip = peer.ip().to_canonical();
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        continue;
+                    };
+                    if !per_ip.enter(ip) {
+                        continue;
+                    }
+                    let per_ip = per_ip.clone();
+                    let work = handle(stream);
+                    tokio::spawn(async move {
+                        work.await;
+                        per_ip.leave(ip);
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(target: "mailctl::smtp", "{name}: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
 }

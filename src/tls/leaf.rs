@@ -46,8 +46,6 @@ impl Leaf {
             .subject_public_key_info
             .to_der()
             .map_err(|e| e.to_string())?;
-        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
-        use sha2::Digest;
         Ok(Leaf {
             names,
             not_before: tbs.validity.not_before.to_system_time(),
@@ -55,7 +53,7 @@ impl Leaf {
             issuer: tbs.issuer.to_string(),
             subject: tbs.subject.to_string(),
             serial: hex(tbs.serial_number.as_bytes()),
-            spki_sha256: hex(&sha2::Sha256::digest(&spki)),
+            spki_sha256: sha256_hex(&spki),
         })
     }
 
@@ -74,6 +72,17 @@ impl Leaf {
     pub fn self_issued(&self) -> bool {
         self.issuer == self.subject
     }
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lowercase hex of the SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
 }
 
 #[cfg(test)]
@@ -96,6 +105,7 @@ mod tests {
                 .map(|b| format!("{b:02x}"))
                 .collect();
         assert_eq!(leaf.spki_sha256, expected);
+        assert_eq!(hex(&[0, 171, 255]), "00abff");
         assert!(Leaf::from_pem(b"nothing").is_err());
     }
 }

@@ -151,7 +151,7 @@ fn read_write_paths_and_ordering_follow_the_config() {
     assert_eq!(one(&run.stdout, "ReadWritePaths"), "/var/lib/mailctl/acme");
     assert!(
         run.stderr
-            .contains("install -d -m 700 -o USER /var/lib/mailctl/acme"),
+            .contains("install -d -m 700 -o mailctl /var/lib/mailctl/acme"),
         "{}",
         run.stderr
     );

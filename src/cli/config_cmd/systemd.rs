@@ -136,7 +136,7 @@ pub fn params(config: &Config, args: &SystemdArgs) -> Result<(UnitParams, Vec<St
             .unwrap_or_else(|| PathBuf::from(crate::acme::settings::DEFAULT_DIR));
         unit_path("server.acme.dir", &dir)?;
         notes.push(format!(
-            "systemd needs {} to exist before the first start (ReadWritePaths): install -d -m 700 -o USER {}",
+            "systemd needs {} to exist before the first start (ReadWritePaths): install -d -m 700 -o {user} {}",
             dir.display(),
             dir.display()
         ));

@@ -258,8 +258,8 @@ pub async fn plan(
             kind,
             domain,
             report_id: report_id.clone(),
-            begin: rfc3339(from),
-            end: rfc3339(before - 1),
+            begin: crate::time::rfc3339_secs(from),
+            end: crate::time::rfc3339_secs(before - 1),
             records: 0,
             messages: 0,
             destinations: Vec::new(),
@@ -523,10 +523,6 @@ fn clip(text: &str, max: usize) -> String {
 
 fn at(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(seconds, 0).single().unwrap_or_default()
-}
-
-fn rfc3339(seconds: i64) -> String {
-    at(seconds).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The start of the UTC day `now` is in: the cutoff of the daily run (today's mail waits for tomorrow).

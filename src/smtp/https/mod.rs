@@ -8,7 +8,8 @@
 //!
 //! each only for a hosted, active domain (404 otherwise). One request per connection, the TLS handshake and
 //! the request within [`READ_TIMEOUT`] together, a head of at most [`crate::smtp::http::HEAD_LIMIT`], a POST
-//! body of at most [`BODY_LIMIT`], at most [`MAX_CONNECTIONS`] at once and [`MAX_PER_IP`] per client address;
+//! body of at most [`BODY_LIMIT`], at most [`crate::smtp::http::MAX_CONNECTIONS`] at once and
+//! [`crate::smtp::http::MAX_PER_IP`] per client address;
 //! only GET and HEAD (and POST for autodiscover); Host required. Which domains are hosted is read at most
 //! every 30 s, so requests cost no database query.
 
@@ -19,7 +20,6 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use crate::smtp::http::{Head, finish, parse_head, read_head, response};
 use crate::smtp::inbound::Context;
@@ -27,80 +27,19 @@ use crate::smtp::settings::HttpsSettings;
 
 /// How long a client has for the TLS handshake, then for its request (and to take the response).
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections handled at the same time; more are closed at once.
-pub const MAX_CONNECTIONS: usize = 256;
 /// The largest request body read (an autodiscover request is a few hundred bytes).
 pub const BODY_LIMIT: usize = 16 * 1024;
-
-/// Connections from one client address at the same time; more are closed at once.
-pub const MAX_PER_IP: usize = 16;
-
-/// Open connections per client address.
-#[derive(Debug, Default)]
-struct PerIp(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
-
-impl PerIp {
-    fn enter(&self, ip: std::net::IpAddr) -> bool {
-        let Ok(mut map) = self.0.lock() else {
-            return false;
-        };
-        let n = map.entry(ip).or_insert(0);
-        if *n >= MAX_PER_IP {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    fn leave(&self, ip: std::net::IpAddr) {
-        if let Ok(mut map) = self.0.lock()
-            && let Some(n) = map.get_mut(&ip)
-        {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&ip);
-            }
-        }
-    }
-}
 
 /// Serves HTTPS on `listener` until the daemon stops.
 pub async fn serve(listener: TcpListener, server: Arc<Context>, settings: HttpsSettings) {
     let settings = Arc::new(settings);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let per_ip = Arc::new(PerIp::default());
     let hosted = Arc::new(routes::Hosted::default());
-    let mut shutdown = server.shutdown.clone();
-    loop {
-        if shutdown.is_shutdown() {
-            return;
-        }
-        tokio::select! {
-            () = shutdown.recv() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let ip = peer.ip().to_canonical();
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        continue;
-                    };
-                    if !per_ip.enter(ip) {
-                        continue;
-                    }
-                    let (server, settings, per_ip, hosted) =
-                        (server.clone(), settings.clone(), per_ip.clone(), hosted.clone());
-                    tokio::spawn(async move {
-                        handle(stream, &server, &settings, &hosted).await;
-                        per_ip.leave(ip);
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(target: "mailctl::smtp", "https: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
+    let shutdown = server.shutdown.clone();
+    crate::smtp::http::accept_limited(listener, shutdown, "https", move |stream| {
+        let (server, settings, hosted) = (server.clone(), settings.clone(), hosted.clone());
+        async move { handle(stream, &server, &settings, &hosted).await }
+    })
+    .await;
 }
 
 /// One connection: TLS, one request, one response.

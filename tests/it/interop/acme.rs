@@ -98,9 +98,10 @@ impl Pebble {
     }
 }
 
-/// The test zone: the server, the hosted domain's HTTPS names, and the ACME server, all on 127.0.0.1.
+/// The test zone: the server, the hosted domain's HTTPS names, and the ACME server, all on 127.0.0.1; the names
+/// of `elsewhere.test` on 127.0.0.2, where nothing answers the CA.
 fn zone() -> TestDns {
-    let body = [
+    let mut body = [
         HOSTNAME,
         "mta-sts.example.test",
         "autoconfig.example.test",
@@ -109,6 +110,9 @@ fn zone() -> TestDns {
     .iter()
     .map(|n| format!("{n}. 300 IN A 127.0.0.1\n"))
     .collect::<String>();
+    body.push_str(
+        "mta-sts.elsewhere.test. 300 IN A 127.0.0.2\nautoconfig.elsewhere.test. 300 IN A 127.0.0.2\n",
+    );
     TestDns::start(&[("test.", &body)])
 }
 
@@ -160,8 +164,10 @@ fn issued(server: &TestServer, pebble: &Pebble, within: Duration) -> serde_json:
 fn interop_acme_tls_alpn_issues_serves_and_renews_with_pebble() {
     let db = setup(&[Need::Pebble]);
     example(&db);
-    // A hosted domain whose names do not resolve yet: left out, never failing the order.
+    // A hosted domain whose names do not resolve yet: left out, never failing the order. One whose names
+    // point where the CA gets no answer: refused by the CA, then left out and the order made again.
     db.run(&["domain", "add", "later.test"]).ok();
+    db.run(&["domain", "add", "elsewhere.test"]).ok();
     let dir = tempfile::tempdir().unwrap();
     let dns = zone();
     let tls_port = free_port();
@@ -187,6 +193,11 @@ fn interop_acme_tls_alpn_issues_serves_and_renews_with_pebble() {
     let skipped = status["skipped"].to_string();
     assert!(
         skipped.contains("mta-sts.later.test: no A or AAAA record"),
+        "{status}"
+    );
+    assert!(
+        skipped.contains("autoconfig.elsewhere.test: refused by the CA")
+            && skipped.contains("mta-sts.elsewhere.test: refused by the CA"),
         "{status}"
     );
     assert!(
@@ -290,15 +301,22 @@ fn interop_acme_http01_and_a_ca_that_refuses() {
     smtp.starttls(&root, HOSTNAME);
     smtp.command("QUIT");
 
-    // A name the CA cannot validate (its A record points nowhere we answer): one line, exit 1, the
-    // certificate in use kept.
+    // The host name itself refused (the CA's HTTP-01 request reaches the daemon's port, which knows nothing of
+    // this command's challenge): one line, exit 1.
     let config = std::fs::read_to_string(&server.config).unwrap();
     let other = dir.path().join("other.toml");
-    let stray = config.replace(
-        &format!("acme.http_listen = \"127.0.0.1:{http_port}\""),
-        &format!("acme.http_listen = \"127.0.0.1:{}\"", free_port()),
+    // (Its own ACME directory: no daemon manages it, so the command answers the CA itself.)
+    let acme_dir = dir.path().join("acme").to_string_lossy().into_owned();
+    let stray = config
+        .replace(
+            &format!("acme.http_listen = \"127.0.0.1:{http_port}\""),
+            &format!("acme.http_listen = \"127.0.0.1:{}\"", free_port()),
+        )
+        .replace(&acme_dir, &format!("{acme_dir}-other"));
+    assert!(
+        stray.contains("-other") && stray.contains("acme.http_listen"),
+        "the test rewrites http_listen and dir"
     );
-    assert_ne!(stray, config, "the test rewrites http_listen");
     std::fs::write(&other, &stray).unwrap();
     let refused = mailctl(dir.path(), &other, &["cert", "renew", "--force"]);
     assert_eq!(refused.code, 1, "{}", refused.stderr);
