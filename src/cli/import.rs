@@ -46,7 +46,7 @@ impl Render for Summary {
     }
 }
 
-async fn apply(ctx: &Ctx, tx: &mut Tx, record: Record, summary: &mut Summary) -> Result<()> {
+async fn apply(tx: &mut Tx, record: Record, summary: &mut Summary) -> Result<()> {
     match record {
         Record::Domain(name, settings) => {
             provision::add_domain(tx, &name, &settings).await?;
@@ -60,21 +60,11 @@ async fn apply(ctx: &Ctx, tx: &mut Tx, record: Record, summary: &mut Summary) ->
             provision::add_alias_domain(tx, &alias, &target, active).await?;
             summary.alias_domains += 1;
         }
-        Record::Mailbox(addr, password, settings) => {
-            let hash = match password {
-                Password::Hash(h) => h,
-                Password::Plain(p) => {
-                    crate::password::check_acceptable(&p, ctx.config.min_password_length)
-                        .map_err(Error::Usage)?;
-                    let scheme = ctx.config.password_scheme;
-                    tokio::task::spawn_blocking(move || crate::password::hash(scheme, &p))
-                        .await
-                        .map_err(|e| Error::refused(format!("password hashing failed: {e}")))?
-                        .map_err(|e| Error::usage(e.to_string()))?
-                }
-            };
-            provision::add_mailbox(tx, &addr, hash, &settings).await?;
-            summary.mailboxes += 1;
+        // Mailboxes go in batches (see `run`).
+        Record::Mailbox(addr, ..) => {
+            return Err(Error::refused(format!(
+                "{addr}: a mailbox outside its batch"
+            )));
         }
         Record::Alias(addr, goto, active) => {
             provision::set_alias(tx, &addr, &goto, active).await?;
@@ -82,6 +72,77 @@ async fn apply(ctx: &Ctx, tx: &mut Tx, record: Record, summary: &mut Summary) ->
         }
     }
     Ok(())
+}
+
+/// Adds a run of mailboxes in batches, counting them and their refusals.
+async fn add_mailboxes(
+    tx: &mut Tx,
+    mailboxes: Vec<provision::NewMailbox>,
+    summary: &mut Summary,
+    errors: &mut Vec<String>,
+    bar: &indicatif::ProgressBar,
+) -> Result<()> {
+    for batch in mailboxes.chunks(provision::BATCH) {
+        let added = provision::add_mailboxes(tx, batch.to_vec()).await?;
+        summary.mailboxes += added.rows.len();
+        errors.extend(
+            added
+                .refused
+                .into_iter()
+                .map(|(line, e)| format!("line {line}: {e}")),
+        );
+        bar.inc(batch.len() as u64);
+    }
+    Ok(())
+}
+
+/// Hashes every plain-text password, on every core (the hash is the slow part of an import of plain-text
+/// passwords, and each is independent). A password that cannot be accepted or hashed becomes a row error and
+/// its row is dropped; every other record comes back in order, mailboxes with `Password::Hash`.
+async fn hash_passwords(
+    ctx: &Ctx,
+    lines: Vec<Line>,
+    errors: &mut Vec<String>,
+) -> Result<Vec<Line>> {
+    let min = ctx.config.min_password_length;
+    let scheme = ctx.config.password_scheme;
+    let mut kept: Vec<Option<Line>> = Vec::with_capacity(lines.len());
+    let (mut at, mut plain) = (Vec::new(), Vec::new());
+    for Line { line, record } in lines {
+        if let Record::Mailbox(_, Password::Plain(p), _) = &record {
+            if let Err(e) = crate::password::check_acceptable(p, min) {
+                errors.push(format!("line {line}: {e}"));
+                continue;
+            }
+            at.push(kept.len());
+            plain.push(p.clone());
+        }
+        kept.push(Some(Line { line, record }));
+    }
+    if !plain.is_empty() {
+        let hashed = tokio::task::spawn_blocking(move || crate::password::hash_all(scheme, &plain))
+            .await
+            .map_err(|e| Error::refused(format!("password hashing failed: {e}")))?;
+        for (index, result) in at.into_iter().zip(hashed) {
+            match result {
+                Ok(hash) => {
+                    if let Some(Line {
+                        record: Record::Mailbox(_, password, _),
+                        ..
+                    }) = &mut kept[index]
+                    {
+                        *password = Password::Hash(hash);
+                    }
+                }
+                Err(e) => {
+                    if let Some(l) = kept[index].take() {
+                        errors.push(format!("line {}: {e}", l.line));
+                    }
+                }
+            }
+        }
+    }
+    Ok(kept.into_iter().flatten().collect())
 }
 
 /// Reads the whole input first, so that any I/O failure (a missing file, a directory, a read error half-way)
@@ -121,14 +182,40 @@ pub async fn run(ctx: &Ctx, args: ImportArgs) -> Result<()> {
     };
     let mut errors = Vec::new();
     let bar = ctx.out.progress(lines.len() as u64, "importing");
+    let lines = hash_passwords(ctx, lines, &mut errors).await?;
+    // Records come sorted by kind, so the mailboxes are one run: they go in one batched call, which counts
+    // each domain once instead of once per mailbox.
+    let mut mailboxes = Vec::new();
     for Line { line, record } in lines {
-        match apply(ctx, &mut tx, record, &mut summary).await {
+        if let Record::Mailbox(addr, Password::Hash(password_hash), settings) = record {
+            mailboxes.push(provision::NewMailbox {
+                line,
+                addr,
+                password_hash,
+                settings,
+            });
+            continue;
+        }
+        if !mailboxes.is_empty() {
+            add_mailboxes(
+                &mut tx,
+                std::mem::take(&mut mailboxes),
+                &mut summary,
+                &mut errors,
+                &bar,
+            )
+            .await?;
+        }
+        match apply(&mut tx, record, &mut summary).await {
             Ok(()) => {}
             // A failed statement may have ended the transaction (a deadlock rolls it back in InnoDB): stop.
             Err(e @ (Error::Unreachable { .. } | Error::Database { .. })) => return Err(e),
             Err(e) => errors.push(format!("line {line}: {e}")),
         }
         bar.inc(1);
+    }
+    if !mailboxes.is_empty() {
+        add_mailboxes(&mut tx, mailboxes, &mut summary, &mut errors, &bar).await?;
     }
     bar.finish_and_clear();
     if !errors.is_empty() {

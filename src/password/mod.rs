@@ -114,6 +114,51 @@ const VERIFY_MAX_ARGON2_M_KIB: u32 = 1_048_576;
 const VERIFY_MAX_ARGON2_T: u32 = 32;
 const VERIFY_MAX_ARGON2_P: u32 = 16;
 
+/// Hashes each password with `scheme` on every core (a bulk import of plain-text passwords is bound by
+/// this), the results in the order of `passwords`.
+pub fn hash_all(scheme: Scheme, passwords: &[String]) -> Vec<Result<String, HashError>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(passwords.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<String, HashError>>> =
+        (0..passwords.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(p) = passwords.get(i) else {
+                            return mine;
+                        };
+                        mine.push((i, hash(scheme, p)));
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            for (i, r) in worker.join().unwrap_or_default() {
+                results[i] = Some(r);
+            }
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(HashError::Backend {
+                    scheme,
+                    detail: "a hashing thread failed".into(),
+                })
+            })
+        })
+        .collect()
+}
+
 /// Hash `password` with `scheme`, returning e.g. `{SHA512-CRYPT}$6$<16-char salt>$...`,
 /// `{BLF-CRYPT}$2y$10$...` or `{ARGON2ID}$argon2id$v=19$m=65536,t=3,p=1$...`.
 ///

@@ -1,6 +1,6 @@
 //! Mailboxes: quota and count limits, the self-alias row, passwords.
 
-use super::{MB, check_count_limit, free_text, refuse_alias_domain, require_domain};
+use super::{MB, check_count_limit, free_text, require_domain};
 use crate::error::{Error, Result};
 use crate::model::Address;
 use crate::store::{AliasRow, DomainRow, MailboxRow, Tx};
@@ -75,56 +75,177 @@ pub async fn add_mailbox(
     password_hash: String,
     s: &MailboxSettings,
 ) -> Result<MailboxRow> {
-    let username = addr.to_string();
+    let mut added = add_mailboxes(
+        tx,
+        vec![NewMailbox {
+            line: 0,
+            addr: addr.clone(),
+            password_hash,
+            settings: s.clone(),
+        }],
+    )
+    .await?;
+    match (added.rows.pop(), added.refused.pop()) {
+        (Some(row), _) => Ok(row),
+        (None, Some((_, e))) => Err(e),
+        (None, None) => Err(Error::refused(format!("{addr} was not added"))),
+    }
+}
+
+/// A mailbox to add, with the line of the file it came from (0 when not from a file).
+#[derive(Debug, Clone)]
+pub struct NewMailbox {
+    /// File line.
+    pub line: u64,
+    /// The address.
+    pub addr: Address,
+    /// The password, hashed.
+    pub password_hash: String,
+    /// Name, quota, flags.
+    pub settings: MailboxSettings,
+}
+
+/// What [`add_mailboxes`] did.
+#[derive(Debug, Default)]
+pub struct Added {
+    /// The rows written, in order.
+    pub rows: Vec<MailboxRow>,
+    /// Each refused mailbox's line and why.
+    pub refused: Vec<(u64, Error)>,
+}
+
+/// Mailboxes checked and written per round trip.
+pub const BATCH: usize = 500;
+
+/// What the rules need to know of a domain while mailboxes are added to it.
+enum Target {
+    /// No such domain.
+    Missing,
+    /// An alias domain of this target.
+    AliasOf(String),
+    /// A domain taking mailboxes, with what it holds (kept up to date as mailboxes are added).
+    Open(Box<(DomainRow, crate::store::DomainUsage)>),
+}
+
+/// Adds mailboxes with the rules of one `mailbox add` each (the domain exists and is not an alias domain, the
+/// address is neither a mailbox nor an alias, the domain's mailbox count and quotas), in time linear in their
+/// number: each domain is locked, read and counted once and its counts kept here, existence is asked per
+/// [`BATCH`], and rows are inserted per batch. A refused mailbox is reported with its line and the others go
+/// on; a database error ends the whole (the caller rolls back).
+pub async fn add_mailboxes(tx: &mut Tx, items: Vec<NewMailbox>) -> Result<Added> {
+    let mut out = Added::default();
+    let mut domains: std::collections::HashMap<String, Target> = std::collections::HashMap::new();
+    let mut seen = std::collections::HashSet::new();
+    let now = crate::time::now_db();
+    for chunk in items.chunks(BATCH) {
+        // Locks first (as one `mailbox add` does), then what exists.
+        for m in chunk {
+            if !domains.contains_key(m.addr.domain.as_str()) {
+                let target = open(tx, &m.addr).await?;
+                domains.insert(m.addr.domain.as_str().to_string(), target);
+            }
+        }
+        let names: Vec<String> = chunk.iter().map(|m| m.addr.to_string()).collect();
+        let mailboxes = tx.existing_mailboxes(&names).await?;
+        let aliases = tx.existing_aliases(&names).await?;
+        let (mut rows, mut self_aliases) = (Vec::new(), Vec::new());
+        for (m, username) in chunk.iter().zip(names) {
+            let Some(target) = domains.get_mut(m.addr.domain.as_str()) else {
+                continue;
+            };
+            let admitted = match target {
+                Target::Missing => Err(Error::not_found("domain", &m.addr.domain)),
+                Target::AliasOf(t) => Err(super::alias_domain_refusal(
+                    m.addr.domain.as_str(),
+                    t,
+                    "mailbox",
+                )),
+                Target::Open(open) => {
+                    let (domain, usage) = &mut **open;
+                    if seen.contains(&username) || mailboxes.contains(&username) {
+                        Err(Error::exists("mailbox", &m.addr))
+                    } else if aliases.contains(&username) {
+                        Err(Error::refused(format!(
+                            "{} is already an alias; delete the alias first",
+                            m.addr
+                        )))
+                    } else {
+                        admit(domain, usage, m, &username, &now)
+                    }
+                }
+            };
+            match admitted {
+                Ok((row, alias)) => {
+                    seen.insert(username);
+                    rows.push(row);
+                    self_aliases.push(alias);
+                }
+                Err(e) => out.refused.push((m.line, e)),
+            }
+        }
+        tx.insert_mailboxes(&rows).await?;
+        tx.insert_aliases(&self_aliases).await?;
+        out.rows.extend(rows);
+    }
+    Ok(out)
+}
+
+/// Locks and reads the domain of `addr`.
+async fn open(tx: &mut Tx, addr: &Address) -> Result<Target> {
     if !tx.lock_domain(addr.domain.as_str()).await? {
-        return Err(Error::not_found("domain", &addr.domain));
+        return Ok(Target::Missing);
     }
     let domain = require_domain(tx, &addr.domain).await?;
-    refuse_alias_domain(tx, &domain.domain, "mailbox").await?;
-    if tx.mailbox(&username).await?.is_some() {
-        return Err(Error::exists("mailbox", addr));
-    }
-    if tx.alias(&username).await?.is_some() {
-        return Err(Error::refused(format!(
-            "{addr} is already an alias; delete the alias first"
-        )));
+    if let Some(ad) = tx.alias_domain(&domain.domain).await? {
+        return Ok(Target::AliasOf(ad.target_domain));
     }
     let usage = tx.domain_usage(&domain.domain).await?;
+    Ok(Target::Open(Box::new((domain, usage))))
+}
+
+/// The limit checks for one more mailbox in `domain`, and its rows; counts it in `usage` when admitted.
+fn admit(
+    domain: &DomainRow,
+    usage: &mut crate::store::DomainUsage,
+    m: &NewMailbox,
+    username: &str,
+    now: &str,
+) -> Result<(MailboxRow, AliasRow)> {
     check_count_limit(
         &domain.domain,
         "mailboxes",
         domain.mailboxes,
         usage.mailboxes,
     )?;
+    let s = &m.settings;
     let quota = s
         .quota_bytes
         .unwrap_or(domain.maxquota.max(0).saturating_mul(MB));
-    check_quota(&domain, quota, usage.quota_bytes)?;
-    let now = crate::time::now_db();
+    check_quota(domain, quota, usage.quota_bytes)?;
     let row = MailboxRow {
-        username: username.clone(),
-        password: password_hash,
+        username: username.to_string(),
+        password: m.password_hash.clone(),
         name: free_text("name", s.name.as_deref().unwrap_or(""))?,
-        maildir: format!("{}/{}/", addr.domain, addr.local),
+        maildir: format!("{}/{}/", m.addr.domain, m.addr.local),
         quota,
-        local_part: addr.local.to_string(),
+        local_part: m.addr.local.to_string(),
         domain: domain.domain.clone(),
-        created: now.clone(),
-        modified: now.clone(),
+        created: now.to_string(),
+        modified: now.to_string(),
         active: s.active.unwrap_or(true),
         smtp_active: s.smtp_active.unwrap_or(true),
     };
-    tx.insert_mailbox(&row).await?;
-    tx.insert_alias(&AliasRow {
-        address: username.clone(),
-        goto: username,
-        domain: domain.domain,
-        created: now.clone(),
-        modified: now,
+    let alias = AliasRow {
+        address: username.to_string(),
+        goto: username.to_string(),
+        domain: domain.domain.clone(),
+        created: now.to_string(),
+        modified: now.to_string(),
         active: true,
-    })
-    .await?;
-    Ok(row)
+    };
+    usage.mailboxes += 1;
+    usage.quota_bytes = usage.quota_bytes.saturating_add(quota);
+    Ok((row, alias))
 }
 
 /// Changes a mailbox's name, quota or flags. Activation also switches its self-alias row.

@@ -24,7 +24,8 @@ pub use domains::{
     DomainSettings, add_domain, contents, delete_domain, require_domain, update_domain,
 };
 pub use mailboxes::{
-    MailboxSettings, add_mailbox, delete_mailbox, require_mailbox, set_password, update_mailbox,
+    Added, BATCH, MailboxSettings, NewMailbox, add_mailbox, add_mailboxes, delete_mailbox,
+    require_mailbox, set_password, update_mailbox,
 };
 pub use vacation::{VacationSettings, set_vacation, vacation, vacation_off};
 
@@ -62,12 +63,16 @@ pub fn free_text(field: &str, value: &str) -> Result<String> {
 /// Refuses to provision mailboxes or aliases inside a domain that is only an alias of another.
 async fn refuse_alias_domain(tx: &mut Tx, domain: &str, what: &str) -> Result<()> {
     if let Some(ad) = tx.alias_domain(domain).await? {
-        return Err(Error::refused(format!(
-            "{domain} is an alias domain of {}; add the {what} in {} instead",
-            ad.target_domain, ad.target_domain
-        )));
+        return Err(alias_domain_refusal(domain, &ad.target_domain, what));
     }
     Ok(())
+}
+
+/// Why a `what` cannot be added in `domain`, an alias domain of `target`.
+fn alias_domain_refusal(domain: &str, target: &str, what: &str) -> Error {
+    Error::refused(format!(
+        "{domain} is an alias domain of {target}; add the {what} in {target} instead"
+    ))
 }
 
 /// Checks a postfixadmin-style count limit (`0` unlimited, `-1` none allowed).

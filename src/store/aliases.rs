@@ -120,19 +120,59 @@ impl Tx {
 
     /// Inserts an alias row.
     pub async fn insert_alias(&mut self, a: &AliasRow) -> Result<()> {
-        let sql = "INSERT INTO alias (address, goto, domain, created, modified, active) VALUES (?, ?, ?, ?, ?, ?)";
-        on_conn!(self, |c| sqlx::query(sql)
-            .bind(&a.address)
-            .bind(&a.goto)
-            .bind(&a.domain)
-            .bind(&a.created)
-            .bind(&a.modified)
-            .bind(a.active)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))
-        .map_err(|e| Error::db(format!("adding alias {}", a.address), e))?;
+        self.insert_aliases(std::slice::from_ref(a)).await
+    }
+
+    /// Inserts alias rows, up to [`super::MAX_ROWS`] per statement.
+    pub async fn insert_aliases(&mut self, rows: &[AliasRow]) -> Result<()> {
+        for chunk in rows.chunks(super::MAX_ROWS) {
+            let sql = super::insert_values(
+                "INSERT INTO alias (address, goto, domain, created, modified, active) VALUES ",
+                6,
+                chunk.len(),
+            );
+            on_conn!(self, |c| {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for a in chunk {
+                    q = q
+                        .bind(&a.address)
+                        .bind(&a.goto)
+                        .bind(&a.domain)
+                        .bind(&a.created)
+                        .bind(&a.modified)
+                        .bind(a.active);
+                }
+                q.execute(&mut *c).await.map(|r| r.rows_affected())
+            })
+            .map_err(|e| {
+                Error::db(
+                    super::adding("alias", "aliases", chunk.iter().map(|a| &a.address)),
+                    e,
+                )
+            })?;
+        }
         Ok(())
+    }
+
+    /// Which of `addresses` (lower-case) are alias rows already, lower-cased.
+    pub async fn existing_aliases(
+        &mut self,
+        addresses: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in addresses.chunks(super::MAX_ROWS) {
+            let sql = super::select_in("SELECT address FROM alias WHERE address IN ", chunk.len());
+            let rows: Vec<(String,)> = on_conn!(self, |c| {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
+                for a in chunk {
+                    q = q.bind(a);
+                }
+                q.fetch_all(&mut *c).await
+            })
+            .map_err(|e| Error::db("reading aliases", e))?;
+            found.extend(rows.into_iter().map(|(a,)| a.to_lowercase()));
+        }
+        Ok(found)
     }
 
     /// Writes goto, modified and active of an existing alias row.

@@ -88,25 +88,68 @@ impl Tx {
 
     /// Inserts a new mailbox row (its self-alias is a separate row, see [`Tx::insert_alias`]).
     pub async fn insert_mailbox(&mut self, m: &MailboxRow) -> Result<()> {
-        let sql = "INSERT INTO mailbox (username, password, name, maildir, quota, local_part, domain, created, \
-                   modified, active, smtp_active) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-        on_conn!(self, |c| sqlx::query(sql)
-            .bind(&m.username)
-            .bind(&m.password)
-            .bind(&m.name)
-            .bind(&m.maildir)
-            .bind(m.quota)
-            .bind(&m.local_part)
-            .bind(&m.domain)
-            .bind(&m.created)
-            .bind(&m.modified)
-            .bind(m.active)
-            .bind(m.smtp_active)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))
-        .map_err(|e| Error::db(format!("adding mailbox {}", m.username), e))?;
+        self.insert_mailboxes(std::slice::from_ref(m)).await
+    }
+
+    /// Inserts mailbox rows, up to [`super::MAX_ROWS`] per statement.
+    pub async fn insert_mailboxes(&mut self, rows: &[MailboxRow]) -> Result<()> {
+        for chunk in rows.chunks(super::MAX_ROWS) {
+            let sql = super::insert_values(
+                "INSERT INTO mailbox (username, password, name, maildir, quota, local_part, domain, created, \
+                 modified, active, smtp_active) VALUES ",
+                11,
+                chunk.len(),
+            );
+            on_conn!(self, |c| {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+                for m in chunk {
+                    q = q
+                        .bind(&m.username)
+                        .bind(&m.password)
+                        .bind(&m.name)
+                        .bind(&m.maildir)
+                        .bind(m.quota)
+                        .bind(&m.local_part)
+                        .bind(&m.domain)
+                        .bind(&m.created)
+                        .bind(&m.modified)
+                        .bind(m.active)
+                        .bind(m.smtp_active);
+                }
+                q.execute(&mut *c).await.map(|r| r.rows_affected())
+            })
+            .map_err(|e| {
+                Error::db(
+                    super::adding("mailbox", "mailboxes", chunk.iter().map(|m| &m.username)),
+                    e,
+                )
+            })?;
+        }
         Ok(())
+    }
+
+    /// Which of `usernames` (lower-case) are mailboxes already, lower-cased.
+    pub async fn existing_mailboxes(
+        &mut self,
+        usernames: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in usernames.chunks(super::MAX_ROWS) {
+            let sql = super::select_in(
+                "SELECT username FROM mailbox WHERE username IN ",
+                chunk.len(),
+            );
+            let rows: Vec<(String,)> = on_conn!(self, |c| {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
+                for u in chunk {
+                    q = q.bind(u);
+                }
+                q.fetch_all(&mut *c).await
+            })
+            .map_err(|e| Error::db("reading mailboxes", e))?;
+            found.extend(rows.into_iter().map(|(u,)| u.to_lowercase()));
+        }
+        Ok(found)
     }
 
     /// Writes every mutable column of an existing mailbox row.

@@ -108,6 +108,38 @@ macro_rules! on_conn {
 }
 pub(crate) use on_conn;
 
+/// Rows per multi-row statement: 500 rows of 11 columns stay far below SQLite's 32,766 and MySQL's 65,535
+/// placeholders.
+pub const MAX_ROWS: usize = 500;
+
+/// `head` followed by `rows` groups of `columns` placeholders: `(?, ?), (?, ?)`.
+fn insert_values(head: &str, columns: usize, rows: usize) -> String {
+    let group = format!("({})", vec!["?"; columns].join(", "));
+    let mut sql = String::with_capacity(head.len() + rows * (group.len() + 2));
+    sql.push_str(head);
+    sql.push_str(&vec![group.as_str(); rows].join(", "));
+    sql
+}
+
+/// `head` followed by `(?, ?, ...)` with `n` placeholders.
+fn select_in(head: &str, n: usize) -> String {
+    format!("{head}({})", vec!["?"; n].join(", "))
+}
+
+/// The context of a failed insert: `adding mailbox a@x` for one row, `adding 500 mailboxes (a@x, ...)` for more.
+fn adding<'a>(
+    one: &str,
+    many: &str,
+    mut names: impl ExactSizeIterator<Item = &'a String>,
+) -> String {
+    let n = names.len();
+    let first = names.next().map_or("", |n| n.as_str());
+    match n {
+        1 => format!("adding {one} {first}"),
+        n => format!("adding {n} {many} ({first}, ...)"),
+    }
+}
+
 /// Hides the password in a database URL so it can appear in messages.
 pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {

@@ -544,7 +544,70 @@ fn import_from_stdin_with_a_dash_works(db: &TestDb) {
     assert_eq!(db.snapshot(), before);
 }
 
+/// Mailboxes go in batches of 500 that count each domain once: the domain's limit still holds row by row,
+/// across batch boundaries, with mailboxes of the same file, existing aliases and duplicates in the file.
+fn limits_hold_across_batches(db: &TestDb) {
+    db.run(&["domain", "add", "big.example", "--max-mailboxes", "600"])
+        .ok();
+    db.run(&[
+        "alias",
+        "add",
+        "existing@big.example",
+        "someone@else.example",
+    ])
+    .ok();
+    let before = db.snapshot();
+    let hash = mailctl::password::hash(mailctl::password::Scheme::Sha512Crypt, "correct horse")
+        .expect("hash");
+    let mut csv =
+        String::from("kind,address,password_hash\nmailbox,existing@big.example,") + &hash + "\n";
+    for i in 0..700 {
+        csv.push_str(&format!("mailbox,user{i}@big.example,{hash}\n"));
+    }
+    csv.push_str(&format!("mailbox,user5@big.example,{hash}\n"));
+    let file = write_file(db, "big.csv", csv.as_bytes());
+    let run = db.run(&["import", &file]);
+    let mut expected: Vec<(u64, &str)> = vec![
+        (2, "existing@big.example is already an alias"),
+        (703, "mailbox user5@big.example already exists"),
+    ];
+    // user600 is line 603: the 601st mailbox.
+    expected.extend((603..=702).map(|line| {
+        (
+            line,
+            "domain big.example allows at most 600 mailboxes and has 600",
+        )
+    }));
+    assert_row_errors(&run, &expected, "102 rows failed; nothing was imported");
+    assert_eq!(db.snapshot(), before);
+
+    // Without the limit and the two bad rows: all 700, with the hash as given.
+    db.run(&["domain", "update", "big.example", "--max-mailboxes", "0"])
+        .ok();
+    let good: String = csv
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i != 1 && *i != 702)
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    let file = write_file(db, "good.csv", good.as_bytes());
+    let run = db.run(&["import", &file]).ok();
+    assert!(
+        run.stdout
+            .contains("imported 0 domains, 0 alias domains, 700 mailboxes"),
+        "{}",
+        run.stdout
+    );
+    let export = db
+        .run(&["--json", "export", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(export["mailboxes"].as_array().unwrap().len(), 700);
+    assert_eq!(password_hash(db, "user699@big.example"), hash);
+}
+
 kit::on_both_backends!(
+    limits_hold_across_batches,
     export_then_import_into_an_empty_database_round_trips,
     import_of_a_hand_written_csv_hashes_plain_passwords,
     dry_run_reports_and_changes_nothing,
