@@ -82,17 +82,15 @@ async fn add_mailboxes(
     errors: &mut Vec<String>,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
-    for batch in mailboxes.chunks(provision::BATCH) {
-        let added = provision::add_mailboxes(tx, batch.to_vec()).await?;
-        summary.mailboxes += added.rows.len();
-        errors.extend(
-            added
-                .refused
-                .into_iter()
-                .map(|(line, e)| format!("line {line}: {e}")),
-        );
-        bar.inc(batch.len() as u64);
-    }
+    // One call for the whole run: each domain is counted once for all of it.
+    let added = provision::add_mailboxes(tx, mailboxes, |n| bar.inc(n as u64)).await?;
+    summary.mailboxes += added.rows.len();
+    errors.extend(
+        added
+            .refused
+            .into_iter()
+            .map(|(line, e)| format!("line {line}: {e}")),
+    );
     Ok(())
 }
 

@@ -83,6 +83,7 @@ pub async fn add_mailbox(
             password_hash,
             settings: s.clone(),
         }],
+        |_| {},
     )
     .await?;
     match (added.rows.pop(), added.refused.pop()) {
@@ -131,8 +132,13 @@ enum Target {
 /// address is neither a mailbox nor an alias, the domain's mailbox count and quotas), in time linear in their
 /// number: each domain is locked, read and counted once and its counts kept here, existence is asked per
 /// [`BATCH`], and rows are inserted per batch. A refused mailbox is reported with its line and the others go
-/// on; a database error ends the whole (the caller rolls back).
-pub async fn add_mailboxes(tx: &mut Tx, items: Vec<NewMailbox>) -> Result<Added> {
+/// on; a database error ends the whole (the caller rolls back). `progress` hears how many were handled after
+/// each batch.
+pub async fn add_mailboxes(
+    tx: &mut Tx,
+    items: Vec<NewMailbox>,
+    mut progress: impl FnMut(usize),
+) -> Result<Added> {
     let mut out = Added::default();
     let mut domains: std::collections::HashMap<String, Target> = std::collections::HashMap::new();
     let mut seen = std::collections::HashSet::new();
@@ -186,6 +192,7 @@ pub async fn add_mailboxes(tx: &mut Tx, items: Vec<NewMailbox>) -> Result<Added>
         tx.insert_mailboxes(&rows).await?;
         tx.insert_aliases(&self_aliases).await?;
         out.rows.extend(rows);
+        progress(chunk.len());
     }
     Ok(out)
 }

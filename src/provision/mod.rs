@@ -24,7 +24,7 @@ pub use domains::{
     DomainSettings, add_domain, contents, delete_domain, require_domain, update_domain,
 };
 pub use mailboxes::{
-    Added, BATCH, MailboxSettings, NewMailbox, add_mailbox, add_mailboxes, delete_mailbox,
+    Added, MailboxSettings, NewMailbox, add_mailbox, add_mailboxes, delete_mailbox,
     require_mailbox, set_password, update_mailbox,
 };
 pub use vacation::{VacationSettings, set_vacation, vacation, vacation_off};
