@@ -47,8 +47,17 @@ pub fn seal(
         headers.push("DKIM-Signature".into());
     }
     let failed = |e: mail_auth::Error| format!("ARC sealing failed: {e}");
-    let set = match Key::load(key)? {
+    let set = match Key::cached(&key.private_pem, key.algorithm)? {
         Key::Rsa(k) => sealed(
+            ArcSealer::from_key(k),
+            domain,
+            selector,
+            &headers,
+            &parsed,
+            results,
+            chain,
+        ),
+        Key::RsaFallback(k) => sealed(
             ArcSealer::from_key(k),
             domain,
             selector,

@@ -74,12 +74,16 @@ pub fn sign_with(
     message: &[u8],
 ) -> std::result::Result<(Vec<u8>, String), String> {
     let selector: Selector = key.selector.parse()?;
-    let pair = crate::dkim::keys::from_stored(&key.private_key)?;
-    let signed = crate::dkim::sign::sign(message, domain, &selector, &pair)?;
-    let note = format!(
-        "d={domain} s={selector} a={}",
-        pair.algorithm.signing_name()
-    );
+    let algorithm =
+        crate::dkim::KeyAlgorithm::from_signing_name(&key.algorithm).ok_or_else(|| {
+            format!(
+                "the stored key has an unknown algorithm '{}'",
+                key.algorithm
+            )
+        })?;
+    let signed =
+        crate::dkim::sign::sign_pem(message, domain, &selector, &key.private_key, algorithm)?;
+    let note = format!("d={domain} s={selector} a={}", algorithm.signing_name());
     Ok((signed, note))
 }
 
