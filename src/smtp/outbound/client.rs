@@ -64,7 +64,9 @@ pub struct Outbound {
     /// Counts relay failures that need the admin.
     metrics: Arc<Metrics>,
     /// Sessions with relay hosts kept open between deliveries.
-    relay_pool: relay::pool::Pool,
+    relay_pool: super::pool::Pool,
+    /// Sessions with MX hosts kept open between deliveries.
+    mx_pool: super::pool::Pool,
     /// Records TLS outcomes for the TLS reports this server sends (none: not recorded).
     reports: Option<Arc<Recorder>>,
 }
@@ -104,7 +106,8 @@ impl Outbound {
             routes: Routes::new(configured),
             relay_trust,
             metrics: Arc::new(Metrics::default()),
-            relay_pool: relay::pool::Pool::default(),
+            relay_pool: super::pool::Pool::default(),
+            mx_pool: super::pool::Pool::default(),
             reports: None,
         })
     }
@@ -308,14 +311,30 @@ impl Outbound {
             .take(MAX_SESSIONS);
         let mut tls_reports = TlsReports::new(self, domain, &requirement, message);
         for (host, ip) in addresses {
-            let (mut end, tls) =
-                session::run(&params, host, ip, security, &envelope, outcomes).await;
+            let (mut end, tls) = session::run(
+                &params,
+                host,
+                ip,
+                security,
+                &envelope,
+                outcomes,
+                Some(&self.mx_pool),
+            )
+            .await;
             tls_reports.seen(host, ip, tls).await;
             if let End::RetryPlain(why) = end {
                 last_error = Some(why);
-                end = session::run(&params, host, ip, Security::Plain, &envelope, outcomes)
-                    .await
-                    .0;
+                end = session::run(
+                    &params,
+                    host,
+                    ip,
+                    Security::Plain,
+                    &envelope,
+                    outcomes,
+                    Some(&self.mx_pool),
+                )
+                .await
+                .0;
             }
             match end {
                 End::Done => break,

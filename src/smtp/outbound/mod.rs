@@ -16,6 +16,7 @@ pub mod client;
 pub mod dsn;
 pub mod mta_sts;
 pub mod mx;
+pub mod pool;
 pub mod relay;
 pub mod reply;
 pub mod session;

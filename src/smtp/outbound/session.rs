@@ -108,6 +108,8 @@ pub fn refuses_us(text: &str) -> bool {
 
 /// Runs one session with `host` at `ip`, filling `outcomes[i]` for the open (None) recipients it settles;
 /// says how it ended and what became of TLS.
+/// With `pool`, a session kept from an earlier delivery to the same host, address, port and security is
+/// used first, and a session that ends cleanly is kept for the next one.
 pub async fn run(
     params: &Params<'_>,
     host: &str,
@@ -115,37 +117,69 @@ pub async fn run(
     security: Security<'_>,
     envelope: &Envelope<'_>,
     outcomes: &mut [Option<Outcome>],
+    pool: Option<&super::pool::Pool>,
 ) -> (End, Tls) {
+    let key = pool.map(|_| {
+        let level = match security {
+            Security::Opportunistic(_) => "may".to_string(),
+            Security::Plain => "plain".to_string(),
+            Security::Verified(domain) => format!("verify {domain}"),
+        };
+        format!("{host}[{ip}]:{} {level}", params.port)
+    });
+    let demand = pool.zip(key.as_deref()).map(|(p, k)| p.demand(k));
+    let wanted = || demand.as_ref().is_some_and(|d| d.shared());
+    if let (Some(pool), Some(key)) = (pool, &key)
+        && let Some((end, tls)) = pool.on_kept(key, params, envelope, outcomes, wanted).await
+    {
+        // A kept session that broke before the message went out leaves its recipients to a new one.
+        if matches!(end, End::Done) || outcomes.iter().all(Option::is_some) {
+            return (end, tls);
+        }
+    }
     let mut tls = Tls::NotTried;
-    let end = run_session(params, host, ip, security, envelope, outcomes, &mut tls).await;
+    let opened = run_session(params, host, ip, security, &mut tls).await;
+    let (who, mut conn) = match opened {
+        Ok(c) => c,
+        Err(end) => return (end, tls),
+    };
+    let mut healthy = true;
+    let end = transaction(params, &who, envelope, outcomes, &mut conn, &mut healthy).await;
+    match (pool, &key) {
+        (Some(pool), Some(key)) => {
+            let keep = wanted();
+            pool.keep_or_close(key, params, conn, who, tls.clone(), 1, &end, healthy, keep)
+        }
+        _ => goodbye(params, conn, healthy),
+    }
     (end, tls)
 }
 
+/// Opens a session with `host` at `ip` as `security` asks: connection, greeting, EHLO, STARTTLS. `Err` says
+/// how it ended before a transaction could start.
 async fn run_session(
     params: &Params<'_>,
     host: &str,
     ip: IpAddr,
     security: Security<'_>,
-    envelope: &Envelope<'_>,
-    outcomes: &mut [Option<Outcome>],
     tls: &mut Tls,
-) -> End {
+) -> Result<(String, AsyncSmtpConnection), End> {
     let who = format!("{host}[{ip}]");
     let secs = params.timeout.as_secs();
     let addr = SocketAddr::new(ip, params.port);
     let tcp = match timeout(params.timeout, TcpStream::connect(addr)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
-            return End::NextAddress(reply::one_line(&format!(
+            return Err(End::NextAddress(reply::one_line(&format!(
                 "{who}: 4.4.1 connect to port {} failed: {e}",
                 params.port
-            )));
+            ))));
         }
         Err(_) => {
-            return End::NextAddress(format!(
+            return Err(End::NextAddress(format!(
                 "{who}: 4.4.1 connect to port {} timed out after {secs} s",
                 params.port
-            ));
+            )));
         }
     };
     let _ = tcp.set_nodelay(true);
@@ -154,9 +188,17 @@ async fn run_session(
     let greeting = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &client_id);
     let mut conn = match timeout(params.timeout * 2, greeting).await {
         Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => return End::NextAddress(Failure::of(&who, "greeting/EHLO", &e).text()),
+        Ok(Err(e)) => {
+            return Err(End::NextAddress(
+                Failure::of(&who, "greeting/EHLO", &e).text(),
+            ));
+        }
         Err(_) => {
-            return End::NextAddress(reply::timed_out(&who, "the greeting/EHLO", secs * 2));
+            return Err(End::NextAddress(reply::timed_out(
+                &who,
+                "the greeting/EHLO",
+                secs * 2,
+            )));
         }
     };
 
@@ -169,13 +211,8 @@ async fn run_session(
         (Err(End::NextAddress(why) | End::RetryPlain(why)), _) => Tls::Failed(why.clone()),
         (Err(_), _) => Tls::Failed(String::new()),
     };
-    if let Err(end) = upgraded {
-        return end;
-    }
-    let mut healthy = true;
-    let end = transaction(params, &who, envelope, outcomes, &mut conn, &mut healthy).await;
-    goodbye(params, conn, healthy);
-    end
+    upgraded?;
+    Ok((who, conn))
 }
 
 /// Says QUIT in the background when the connection is still usable. After a timeout or a broken connection

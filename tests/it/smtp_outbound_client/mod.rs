@@ -226,6 +226,59 @@ async fn a_421_greeting_moves_on_to_the_next_mx_and_everything_down_defers() {
     );
 }
 
+/// The connection cache, on demand (Postfix's `smtp_connection_cache_on_demand`): a session that ends while
+/// another delivery to the same host is under way is kept, and the next delivery takes it after `RSET`; a
+/// session that ends alone says `QUIT` at once.
+#[tokio::test]
+async fn a_backlog_for_one_host_reuses_the_session_and_a_lone_message_ends_with_quit() {
+    let setup = dns();
+    let (port, mx) = start_group(vec![("127.66.1.1", MxScript::accepting("mx1.rcpts.test"))]).await;
+    let out = outbound(&setup, port);
+    let (a, b) = (rcpts(&["a@rcpts.test"]), rcpts(&["b@rcpts.test"]));
+    let (first, second) = tokio::join!(
+        out.deliver_domain("rcpts.test", SENDER, &a, MESSAGE),
+        out.deliver_domain("rcpts.test", SENDER, &b, MESSAGE),
+    );
+    let third = out
+        .deliver_domain("rcpts.test", SENDER, &rcpts(&["c@rcpts.test"]), MESSAGE)
+        .await;
+    for r in [&first[0], &second[0], &third[0]] {
+        delivered(&r.outcome);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let sessions = loop {
+        let sessions = mx[0].sessions();
+        let all_quit = sessions
+            .iter()
+            .all(|s| s.commands.last().is_some_and(|c| c == "QUIT"));
+        if all_quit || tokio::time::Instant::now() >= deadline {
+            break sessions;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        sessions.len(),
+        2,
+        "three messages, two connections: {sessions:?}"
+    );
+    let reused = sessions
+        .iter()
+        .find(|s| s.commands.iter().any(|c| c == "RSET"))
+        .unwrap_or_else(|| panic!("no session was reused: {sessions:?}"));
+    let mails = reused
+        .commands
+        .iter()
+        .filter(|c| c.starts_with("MAIL FROM"))
+        .count();
+    assert_eq!(mails, 2, "{:?}", reused.commands);
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s.commands.last().is_some_and(|c| c == "QUIT")),
+        "with nothing more under way every session ends with QUIT: {sessions:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_4xx_at_rcpt_defers_and_no_data_is_sent() {
     let setup = dns();

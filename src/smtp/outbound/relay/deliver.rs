@@ -20,14 +20,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use super::pool::Pool;
 use super::{Relay, RelayTls, Scheme};
 use crate::dns::Resolver;
 use crate::smtp::metrics::{Metrics, RelayFailure};
 use crate::smtp::outbound::MAX_SESSIONS;
 use crate::smtp::outbound::mx::{Lookup, resolve_addresses};
+use crate::smtp::outbound::pool::Pool;
 use crate::smtp::outbound::reply::{self, Failure};
-use crate::smtp::outbound::session::{End, Envelope, Params, goodbye, transaction};
+use crate::smtp::outbound::session::{self, End, Envelope, Params, transaction};
 use crate::smtp::queue::Outcome;
 use crate::tls::strict_config;
 use tokio_rustls::TlsConnector;
@@ -61,34 +61,19 @@ pub async fn deliver(
     outcomes: &mut [Option<Outcome>],
 ) {
     let key = relay.pool_key();
-    let limit = through.params.timeout;
-    if let Some(mut kept) = through.pool.take(&key, limit).await {
-        let mut healthy = true;
-        let end = transaction(
-            &through.params,
-            &kept.who,
-            envelope,
-            outcomes,
-            &mut kept.conn,
-            &mut healthy,
-        )
-        .await;
+    if let Some((end, _)) = through
+        .pool
+        .on_kept(&key, &through.params, envelope, outcomes, || true)
+        .await
+    {
         match end {
-            End::Done if healthy => {
-                return through
-                    .pool
-                    .put(&key, kept.conn, kept.who, kept.used + 1, limit);
-            }
-            End::Done => return goodbye(&through.params, kept.conn, healthy),
+            End::Done => return,
             End::Refused(why) => {
-                goodbye(&through.params, kept.conn, healthy);
                 let why = format!("{why} (the relay refuses mail from us)");
                 return admin(relay, through, RelayFailure::Refused, why, outcomes);
             }
             // The kept session failed before the message went out: a new one gets the open recipients.
-            End::NextAddress(_) | End::RetryPlain(_) => {
-                goodbye(&through.params, kept.conn, healthy)
-            }
+            End::NextAddress(_) | End::RetryPlain(_) => {}
         }
         if outcomes.iter().all(Option::is_some) {
             return;
@@ -130,17 +115,21 @@ pub async fn deliver(
                     &mut healthy,
                 )
                 .await;
+                through.pool.keep_or_close(
+                    &key,
+                    &through.params,
+                    conn,
+                    who,
+                    session::Tls::NotTried,
+                    1,
+                    &end,
+                    healthy,
+                    true,
+                );
                 match end {
-                    End::Done if healthy => {
-                        return through.pool.put(&key, conn, who, 1, limit);
-                    }
-                    End::Done => return goodbye(&through.params, conn, healthy),
-                    End::NextAddress(why) | End::RetryPlain(why) => {
-                        goodbye(&through.params, conn, healthy);
-                        last_error = Some(why);
-                    }
+                    End::Done => return,
+                    End::NextAddress(why) | End::RetryPlain(why) => last_error = Some(why),
                     End::Refused(why) => {
-                        goodbye(&through.params, conn, healthy);
                         let why = format!("{why} (the relay refuses mail from us)");
                         return admin(relay, through, RelayFailure::Refused, why, outcomes);
                     }

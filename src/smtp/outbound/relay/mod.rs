@@ -16,7 +16,6 @@
 //! they are queued).
 
 pub mod deliver;
-pub mod pool;
 pub mod routes;
 
 use std::fmt;
