@@ -1,6 +1,6 @@
 //! Signing a message with a stored key: mail-auth builds the signature, the key signs. A stored key is parsed
 //! once per process ([`Key::cached`], by the SHA-256 of its PEM), not once per message. RSA signs with ring
-//! (about 4x faster than the pure-Rust `rsa` crate here: `cargo bench --bench outbound` prints both), with
+//! (about 2x faster than the pure-Rust `rsa` crate here: `cargo bench --bench outbound` prints both), with
 //! mail-auth's own `rsa`-crate key for a key ring does not take (ring wants a public exponent of at least
 //! 65537 and 2048-4096 bits).
 
