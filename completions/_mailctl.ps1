@@ -2328,7 +2328,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the certificate in use: names, issuer, validity, renewal date, its key''s TLSA 3 1 1 value, and the last ACME attempt (exit 1 when it is a placeholder, expired, or past its renewal date)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the certificate in use: names, issuer, validity, renewal date, its key''s TLSA 3 1 1 value, and the last ACME attempt (exit 1 on the placeholder, an expired certificate, or a due renewal that failed)')
             [CompletionResult]::new('renew', 'renew', [CompletionResultType]::ParameterValue, 'Obtain a new certificate from the ACME CA now if it is due (names changed, or within renew_days of expiry), through the running serve or, when none holds the challenge port, directly')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -2366,7 +2366,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             break
         }
         'mailctl;cert;help' {
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the certificate in use: names, issuer, validity, renewal date, its key''s TLSA 3 1 1 value, and the last ACME attempt (exit 1 when it is a placeholder, expired, or past its renewal date)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the certificate in use: names, issuer, validity, renewal date, its key''s TLSA 3 1 1 value, and the last ACME attempt (exit 1 on the placeholder, an expired certificate, or a due renewal that failed)')
             [CompletionResult]::new('renew', 'renew', [CompletionResultType]::ParameterValue, 'Obtain a new certificate from the ACME CA now if it is due (names changed, or within renew_days of expiry), through the running serve or, when none holds the challenge port, directly')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -3007,7 +3007,7 @@ Register-ArgumentCompleter -Native -CommandName 'mailctl' -ScriptBlock {
             break
         }
         'mailctl;help;cert' {
-            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the certificate in use: names, issuer, validity, renewal date, its key''s TLSA 3 1 1 value, and the last ACME attempt (exit 1 when it is a placeholder, expired, or past its renewal date)')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the certificate in use: names, issuer, validity, renewal date, its key''s TLSA 3 1 1 value, and the last ACME attempt (exit 1 on the placeholder, an expired certificate, or a due renewal that failed)')
             [CompletionResult]::new('renew', 'renew', [CompletionResultType]::ParameterValue, 'Obtain a new certificate from the ACME CA now if it is due (names changed, or within renew_days of expiry), through the running serve or, when none holds the challenge port, directly')
             break
         }

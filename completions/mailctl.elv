@@ -2073,7 +2073,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
-            cand status 'Show the certificate in use: names, issuer, validity, renewal date, its key''s TLSA 3 1 1 value, and the last ACME attempt (exit 1 when it is a placeholder, expired, or past its renewal date)'
+            cand status 'Show the certificate in use: names, issuer, validity, renewal date, its key''s TLSA 3 1 1 value, and the last ACME attempt (exit 1 on the placeholder, an expired certificate, or a due renewal that failed)'
             cand renew 'Obtain a new certificate from the ACME CA now if it is due (names changed, or within renew_days of expiry), through the running serve or, when none holds the challenge port, directly'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -2108,7 +2108,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
             cand --version 'Print version'
         }
         &'mailctl;cert;help'= {
-            cand status 'Show the certificate in use: names, issuer, validity, renewal date, its key''s TLSA 3 1 1 value, and the last ACME attempt (exit 1 when it is a placeholder, expired, or past its renewal date)'
+            cand status 'Show the certificate in use: names, issuer, validity, renewal date, its key''s TLSA 3 1 1 value, and the last ACME attempt (exit 1 on the placeholder, an expired certificate, or a due renewal that failed)'
             cand renew 'Obtain a new certificate from the ACME CA now if it is due (names changed, or within renew_days of expiry), through the running serve or, when none holds the challenge port, directly'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -2633,7 +2633,7 @@ set edit:completion:arg-completer[mailctl] = {|@words|
         &'mailctl;help;bench;connections'= {
         }
         &'mailctl;help;cert'= {
-            cand status 'Show the certificate in use: names, issuer, validity, renewal date, its key''s TLSA 3 1 1 value, and the last ACME attempt (exit 1 when it is a placeholder, expired, or past its renewal date)'
+            cand status 'Show the certificate in use: names, issuer, validity, renewal date, its key''s TLSA 3 1 1 value, and the last ACME attempt (exit 1 on the placeholder, an expired certificate, or a due renewal that failed)'
             cand renew 'Obtain a new certificate from the ACME CA now if it is due (names changed, or within renew_days of expiry), through the running serve or, when none holds the challenge port, directly'
         }
         &'mailctl;help;cert;status'= {

@@ -79,7 +79,7 @@ async fn add_mailboxes(
     tx: &mut Tx,
     mailboxes: Vec<provision::NewMailbox>,
     summary: &mut Summary,
-    errors: &mut Vec<String>,
+    errors: &mut Vec<(u64, String)>,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
     // One call for the whole run: each domain is counted once for all of it.
@@ -89,7 +89,7 @@ async fn add_mailboxes(
         added
             .refused
             .into_iter()
-            .map(|(line, e)| format!("line {line}: {e}")),
+            .map(|(line, e)| (line, e.to_string())),
     );
     Ok(())
 }
@@ -100,7 +100,7 @@ async fn add_mailboxes(
 async fn hash_passwords(
     ctx: &Ctx,
     lines: Vec<Line>,
-    errors: &mut Vec<String>,
+    errors: &mut Vec<(u64, String)>,
 ) -> Result<Vec<Line>> {
     let min = ctx.config.min_password_length;
     let scheme = ctx.config.password_scheme;
@@ -109,7 +109,7 @@ async fn hash_passwords(
     for Line { line, record } in lines {
         if let Record::Mailbox(_, Password::Plain(p), _) = &record {
             if let Err(e) = crate::password::check_acceptable(p, min) {
-                errors.push(format!("line {line}: {e}"));
+                errors.push((line, e.to_string()));
                 continue;
             }
             at.push(kept.len());
@@ -134,7 +134,7 @@ async fn hash_passwords(
                 }
                 Err(e) => {
                     if let Some(l) = kept[index].take() {
-                        errors.push(format!("line {}: {e}", l.line));
+                        errors.push((l.line, e.to_string()));
                     }
                 }
             }
@@ -180,7 +180,9 @@ pub async fn run(ctx: &Ctx, args: ImportArgs) -> Result<()> {
     };
     let mut errors = Vec::new();
     let bar = ctx.out.progress(lines.len() as u64, "importing");
+    let before = lines.len();
     let lines = hash_passwords(ctx, lines, &mut errors).await?;
+    bar.inc((before - lines.len()) as u64);
     // Records come sorted by kind, so the mailboxes are one run: they go in one batched call, which counts
     // each domain once instead of once per mailbox.
     let mut mailboxes = Vec::new();
@@ -208,7 +210,7 @@ pub async fn run(ctx: &Ctx, args: ImportArgs) -> Result<()> {
             Ok(()) => {}
             // A failed statement may have ended the transaction (a deadlock rolls it back in InnoDB): stop.
             Err(e @ (Error::Unreachable { .. } | Error::Database { .. })) => return Err(e),
-            Err(e) => errors.push(format!("line {line}: {e}")),
+            Err(e) => errors.push((line, e.to_string())),
         }
         bar.inc(1);
     }
@@ -218,13 +220,18 @@ pub async fn run(ctx: &Ctx, args: ImportArgs) -> Result<()> {
     bar.finish_and_clear();
     if !errors.is_empty() {
         tx.rollback().await?;
+        // In file order, whatever order the records were applied in.
+        errors.sort_by_key(|(line, _)| *line);
         return Err(Error::Rows {
             summary: format!(
                 "{}: {} rows failed; nothing was imported",
                 args.file.display(),
                 errors.len()
             ),
-            rows: errors,
+            rows: errors
+                .into_iter()
+                .map(|(line, e)| format!("line {line}: {e}"))
+                .collect(),
         });
     }
     if args.dry_run {

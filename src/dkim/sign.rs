@@ -93,9 +93,18 @@ static KEYS: Mutex<Option<std::collections::HashMap<[u8; 32], Key>>> = Mutex::ne
 const CACHED_KEYS: usize = 4096;
 
 impl Key {
-    /// Parses a PKCS#8 PEM key of `algorithm`.
+    /// Parses a PEM key of `algorithm` after the checks every stored key gets ([`super::keys::from_pem`]:
+    /// PKCS#8 or PKCS#1, RSA of at least 2048 bits), so a key is refused alike whatever signs with it.
     fn load(pem: &str, algorithm: KeyAlgorithm) -> Result<Key, String> {
-        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
+        let pair = super::keys::from_pem(pem)?;
+        if pair.algorithm != algorithm {
+            return Err(format!(
+                "the stored key is {}, not {}",
+                pair.algorithm.signing_name(),
+                algorithm.signing_name()
+            ));
+        }
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pair.private_pem.as_bytes())
             .map_err(|e| format!("the stored private key is unreadable: {e}"))?;
         let failed = |e: mail_auth::Error| format!("the stored private key is unusable: {e}");
         Ok(match algorithm {
@@ -114,7 +123,11 @@ impl Key {
     /// The PKCS#8 PEM key of `algorithm`, parsed once per process.
     pub(crate) fn cached(pem: &str, algorithm: KeyAlgorithm) -> Result<Key, String> {
         use sha2::Digest;
-        let id: [u8; 32] = sha2::Sha256::digest(pem.as_bytes()).into();
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(algorithm.signing_name().as_bytes());
+        hasher.update(b"\n");
+        hasher.update(pem.as_bytes());
+        let id: [u8; 32] = hasher.finalize().into();
         let lock = || KEYS.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(k) = lock().as_ref().and_then(|m| m.get(&id)) {
             return Ok(k.clone());

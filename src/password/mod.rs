@@ -118,8 +118,15 @@ const VERIFY_MAX_ARGON2_P: u32 = 16;
 /// this), the results in the order of `passwords`.
 pub fn hash_all(scheme: Scheme, passwords: &[String]) -> Vec<Result<String, HashError>> {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    // Argon2id takes its memory per hash at once: at most 4 at a time, whatever the number of cores.
+    let most = if scheme == Scheme::Argon2id {
+        4
+    } else {
+        usize::MAX
+    };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
+        .min(most)
         .min(passwords.len())
         .max(1);
     let next = AtomicUsize::new(0);

@@ -579,6 +579,12 @@ fn limits_hold_across_batches(db: &TestDb) {
         )
     }));
     assert_row_errors(&run, &expected, "102 rows failed; nothing was imported");
+    let lines: Vec<u64> = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("  line ")?.split(':').next()?.parse().ok())
+        .collect();
+    assert!(lines.is_sorted(), "row errors in file order: {lines:?}");
     assert_eq!(db.snapshot(), before);
 
     // Without the limit and the two bad rows: all 700, with the hash as given.

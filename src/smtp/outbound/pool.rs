@@ -28,8 +28,11 @@ pub const IDLE: Duration = Duration::from_secs(10);
 /// Transactions one session carries before it is closed (some relays limit messages per connection).
 pub const MAX_TRANSACTIONS: usize = 100;
 
-/// Idle sessions kept per relay and login.
+/// Idle sessions kept per key (relay and login, or MX host, address, port and TLS level).
 pub const MAX_IDLE: usize = 32;
+
+/// Idle sessions kept in all.
+pub const MAX_IDLE_TOTAL: usize = 256;
 
 /// A session to reuse: its connection, whom it is with, what became of TLS when it was opened, and how many
 /// transactions it carried.
@@ -45,10 +48,14 @@ pub struct Kept {
     since: Instant,
 }
 
-/// The idle sessions of one daemon, by key (see the module documentation).
+/// The idle sessions of one daemon, by key (see the module documentation). While any session is kept, a
+/// sweeper closes (with QUIT) those idle for [`IDLE`], so a destination that gets no more mail does not hold
+/// a connection for ever.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<String, Vec<Kept>>>,
+    idle: std::sync::Arc<Mutex<HashMap<String, Vec<Kept>>>>,
+    /// A sweeper is running.
+    sweeping: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Deliveries under way, by key.
     busy: Mutex<HashMap<String, usize>>,
 }
@@ -131,9 +138,12 @@ impl Pool {
             return close(conn, limit);
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = idle.values().map(Vec::len).sum();
         let list = idle.entry(key.to_string()).or_default();
-        list.retain(|k| k.since.elapsed() < IDLE);
-        if list.len() >= MAX_IDLE {
+        if list.len() >= MAX_IDLE || total >= MAX_IDLE_TOTAL {
+            if list.is_empty() {
+                idle.remove(key);
+            }
             drop(idle);
             return close(conn, limit);
         }
@@ -144,11 +154,51 @@ impl Pool {
             used,
             since: Instant::now(),
         });
+        drop(idle);
+        self.sweep_later(limit);
     }
 
-    /// Runs the transaction over a session kept for `key`, when there is one: `None` when none is. A session
-    /// whose transaction ended cleanly goes back when `keep` says so (called after the transaction); any other
-    /// is closed, and recipients it left open are for a new session.
+    /// Starts the sweeper unless it runs: every second it closes the sessions idle for [`IDLE`], and it ends
+    /// once nothing is kept.
+    fn sweep_later(&self, limit: Duration) {
+        use std::sync::atomic::Ordering;
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (idle, sweeping) = (self.idle.clone(), self.sweeping.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let expired: Vec<Kept> = {
+                    let mut idle = idle.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut expired = Vec::new();
+                    for list in idle.values_mut() {
+                        let (old, young): (Vec<Kept>, Vec<Kept>) =
+                            list.drain(..).partition(|k| k.since.elapsed() >= IDLE);
+                        *list = young;
+                        expired.extend(old);
+                    }
+                    idle.retain(|_, list| !list.is_empty());
+                    if idle.is_empty() {
+                        sweeping.store(false, Ordering::Release);
+                    }
+                    expired
+                };
+                for kept in expired {
+                    close(kept.conn, limit);
+                }
+                if !sweeping.load(Ordering::Acquire) {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Runs the transaction over a session kept for `key`, when there is one: `None` when none is; else how
+    /// it ended, TLS as the session's opening left it, and whether the connection was still sound (a broken
+    /// one leaves its open recipients to a new session; a reply is the server's verdict). A session whose
+    /// transaction ended cleanly goes back when `keep` says so (asked after the transaction); any other is
+    /// closed.
     pub async fn on_kept(
         &self,
         key: &str,
@@ -156,7 +206,7 @@ impl Pool {
         envelope: &Envelope<'_>,
         outcomes: &mut [Option<Outcome>],
         keep: impl FnOnce() -> bool,
-    ) -> Option<(End, Tls)> {
+    ) -> Option<(End, Tls, bool)> {
         let mut kept = self.take(key, params.timeout).await?;
         let mut healthy = true;
         let end = transaction(
@@ -181,7 +231,7 @@ impl Pool {
             healthy,
             keep,
         );
-        Some((end, tls))
+        Some((end, tls, healthy))
     }
 
     /// After a transaction that ended with `end`: keeps the session when it ended cleanly, is `healthy` and

@@ -120,8 +120,10 @@ pub async fn run(
     pool: Option<&super::pool::Pool>,
 ) -> (End, Tls) {
     let key = pool.map(|_| {
+        // The MTA-STS testing domain too: its checks run when a session opens.
         let level = match security {
-            Security::Opportunistic(_) => "may".to_string(),
+            Security::Opportunistic(None) => "may".to_string(),
+            Security::Opportunistic(Some(domain)) => format!("may testing {domain}"),
             Security::Plain => "plain".to_string(),
             Security::Verified(domain) => format!("verify {domain}"),
         };
@@ -130,10 +132,11 @@ pub async fn run(
     let demand = pool.zip(key.as_deref()).map(|(p, k)| p.demand(k));
     let wanted = || demand.as_ref().is_some_and(|d| d.shared());
     if let (Some(pool), Some(key)) = (pool, &key)
-        && let Some((end, tls)) = pool.on_kept(key, params, envelope, outcomes, wanted).await
+        && let Some((end, tls, sound)) = pool.on_kept(key, params, envelope, outcomes, wanted).await
     {
-        // A kept session that broke before the message went out leaves its recipients to a new one.
-        if matches!(end, End::Done) || outcomes.iter().all(Option::is_some) {
+        // A kept session that broke (closed by the server while idle) leaves its recipients to a new one; a
+        // reply (a 4xx to MAIL FROM) is the host's answer, as on a new session.
+        if sound || matches!(end, End::Done) || outcomes.iter().all(Option::is_some) {
             return (end, tls);
         }
     }
@@ -425,10 +428,14 @@ pub(super) async fn transaction(
         Ok(Ok(response)) if reply::is_completion(&response) => {
             Outcome::Delivered(reply::positive(who, &response))
         }
-        Ok(Ok(response)) => Outcome::Deferred(format!(
-            "{} (unexpected reply to the end of data)",
-            reply::positive(who, &response)
-        )),
+        Ok(Ok(response)) => {
+            // Out of step with the server: not a session to carry another transaction.
+            *healthy = false;
+            Outcome::Deferred(format!(
+                "{} (unexpected reply to the end of data)",
+                reply::positive(who, &response)
+            ))
+        }
         Ok(Err(e)) => match Failure::of(who, "the end of data", &e) {
             Failure::Permanent(text) => Outcome::Failed(text),
             Failure::Transient(text) => Outcome::Deferred(text),

@@ -279,6 +279,37 @@ async fn a_backlog_for_one_host_reuses_the_session_and_a_lone_message_ends_with_
     );
 }
 
+/// A kept session that no later delivery takes is closed with `QUIT` once it has been idle for
+/// `pool::IDLE`, not held for ever.
+#[tokio::test]
+async fn a_kept_session_nobody_takes_is_closed_with_quit_after_idling() {
+    let setup = dns();
+    let (port, mx) = start_group(vec![("127.66.1.1", MxScript::accepting("mx1.rcpts.test"))]).await;
+    let out = outbound(&setup, port);
+    let (a, b) = (rcpts(&["a@rcpts.test"]), rcpts(&["b@rcpts.test"]));
+    let (first, second) = tokio::join!(
+        out.deliver_domain("rcpts.test", SENDER, &a, MESSAGE),
+        out.deliver_domain("rcpts.test", SENDER, &b, MESSAGE),
+    );
+    delivered(&first[0].outcome);
+    delivered(&second[0].outcome);
+    let quits = |sessions: &[fake_mx::Session]| {
+        sessions
+            .iter()
+            .filter(|s| s.commands.last().is_some_and(|c| c == "QUIT"))
+            .count()
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(quits(&mx[0].sessions()), 1, "one session is kept");
+    let limit = mailctl::smtp::outbound::pool::IDLE + Duration::from_secs(3);
+    let deadline = tokio::time::Instant::now() + limit;
+    while quits(&mx[0].sessions()) < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(quits(&mx[0].sessions()), 2, "{:?}", mx[0].sessions());
+    drop(out);
+}
+
 #[tokio::test]
 async fn a_4xx_at_rcpt_defers_and_no_data_is_sent() {
     let setup = dns();

@@ -61,7 +61,7 @@ pub async fn deliver(
     outcomes: &mut [Option<Outcome>],
 ) {
     let key = relay.pool_key();
-    if let Some((end, _)) = through
+    if let Some((end, _, _)) = through
         .pool
         .on_kept(&key, &through.params, envelope, outcomes, || true)
         .await
