@@ -145,10 +145,16 @@ pub async fn serve_http(
     challenges: Arc<Challenges>,
     shutdown: crate::smtp::shutdown::Shutdown,
 ) {
-    crate::smtp::http::accept_limited(listener, shutdown, "acme http-01", move |stream| {
-        let challenges = challenges.clone();
-        async move { answer_http(stream, &challenges).await }
-    })
+    crate::smtp::http::accept_limited(
+        listener,
+        shutdown,
+        "acme http-01",
+        crate::smtp::http::PUBLIC,
+        move |stream| {
+            let challenges = challenges.clone();
+            async move { answer_http(stream, &challenges).await }
+        },
+    )
     .await;
 }
 

@@ -47,35 +47,16 @@ pub fn seal(
         headers.push("DKIM-Signature".into());
     }
     let failed = |e: mail_auth::Error| format!("ARC sealing failed: {e}");
-    let set = match Key::cached(&key.private_pem, key.algorithm)? {
-        Key::Rsa(k) => sealed(
-            ArcSealer::from_key(k),
-            domain,
-            selector,
-            &headers,
-            &parsed,
-            results,
-            chain,
-        ),
-        Key::RsaFallback(k) => sealed(
-            ArcSealer::from_key(k),
-            domain,
-            selector,
-            &headers,
-            &parsed,
-            results,
-            chain,
-        ),
-        Key::Ed25519(k) => sealed(
-            ArcSealer::from_key(k),
-            domain,
-            selector,
-            &headers,
-            &parsed,
-            results,
-            chain,
-        ),
-    }
+    let signing = Key::cached(&key.private_pem, key.algorithm)?;
+    let set = super::sign::with_key!(signing, |k| sealed(
+        ArcSealer::from_key(k),
+        domain,
+        selector,
+        &headers,
+        &parsed,
+        results,
+        chain
+    ))
     .map_err(failed)?;
     Ok(set.into_bytes())
 }

@@ -87,6 +87,19 @@ pub(crate) enum Key {
     Ed25519(Shared<Ed25519Key>),
 }
 
+/// Evaluates `$body` with `$k` bound to the signing key inside `$key`, whatever its kind (mail-auth's signers
+/// are generic over the key type, so each kind is its own expression).
+macro_rules! with_key {
+    ($key:expr, |$k:ident| $body:expr) => {
+        match $key {
+            $crate::dkim::sign::Key::Rsa($k) => $body,
+            $crate::dkim::sign::Key::RsaFallback($k) => $body,
+            $crate::dkim::sign::Key::Ed25519($k) => $body,
+        }
+    };
+}
+pub(crate) use with_key;
+
 /// Parsed keys by the SHA-256 of their PEM; at most [`CACHED_KEYS`], emptied when full.
 static KEYS: Mutex<Option<std::collections::HashMap<[u8; 32], Key>>> = Mutex::new(None);
 /// The most keys kept parsed (one per signing domain and selector in use).
@@ -236,32 +249,15 @@ pub fn sign_pem(
     check_message(&message)?;
     let headers = headers_to_sign(&message);
     let failed = |e: mail_auth::Error| format!("signing failed: {e}");
-    let header = match Key::cached(private_pem, algorithm)? {
-        Key::Rsa(k) => signer_sign(
-            DkimSigner::from_key(k),
-            domain,
-            selector,
-            &headers,
-            &message,
-        )
-        .map_err(failed)?,
-        Key::RsaFallback(k) => signer_sign(
-            DkimSigner::from_key(k),
-            domain,
-            selector,
-            &headers,
-            &message,
-        )
-        .map_err(failed)?,
-        Key::Ed25519(k) => signer_sign(
-            DkimSigner::from_key(k),
-            domain,
-            selector,
-            &headers,
-            &message,
-        )
-        .map_err(failed)?,
-    };
+    let key = Key::cached(private_pem, algorithm)?;
+    let header = with_key!(key, |k| signer_sign(
+        DkimSigner::from_key(k),
+        domain,
+        selector,
+        &headers,
+        &message
+    ))
+    .map_err(failed)?;
     let mut out = header.into_bytes();
     out.extend_from_slice(&message);
     Ok(out)

@@ -197,9 +197,12 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// Connections from one client address at the same time; more are closed at once.
 pub const MAX_PER_IP: usize = 16;
 
-/// Open connections per client address.
+/// Open connections per client address, at most `.1` each.
 #[derive(Debug, Default)]
-struct PerIp(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+struct PerIp(
+    std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+    usize,
+);
 
 impl PerIp {
     fn enter(&self, ip: std::net::IpAddr) -> bool {
@@ -207,7 +210,7 @@ impl PerIp {
             return false;
         };
         let n = map.entry(ip).or_insert(0);
-        if *n >= MAX_PER_IP {
+        if *n >= self.1 {
             return false;
         }
         *n += 1;
@@ -226,19 +229,35 @@ impl PerIp {
     }
 }
 
+/// How many connections an HTTP listener takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// At once, in all.
+    pub total: usize,
+    /// At once from one client address.
+    pub per_ip: usize,
+}
+
+/// The limits of the HTTPS endpoint and the ACME HTTP-01 listener.
+pub const PUBLIC: Limits = Limits {
+    total: MAX_CONNECTIONS,
+    per_ip: MAX_PER_IP,
+};
+
 /// Accepts on `listener` (named `name` in logs) until `shutdown`, each connection handled by `handle` in a task
-/// of its own: at most [`MAX_CONNECTIONS`] at once and [`MAX_PER_IP`] per client address, more closed at once.
+/// of its own, within `limits`: connections over them are closed at once (a client sees a refused request).
 pub async fn accept_limited<H, F>(
     listener: TcpListener,
     mut shutdown: crate::smtp::shutdown::Shutdown,
     name: &'static str,
+    limits: Limits,
     handle: H,
 ) where
     H: Fn(TcpStream) -> F,
     F: Future<Output = ()> + Send + 'static,
 {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let per_ip = Arc::new(PerIp::default());
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.total));
+    let per_ip = Arc::new(PerIp(Default::default(), limits.per_ip));
     loop {
         if shutdown.is_shutdown() {
             return;

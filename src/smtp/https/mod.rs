@@ -35,10 +35,16 @@ pub async fn serve(listener: TcpListener, server: Arc<Context>, settings: HttpsS
     let settings = Arc::new(settings);
     let hosted = Arc::new(routes::Hosted::default());
     let shutdown = server.shutdown.clone();
-    crate::smtp::http::accept_limited(listener, shutdown, "https", move |stream| {
-        let (server, settings, hosted) = (server.clone(), settings.clone(), hosted.clone());
-        async move { handle(stream, &server, &settings, &hosted).await }
-    })
+    crate::smtp::http::accept_limited(
+        listener,
+        shutdown,
+        "https",
+        crate::smtp::http::PUBLIC,
+        move |stream| {
+            let (server, settings, hosted) = (server.clone(), settings.clone(), hosted.clone());
+            async move { handle(stream, &server, &settings, &hosted).await }
+        },
+    )
     .await;
 }
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use super::Metrics;
 use crate::smtp::http::{Head, finish, parse_head, read_head, response};
@@ -35,36 +34,25 @@ pub async fn serve_endpoint(listener: TcpListener, metrics: Arc<Metrics>, shutdo
 pub(super) async fn serve_with(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
     timeout: Duration,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        if shutdown.is_shutdown() {
-            return;
-        }
-        tokio::select! {
-            () = shutdown.recv() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
-                    // Over the limit: dropping the stream closes it, which a scraper reports as a failed scrape.
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        continue;
-                    };
-                    let metrics = metrics.clone();
-                    tokio::spawn(async move {
-                        handle(stream, &metrics, timeout).await;
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!("metrics endpoint: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-        }
-    }
+    // Over the limit a connection is closed at once, which a scraper reports as a failed scrape.
+    let limits = crate::smtp::http::Limits {
+        total: MAX_CONNECTIONS,
+        per_ip: MAX_CONNECTIONS,
+    };
+    crate::smtp::http::accept_limited(
+        listener,
+        shutdown,
+        "metrics endpoint",
+        limits,
+        move |stream| {
+            let metrics = metrics.clone();
+            async move { handle(stream, &metrics, timeout).await }
+        },
+    )
+    .await;
 }
 
 async fn handle(mut stream: TcpStream, metrics: &Metrics, timeout: Duration) {

@@ -226,6 +226,17 @@ async fn a_421_greeting_moves_on_to_the_next_mx_and_everything_down_defers() {
     );
 }
 
+/// Delivers two messages to `rcpts.test` at the same time: the session that ends first is kept.
+async fn two_at_once(out: &Outbound) {
+    let (a, b) = (rcpts(&["a@rcpts.test"]), rcpts(&["b@rcpts.test"]));
+    let (first, second) = tokio::join!(
+        out.deliver_domain("rcpts.test", SENDER, &a, MESSAGE),
+        out.deliver_domain("rcpts.test", SENDER, &b, MESSAGE),
+    );
+    delivered(&first[0].outcome);
+    delivered(&second[0].outcome);
+}
+
 /// The connection cache, on demand (Postfix's `smtp_connection_cache_on_demand`): a session that ends while
 /// another delivery to the same host is under way is kept, and the next delivery takes it after `RSET`; a
 /// session that ends alone says `QUIT` at once.
@@ -234,17 +245,11 @@ async fn a_backlog_for_one_host_reuses_the_session_and_a_lone_message_ends_with_
     let setup = dns();
     let (port, mx) = start_group(vec![("127.66.1.1", MxScript::accepting("mx1.rcpts.test"))]).await;
     let out = outbound(&setup, port);
-    let (a, b) = (rcpts(&["a@rcpts.test"]), rcpts(&["b@rcpts.test"]));
-    let (first, second) = tokio::join!(
-        out.deliver_domain("rcpts.test", SENDER, &a, MESSAGE),
-        out.deliver_domain("rcpts.test", SENDER, &b, MESSAGE),
-    );
+    two_at_once(&out).await;
     let third = out
         .deliver_domain("rcpts.test", SENDER, &rcpts(&["c@rcpts.test"]), MESSAGE)
         .await;
-    for r in [&first[0], &second[0], &third[0]] {
-        delivered(&r.outcome);
-    }
+    delivered(&third[0].outcome);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let sessions = loop {
         let sessions = mx[0].sessions();
@@ -286,13 +291,7 @@ async fn a_kept_session_nobody_takes_is_closed_with_quit_after_idling() {
     let setup = dns();
     let (port, mx) = start_group(vec![("127.66.1.1", MxScript::accepting("mx1.rcpts.test"))]).await;
     let out = outbound(&setup, port);
-    let (a, b) = (rcpts(&["a@rcpts.test"]), rcpts(&["b@rcpts.test"]));
-    let (first, second) = tokio::join!(
-        out.deliver_domain("rcpts.test", SENDER, &a, MESSAGE),
-        out.deliver_domain("rcpts.test", SENDER, &b, MESSAGE),
-    );
-    delivered(&first[0].outcome);
-    delivered(&second[0].outcome);
+    two_at_once(&out).await;
     let quits = |sessions: &[fake_mx::Session]| {
         sessions
             .iter()
