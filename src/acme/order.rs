@@ -46,18 +46,14 @@ pub async fn issue(
     names: &[String],
     challenges: &Challenges,
 ) -> Result<Leaf, Failure> {
-    let result = run(settings, store, resolver, names, challenges).await;
-    challenges.clear();
-    result
-}
-
-async fn run(
-    settings: &AcmeSettings,
-    store: &Store,
-    resolver: &Resolver,
-    names: &[String],
-    challenges: &Challenges,
-) -> Result<Leaf, Failure> {
+    // However the order ends, its challenges are answered no longer.
+    struct Clear<'a>(&'a Challenges);
+    impl Drop for Clear<'_> {
+        fn drop(&mut self) {
+            self.0.clear();
+        }
+    }
+    let _clear = Clear(challenges);
     let roots = crate::tls::Trust::load(settings.directory_ca.as_deref())
         .map_err(|e| format!("server.acme.directory_ca: {e}"))?
         .roots();

@@ -159,20 +159,12 @@ impl Tx {
         &mut self,
         addresses: &[String],
     ) -> Result<std::collections::HashSet<String>> {
-        let mut found = std::collections::HashSet::new();
-        for chunk in addresses.chunks(super::MAX_ROWS) {
-            let sql = super::select_in("SELECT address FROM alias WHERE address IN ", chunk.len());
-            let rows: Vec<(String,)> = on_conn!(self, |c| {
-                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
-                for a in chunk {
-                    q = q.bind(a);
-                }
-                q.fetch_all(&mut *c).await
-            })
-            .map_err(|e| Error::db("reading aliases", e))?;
-            found.extend(rows.into_iter().map(|(a,)| a.to_lowercase()));
-        }
-        Ok(found)
+        self.existing(
+            "SELECT address FROM alias WHERE address IN ",
+            addresses,
+            "aliases",
+        )
+        .await
     }
 
     /// Writes goto, modified and active of an existing alias row.

@@ -133,23 +133,12 @@ impl Tx {
         &mut self,
         usernames: &[String],
     ) -> Result<std::collections::HashSet<String>> {
-        let mut found = std::collections::HashSet::new();
-        for chunk in usernames.chunks(super::MAX_ROWS) {
-            let sql = super::select_in(
-                "SELECT username FROM mailbox WHERE username IN ",
-                chunk.len(),
-            );
-            let rows: Vec<(String,)> = on_conn!(self, |c| {
-                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
-                for u in chunk {
-                    q = q.bind(u);
-                }
-                q.fetch_all(&mut *c).await
-            })
-            .map_err(|e| Error::db("reading mailboxes", e))?;
-            found.extend(rows.into_iter().map(|(u,)| u.to_lowercase()));
-        }
-        Ok(found)
+        self.existing(
+            "SELECT username FROM mailbox WHERE username IN ",
+            usernames,
+            "mailboxes",
+        )
+        .await
     }
 
     /// Writes every mutable column of an existing mailbox row.

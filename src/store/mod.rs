@@ -126,6 +126,32 @@ fn select_in(head: &str, n: usize) -> String {
     format!("{head}({})", vec!["?"; n].join(", "))
 }
 
+impl Tx {
+    /// Which of `values` (lower-case) `head` (`SELECT column FROM table WHERE column IN `) finds, lower-cased;
+    /// asked [`MAX_ROWS`] at a time. `what` names the rows in errors.
+    async fn existing(
+        &mut self,
+        head: &'static str,
+        values: &[String],
+        what: &str,
+    ) -> Result<std::collections::HashSet<String>> {
+        let mut found = std::collections::HashSet::new();
+        for chunk in values.chunks(MAX_ROWS) {
+            let sql = select_in(head, chunk.len());
+            let rows: Vec<(String,)> = on_conn!(self, |c| {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
+                for v in chunk {
+                    q = q.bind(v);
+                }
+                q.fetch_all(&mut *c).await
+            })
+            .map_err(|e| Error::db(format!("reading {what}"), e))?;
+            found.extend(rows.into_iter().map(|(v,)| v.to_lowercase()));
+        }
+        Ok(found)
+    }
+}
+
 /// The context of a failed insert: `adding mailbox a@x` for one row, `adding 500 mailboxes (a@x, ...)` for more.
 fn adding<'a>(
     one: &str,
