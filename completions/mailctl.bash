@@ -1616,7 +1616,7 @@ _mailctl() {
             return 0
             ;;
         mailctl__subcmd__bench__subcmd__smtp)
-            opts="-v -q -h -V --to --from --sessions --messages --size --pipelining --duration --log --starttls --auth --config --database-url --json --verbose --quiet --help --version"
+            opts="-v -q -h -V --to --from --sessions --messages --size --pipelining --new-connection --server-pid --duration --log --starttls --auth --config --database-url --json --verbose --quiet --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1639,6 +1639,10 @@ _mailctl() {
                     return 0
                     ;;
                 --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server-pid)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

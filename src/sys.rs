@@ -68,6 +68,34 @@ pub fn raise_nofile_limit() -> io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
+/// The CPU time (user + system, every thread) process `pid` has used so far, from `/proc/PID/stat`.
+pub fn process_cpu(pid: u32) -> io::Result<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces and parentheses: the fields after it start past the last ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| io::Error::other("unreadable /proc stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ')': state is field 3, utime 14 and stime 15 (proc(5)).
+    let ticks = |i: usize| -> io::Result<u64> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| io::Error::other("unreadable /proc stat"))
+    };
+    let total = ticks(11)? + ticks(12)?;
+    // SAFETY: sysconf reads a constant and touches no memory.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let per_second = u64::try_from(per_second)
+        .ok()
+        .filter(|n| *n > 0)
+        .unwrap_or(100);
+    Ok(std::time::Duration::from_micros(
+        total * 1_000_000 / per_second,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

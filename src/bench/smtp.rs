@@ -59,6 +59,11 @@ pub struct Options {
     pub log: Option<PathBuf>,
     /// STARTTLS and AUTH at the start of every session.
     pub security: Security,
+    /// One connection per message (QUIT after each, as smtp-source does by default) instead of one per
+    /// session for all its messages.
+    pub new_connection: bool,
+    /// The server's PID: its CPU time over the run is reported per accepted message.
+    pub server_pid: Option<u32>,
 }
 
 /// What a run measured (`--json` prints it as is).
@@ -88,6 +93,11 @@ pub struct Report {
     pub messages_per_second: f64,
     /// From the final `.` sent to the 2xx reply, accepted messages only.
     pub latency_ms: LatencySummary,
+    /// One connection per message.
+    pub new_connection: bool,
+    /// The server's CPU time (user + system) over the run per accepted message, microseconds (with
+    /// `--server-pid`).
+    pub server_cpu_us_per_message: Option<f64>,
     /// Why writing the `--log` file failed (the run continues; the command then fails).
     #[serde(skip)]
     pub log_error: Option<String>,
@@ -140,6 +150,12 @@ pub async fn run(opts: Options) -> Result<Report> {
         )),
         None => None,
     };
+    let cpu = |pid: u32| {
+        crate::sys::process_cpu(pid).map_err(|e| {
+            Error::refused(format!("--server-pid {pid}: cannot read its CPU time: {e}"))
+        })
+    };
+    let cpu_before = opts.server_pid.map(cpu).transpose()?;
     let first = super::connect(opts.addr)
         .await
         .map_err(|e| super::unreachable(opts.addr, &e))?;
@@ -183,6 +199,13 @@ pub async fn run(opts: Options) -> Result<Report> {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let accepted = latencies.len() as u64;
+    let server_cpu_us_per_message = match (shared.opts.server_pid, cpu_before) {
+        (Some(pid), Some(before)) if accepted > 0 => {
+            let used = cpu(pid)?.saturating_sub(before);
+            Some((used.as_secs_f64() * 1e6 / accepted as f64 * 10.0).round() / 10.0)
+        }
+        _ => None,
+    };
     Ok(Report {
         sessions: shared.opts.sessions,
         messages: shared.opts.messages,
@@ -200,6 +223,8 @@ pub async fn run(opts: Options) -> Result<Report> {
             0.0
         },
         latency_ms: stats::summarize(&mut latencies),
+        new_connection: shared.opts.new_connection,
+        server_cpu_us_per_message,
         log_error: shared.log_error.get().cloned(),
     })
 }
@@ -303,6 +328,10 @@ async fn session(shared: Arc<Shared>, mut first: Option<tokio::net::TcpStream>) 
                 Ok(Outcome::Accepted(latency)) => {
                     tally.latencies.push(latency);
                     pending = None;
+                    if shared.opts.new_connection {
+                        client.quit(shared.reply_deadline()).await;
+                        break;
+                    }
                 }
                 Ok(Outcome::Rejected(code)) => {
                     *tally.rejected.entry(code).or_insert(0) += 1;

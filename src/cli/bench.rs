@@ -52,6 +52,13 @@ pub struct SmtpArgs {
     /// Send MAIL, RCPT and DATA in one write when the server offers PIPELINING
     #[arg(long)]
     pipelining: bool,
+    /// Open a new connection for every message (QUIT after each), as Postfix's smtp-source does by default
+    /// and most MX traffic arrives; without it each session sends all its messages over one connection
+    #[arg(long)]
+    new_connection: bool,
+    /// PID of the server: report its CPU time (user + system, from /proc) per accepted message
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
     /// Stop after this many seconds even if not every message was sent
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     duration: Option<u64>,
@@ -131,6 +138,8 @@ async fn run_smtp(ctx: &Ctx, args: SmtpArgs) -> Result<()> {
         duration: args.duration.map(Duration::from_secs),
         log: args.log,
         security,
+        new_connection: args.new_connection,
+        server_pid: args.server_pid,
     })
     .await?;
     ctx.out.emit(&report);
@@ -193,6 +202,10 @@ impl Render for smtp::Report {
             ),
             ("errors", r.errors.to_string()),
             ("pipelined", crate::output::yes_no(r.pipelined)),
+            (
+                "new connection per message",
+                crate::output::yes_no(r.new_connection),
+            ),
             ("security", r.security.to_string()),
             ("elapsed", format!("{:.3} s", r.elapsed_seconds)),
             ("messages/s", format!("{:.1}", r.messages_per_second)),
@@ -201,6 +214,9 @@ impl Render for smtp::Report {
             ("latency p99", format!("{:.3} ms", r.latency_ms.p99)),
             ("latency max", format!("{:.3} ms", r.latency_ms.max)),
         ];
+        if let Some(cpu) = r.server_cpu_us_per_message {
+            rows.push(("server CPU per message", format!("{cpu:.1} µs")));
+        }
         if let Some(e) = &r.first_error {
             rows.push(("first error", e.clone()));
         }

@@ -178,6 +178,67 @@ fn plain_run_prints_a_table_and_does_not_pipeline() {
     for r in &received {
         check_message(&r.data, 20000);
     }
+    assert_eq!(
+        sink.state.connections.load(Ordering::SeqCst),
+        2,
+        "one connection per session"
+    );
+}
+
+/// `--new-connection`: one connection per message, as smtp-source sends by default; `--server-pid` reports
+/// the server's CPU per accepted message from /proc (here the sink's own process, the test).
+#[test]
+fn new_connection_opens_one_connection_per_message_and_server_cpu_is_reported() {
+    let db = TestDb::sqlite();
+    let sink = Sink::start(Behaviour::default());
+    let addr = sink.addr.to_string();
+    let pid = std::process::id().to_string();
+    let run = bench(
+        &db,
+        &[
+            "--json",
+            "smtp",
+            &addr,
+            "--to",
+            "alice@example.test",
+            "--sessions",
+            "2",
+            "--messages",
+            "12",
+            "--new-connection",
+            "--server-pid",
+            &pid,
+        ],
+    )
+    .ok();
+    let report = run.json();
+    assert_eq!(report["accepted"], 12, "{report}");
+    assert_eq!(report["new_connection"], true);
+    assert!(
+        report["server_cpu_us_per_message"].as_f64().is_some(),
+        "{report}"
+    );
+    assert_eq!(sink.received().len(), 12);
+    assert_eq!(sink.state.connections.load(Ordering::SeqCst), 12);
+    let gone = bench(
+        &db,
+        &[
+            "smtp",
+            &addr,
+            "--to",
+            "alice@example.test",
+            "--messages",
+            "1",
+            "--server-pid",
+            "999999999",
+        ],
+    );
+    assert_eq!(gone.code, 1, "{}", gone.stderr);
+    assert!(
+        gone.stderr.contains("--server-pid 999999999"),
+        "{}",
+        gone.stderr
+    );
 }
 
 #[test]

@@ -32,6 +32,8 @@ pub struct State {
     pub pipelined: AtomicUsize,
     open: AtomicUsize,
     pub max_open: AtomicUsize,
+    /// Connections accepted in all.
+    pub connections: AtomicUsize,
 }
 
 /// An SMTP sink on 127.0.0.1, on its own thread and runtime for the rest of the test process.
@@ -58,6 +60,7 @@ impl Sink {
                 while let Ok((stream, _)) = listener.accept().await {
                     let (state, queue) = (shared.clone(), queue.clone());
                     tokio::spawn(async move {
+                        state.connections.fetch_add(1, Ordering::SeqCst);
                         let now = state.open.fetch_add(1, Ordering::SeqCst) + 1;
                         state.max_open.fetch_max(now, Ordering::SeqCst);
                         let _ = session(stream, behaviour, &state, &queue).await;
