@@ -320,3 +320,84 @@ fn reload(server: &Context) -> Result<(), String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acme::settings::Challenge;
+
+    fn settings() -> AcmeSettings {
+        AcmeSettings {
+            directory: "https://ca.example/dir".into(),
+            contact: None,
+            challenge: Challenge::Http("127.0.0.1:80".parse().unwrap()),
+            dir: std::path::PathBuf::from("/nonexistent"),
+            renew_days: 30,
+            reuse_key: true,
+            directory_ca: None,
+            public_ips: Vec::new(),
+        }
+    }
+
+    fn leaf(names: &[&str], subject: &str, from_days: i64, to_days: i64) -> Leaf {
+        let at = |days: i64| {
+            let now = SystemTime::now();
+            let d = Duration::from_secs(days.unsigned_abs() * 86_400);
+            if days < 0 { now - d } else { now + d }
+        };
+        Leaf {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            not_before: at(from_days),
+            not_after: at(to_days),
+            issuer: "CN=Test CA".into(),
+            subject: subject.into(),
+            serial: "01".into(),
+            spki_sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn what_makes_a_certificate_due() {
+        let s = settings();
+        let now = SystemTime::now();
+        let names = vec![
+            "mx.example.org".to_string(),
+            "mta-sts.example.org".to_string(),
+        ];
+        let due_now = |d: Due| matches!(d, Due::Now(_));
+        assert!(due_now(due(&s, None, &names, now)));
+        let placeholder = leaf(&["mx.example.org"], &format!("CN={PLACEHOLDER_CN}"), -1, 29);
+        assert!(due_now(due(&s, Some(&placeholder), &names, now)));
+        // Fresh, the same names in another order: due 30 days before it expires.
+        let fresh = leaf(&["mta-sts.example.org", "mx.example.org"], "", -1, 89);
+        match due(&s, Some(&fresh), &names, now) {
+            Due::At(at) => {
+                let days = at.duration_since(now).unwrap().as_secs() / 86_400;
+                assert!((58..=59).contains(&days), "{days}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A new hosted domain's name, or one gone: now, saying which.
+        let more = [names.clone(), vec!["autoconfig.example.org".to_string()]].concat();
+        match due(&s, Some(&fresh), &more, now) {
+            Due::Now(why) => assert!(why.contains("new: autoconfig.example.org"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Within 30 days of expiry; and a 6-day certificate half-way through.
+        assert!(due_now(due(
+            &s,
+            Some(&leaf(
+                &["mx.example.org", "mta-sts.example.org"],
+                "",
+                -61,
+                29
+            )),
+            &names,
+            now
+        )));
+        let short = leaf(&["mx.example.org", "mta-sts.example.org"], "", -1, 5);
+        assert!(!due_now(due(&s, Some(&short), &names, now)), "day 1 of 6");
+        let later = leaf(&["mx.example.org", "mta-sts.example.org"], "", -4, 2);
+        assert!(due_now(due(&s, Some(&later), &names, now)), "day 4 of 6");
+    }
+}
