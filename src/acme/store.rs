@@ -119,16 +119,18 @@ impl Store {
             self.write("cert.pem", placeholder.as_bytes())?;
         }
         if let Some((uid, gid)) = owner {
-            for path in [self.dir.clone(), cert, key] {
+            let files = [
+                "cert.pem",
+                "key.pem",
+                "account.json",
+                "state.json",
+                "renew.request",
+                "daemon.lock",
+            ];
+            let present = files.iter().map(|n| self.path(n)).filter(|p| p.exists());
+            for path in std::iter::once(self.dir.clone()).chain(present) {
                 std::os::unix::fs::chown(&path, Some(uid), Some(gid))
                     .map_err(|e| self.io("cannot change the owner of", &path, e))?;
-            }
-            for name in ["account.json", "state.json", "renew.request", "daemon.lock"] {
-                let path = self.path(name);
-                if path.exists() {
-                    std::os::unix::fs::chown(&path, Some(uid), Some(gid))
-                        .map_err(|e| self.io("cannot change the owner of", &path, e))?;
-                }
             }
         }
         Ok(())

@@ -68,12 +68,12 @@ impl Away {
 
 /// After delivery of `message` from `sender` to `mailboxes`: answers for those away, in a task of its own.
 ///
-/// `recipients` are the transaction's RCPT addresses: as RFC 3834 asks, only mail that names the mailbox (or an
-/// address that led to it) in `To`, `Cc`, `Resent-To` or `Resent-Cc` is answered, never a Bcc or a list.
+/// `mailboxes` come each with the RCPT addresses that led to it: as RFC 3834 asks, only mail that names the
+/// mailbox (or one of those addresses) in `To`, `Cc`, `Resent-To` or `Resent-Cc` is answered, never a Bcc or
+/// a list, even when another recipient of the same message is named.
 pub fn after_delivery(
     server: Arc<Context>,
-    mailboxes: Vec<String>,
-    recipients: Vec<String>,
+    mailboxes: Vec<(String, Vec<String>)>,
     sender: String,
     message: Arc<Vec<u8>>,
 ) {
@@ -84,20 +84,17 @@ pub fn after_delivery(
         let Some(away) = server.away.mailboxes(&server).await else {
             return;
         };
-        if !mailboxes.iter().any(|m| away.contains(m)) {
+        // Each mailbox comes once (the session's targets are unique).
+        let answering: Vec<(String, Vec<String>)> = mailboxes
+            .into_iter()
+            .filter(|(m, _)| away.contains(m) && !m.eq_ignore_ascii_case(&sender))
+            .collect();
+        if answering.is_empty() {
             return;
         }
         let Ok(_permit) = server.away.permits.acquire().await else {
             return;
         };
-        let mut answering: Vec<String> = mailboxes
-            .into_iter()
-            .filter(|m| away.contains(m) && !m.eq_ignore_ascii_case(&sender))
-            .collect();
-        answering.dedup();
-        if answering.is_empty() {
-            return;
-        }
         let incoming = match screen(&sender, &message) {
             Ok(incoming) => incoming,
             Err(why) => {
@@ -105,9 +102,9 @@ pub fn after_delivery(
                 return;
             }
         };
-        for mailbox in answering {
+        for (mailbox, rcpts) in answering {
             let named = std::iter::once(&mailbox)
-                .chain(&recipients)
+                .chain(&rcpts)
                 .any(|a| incoming.addressed.contains(&a.to_ascii_lowercase()));
             if !named {
                 tracing::debug!(target: "mailctl::smtp", mailbox, sender,

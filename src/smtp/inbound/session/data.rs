@@ -290,14 +290,23 @@ impl Session {
                     tracing::error!(target: "mailctl::smtp", id = %id, mailbox = %target.mailbox,
                         reason = %failure.reason, "delivery to one recipient failed after the others succeeded");
                 }
+                // Each delivered mailbox with the RCPTs that led to it.
                 let delivered = answering
                     .into_iter()
                     .filter(|m| failed.iter().all(|(t, _)| t.mailbox != *m))
+                    .map(|m| {
+                        let rcpts = txn
+                            .led_to
+                            .iter()
+                            .filter(|(mailbox, _)| *mailbox == m)
+                            .map(|(_, rcpt)| rcpt.clone())
+                            .collect();
+                        (m, rcpts)
+                    })
                     .collect();
                 crate::smtp::inbound::vacation::after_delivery(
                     self.server.clone(),
                     delivered,
-                    txn.recipients.clone(),
                     sender.clone(),
                     stamped.clone(),
                 );

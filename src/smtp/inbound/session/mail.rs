@@ -89,6 +89,7 @@ impl Session {
             quotas: Vec::new(),
             refused: Vec::new(),
             via: Vec::new(),
+            led_to: Vec::new(),
             overshoot: 0,
             sending,
         });

@@ -102,6 +102,8 @@ pub struct Transaction {
     spf: Option<SpfResult>,
     /// Every accepted RCPT, as the client wrote it.
     recipients: Vec<String>,
+    /// (mailbox, RCPT) for every RCPT that led to a local mailbox (through aliases or directly).
+    led_to: Vec<(String, String)>,
     /// Where the message goes: each mailbox once, however many RCPTs lead to it.
     targets: Vec<Target>,
     /// Addresses in other domains (a logged-in user's recipients, alias targets outside): queued for delivery.

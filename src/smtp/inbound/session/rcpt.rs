@@ -108,6 +108,7 @@ impl Session {
                     return temporary_failure();
                 };
                 for (m, quota) in mailboxes.into_iter().zip(quotas) {
+                    txn.led_to.push((m.username.clone(), shown.clone()));
                     if !txn.targets.iter().any(|t| t.mailbox == m.username) {
                         txn.targets.push(Target {
                             mailbox: m.username,
