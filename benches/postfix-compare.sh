@@ -65,6 +65,10 @@ measure() {
     sleep 0.05
   done
   end=$(date +%s.%N)
+  if [ "$count" -lt "$N" ]; then
+    echo "postfix-compare: only $count of $N messages reached $maildir within 30 s" >&2
+    exit 1
+  fi
   after=$(cpu_ticks "$pid" "$kind")
   python3 -c "n=$N; t=$end-$start; cpu=($after-$before)*1e6/$TCK/n; print(f'{n/t:.0f} {cpu:.0f}')"
 }
@@ -139,8 +143,11 @@ echo "postfix-compare: $N messages of 4 KiB, $S sessions, smtp-source as the cli
 printf '%-26s %12s %16s %12s %16s %10s\n' mode "postfix msg/s" "postfix CPU/msg" "serve msg/s" "serve CPU/msg" "CPU ratio"
 for mode in new reuse; do
   flags=""; [ "$mode" = reuse ] && flags="-d"
-  read -r pf_rate pf_cpu < <(measure "$PF_PORT" "$PF/vmail/example.test/alice" "$flags" "$PF_PID" tree)
-  read -r mc_rate mc_cpu < <(measure "$MC_PORT" "$MC/vmail/example.test/alice" "$flags" "$SERVE_PID")
+  # (A failed measurement ends the script: set -e applies to the assignment.)
+  pf=$(measure "$PF_PORT" "$PF/vmail/example.test/alice" "$flags" "$PF_PID" tree)
+  mc=$(measure "$MC_PORT" "$MC/vmail/example.test/alice" "$flags" "$SERVE_PID")
+  read -r pf_rate pf_cpu <<< "$pf"
+  read -r mc_rate mc_cpu <<< "$mc"
   label="new connection per message"; [ "$mode" = reuse ] && label="connections reused (-d)"
   printf '%-26s %12s %13s us %12s %13s us %9sx\n' "$label" "$pf_rate" "$pf_cpu" "$mc_rate" "$mc_cpu" \
     "$(python3 -c "print(f'{$pf_cpu/max($mc_cpu,1):.1f}')")"
