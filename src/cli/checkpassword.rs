@@ -61,11 +61,9 @@ pub async fn run(ctx: &Ctx, args: CheckpasswordArgs) -> Result<i32> {
         let mut tx = store.begin().await?;
         let hashes = provision::login_hashes(&mut tx, &username, smtp, None).await?;
         tx.rollback().await?;
-        tokio::task::spawn_blocking(move || {
-            hashes.iter().any(|h| crate::password::verify(h, &password))
-        })
-        .await
-        .map_err(|e| crate::error::Error::refused(format!("password check failed: {e}")))
+        tokio::task::spawn_blocking(move || crate::password::verify_any(&hashes, &password))
+            .await
+            .map_err(|e| crate::error::Error::refused(format!("password check failed: {e}")))
     }
     .await;
     match checked {

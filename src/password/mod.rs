@@ -114,6 +114,21 @@ const VERIFY_MAX_ARGON2_M_KIB: u32 = 1_048_576;
 const VERIFY_MAX_ARGON2_T: u32 = 32;
 const VERIFY_MAX_ARGON2_P: u32 = 16;
 
+/// A SHA512-CRYPT hash (the default scheme, 5000 rounds) of a random password nobody kept: checked for a login
+/// that has no hash at all, so that it costs the time of one check and timing does not tell which logins exist.
+const UNKNOWN_LOGIN: &str = "{SHA512-CRYPT}$6$Dx08QsVQxkHbIopU$Bhe0QbLJo.gyE7Tp9zIJlfyPDHs/vmnEIN0MdCk/hFrwGS2Bw2D3MYp.WFmWMgEhZoJWK93gu4N53NGSuZC2a.";
+
+/// Whether `password` matches any of `hashes` (a login's password and app passwords); with none, one check
+/// against a hash nobody knows the password of, for the time it takes. Slow on purpose: call it from a
+/// blocking task.
+pub fn verify_any(hashes: &[String], password: &str) -> bool {
+    if hashes.is_empty() {
+        let _ = verify(UNKNOWN_LOGIN, password);
+        return false;
+    }
+    hashes.iter().any(|hash| verify(hash, password))
+}
+
 /// Hashes each password with `scheme` on every core (a bulk import of plain-text passwords is bound by
 /// this), the results in the order of `passwords`.
 pub fn hash_all(scheme: Scheme, passwords: &[String]) -> Vec<Result<String, HashError>> {

@@ -347,3 +347,12 @@ fn random_password_shape() {
     }
     assert_eq!(RANDOM_ALPHABET.len(), 57);
 }
+
+#[test]
+fn a_login_without_hashes_costs_one_real_check_and_never_matches() {
+    assert_eq!(scheme_of(UNKNOWN_LOGIN), Scheme::Sha512Crypt.name());
+    assert!(!verify_any(&[], ""));
+    assert!(!verify_any(&[], "anything"));
+    let known = hash(Scheme::Sha512Crypt, "correct horse battery").unwrap();
+    assert!(verify_any(&["{SHA512-CRYPT}$6$x$y".into(), known], "correct horse battery"));
+}

@@ -185,30 +185,12 @@ impl Session {
         };
         let stored = self.lookup("AUTH", lookup).await?;
         // Verify even for unknown users (against a dummy hash) so timing does not reveal which logins exist.
-        let ok = tokio::task::spawn_blocking(move || {
-            if stored.is_empty() {
-                // Only for the time it takes.
-                let _ = crate::password::verify(dummy_hash(), &password);
-                return false;
-            }
-            stored
-                .iter()
-                .any(|hash| crate::password::verify(hash, &password))
-        })
-        .await
-        .unwrap_or(false);
+        let ok =
+            tokio::task::spawn_blocking(move || crate::password::verify_any(&stored, &password))
+                .await
+                .unwrap_or(false);
         Ok(ok.then_some(address))
     }
-}
-
-/// A hash (in the default scheme) of a random password nobody knows, verified for unknown users so that they
-/// cost the same time as known ones.
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        let secret = crate::password::random_password();
-        crate::password::hash(crate::password::Scheme::default(), &secret).unwrap_or_default()
-    })
 }
 
 /// Sends a `334` challenge and reads the client's answer line; `None` when the client went away.
