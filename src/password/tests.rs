@@ -354,5 +354,8 @@ fn a_login_without_hashes_costs_one_real_check_and_never_matches() {
     assert!(!verify_any(&[], ""));
     assert!(!verify_any(&[], "anything"));
     let known = hash(Scheme::Sha512Crypt, "correct horse battery").unwrap();
-    assert!(verify_any(&["{SHA512-CRYPT}$6$x$y".into(), known], "correct horse battery"));
+    assert!(verify_any(
+        &["{SHA512-CRYPT}$6$x$y".into(), known],
+        "correct horse battery"
+    ));
 }

@@ -10,7 +10,7 @@
 use chrono::Utc;
 
 use super::Context;
-use crate::smtp::queue::{Envelope, QueueError, QueueId};
+use crate::smtp::queue::{QueueError, QueueId};
 
 /// Holds `login`'s queued mail, tells the postmaster why (`why` completes "alice@example.org ..."), logs and
 /// counts.
@@ -44,20 +44,12 @@ pub async fn tripped(server: &Context, login: &str, why: &str) {
     };
     let domain = login.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
     let notice = notice(&server.settings.hostname, login, domain, why, held);
-    let envelope = Envelope {
-        sender: String::new(),
-        recipients: vec![format!("postmaster@{domain}")],
-        dkim: None,
-    };
-    let queue = server.queue.clone();
-    let queued = tokio::task::spawn_blocking(move || {
-        queue.enqueue(&envelope, notice.as_bytes(), Utc::now())
-    })
-    .await;
-    if matches!(queued, Ok(Ok(_))) {
-        server.wake_queue();
-    } else {
-        tracing::error!(target: "mailctl::smtp", login, "breaker: the postmaster notice could not be queued");
+    let queued = server
+        .queue_generated(format!("postmaster@{domain}"), notice.into_bytes(), None)
+        .await;
+    if let Err(e) = queued {
+        tracing::error!(target: "mailctl::smtp", login, error = %e,
+            "breaker: the postmaster notice could not be queued");
     }
 }
 

@@ -59,4 +59,26 @@ impl Context {
             w.wake();
         }
     }
+
+    /// Queues a message this server writes itself (a vacation reply, a postmaster notice) from the null
+    /// sender `<>` to `recipient`, off the async runtime, and wakes the queue manager; the error says why not.
+    pub async fn queue_generated(
+        &self,
+        recipient: String,
+        body: Vec<u8>,
+        dkim: Option<String>,
+    ) -> Result<(), String> {
+        let envelope = crate::smtp::queue::Envelope {
+            sender: String::new(),
+            recipients: vec![recipient],
+            dkim,
+        };
+        let queue = self.queue.clone();
+        tokio::task::spawn_blocking(move || queue.enqueue(&envelope, &body, chrono::Utc::now()))
+            .await
+            .map_err(|e| format!("queue task failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        self.wake_queue();
+        Ok(())
+    }
 }

@@ -21,7 +21,6 @@ use chrono::Utc;
 
 use super::Context;
 use crate::model::DomainName;
-use crate::smtp::queue::Envelope;
 
 /// How long the set of away mailboxes is trusted.
 pub const REFRESH: Duration = Duration::from_secs(30);
@@ -306,17 +305,10 @@ async fn respond(
         }
         None => (reply, None),
     };
-    let envelope = Envelope {
-        sender: String::new(),
-        recipients: vec![sender.to_string()],
-        dkim,
-    };
-    let queue = server.queue.clone();
-    tokio::task::spawn_blocking(move || queue.enqueue(&envelope, &body, Utc::now()))
+    server
+        .queue_generated(sender.to_string(), body, dkim)
         .await
-        .map_err(|e| crate::error::Error::refused(format!("queue task failed: {e}")))?
         .map_err(|e| crate::error::Error::refused(format!("cannot queue the reply: {e}")))?;
-    server.wake_queue();
     tracing::info!(target: "mailctl::smtp", mailbox, sender, "vacation: replied");
     Ok(())
 }
