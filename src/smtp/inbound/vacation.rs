@@ -263,10 +263,16 @@ async fn respond(
         }
         None => false,
     };
+    let domain = DomainName::from_stored(mailbox.rsplit_once('@').map_or("", |(_, d)| d));
+    let key = match due {
+        true => crate::provision::dkim::active_key(&mut tx, &domain).await?,
+        false => None,
+    };
     tx.rollback().await?;
     let Some(vacation) = vacation.filter(|_| due) else {
         return Ok(());
     };
+    // The write transaction only claims the reply (the one writer of SQLite is held for no read).
     let mut tx = server.store.begin_write().await?;
     if !tx
         .vacation_notify(mailbox, &sender_key, vacation.interval_time, now)
@@ -275,8 +281,6 @@ async fn respond(
         tx.rollback().await?;
         return Ok(());
     }
-    let domain = DomainName::from_stored(mailbox.rsplit_once('@').map_or("", |(_, d)| d));
-    let key = crate::provision::dkim::active_key(&mut tx, &domain).await?;
     tx.commit().await?;
     let reply = message(
         &server.settings.hostname,
