@@ -334,7 +334,7 @@ async fn events<S: AsyncRead + AsyncWrite + Unpin>(
         for f in &message.fields {
             c.send(
                 cmd::HEADER,
-                &protocol::byte_strings(&[f.name.as_bytes(), &f.value(leading)]),
+                &protocol::strings(&[f.name.as_bytes(), &f.value(leading)]),
             );
             step!(c.event(n.has(step::NR_HDR), "a header field").await?);
         }
@@ -387,7 +387,7 @@ async fn end_of_message<S: AsyncRead + AsyncWrite + Unpin>(
             reply::ACCEPT | reply::CONTINUE => break,
             reply::ADDHEADER if granted(action::ADDHDRS) => {
                 if let [name, value, ..] = protocol::split_strings(&data).as_slice() {
-                    changes.edits.push(Edit::Add(name.clone(), value.clone()));
+                    changes.edits.push(Edit::Add(text(name), value.clone()));
                 }
             }
             reply::INSHEADER if granted(action::ADDHDRS) => {
@@ -395,7 +395,7 @@ async fn end_of_message<S: AsyncRead + AsyncWrite + Unpin>(
                 if let [name, value, ..] = protocol::split_strings(rest).as_slice() {
                     changes
                         .edits
-                        .push(Edit::Insert(index, name.clone(), value.clone()));
+                        .push(Edit::Insert(index, text(name), value.clone()));
                 }
             }
             reply::CHGHEADER if granted(action::CHGHDRS) => {
@@ -403,7 +403,7 @@ async fn end_of_message<S: AsyncRead + AsyncWrite + Unpin>(
                 let strings = protocol::split_strings(rest);
                 if let Some(name) = strings.first() {
                     let value = strings.get(1).cloned().unwrap_or_default();
-                    changes.edits.push(Edit::Change(index, name.clone(), value));
+                    changes.edits.push(Edit::Change(index, text(name), value));
                 }
             }
             reply::REPLBODY if granted(action::CHGBODY) => {
@@ -420,7 +420,8 @@ async fn end_of_message<S: AsyncRead + AsyncWrite + Unpin>(
                 let from = protocol::split_strings(&data)
                     .first()
                     .map(|f| {
-                        f.trim()
+                        text(f)
+                            .trim()
                             .trim_start_matches('<')
                             .trim_end_matches('>')
                             .to_string()
@@ -436,7 +437,7 @@ async fn end_of_message<S: AsyncRead + AsyncWrite + Unpin>(
             reply::QUARANTINE if granted(action::QUARANTINE) => {
                 let reason = protocol::split_strings(&data)
                     .first()
-                    .cloned()
+                    .map(|r| text(r))
                     .unwrap_or_default();
                 changes.quarantine = Some(reason);
             }
@@ -468,4 +469,9 @@ async fn end_of_message<S: AsyncRead + AsyncWrite + Unpin>(
         changes.edits.push(Edit::Body(body));
     }
     Ok(Answer::Accept(changes))
+}
+
+/// A name or a reason a milter sent, as text (header values stay bytes: an 8-bit value comes back as it went).
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }

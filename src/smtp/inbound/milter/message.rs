@@ -51,11 +51,11 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Edit {
     /// `SMFIR_ADDHEADER`: a field after the others.
-    Add(String, String),
+    Add(String, Vec<u8>),
     /// `SMFIR_INSHEADER`: a field at this position (0 = first).
-    Insert(u32, String, String),
+    Insert(u32, String, Vec<u8>),
     /// `SMFIR_CHGHEADER`: the n-th (from 1) field of this name gets this value; an empty value removes it.
-    Change(u32, String, String),
+    Change(u32, String, Vec<u8>),
     /// `SMFIR_REPLBODY`, all chunks together: the new body.
     Body(Vec<u8>),
 }
@@ -147,26 +147,34 @@ impl Message {
 }
 
 /// A new field from a milter's name and value (folds as `\n` or `\r\n`).
-fn field(name: &str, value: &str, leading_space: bool) -> Result<Field, String> {
+fn field(name: &str, value: &[u8], leading_space: bool) -> Result<Field, String> {
     if name.is_empty() || !name.bytes().all(|b| (33..=126).contains(&b) && b != b':') {
         return Err(format!("{name:?} is not a header field name"));
     }
-    let value = value.replace("\r\n", "\n");
-    if value.contains('\r')
-        || value
-            .split('\n')
+    // Lines split at LF (a CRLF counts as one LF); a CR anywhere else, or a line that does not start with
+    // white space (a new field smuggled in), is refused. The value's bytes stay as they are (8-bit too).
+    let mut lines: Vec<&[u8]> = value.split(|b| *b == b'\n').collect();
+    let last = lines.len() - 1;
+    for line in &mut lines[..last] {
+        *line = line.strip_suffix(b"\r").unwrap_or(line);
+    }
+    if lines.iter().any(|l| l.contains(&b'\r'))
+        || lines
+            .iter()
             .skip(1)
-            .any(|l| !l.starts_with([' ', '\t']))
+            .any(|l| !l.starts_with(b" ") && !l.starts_with(b"\t"))
     {
         return Err(format!(
             "the value of {name} has a line that does not continue it"
         ));
     }
-    let sep = if leading_space { ":" } else { ": " };
-    let raw = format!("{name}{sep}{}\r\n", value.replace('\n', "\r\n"));
+    let mut raw = name.as_bytes().to_vec();
+    raw.extend_from_slice(if leading_space { b":" } else { b": " });
+    raw.extend_from_slice(&lines.join(&b"\r\n"[..]));
+    raw.extend_from_slice(b"\r\n");
     Ok(Field {
         name: name.to_string(),
-        raw: raw.into_bytes(),
+        raw,
     })
 }
 
@@ -226,7 +234,7 @@ mod tests {
         .unwrap();
         m.apply(Edit::Change(2, "Subject".into(), "changed".into()), false)
             .unwrap();
-        m.apply(Edit::Change(1, "X-Test".into(), String::new()), false)
+        m.apply(Edit::Change(1, "X-Test".into(), Vec::new()), false)
             .unwrap();
         m.apply(Edit::Change(1, "X-New".into(), "added".into()), false)
             .unwrap();
@@ -235,6 +243,25 @@ mod tests {
             text,
             "DKIM-Signature: v=1;\r\n\tb=abc\r\nFrom: a@example.org\r\nSubject: hello\r\n  world\r\n\
              Subject: changed\r\nX-Spam: Yes\r\nX-New: added\r\n\r\nbody\r\n"
+        );
+    }
+
+    #[test]
+    fn an_8bit_value_a_milter_sends_back_stays_as_it_is() {
+        let mut m = Message::parse(b"Subject: caf\xe9\r\n\r\nbody\r\n");
+        m.apply(
+            Edit::Change(1, "Subject".into(), b"caf\xe9 [spam]".to_vec()),
+            false,
+        )
+        .unwrap();
+        m.apply(
+            Edit::Add("X-Note".into(), b"\xe9t\xe9\r\n\tsuite".to_vec()),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            m.to_bytes(),
+            b"Subject: caf\xe9 [spam]\r\nX-Note: \xe9t\xe9\r\n\tsuite\r\n\r\nbody\r\n"
         );
     }
 

@@ -130,16 +130,10 @@ pub fn packet(out: &mut Vec<u8>, command: u8, data: &[u8]) {
 
 /// The data of a command made of NUL-terminated strings (CONNECT's hostname, HELO, MAIL, RCPT, HEADER).
 /// A NUL inside a string would end it early on the other side: it is dropped.
-pub fn strings(parts: &[&str]) -> Vec<u8> {
-    let bytes: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
-    byte_strings(&bytes)
-}
-
-/// [`strings`] of raw bytes (a header field's value is sent as it came, 8-bit or not).
-pub fn byte_strings(parts: &[&[u8]]) -> Vec<u8> {
+pub fn strings<S: AsRef<[u8]>>(parts: &[S]) -> Vec<u8> {
     let mut data = Vec::new();
     for p in parts {
-        data.extend(p.iter().copied().filter(|b| *b != 0));
+        data.extend(p.as_ref().iter().copied().filter(|b| *b != 0));
         data.push(0);
     }
     data
@@ -214,11 +208,9 @@ impl Negotiated {
 }
 
 /// The NUL-terminated strings of a reply's data (trailing NULs do not add empty strings).
-pub fn split_strings(data: &[u8]) -> Vec<String> {
+pub fn split_strings(data: &[u8]) -> Vec<Vec<u8>> {
     let data = data.strip_suffix(&[0]).unwrap_or(data);
-    data.split(|b| *b == 0)
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
+    data.split(|b| *b == 0).map(<[u8]>::to_vec).collect()
 }
 
 /// A big-endian u32 at the start of `data`, and the rest.
@@ -356,7 +348,10 @@ mod tests {
     #[test]
     fn strings_drop_nuls_inside() {
         assert_eq!(strings(&["a\0b", ""]), b"ab\0\0");
-        assert_eq!(split_strings(b"X-Spam\0Yes\0"), ["X-Spam", "Yes"]);
+        assert_eq!(
+            split_strings(b"X-Spam\0Yes\xe9\0"),
+            [&b"X-Spam"[..], b"Yes\xe9"]
+        );
         assert_eq!(index_and_rest(b"\0\0\0\x02X\0"), Some((2, &b"X\0"[..])));
     }
 }
